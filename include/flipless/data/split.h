@@ -1,0 +1,22 @@
+#pragma once
+// The validation split carved from train for model selection, so dev stays the regression
+// set and is never used to choose anything.
+#include <cstdint>
+
+#include "flipless/data/example.h"
+
+namespace flipless::data {
+
+struct TrainValidationSplit {
+  Dataset train;
+  Dataset validation;
+};
+
+// Stratified and deterministic: within each label, examples are ordered by a hash of
+// (seed, id) and the first round(fraction * count) go to validation. The result depends only
+// on the ids, labels and seed, not on file order. Throws ConfigError unless 0 < fraction < 1,
+// and InputError for unlabelled data.
+TrainValidationSplit split_train_validation(const Dataset& train, double validation_fraction,
+                                            std::uint64_t seed);
+
+}  // namespace flipless::data

@@ -1,0 +1,14 @@
+#pragma once
+// Each subcommand registers its options on the app and sets `run` to its body, which returns
+// the exit code (0 ok, 1 a --fail-if check failed) or throws flipless::Error (exit 2).
+#include <CLI/CLI.hpp>
+#include <functional>
+
+namespace flipless::cli {
+
+using Runner = std::function<int()>;
+
+void add_compare_command(CLI::App& app, Runner& run);
+void add_data_command(CLI::App& app, Runner& run);
+
+}  // namespace flipless::cli

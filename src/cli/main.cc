@@ -1,0 +1,36 @@
+// The flipless command line. The only place that prints and picks exit codes:
+// 0 ok, 1 a check failed (--fail-if), 2 user error (one line on stderr), 70 internal error.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <exception>
+
+#include "commands.h"
+#include "flipless/core/error.h"
+#include "flipless/version.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"flipless: measure and reduce regressions when you upgrade a text classifier"};
+  app.set_version_flag("--version", std::string(flipless::kVersion));
+  app.require_subcommand(1);
+  flipless::cli::Runner run;
+  flipless::cli::add_compare_command(app, run);
+  flipless::cli::add_data_command(app, run);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? 0 : 2;
+  }
+  try {
+    return run();
+  } catch (const flipless::Error& e) {
+    std::fprintf(stderr, "flipless: error: %s\n", e.what());
+    return 2;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "flipless: error: out of memory\n");
+    return 70;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "flipless: internal error: %s\n", e.what());
+    return 70;
+  }
+}

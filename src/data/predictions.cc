@@ -1,0 +1,291 @@
+#include "flipless/data/predictions.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <optional>
+#include <string_view>
+#include <unordered_map>
+
+#include "delimited.h"
+#include "flipless/core/error.h"
+#include "flipless/core/utf8.h"
+#include "json_line.h"
+
+namespace flipless::data {
+
+namespace {
+
+using detail::JsonValue;
+using Kind = JsonValue::Kind;
+
+constexpr std::string_view kIdNames[] = {"id", "example_id", "idx", "guid"};
+constexpr std::string_view kLabelNames[] = {"label", "y_true", "gold", "true_label"};
+constexpr std::string_view kPredNames[] = {"pred", "prediction", "predicted_label", "y_pred"};
+constexpr std::string_view kProbNames[] = {"probs", "probabilities", "prob"};
+constexpr std::string_view kLogitNames[] = {"logits"};
+
+bool ends_with(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+// Collects rows into a PredictionFile, checking each as it comes.
+class Sink {
+ public:
+  Sink(PredictionFile& out, const PredictionReadOptions& options) : out_(out), options_(options) {}
+
+  [[noreturn]] void fail(std::size_t line, std::string_view field, std::string_view message) const {
+    throw InputError(fmt::format("{}:{}: field '{}': {}", out_.source, line, field, message));
+  }
+
+  void add(std::size_t line, std::string_view id_field, std::string id, std::string_view label_field,
+           const std::optional<std::string>& label, std::string_view pred_field, const std::optional<std::string>& pred,
+           std::string_view score_field, ScoreKind kind, const std::vector<double>& scores) {
+    if (id.empty()) fail(line, id_field, "empty id");
+    if (core::find_invalid_utf8(id)) fail(line, id_field, "invalid UTF-8");
+    if (!pred && kind == ScoreKind::kNone) {
+      throw InputError(fmt::format("{}:{}: no prediction: expected a field 'pred', 'probs' or 'logits'", out_.source, line));
+    }
+    // Every row carries the same kind of prediction as the first.
+    const int shape = (pred ? 1 : 0) | (kind == ScoreKind::kProbs ? 2 : kind == ScoreKind::kLogits ? 4 : 0);
+    if (out_.ids.empty()) {
+      shape_ = shape;
+      out_.score_kind = kind;
+      out_.num_scores = scores.size();
+    } else if (shape != shape_) {
+      fail(line, pred ? pred_field : score_field, "this row's kind of prediction differs from the first row's");
+    }
+    float confidence = 0.0f;
+    std::int32_t argmax = 0;
+    if (kind != ScoreKind::kNone) {
+      if (scores.size() < 2) fail(line, score_field, "expected an array of at least 2 scores");
+      if (scores.size() != out_.num_scores) {
+        fail(line, score_field, fmt::format("expected {} scores as in the first row, found {}", out_.num_scores, scores.size()));
+      }
+      double sum = 0.0;
+      for (std::size_t k = 0; k < scores.size(); ++k) {
+        const double s = scores[k];
+        if (!std::isfinite(s)) fail(line, score_field, "scores must be finite numbers");
+        if (kind == ScoreKind::kProbs && (s < 0.0 || s > 1.0)) fail(line, score_field, "probabilities must lie in [0, 1]");
+        if (s > scores[static_cast<std::size_t>(argmax)]) argmax = static_cast<std::int32_t>(k);
+        sum += s;
+      }
+      const double top = scores[static_cast<std::size_t>(argmax)];
+      if (kind == ScoreKind::kProbs) {
+        if (std::fabs(sum - 1.0) > 1e-2) fail(line, score_field, fmt::format("probabilities sum to {:.4g}, not 1", sum));
+        confidence = static_cast<float>(top);
+      } else {
+        double z = 0.0;
+        for (double s : scores) z += std::exp(s - top);
+        confidence = static_cast<float>(1.0 / z);
+      }
+      out_.confidence.push_back(confidence);
+      if (options_.keep_scores) {
+        for (double s : scores) out_.scores.push_back(static_cast<float>(s));
+      }
+    }
+    out_.preds.push_back(pred ? token(line, pred_field, *pred) : argmax);
+    if (label) {
+      if (out_.labels.empty()) out_.labels.assign(out_.ids.size(), PredictionFile::kMissing);
+      out_.labels.push_back(token(line, label_field, *label));
+    } else if (!out_.labels.empty()) {
+      out_.labels.push_back(PredictionFile::kMissing);
+    }
+    out_.ids.push_back(std::move(id));
+    out_.lines.push_back(static_cast<std::uint32_t>(line));
+  }
+
+ private:
+  std::int32_t token(std::size_t line, std::string_view field, const std::string& text) {
+    if (text.empty()) fail(line, field, "empty label");
+    if (core::find_invalid_utf8(text)) fail(line, field, "invalid UTF-8");
+    const auto it = token_index_.find(text);
+    if (it != token_index_.end()) return it->second;
+    const auto code = -1 - static_cast<std::int32_t>(out_.tokens.size());
+    out_.tokens.push_back(text);
+    token_index_.emplace(text, code);
+    return code;
+  }
+
+  PredictionFile& out_;
+  const PredictionReadOptions& options_;
+  std::unordered_map<std::string, std::int32_t> token_index_;
+  int shape_ = 0;
+};
+
+const JsonValue* find_any(const JsonValue& row, const std::string_view* names, std::size_t count, std::string_view& which) {
+  for (std::size_t i = 0; i < count; ++i) {
+    if (const JsonValue* v = row.find(names[i])) {
+      which = names[i];
+      return v;
+    }
+  }
+  return nullptr;
+}
+
+template <std::size_t N>
+const JsonValue* find_any(const JsonValue& row, const std::string_view (&names)[N], std::string_view& which) {
+  return find_any(row, names, N, which);
+}
+
+void read_jsonl(const core::InputFile& file, Sink& sink) {
+  core::LineCursor lines(file.bytes());
+  std::string_view line;
+  std::vector<double> scores;
+  while (lines.next(line)) {
+    if (line.find_first_not_of(" \t") == std::string_view::npos) continue;
+    const std::size_t n = lines.line_number();
+    JsonValue row;
+    try {
+      row = detail::parse_json_line(line);
+    } catch (const detail::JsonSyntaxError& e) {
+      throw InputError(fmt::format("{}:{}:{}: invalid JSON: {}", file.source(), n, e.column, e.message));
+    }
+    if (row.kind != Kind::kObject) {
+      throw InputError(fmt::format("{}:{}: expected a JSON object, found a {}", file.source(), n, detail::json_kind_name(row.kind)));
+    }
+    auto text_of = [&](const JsonValue* v, std::string_view field) -> std::string {
+      if (v->kind == Kind::kString) return v->text;
+      if (v->kind == Kind::kNumber) return v->text;
+      sink.fail(n, field, fmt::format("expected a string or number, found a {}", detail::json_kind_name(v->kind)));
+    };
+    std::string_view id_field = "id", label_field = "label", pred_field = "pred", score_field;
+    const JsonValue* id = find_any(row, kIdNames, id_field);
+    if (id == nullptr) throw InputError(fmt::format("{}:{}: missing field 'id'", file.source(), n));
+    const JsonValue* label = find_any(row, kLabelNames, label_field);
+    const JsonValue* pred = find_any(row, kPredNames, pred_field);
+    ScoreKind kind = ScoreKind::kNone;
+    const JsonValue* score = find_any(row, kProbNames, score_field);
+    if (score != nullptr) {
+      kind = ScoreKind::kProbs;
+    } else if ((score = find_any(row, kLogitNames, score_field)) != nullptr) {
+      kind = ScoreKind::kLogits;
+    }
+    scores.clear();
+    if (score != nullptr) {
+      if (score->kind != Kind::kArray) sink.fail(n, score_field, fmt::format("expected an array of numbers, found a {}", detail::json_kind_name(score->kind)));
+      for (const auto& item : score->items) {
+        if (item.kind != Kind::kNumber) sink.fail(n, score_field, "expected an array of numbers");
+        scores.push_back(item.number);
+      }
+    }
+    std::optional<std::string> label_text, pred_text;
+    if (label != nullptr && label->kind != Kind::kNull) label_text = text_of(label, label_field);
+    if (pred != nullptr) pred_text = text_of(pred, pred_field);
+    sink.add(n, id_field, text_of(id, id_field), label_field, label_text, pred_field, pred_text, score_field, kind, scores);
+  }
+}
+
+bool parse_double(std::string_view text, double& out) {
+  while (!text.empty() && text.front() == ' ') text.remove_prefix(1);
+  while (!text.empty() && text.back() == ' ') text.remove_suffix(1);
+  if (!text.empty() && text.front() == '+') text.remove_prefix(1);
+  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+  return ec == std::errc() && ptr == text.data() + text.size() && !text.empty();
+}
+
+void read_csv(const core::InputFile& file, Sink& sink) {
+  detail::DelimitedReader reader(file.bytes(), ',', true);
+  std::vector<std::string> header, fields;
+  try {
+    if (!reader.next(header)) throw InputError(fmt::format("{}: file is empty", file.source()));
+    auto column = [&](const std::string_view* names, std::size_t count, std::string_view& which) -> std::optional<std::size_t> {
+      for (std::size_t i = 0; i < count; ++i) {
+        const auto it = std::find(header.begin(), header.end(), names[i]);
+        if (it != header.end()) {
+          which = names[i];
+          return static_cast<std::size_t>(it - header.begin());
+        }
+      }
+      return std::nullopt;
+    };
+    std::string_view id_field = "id", label_field = "label", pred_field = "pred", score_field;
+    const auto id = column(kIdNames, std::size(kIdNames), id_field);
+    if (!id) throw InputError(fmt::format("{}:1: missing column 'id' (the header has: {})", file.source(), fmt::join(header, ", ")));
+    const auto label = column(kLabelNames, std::size(kLabelNames), label_field);
+    const auto pred = column(kPredNames, std::size(kPredNames), pred_field);
+    ScoreKind kind = ScoreKind::kNone;
+    auto array_col = column(kProbNames, std::size(kProbNames), score_field);
+    if (array_col) {
+      kind = ScoreKind::kProbs;
+    } else if ((array_col = column(kLogitNames, std::size(kLogitNames), score_field))) {
+      kind = ScoreKind::kLogits;
+    }
+    // Column families prob_0, prob_1, ... or logit_0, logit_1, ...
+    std::vector<std::size_t> family;
+    std::string family_name;
+    if (!array_col) {
+      for (std::string_view prefix : {"prob_", "logit_"}) {
+        for (std::size_t k = 0;; ++k) {
+          const auto it = std::find(header.begin(), header.end(), fmt::format("{}{}", prefix, k));
+          if (it == header.end()) break;
+          family.push_back(static_cast<std::size_t>(it - header.begin()));
+        }
+        if (!family.empty()) {
+          kind = prefix == "prob_" ? ScoreKind::kProbs : ScoreKind::kLogits;
+          family_name = fmt::format("{}*", prefix);
+          break;
+        }
+      }
+      score_field = family_name;
+    }
+    std::vector<double> scores;
+    while (reader.next(fields)) {
+      const std::size_t n = reader.line();
+      if (fields.size() != header.size()) {
+        throw InputError(fmt::format("{}:{}: expected {} fields as in the header, found {}", file.source(), n, header.size(), fields.size()));
+      }
+      scores.clear();
+      if (array_col) {
+        JsonValue arr;
+        try {
+          arr = detail::parse_json_line(fields[*array_col]);
+        } catch (const detail::JsonSyntaxError& e) {
+          sink.fail(n, score_field, fmt::format("expected a JSON array of numbers: {}", e.message));
+        }
+        if (arr.kind != Kind::kArray) sink.fail(n, score_field, "expected a JSON array of numbers");
+        for (const auto& item : arr.items) {
+          if (item.kind != Kind::kNumber) sink.fail(n, score_field, "expected a JSON array of numbers");
+          scores.push_back(item.number);
+        }
+      }
+      for (std::size_t col : family) {
+        double v = 0.0;
+        if (!parse_double(fields[col], v)) sink.fail(n, header[col], fmt::format("'{}' is not a number", fields[col]));
+        scores.push_back(v);
+      }
+      std::optional<std::string> label_text, pred_text;
+      if (label && !fields[*label].empty()) label_text = fields[*label];
+      if (pred) pred_text = fields[*pred];
+      sink.add(n, id_field, std::move(fields[*id]), label_field, label_text, pred_field, pred_text, score_field, kind, scores);
+    }
+  } catch (const detail::DelimitedSyntaxError& e) {
+    throw InputError(fmt::format("{}:{}: {}", file.source(), e.line, e.message));
+  }
+}
+
+}  // namespace
+
+PredictionFile read_predictions(const core::InputFile& file, const PredictionReadOptions& options) {
+  PredictionFile out;
+  out.source = file.source();
+  if (file.bytes().empty()) throw InputError(fmt::format("{}: file is empty", file.source()));
+  Sink sink(out, options);
+  std::string_view name = file.source();
+  if (ends_with(name, ".gz")) name.remove_suffix(3);
+  if (ends_with(name, ".csv")) {
+    read_csv(file, sink);
+  } else {
+    read_jsonl(file, sink);
+  }
+  if (out.ids.empty()) throw InputError(fmt::format("{}: no prediction rows", file.source()));
+  return out;
+}
+
+PredictionFile read_predictions_file(const std::filesystem::path& path, const PredictionReadOptions& options) {
+  return read_predictions(core::InputFile::open(path), options);
+}
+
+}  // namespace flipless::data

@@ -1,0 +1,122 @@
+#include "flipless/data/readers.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "builder.h"
+#include "delimited.h"
+#include "flipless/core/error.h"
+#include "json_line.h"
+
+namespace flipless::data {
+
+namespace {
+
+bool ends_with(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+std::size_t column_index(const std::vector<std::string>& header, const std::string& name, const std::string& source) {
+  for (std::size_t i = 0; i < header.size(); ++i) {
+    if (header[i] == name) return i;
+  }
+  throw InputError(fmt::format("{}:1: missing column '{}' (the header has: {})", source, name, fmt::join(header, ", ")));
+}
+
+Dataset read_delimited(const core::InputFile& file, char delimiter, bool quoting, const ColumnSpec& columns) {
+  const std::string& source = file.source();
+  if (file.bytes().empty()) throw InputError(fmt::format("{}: file is empty", source));
+  detail::DelimitedReader reader(file.bytes(), delimiter, quoting);
+  std::vector<std::string> header;
+  std::vector<std::string> fields;
+  try {
+    if (!reader.next(header)) throw InputError(fmt::format("{}: file is empty", source));
+    const std::size_t text = column_index(header, columns.text, source);
+    const std::size_t none = static_cast<std::size_t>(-1);
+    const std::size_t pair = columns.text_pair.empty() ? none : column_index(header, columns.text_pair, source);
+    const std::size_t label = columns.label.empty() ? none : column_index(header, columns.label, source);
+    const std::size_t id = columns.id.empty() ? none : column_index(header, columns.id, source);
+    detail::DatasetBuilder builder(source, columns.label_names, label != none);
+    while (reader.next(fields)) {
+      if (fields.size() != header.size()) {
+        throw InputError(fmt::format("{}:{}: expected {} fields as in the header, found {}", source, reader.line(),
+                                     header.size(), fields.size()));
+      }
+      builder.add(reader.line(), id == none ? std::string() : std::move(fields[id]), std::move(fields[text]),
+                  pair == none ? std::nullopt : std::optional<std::string>(std::move(fields[pair])),
+                  label == none ? std::string() : std::move(fields[label]), columns.id, columns.text,
+                  columns.text_pair, columns.label);
+    }
+    return std::move(builder).finish(source);
+  } catch (const detail::DelimitedSyntaxError& e) {
+    throw InputError(fmt::format("{}:{}: {}", source, e.line, e.message));
+  }
+}
+
+// A JSONL field as text: strings as they are, numbers by their literal; else an error.
+std::string json_field_text(const detail::JsonValue* value, const std::string& key, bool allow_number,
+                            const std::string& source, std::size_t line) {
+  using Kind = detail::JsonValue::Kind;
+  if (value == nullptr) throw InputError(fmt::format("{}:{}: missing field '{}'", source, line, key));
+  if (value->kind == Kind::kString) return value->text;
+  if (allow_number && value->kind == Kind::kNumber) return value->text;
+  throw InputError(fmt::format("{}:{}: field '{}': expected a {}, found a {}", source, line, key,
+                               allow_number ? "string or number" : "string", detail::json_kind_name(value->kind)));
+}
+
+Dataset read_jsonl(const core::InputFile& file, const ColumnSpec& columns) {
+  const std::string& source = file.source();
+  if (file.bytes().empty()) throw InputError(fmt::format("{}: file is empty", source));
+  detail::DatasetBuilder builder(source, columns.label_names, !columns.label.empty());
+  core::LineCursor lines(file.bytes());
+  std::string_view line;
+  while (lines.next(line)) {
+    if (line.find_first_not_of(" \t") == std::string_view::npos) continue;
+    const std::size_t n = lines.line_number();
+    detail::JsonValue row;
+    try {
+      row = detail::parse_json_line(line);
+    } catch (const detail::JsonSyntaxError& e) {
+      throw InputError(fmt::format("{}:{}:{}: invalid JSON: {}", source, n, e.column, e.message));
+    }
+    if (row.kind != detail::JsonValue::Kind::kObject) {
+      throw InputError(fmt::format("{}:{}: expected a JSON object, found a {}", source, n, detail::json_kind_name(row.kind)));
+    }
+    std::string id = columns.id.empty() ? std::string() : json_field_text(row.find(columns.id), columns.id, true, source, n);
+    std::string text = json_field_text(row.find(columns.text), columns.text, false, source, n);
+    std::optional<std::string> pair;
+    if (!columns.text_pair.empty()) pair = json_field_text(row.find(columns.text_pair), columns.text_pair, false, source, n);
+    std::string label = columns.label.empty() ? std::string() : json_field_text(row.find(columns.label), columns.label, true, source, n);
+    builder.add(n, std::move(id), std::move(text), std::move(pair), std::move(label), columns.id, columns.text,
+                columns.text_pair, columns.label);
+  }
+  return std::move(builder).finish(source);
+}
+
+}  // namespace
+
+TableFormat format_from_path(const std::filesystem::path& path) {
+  std::string name = path.filename().string();
+  if (ends_with(name, ".gz")) name.resize(name.size() - 3);
+  if (ends_with(name, ".csv")) return TableFormat::kCsv;
+  if (ends_with(name, ".tsv")) return TableFormat::kTsv;
+  if (ends_with(name, ".jsonl") || ends_with(name, ".json")) return TableFormat::kJsonl;
+  throw InputError(fmt::format("{}: cannot tell the format from the file name (expected .csv, .tsv or .jsonl)", path.string()));
+}
+
+Dataset read_table(const core::InputFile& file, TableFormat format, const ColumnSpec& columns) {
+  if (columns.text.empty()) throw ConfigError("the text column name must not be empty");
+  switch (format) {
+    case TableFormat::kCsv: return read_delimited(file, ',', true, columns);
+    case TableFormat::kTsv: return read_delimited(file, '\t', false, columns);
+    case TableFormat::kJsonl: return read_jsonl(file, columns);
+  }
+  throw ConfigError("unknown table format");
+}
+
+Dataset read_table_file(const std::filesystem::path& path, const ColumnSpec& columns) {
+  const TableFormat format = format_from_path(path);
+  return read_table(core::InputFile::open(path), format, columns);
+}
+
+}  // namespace flipless::data

@@ -1,0 +1,138 @@
+// Runs the built `flipless` binary as a user would: exit codes, one-line errors, --help for
+// every subcommand, and the README's main command on the bundled example.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "../unit/test_util.h"
+
+namespace {
+
+using flipless::testing::TempDir;
+
+struct Result {
+  int code;
+  std::string out;  // stdout
+  std::string err;  // stderr
+};
+
+std::string slurp(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// Runs `flipless ARGS` through the shell with stdout and stderr captured to files.
+Result run(const TempDir& dir, const std::string& args) {
+  const auto out = dir.path() / "stdout.txt", err = dir.path() / "stderr.txt";
+  const std::string cmd = std::string("'") + FLIPLESS_BINARY + "' " + args + " >'" + out.string() + "' 2>'" + err.string() + "'";
+  const int status = std::system(cmd.c_str());
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
+}
+
+const std::string kExamples = FLIPLESS_EXAMPLES_DIR;
+const std::string kOld = kExamples + "/sst2-dev-old.jsonl";
+const std::string kNew = kExamples + "/sst2-dev-new.jsonl";
+
+// One line on stderr, exit code 2, and the line contains `expected`.
+void expect_user_error(const Result& r, const std::string& expected) {
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_NE(r.err.find(expected), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.rfind("flipless: error: ", 0), 0u) << r.err;
+}
+
+TEST(Cli, HelpForEverySubcommand) {
+  TempDir dir;
+  for (const char* cmd : {"--help", "compare --help", "data --help", "data list --help", "data inspect --help"}) {
+    const Result r = run(dir, cmd);
+    EXPECT_EQ(r.code, 0) << cmd;
+    EXPECT_NE(r.out.find("Usage"), std::string::npos) << cmd;
+  }
+  EXPECT_EQ(run(dir, "--version").out, "0.1.0\n");
+  EXPECT_EQ(run(dir, "").code, 2);
+  EXPECT_EQ(run(dir, "frobnicate").code, 2);
+}
+
+TEST(Cli, CompareOnTheBundledExample) {
+  TempDir dir;
+  const Result r = run(dir, "compare '" + kOld + "' '" + kNew + "' --data sst2:dev");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("872 examples, true labels from sst2:dev"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("NFR"), std::string::npos);
+  EXPECT_NE(r.out.find("top 10 negative flips"), std::string::npos);
+  EXPECT_NE(r.out.find("flips by old-model confidence"), std::string::npos);
+}
+
+TEST(Cli, WritesEveryFormatAtomically) {
+  TempDir dir;
+  for (const char* format : {"json", "markdown", "html"}) {
+    const auto out = dir.path() / (std::string("report.") + format);
+    const Result r = run(dir, "compare '" + kOld + "' '" + kNew + "' --data sst2:dev --format " + format + " --out '" + out.string() + "'");
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_GT(std::filesystem::file_size(out), 500u) << format;
+  }
+  EXPECT_NE(slurp(dir.path() / "report.html").find("<svg"), std::string::npos);
+  std::size_t files = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(dir.path())) ++files;
+  EXPECT_EQ(files, 5u);  // three reports + captured stdout/stderr, no temporary files
+}
+
+TEST(Cli, FailIfExitsOneWhenACheckHolds) {
+  TempDir dir;
+  const std::string base = "compare '" + kOld + "' '" + kNew + "' --data sst2:dev --fail-if ";
+  const Result crossed = run(dir, base + "'nfr>0.01'");
+  EXPECT_EQ(crossed.code, 1);
+  EXPECT_NE(crossed.err.find("check failed: nfr>0.01 (nfr = 0.0630"), std::string::npos) << crossed.err;
+  EXPECT_EQ(run(dir, base + "'nfr>0.5' --fail-if 'btc<0.5'").code, 0);
+  expect_user_error(run(dir, base + "'nfx>0.1'"), "unknown metric 'nfx'");
+}
+
+TEST(Cli, BadPredictionFilesExitTwoWithOneLine) {
+  TempDir dir;
+  expect_user_error(run(dir, "compare /no/old.jsonl '" + kNew + "'"), "/no/old.jsonl: cannot open");
+  const auto empty = dir.write("empty.jsonl", "");
+  expect_user_error(run(dir, "compare '" + empty.string() + "' '" + kNew + "'"), "empty.jsonl: file is empty");
+  const auto bad_json = dir.write("bad.jsonl", "{\"id\": \"a\", \"pred\": }\n");
+  expect_user_error(run(dir, "compare '" + bad_json.string() + "' '" + kNew + "'"), "bad.jsonl:1:21: invalid JSON");
+  const auto partial = dir.write("partial.jsonl", "{\"id\": \"h26ddf09f96c991d9\", \"pred\": 1}\n");
+  expect_user_error(run(dir, "compare '" + partial.string() + "' '" + kNew + "'"), "is not in");
+  expect_user_error(run(dir, "compare '" + kOld + "' '" + kNew + "'"), "no true labels");
+  expect_user_error(run(dir, "compare '" + kOld + "' '" + kNew + "' --data sst2:test"), "'sst2:test' is not bundled");
+  expect_user_error(run(dir, "compare '" + kOld + "' '" + kNew + "' --data sst2:dev --format pdf"), "unknown format 'pdf'");
+}
+
+// Every bad-input path of the dataset readers, through the CLI.
+TEST(Cli, BadDatasetsExitTwoWithFileLineAndField) {
+  TempDir dir;
+  struct Case {
+    std::string name, content, expected;
+  };
+  const Case cases[] = {
+      {"empty.tsv", "", "empty.tsv: file is empty"},
+      {"nocol.tsv", "text\tlabel\nhi\t1\n", "nocol.tsv:1: missing column 'sentence'"},
+      {"ragged.tsv", "sentence\tlabel\nhi\t1\nlonely\n", "ragged.tsv:3: expected 2 fields as in the header, found 1"},
+      {"label.tsv", "sentence\tlabel\nhi\t7\n", "label.tsv:2: column 'label': label '7' is not in the label set [0, 1]"},
+      {"utf8.tsv", "sentence\tlabel\nbad \xC3\x28\t1\n", "utf8.tsv:2: column 'sentence': invalid UTF-8 at byte 5 of the field"},
+  };
+  for (const auto& c : cases) {
+    const auto p = dir.write(c.name, c.content);
+    expect_user_error(run(dir, "data inspect 'sst2:" + p.string() + "'"), c.expected);
+  }
+  const auto dup = dir.write("dup.tsv", "index\tquestion\tsentence\tlabel\n1\tq\ts\tentailment\n1\tq\ts\tentailment\n");
+  expect_user_error(run(dir, "data inspect 'qnli:" + dup.string() + "'"), "dup.tsv:3: column 'index': duplicate id '1' (first on line 2)");
+  expect_user_error(run(dir, "data inspect 'sst2:" + (dir.path() / "missing.tsv").string() + "'"), "missing.tsv: cannot open");
+  const auto j = dir.write("d.jsonl", "{\"body\": \"x\", \"label\": 1}\n");
+  expect_user_error(run(dir, "data inspect '" + j.string() + "'"), "d.jsonl:1: missing field 'text'");
+  EXPECT_EQ(run(dir, "data inspect '" + j.string() + "' --text-column body").code, 0);
+  const Result ok = run(dir, "data inspect mrpc:dev");
+  EXPECT_EQ(ok.code, 0);
+  EXPECT_NE(ok.out.find("408 examples, text pairs"), std::string::npos) << ok.out;
+}
+
+}  // namespace

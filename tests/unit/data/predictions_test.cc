@@ -1,0 +1,76 @@
+#include <gtest/gtest.h>
+
+#include "../test_util.h"
+#include "flipless/core/error.h"
+#include "flipless/data/predictions.h"
+
+namespace flipless::data {
+namespace {
+
+using flipless::testing::error_of;
+using flipless::testing::TempDir;
+
+PredictionFile parse(const std::string& name, const std::string& text, PredictionReadOptions options = {}) {
+  return read_predictions(core::InputFile::from_string(text, name), options);
+}
+
+TEST(Predictions, JsonlWithLabelsProbsAndLogits) {
+  const auto labels = parse("p.jsonl", "{\"id\": \"a\", \"label\": 1, \"pred\": 0}\n{\"id\": 7, \"label\": \"1\", \"pred\": \"positive\"}\n");
+  EXPECT_EQ(labels.ids, (std::vector<std::string>{"a", "7"}));
+  EXPECT_EQ(labels.tokens, (std::vector<std::string>{"0", "1", "positive"}));
+  EXPECT_EQ(labels.preds, (std::vector<std::int32_t>{-1, -3}));   // tokens "0", "positive"
+  EXPECT_EQ(labels.labels, (std::vector<std::int32_t>{-2, -2}));  // token "1" both times
+  EXPECT_EQ(labels.score_kind, ScoreKind::kNone);
+  EXPECT_TRUE(labels.confidence.empty());
+
+  const auto probs = parse("p.jsonl", "{\"id\": \"a\", \"probs\": [0.2, 0.8]}\n{\"id\": \"b\", \"probs\": [0.5, 0.5]}\n",
+                           {.keep_scores = true});
+  EXPECT_EQ(probs.preds, (std::vector<std::int32_t>{1, 0}));  // ties: lowest index
+  EXPECT_FLOAT_EQ(probs.confidence[0], 0.8f);
+  EXPECT_EQ(probs.scores.size(), 4u);
+  EXPECT_TRUE(probs.labels.empty());
+
+  const auto logits = parse("p.jsonl", "{\"example_id\": \"a\", \"logits\": [0.0, 0.0, 1.0986123]}\n");
+  EXPECT_EQ(logits.preds, (std::vector<std::int32_t>{2}));
+  EXPECT_NEAR(logits.confidence[0], 0.6, 1e-6);  // e^1.0986 / (2 + e^1.0986) = 3/5
+  EXPECT_EQ(logits.num_scores, 3u);
+}
+
+TEST(Predictions, CsvWithArrayCellsOrColumnFamilies) {
+  const auto cells = parse("p.csv", "id,label,probs\na,1,\"[0.3, 0.7]\"\nb,0,\"[0.9,0.1]\"\n");
+  EXPECT_EQ(cells.preds, (std::vector<std::int32_t>{1, 0}));
+  EXPECT_EQ(cells.labels.size(), 2u);
+  const auto family = parse("p.csv", "id,logit_0,logit_1,logit_2\na,1,2,3\nb,3,2,1\n");
+  EXPECT_EQ(family.preds, (std::vector<std::int32_t>{2, 0}));
+  EXPECT_EQ(family.score_kind, ScoreKind::kLogits);
+  const auto preds = parse("p.csv", "idx,y_pred\na,neg\n");
+  EXPECT_EQ(preds.tokens, (std::vector<std::string>{"neg"}));
+}
+
+TEST(Predictions, BadRowsNameFileLineAndField) {
+  EXPECT_EQ(error_of<InputError>([] { parse("p.jsonl", ""); }), "p.jsonl: file is empty");
+  EXPECT_EQ(error_of<InputError>([] { parse("p.jsonl", "{\"pred\": 1}\n"); }), "p.jsonl:1: missing field 'id'");
+  EXPECT_EQ(error_of<InputError>([] { parse("p.jsonl", "{\"id\": \"a\"}\n"); }),
+            "p.jsonl:1: no prediction: expected a field 'pred', 'probs' or 'logits'");
+  EXPECT_EQ(error_of<InputError>([] { parse("p.jsonl", "{\"id\": \"a\", \"probs\": [0.2, 0.8]}\n{\"id\": \"b\", \"probs\": [0.2, 0.3, 0.5]}\n"); }),
+            "p.jsonl:2: field 'probs': expected 2 scores as in the first row, found 3");
+  EXPECT_EQ(error_of<InputError>([] { parse("p.jsonl", "{\"id\": \"a\", \"probs\": [0.2, 0.9]}\n"); }),
+            "p.jsonl:1: field 'probs': probabilities sum to 1.1, not 1");
+  EXPECT_EQ(error_of<InputError>([] { parse("p.jsonl", "{\"id\": \"a\", \"logits\": \"1,2\"}\n"); }),
+            "p.jsonl:1: field 'logits': expected an array of numbers, found a string");
+  EXPECT_EQ(error_of<InputError>([] { parse("p.jsonl", "{\"id\": \"a\", \"pred\": 1}\n{\"id\": \"b\", \"logits\": [1, 2]}\n"); }),
+            "p.jsonl:2: field 'logits': this row's kind of prediction differs from the first row's");
+  EXPECT_EQ(error_of<InputError>([] { parse("p.jsonl", "{\"id\": \"\", \"pred\": 1}\n"); }), "p.jsonl:1: field 'id': empty id");
+  EXPECT_EQ(error_of<InputError>([] { parse("p.jsonl", "[1, 2]\n"); }), "p.jsonl:1: expected a JSON object, found a array");
+  EXPECT_EQ(error_of<InputError>([] { parse("p.jsonl", "{\"id\": \"a\", \"pred\": 1e999}\n"); }),
+            "p.jsonl:1:21: invalid JSON: number out of range");
+  EXPECT_EQ(error_of<InputError>([] { parse("p.jsonl", "{\"id\": \"a\xFF\", \"pred\": 1}\n"); }),
+            "p.jsonl:1: field 'id': invalid UTF-8");
+  EXPECT_EQ(error_of<InputError>([] { parse("p.csv", "name,pred\na,1\n"); }), "p.csv:1: missing column 'id' (the header has: name, pred)");
+  EXPECT_EQ(error_of<InputError>([] { parse("p.csv", "id,prob_0,prob_1\na,0.5,x\n"); }), "p.csv:2: field 'prob_1': 'x' is not a number");
+  EXPECT_EQ(error_of<InputError>([] { parse("p.csv", "id,pred\na,1,2\n"); }), "p.csv:2: expected 2 fields as in the header, found 3");
+  EXPECT_EQ(error_of<InputError>([] { parse("p.jsonl", "\n\n"); }), "p.jsonl: no prediction rows");
+}
+
+}  // namespace
+}  // namespace flipless::data
