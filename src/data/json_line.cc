@@ -56,7 +56,7 @@ class Parser {
         skip_ws();
         if (pos_ >= s_.size() || s_[pos_] != ':') fail("expected ':'");
         ++pos_;
-        v.members.emplace_back(std::move(key), parse_value(depth + 1));
+        v.members.push_back(JsonMember{std::move(key), parse_value(depth + 1)});
         skip_ws();
         if (pos_ < s_.size() && s_[pos_] == ',') {
           ++pos_;

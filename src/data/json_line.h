@@ -10,6 +10,8 @@
 
 namespace flipless::data::detail {
 
+struct JsonMember;
+
 struct JsonValue {
   enum class Kind { kNull, kBool, kNumber, kString, kArray, kObject };
   Kind kind = Kind::kNull;
@@ -17,10 +19,15 @@ struct JsonValue {
   double number = 0.0;
   std::string text;  // decoded string, or the raw text of a number
   std::vector<JsonValue> items;
-  std::vector<std::pair<std::string, JsonValue>> members;
+  std::vector<JsonMember> members;  // object members in file order
 
   // The member named `key`, or nullptr.
   const JsonValue* find(std::string_view key) const;
+};
+
+struct JsonMember {
+  std::string key;
+  JsonValue value;
 };
 
 // Thrown by parse_json_line with the 1-based byte column of the problem.

@@ -38,10 +38,10 @@ std::filesystem::path bundled_data_dir() {
   if (const char* env = std::getenv("FLIPLESS_DATA_DIR"); env != nullptr && *env != '\0') {
     candidates.emplace_back(env);
   } else {
+    if (auto dir = executable_dir(); !dir.empty()) candidates.push_back(dir.parent_path() / "share" / "flipless" / "data");
 #ifdef FLIPLESS_SOURCE_DATA_DIR
     candidates.emplace_back(FLIPLESS_SOURCE_DATA_DIR);
 #endif
-    if (auto dir = executable_dir(); !dir.empty()) candidates.push_back(dir.parent_path() / "share" / "flipless" / "data");
   }
   for (const auto& dir : candidates) {
     if (std::filesystem::is_directory(dir / "sst2")) return dir;

@@ -16,9 +16,9 @@
 
 namespace flipless::data {
 
-// The folder holding bundled data: $FLIPLESS_DATA_DIR if set, else the source tree's
-// data/bundled (for a build tree), else <prefix>/share/flipless/data next to the installed
-// binary. Throws IoError when none exists.
+// The folder holding bundled data: $FLIPLESS_DATA_DIR if set, else <prefix>/share/flipless/data
+// beside the running binary (an install), else the source tree's data/bundled (a build tree).
+// Throws IoError when none exists.
 std::filesystem::path bundled_data_dir();
 
 // Names of the bundled datasets ("sst2:train", "sst2:dev", ...).

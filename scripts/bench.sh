@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs the benchmarks in bench/ on a release build. Fetches BackwardCompatibilityML's wheel
+# (pure Python, no dependencies needed for its score functions) to compare against.
+#   scripts/bench.sh [--rows N]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+bcml=build/bcml
+if [ ! -d "$bcml/backwardcompatibilityml" ]; then
+  mkdir -p "$bcml"
+  python3 -m pip download -q --no-deps backwardcompatibilityml==1.4.2 -d "$bcml"
+  (cd "$bcml" && python3 -m zipfile -e backwardcompatibilityml-1.4.2-py3-none-any.whl .)
+fi
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GB", $2/1e6}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "date: $(date -u +%Y-%m-%d)"
+build/release/bench/compare_bench --bcml "$bcml" "$@"
