@@ -15,9 +15,9 @@ ctest --test-dir build/release --output-on-failure -j "$jobs"
 echo "== install and build a consumer project against it"
 tests/install/check.sh build/release
 
-echo "== ASan + UBSan build: tests"
+echo "== ASan + UBSan build of the torch-free libraries: tests"
 cmake -S . -B build/asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DFLIPLESS_SANITIZE=address,undefined \
-  -DFLIPLESS_WERROR=ON -DFLIPLESS_BUILD_BENCH=OFF >/dev/null
+  -DFLIPLESS_WERROR=ON -DFLIPLESS_BUILD_BENCH=OFF -DFLIPLESS_WITH_TORCH=OFF >/dev/null
 cmake --build build/asan
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build/asan --output-on-failure -j "$jobs"

@@ -10,5 +10,7 @@ using Runner = std::function<int()>;
 
 void add_compare_command(CLI::App& app, Runner& run);
 void add_data_command(CLI::App& app, Runner& run);
+// train, predict and models (only in builds with libtorch).
+void add_train_commands(CLI::App& app, Runner& run);
 
 }  // namespace flipless::cli

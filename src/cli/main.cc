@@ -15,6 +15,9 @@ int main(int argc, char** argv) {
   flipless::cli::Runner run;
   flipless::cli::add_compare_command(app, run);
   flipless::cli::add_data_command(app, run);
+#ifdef FLIPLESS_WITH_TORCH
+  flipless::cli::add_train_commands(app, run);
+#endif
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

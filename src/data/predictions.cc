@@ -288,4 +288,72 @@ PredictionFile read_predictions_file(const std::filesystem::path& path, const Pr
   return read_predictions(core::InputFile::open(path), options);
 }
 
+namespace {
+void append_json_string(std::string& out, std::string_view s) {
+  out += '"';
+  for (char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
+        } else {
+          out += c;
+        }
+    }
+  }
+  out += '"';
+}
+
+void append_floats(std::string& out, const float* values, std::size_t count) {
+  out += '[';
+  for (std::size_t k = 0; k < count; ++k) {
+    if (k > 0) out += ',';
+    out += fmt::format("{:.7g}", values[k]);
+  }
+  out += ']';
+}
+}  // namespace
+
+void write_predictions(const std::filesystem::path& path, const PredictionRows& rows) {
+  const std::size_t n = rows.ids.size();
+  if (rows.num_labels == 0 || rows.logits.size() != n * rows.num_labels || (!rows.labels.empty() && rows.labels.size() != n) ||
+      (!rows.embeddings.empty() && rows.embeddings.size() != n * rows.dim) || (!rows.gates.empty() && rows.gates.size() != n)) {
+    throw InputError(fmt::format("{}: prediction arrays do not match {} rows", path.string(), n));
+  }
+  std::string out;
+  out.reserve(n * (64 + 12 * (rows.num_labels + rows.dim)));
+  for (std::size_t i = 0; i < n; ++i) {
+    out += "{\"id\":";
+    append_json_string(out, rows.ids[i]);
+    if (!rows.labels.empty() && rows.labels[i] >= 0) {
+      out += ",\"label\":";
+      const auto l = static_cast<std::size_t>(rows.labels[i]);
+      if (l < rows.label_names.size()) append_json_string(out, rows.label_names[l]);
+      else out += std::to_string(l);
+    }
+    const float* logits = rows.logits.data() + i * rows.num_labels;
+    std::size_t best = 0;
+    for (std::size_t k = 1; k < rows.num_labels; ++k) {
+      if (logits[k] > logits[best]) best = k;
+    }
+    out += ",\"pred\":";
+    if (best < rows.label_names.size()) append_json_string(out, rows.label_names[best]);
+    else out += std::to_string(best);
+    out += ",\"logits\":";
+    append_floats(out, logits, rows.num_labels);
+    if (!rows.embeddings.empty()) {
+      out += ",\"embedding\":";
+      append_floats(out, rows.embeddings.data() + i * rows.dim, rows.dim);
+    }
+    if (!rows.gates.empty()) out += fmt::format(",\"gate\":{:.7g}", rows.gates[i]);
+    out += "}\n";
+  }
+  core::write_file_atomic(path, out);
+}
+
 }  // namespace flipless::data

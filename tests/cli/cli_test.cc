@@ -36,6 +36,11 @@ Result run(const TempDir& dir, const std::string& args) {
 }
 
 const std::string kExamples = FLIPLESS_EXAMPLES_DIR;
+
+// One JSONL dataset row.
+std::string fmt_line(int id, int label, const std::string& text) {
+  return "{\"id\": \"r" + std::to_string(id) + "\", \"text\": \"" + text + "\", \"label\": " + std::to_string(label) + "}\n";
+}
 const std::string kOld = kExamples + "/sst2-dev-old.jsonl";
 const std::string kNew = kExamples + "/sst2-dev-new.jsonl";
 
@@ -136,3 +141,74 @@ TEST(Cli, BadDatasetsExitTwoWithFileLineAndField) {
 }
 
 }  // namespace
+
+#ifdef FLIPLESS_WITH_TORCH
+namespace {
+
+// Writes a small JSONL dataset the tiny test vocabulary covers; the label follows one word.
+std::string words_jsonl(int n, int offset) {
+  const char* pos[] = {"good", "great", "fun", "love"};
+  const char* neg[] = {"bad", "boring", "hate", "not"};
+  std::string out;
+  for (int i = 0; i < n; ++i) {
+    const int label = i % 2;
+    out += fmt_line(i + offset, label, std::string("the movie was very ") + (label ? pos[i % 4] : neg[i % 4]) + " .");
+  }
+  return out;
+}
+
+TEST(CliTrain, FastTextFrozenAndFineTunedModelsTrainPredictAndCompare) {
+  TempDir dir;
+  const auto train = dir.write("train.jsonl", words_jsonl(120, 0));
+  const auto eval = dir.write("dev.jsonl", words_jsonl(30, 1000));
+  const std::string data = " --train '" + train.string() + "' --eval '" + eval.string() + "' --validation-fraction 0.2";
+  const std::string tiny = std::string(FLIPLESS_TEST_DIR) + "/golden/nn/tiny-bert";
+  const auto old_dir = dir.path() / "old", frozen_dir = dir.path() / "frozen", tuned_dir = dir.path() / "tuned";
+  Result r = run(dir, "train --model fasttext --fasttext-epochs 5" + data + " --out '" + old_dir.string() + "'");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("dev"), std::string::npos);
+  r = run(dir, "train --model '" + tiny + "' --frozen --layers 1 --epochs 3 --lr 0.01 --cache '" + (dir.path() / "cache").string() + "'" +
+               data + " --out '" + frozen_dir.string() + "'");
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = run(dir, "train --model '" + tiny + "' --epochs 1 --batch-size 16 --max-length 16" + data + " --out '" + tuned_dir.string() + "'");
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const auto& d : {old_dir, frozen_dir, tuned_dir}) {
+    for (const char* split : {"train", "validation", "dev"}) {
+      EXPECT_TRUE(std::filesystem::exists(d / "predictions" / (std::string(split) + ".jsonl"))) << d << " " << split;
+    }
+  }
+  // What train wrote, compare reads, joined by id with labels from the files.
+  r = run(dir, "compare '" + (old_dir / "predictions/dev.jsonl").string() + "' '" + (frozen_dir / "predictions/dev.jsonl").string() + "'");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("30 examples"), std::string::npos) << r.out;
+  // predict reproduces train's dev predictions from the saved folder.
+  const auto again = dir.path() / "again.jsonl";
+  r = run(dir, "predict '" + tuned_dir.string() + "' --data '" + eval.string() + "' --out '" + again.string() + "'");
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = run(dir, "compare '" + (tuned_dir / "predictions/dev.jsonl").string() + "' '" + again.string() + "' --fail-if 'nfr>0' --fail-if 'pfr>0'");
+  EXPECT_EQ(r.code, 0) << r.err << r.out;
+  r = run(dir, "predict '" + old_dir.string() + "' --data '" + eval.string() + "' --out '" + again.string() + "'");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(run(dir, "models list").code, 0);
+}
+
+TEST(CliTrain, BadModelsAndOptionsExitTwoWithOneLine) {
+  TempDir dir;
+  const auto train = dir.write("train.jsonl", words_jsonl(40, 0));
+  const auto other = dir.write("other.jsonl", "{\"text\": \"a\", \"label\": \"x\"}\n{\"text\": \"b\", \"label\": \"y\"}\n{\"text\": \"c\", \"label\": \"z\"}\n");
+  const std::string tiny = std::string(FLIPLESS_TEST_DIR) + "/golden/nn/tiny-bert";
+  const std::string out = " --out '" + (dir.path() / "o").string() + "'";
+  expect_user_error(run(dir, "train --model bert-gigantic --train '" + train.string() + "' --eval '" + train.string() + "'" + out),
+                    "unknown model 'bert-gigantic'");
+  expect_user_error(run(dir, "train --model '" + tiny + "' --frozen --pooling max --train '" + train.string() + "' --eval '" + train.string() + "'" + out),
+                    "pooling 'max': expected mean, cls or pooler");
+  expect_user_error(run(dir, "train --model fasttext --train '" + train.string() + "' --eval '" + other.string() + "'" + out),
+                    "different label sets");
+  expect_user_error(run(dir, "train --model fasttext --train '" + train.string() + "'" + out), "give --task");
+  expect_user_error(run(dir, "predict '" + dir.path().string() + "' --data sst2:dev --out x.jsonl"), "no flipless_model.json");
+  expect_user_error(run(dir, "train --model '" + tiny + "' --layers 9 --train '" + train.string() + "' --eval '" + train.string() + "'" + out),
+                    "asked for 9 layers, the model has 2");
+}
+
+}  // namespace
+#endif

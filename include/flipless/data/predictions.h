@@ -54,4 +54,20 @@ struct PredictionReadOptions {
 PredictionFile read_predictions(const core::InputFile& file, const PredictionReadOptions& options = {});
 PredictionFile read_predictions_file(const std::filesystem::path& path, const PredictionReadOptions& options = {});
 
+// Rows to write: logits (n, k) and optional embeddings (n, d), row-major.
+struct PredictionRows {
+  std::vector<std::string> ids;          // (n,)
+  std::vector<std::int32_t> labels;      // (n,) class indices, or empty; -1 for unlabelled rows
+  std::vector<std::string> label_names;  // written as the label value when given
+  std::size_t num_labels = 0;
+  std::vector<float> logits;             // (n, num_labels)
+  std::size_t dim = 0;
+  std::vector<float> embeddings;         // (n, dim), or empty
+  std::vector<float> gates;              // (n,) Gated Fusion gate values, or empty
+};
+
+// Writes JSON Lines {"id", "label", "pred", "logits", "embedding", "gate"} atomically; the
+// file reads back with read_predictions and `flipless compare`.
+void write_predictions(const std::filesystem::path& path, const PredictionRows& rows);
+
 }  // namespace flipless::data

@@ -1,0 +1,85 @@
+#pragma once
+// Trainable classifiers in libtorch: a head on precomputed features (frozen encoder), or a
+// fine-tuned BERT-family encoder with a head on its pooled embedding (the paper's setting).
+// Both give logits and the pooled embedding the head reads, which is Gated Fusion's gate
+// input.
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/sequential.h>
+#include <torch/nn/modules/dropout.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/pimpl.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+#include "flipless/nn/bert.h"
+
+namespace flipless::nn {
+
+// A batch of model inputs: `features` (batch, dim) for heads on frozen features, or the three
+// token tensors (batch, seq) for encoders.
+struct ModelInputs {
+  torch::Tensor features;
+  torch::Tensor input_ids;
+  torch::Tensor token_type_ids;
+  torch::Tensor attention_mask;
+};
+
+struct ModelOutput {
+  torch::Tensor logits;     // (batch, num_labels)
+  torch::Tensor embedding;  // (batch, dim): what the head reads
+};
+
+struct HeadConfig {
+  std::string kind = "linear";  // linear, or mlp (Linear, ReLU, Dropout, Linear)
+  std::int64_t hidden = 256;    // mlp hidden width
+  double dropout = 0.1;         // before the head (and inside the mlp)
+  void validate() const;
+};
+
+class ClassificationHeadImpl : public torch::nn::Module {
+ public:
+  ClassificationHeadImpl(std::int64_t in_dim, std::int64_t num_labels, const HeadConfig& config);
+  torch::Tensor forward(const torch::Tensor& embedding);  // (batch, in_dim) -> (batch, num_labels)
+
+ private:
+  torch::nn::Dropout dropout_{nullptr};
+  torch::nn::Sequential layers_{nullptr};
+};
+TORCH_MODULE(ClassificationHead);
+
+// The interface the training loop drives.
+class ClassifierModule : public torch::nn::Module {
+ public:
+  virtual ModelOutput forward(const ModelInputs& inputs) = 0;
+  virtual std::int64_t num_labels() const = 0;
+};
+
+// A head on precomputed features; the embedding is the feature vector itself.
+class FeatureClassifier : public ClassifierModule {
+ public:
+  FeatureClassifier(std::int64_t feature_dim, std::int64_t num_labels, const HeadConfig& head);
+  ModelOutput forward(const ModelInputs& inputs) override;
+  std::int64_t num_labels() const override { return num_labels_; }
+
+ private:
+  std::int64_t num_labels_;
+  ClassificationHead head_{nullptr};
+};
+
+// A BERT-family encoder fine-tuned with a head on its pooled embedding.
+class EncoderClassifier : public ClassifierModule {
+ public:
+  EncoderClassifier(BertEncoder encoder, std::int64_t num_labels, const HeadConfig& head);
+  ModelOutput forward(const ModelInputs& inputs) override;
+  std::int64_t num_labels() const override { return num_labels_; }
+  BertEncoder& encoder() { return encoder_; }
+
+ private:
+  std::int64_t num_labels_;
+  BertEncoder encoder_{nullptr};
+  ClassificationHead head_{nullptr};
+};
+
+}  // namespace flipless::nn

@@ -1,0 +1,37 @@
+#pragma once
+// A trained classifier folder, what `flipless train` writes and `flipless predict` reads:
+//
+//   flipless_model.json   {"format": "flipless-classifier", "version": 1,
+//                          "kind": "frozen-head" | "fine-tuned" | "fasttext",
+//                          "label_names": [...], "base_model": PATH, "layers": K,
+//                          "pooling": "mean", "max_length": 128, "head": {...}, ...}
+//   weights.safetensors   the module's parameters (torch kinds)
+//   encoder/              config.json and tokenizer files of the base model (fine-tuned)
+//   model.bin             the fastText model (fasttext)
+//
+// The version is checked on load; unknown formats and versions are refused with the reason.
+#include <filesystem>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "flipless/models/classifier.h"
+#include "flipless/nn/classifier.h"
+
+namespace flipless::train {
+
+inline constexpr const char* kModelCardName = "flipless_model.json";
+
+// Saves a torch classifier's parameters and its card (the card must name its kind).
+void save_torch_classifier(const std::filesystem::path& dir, nn::ClassifierModule& model, const nlohmann::json& card);
+
+// Writes just the card (kinds whose weights are saved otherwise, like fastText).
+void save_model_card(const std::filesystem::path& dir, const nlohmann::json& card);
+
+// Reads and checks a folder's card. Throws ModelError naming the file and field.
+nlohmann::json read_model_card(const std::filesystem::path& dir);
+
+// Loads any saved kind as a Classifier.
+std::unique_ptr<models::Classifier> load_classifier(const std::filesystem::path& dir);
+
+}  // namespace flipless::train

@@ -1,0 +1,79 @@
+#pragma once
+// One training loop for every model and method: AdamW with decoupled weight decay (none on
+// biases and LayerNorm), linear warm-up then linear decay, gradient clipping, seeded shuffling,
+// validation each epoch. The loss is a function of the step's outputs, labels and rows, so a
+// compatibility method can look up precomputed old-model logits by row; the loop never sees
+// the old model. Progress goes to an observer, never to stdout.
+#include <torch/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <vector>
+
+#include "flipless/nn/classifier.h"
+#include "flipless/train/inputs.h"
+
+namespace flipless::train {
+
+struct TrainConfig {
+  int epochs = 3;
+  std::int64_t batch_size = 32;
+  double learning_rate = 5e-5;
+  double weight_decay = 0.01;
+  double warmup_ratio = 0.1;      // share of all steps spent warming up
+  double max_grad_norm = 1.0;     // 0: no clipping
+  std::uint64_t seed = 0;
+  std::int64_t eval_batch_size = 128;
+  void validate() const;  // throws ConfigError
+};
+
+struct StepInputs {
+  const nn::ModelOutput& output;
+  const torch::Tensor& labels;  // (batch,) int64
+  const torch::Tensor& rows;    // (batch,) int64 positions in the training source
+  int epoch;                    // 0-based
+  int epochs;
+};
+
+// The loss of one step; the default is cross-entropy.
+using LossFn = std::function<torch::Tensor(const StepInputs&)>;
+torch::Tensor cross_entropy_loss(const StepInputs& step);
+
+struct EpochStats {
+  int epoch = 0;  // 1-based
+  double train_loss = 0;
+  double examples_per_second = 0;
+  double seconds = 0;
+  std::optional<double> validation_accuracy;
+};
+
+struct TrainObserver {
+  // After every step: epoch (1-based), step within the epoch, steps per epoch, running mean loss,
+  // examples/s.
+  std::function<void(int, std::int64_t, std::int64_t, double, double)> on_step;
+  std::function<void(const EpochStats&)> on_epoch;
+};
+
+struct TrainResult {
+  std::vector<EpochStats> epochs;
+};
+
+// Trains `model` in place. Deterministic on CPU for a fixed config.seed.
+TrainResult train(nn::ClassifierModule& model, const InputSource& train_data, const InputSource* validation,
+                  const TrainConfig& config, const LossFn& loss = cross_entropy_loss, const TrainObserver& observer = {});
+
+struct Predictions {
+  torch::Tensor logits;      // (n, num_labels)
+  torch::Tensor embeddings;  // (n, dim)
+};
+
+// Runs the model in evaluation mode over the whole source, in cost-sorted batches (little
+// padding), and returns outputs in source order. `progress(done, total)` is optional.
+Predictions predict(nn::ClassifierModule& model, const InputSource& data, std::int64_t batch_size,
+                    const std::function<void(std::int64_t, std::int64_t)>& progress = {});
+
+// Accuracy of logits (n, k) against labels (n,).
+double accuracy_of(const torch::Tensor& logits, const torch::Tensor& labels);
+
+}  // namespace flipless::train

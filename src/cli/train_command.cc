@@ -1,0 +1,376 @@
+// flipless train / predict / models: real classifiers on this machine's CPUs (or a GPU build).
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "commands.h"
+#include "flipless/core/error.h"
+#include "flipless/core/file.h"
+#include "flipless/core/hash.h"
+#include "flipless/data/predictions.h"
+#include "flipless/data/registry.h"
+#include "flipless/data/split.h"
+#include "flipless/models/fasttext_classifier.h"
+#include "flipless/models/registry.h"
+#include "flipless/train/features.h"
+#include "flipless/train/inputs.h"
+#include "flipless/train/saved_model.h"
+#include "flipless/train/trainer.h"
+#include "progress.h"
+
+namespace flipless::cli {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct TrainArgs {
+  std::string model;
+  std::string task;
+  std::string train_spec;
+  std::string eval_spec;
+  bool frozen = false;
+  std::int64_t layers = 0;
+  std::string pooling = "mean";
+  nn::HeadConfig head;
+  train::TrainConfig config;
+  std::size_t max_length = 128;
+  double validation_fraction = 0.1;
+  std::uint64_t split_seed = 0;
+  std::size_t max_train = 0;
+  models::FastTextConfig fasttext;
+  std::string cache;
+  std::string out;
+  int threads = 0;
+};
+
+void set_threads(int threads) {
+  const int n = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  torch::set_num_threads(n);
+}
+
+std::filesystem::path default_cache() { return models::models_dir().parent_path() / "features"; }
+
+// The first `n` examples in an order fixed by (seed, id): a deterministic subsample.
+data::Dataset subsample(const data::Dataset& ds, std::size_t n, std::uint64_t seed) {
+  if (n == 0 || n >= ds.size()) return ds;
+  std::vector<std::pair<std::uint64_t, std::size_t>> order;
+  for (std::size_t i = 0; i < ds.size(); ++i) order.emplace_back(core::hash64(ds.examples[i].id, seed + 1), i);
+  std::sort(order.begin(), order.end());
+  data::Dataset out;
+  out.name = fmt::format("{}[{} of {}]", ds.name, n, ds.size());
+  out.label_names = ds.label_names;
+  std::vector<std::size_t> keep;
+  for (std::size_t k = 0; k < n; ++k) keep.push_back(order[k].second);
+  std::sort(keep.begin(), keep.end());
+  for (auto i : keep) out.examples.push_back(ds.examples[i]);
+  return out;
+}
+
+data::PredictionRows rows_of(const data::Dataset& ds, const torch::Tensor& logits, const torch::Tensor& embeddings) {
+  data::PredictionRows rows;
+  for (const auto& ex : ds.examples) {
+    rows.ids.push_back(ex.id);
+    rows.labels.push_back(ex.label);
+  }
+  rows.label_names = ds.label_names;
+  rows.num_labels = static_cast<std::size_t>(logits.size(1));
+  const auto l = logits.contiguous();
+  rows.logits.assign(l.data_ptr<float>(), l.data_ptr<float>() + l.numel());
+  if (embeddings.defined()) {
+    rows.dim = static_cast<std::size_t>(embeddings.size(1));
+    const auto e = embeddings.contiguous();
+    rows.embeddings.assign(e.data_ptr<float>(), e.data_ptr<float>() + e.numel());
+  }
+  return rows;
+}
+
+data::PredictionRows rows_of(const data::Dataset& ds, const models::ClassifierOutput& out) {
+  data::PredictionRows rows;
+  for (const auto& ex : ds.examples) {
+    rows.ids.push_back(ex.id);
+    rows.labels.push_back(ex.label);
+  }
+  rows.label_names = ds.label_names;
+  rows.num_labels = out.num_labels;
+  rows.logits = out.logits;
+  rows.dim = out.dim;
+  rows.embeddings = out.embeddings;
+  return rows;
+}
+
+double accuracy_of_rows(const data::PredictionRows& rows) {
+  std::size_t correct = 0, total = 0;
+  for (std::size_t i = 0; i < rows.ids.size(); ++i) {
+    if (rows.labels[i] < 0) continue;
+    const float* l = rows.logits.data() + i * rows.num_labels;
+    const auto pred = static_cast<std::int32_t>(std::max_element(l, l + rows.num_labels) - l);
+    correct += pred == rows.labels[i];
+    ++total;
+  }
+  return total ? static_cast<double>(correct) / static_cast<double>(total) : 0.0;
+}
+
+train::TrainObserver bar_observer(std::unique_ptr<ProgressBar>& bar, std::int64_t n_train, nlohmann::json& log) {
+  train::TrainObserver observer;
+  observer.on_step = [&bar, n_train](int epoch, std::int64_t step, std::int64_t steps, double loss, double rate) {
+    if (step == 1) bar = std::make_unique<ProgressBar>(fmt::format("train epoch {}", epoch), steps, "step", false);
+    bar->update(step, fmt::format("loss {:.4f}  {:.0f} ex/s", loss, rate));
+    (void)n_train;
+  };
+  observer.on_epoch = [&bar, &log](const train::EpochStats& s) {
+    if (bar) bar->finish();
+    std::fprintf(stderr, "epoch %d: loss %.4f, %.0f examples/s, %.1fs%s\n", s.epoch, s.train_loss, s.examples_per_second, s.seconds,
+                 s.validation_accuracy ? fmt::format(", validation accuracy {:.2f}%", 100 * *s.validation_accuracy).c_str() : "");
+    log["epochs"].push_back({{"epoch", s.epoch}, {"train_loss", s.train_loss}, {"examples_per_second", s.examples_per_second},
+                             {"seconds", s.seconds},
+                             {"validation_accuracy", s.validation_accuracy ? nlohmann::json(*s.validation_accuracy) : nlohmann::json(nullptr)}});
+  };
+  return observer;
+}
+
+int run_train(const TrainArgs& a) {
+  set_threads(a.threads);
+  const auto started = Clock::now();
+  std::string train_spec = a.train_spec, eval_spec = a.eval_spec;
+  if (!a.task.empty()) {
+    if (train_spec.empty()) train_spec = a.task + ":train";
+    if (eval_spec.empty()) eval_spec = a.task + ":dev";
+  }
+  if (train_spec.empty() || eval_spec.empty()) throw ConfigError("give --task (sst2, mrpc) or both --train and --eval");
+  // Check the model and every option before minutes of reading and encoding.
+  a.config.validate();
+  std::filesystem::path model_dir;
+  if (a.model == "fasttext") {
+    a.fasttext.validate();
+  } else {
+    model_dir = models::resolve_model(a.model);
+    a.head.validate();
+    train::FeatureSpec{model_dir, a.layers, a.pooling, a.max_length}.validate();
+    const auto base = nn::BertConfig::from_json_file(model_dir / "config.json");
+    if (a.layers > base.num_hidden_layers) {
+      throw ConfigError(fmt::format("--layers: asked for {} layers, the model has {}", a.layers, base.num_hidden_layers));
+    }
+  }
+  const data::Dataset full_train = data::load_dataset(train_spec);
+  const data::Dataset dev = data::load_dataset(eval_spec);
+  if (full_train.label_names != dev.label_names) {
+    throw InputError(fmt::format("{} and {} have different label sets [{}] vs [{}]", full_train.name, dev.name,
+                                 fmt::join(full_train.label_names, ", "), fmt::join(dev.label_names, ", ")));
+  }
+  const auto split = data::split_train_validation(full_train, a.validation_fraction, a.split_seed);
+  const data::Dataset train_set = subsample(split.train, a.max_train, a.split_seed);
+  const data::Dataset& validation = split.validation;
+  std::fprintf(stderr, "data: %zu train, %zu validation (carved from %s), %zu dev (%s)\n", train_set.size(), validation.size(),
+               full_train.name.c_str(), dev.size(), dev.name.c_str());
+
+  const std::filesystem::path out(a.out);
+  std::filesystem::create_directories(out / "predictions");
+  nlohmann::json log = {{"train", train_set.name}, {"validation", validation.name}, {"dev", dev.name}, {"epochs", nlohmann::json::array()}};
+  nlohmann::json card = {{"label_names", full_train.label_names}, {"train_data", train_spec}, {"seed", a.config.seed}};
+  const std::vector<std::pair<std::string, const data::Dataset*>> splits = {{"train", &train_set}, {"validation", &validation}, {"dev", &dev}};
+  std::map<std::string, double> accuracy;
+
+  if (a.model == "fasttext") {
+    models::FastTextConfig ft = a.fasttext;
+    ft.seed = a.config.seed;
+    auto model = models::FastTextClassifier::train(train_set, ft);
+    model->save(out / "model.bin");
+    card["kind"] = "fasttext";
+    card["lowercase"] = ft.lowercase;
+    card["fasttext"] = {{"epochs", ft.epochs}, {"lr", ft.learning_rate}, {"dim", ft.dim}, {"word_ngrams", ft.word_ngrams}};
+    train::save_model_card(out, card);
+    for (const auto& [name, ds] : splits) {
+      const auto rows = rows_of(*ds, model->predict(ds->examples));
+      accuracy[name] = accuracy_of_rows(rows);
+      data::write_predictions(out / "predictions" / (name + ".jsonl"), rows);
+    }
+  } else {
+    card["base_model"] = std::filesystem::absolute(model_dir).string();
+    card["max_length"] = a.max_length;
+    card["head"] = {{"kind", a.head.kind}, {"hidden", a.head.hidden}, {"dropout", a.head.dropout}};
+    card["train_config"] = {{"epochs", a.config.epochs}, {"batch_size", a.config.batch_size}, {"learning_rate", a.config.learning_rate},
+                            {"weight_decay", a.config.weight_decay}, {"warmup_ratio", a.config.warmup_ratio}};
+    std::unique_ptr<ProgressBar> bar;
+    if (a.frozen) {
+      const train::FeatureExtractor extractor(train::FeatureSpec{model_dir, a.layers, a.pooling, a.max_length});
+      const auto cache = a.cache.empty() ? default_cache() : std::filesystem::path(a.cache);
+      std::map<std::string, torch::Tensor> features;
+      for (const auto& [name, ds] : splits) {
+        ProgressBar progress(fmt::format("features {}", name), static_cast<std::int64_t>(ds->size()), "ex");
+        bool hit = false;
+        features[name] = train::cached_features(extractor, *ds, cache, [&](std::int64_t done, std::int64_t) { progress.update(done); }, &hit);
+        progress.update(static_cast<std::int64_t>(ds->size()), hit ? "cached" : "computed");
+      }
+      nn::FeatureClassifier model(extractor.dim(), static_cast<std::int64_t>(full_train.num_labels()), a.head);
+      const train::FeatureSource train_source(features["train"], train::label_tensor(train_set));
+      const train::FeatureSource val_source(features["validation"], train::label_tensor(validation));
+      train::train(model, train_source, &val_source, a.config, train::cross_entropy_loss, bar_observer(bar, train_source.size(), log));
+      card["kind"] = "frozen-head";
+      card["layers"] = a.layers > 0 ? a.layers : nn::BertConfig::from_json_file(model_dir / "config.json").num_hidden_layers;
+      card["pooling"] = a.pooling;
+      train::save_torch_classifier(out, model, card);
+      for (const auto& [name, ds] : splits) {
+        const train::FeatureSource source(features[name], train::label_tensor(*ds));
+        const auto p = train::predict(model, source, 512);
+        const auto rows = rows_of(*ds, p.logits, p.embeddings);
+        accuracy[name] = accuracy_of_rows(rows);
+        data::write_predictions(out / "predictions" / (name + ".jsonl"), rows);
+      }
+    } else {
+      auto encoder = nn::load_encoder(model_dir, a.layers);
+      const bool pooler = encoder->has_pooler();
+      const auto layers = encoder->config().num_hidden_layers;
+      nn::EncoderClassifier model(std::move(encoder), static_cast<std::int64_t>(full_train.num_labels()), a.head);
+      const auto tokenizer = text::WordPieceTokenizer::from_checkpoint_dir(model_dir);
+      const train::TokenSource train_source(tokenizer, train_set, a.max_length);
+      const train::TokenSource val_source(tokenizer, validation, a.max_length);
+      train::train(model, train_source, &val_source, a.config, train::cross_entropy_loss, bar_observer(bar, train_source.size(), log));
+      card["kind"] = "fine-tuned";
+      card["layers"] = layers;
+      card["pooler"] = pooler;
+      std::filesystem::create_directories(out / "encoder");
+      for (const char* f : {"config.json", "vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"}) {
+        if (std::filesystem::exists(model_dir / f)) {
+          std::filesystem::copy_file(model_dir / f, out / "encoder" / f, std::filesystem::copy_options::overwrite_existing);
+        }
+      }
+      train::save_torch_classifier(out, model, card);
+      for (const auto& [name, ds] : splits) {
+        const train::TokenSource source(tokenizer, *ds, a.max_length);
+        ProgressBar progress(fmt::format("predict {}", name), source.size(), "ex");
+        const auto p = train::predict(model, source, 64, [&](std::int64_t done, std::int64_t) { progress.update(done); });
+        const auto rows = rows_of(*ds, p.logits, p.embeddings);
+        accuracy[name] = accuracy_of_rows(rows);
+        data::write_predictions(out / "predictions" / (name + ".jsonl"), rows);
+      }
+    }
+  }
+  const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
+  log["accuracy"] = accuracy;
+  log["seconds"] = seconds;
+  core::write_file_atomic(out / "train_log.json", log.dump(2) + "\n");
+  std::printf("%s: train %.2f%%, validation %.2f%%, dev %.2f%% accuracy (%.0fs)\nmodel and predictions in %s\n",
+              a.model.c_str(), 100 * accuracy["train"], 100 * accuracy["validation"], 100 * accuracy["dev"], seconds, out.c_str());
+  return 0;
+}
+
+struct PredictArgs {
+  std::string model_dir;
+  std::string data;
+  std::string out;
+  int threads = 0;
+};
+
+int run_predict(const PredictArgs& a) {
+  set_threads(a.threads);
+  const auto classifier = train::load_classifier(a.model_dir);
+  const auto card = train::read_model_card(a.model_dir);
+  const data::Dataset ds = data::load_dataset(a.data);
+  const auto names = card.at("label_names").get<std::vector<std::string>>();
+  if (ds.has_labels() && ds.label_names != names) {
+    throw InputError(fmt::format("{}: labels [{}] differ from the model's [{}]", ds.name, fmt::join(ds.label_names, ", "), fmt::join(names, ", ")));
+  }
+  std::fprintf(stderr, "%s on %s (%zu examples)\n", classifier->describe().c_str(), ds.name.c_str(), ds.size());
+  ProgressBar progress("predict", static_cast<std::int64_t>(ds.size()), "ex");
+  models::ClassifierOutput all;
+  const std::size_t chunk = 512;
+  for (std::size_t start = 0; start < ds.size(); start += chunk) {
+    const auto part = classifier->predict(std::span(ds.examples).subspan(start, std::min(chunk, ds.size() - start)));
+    all.num_labels = part.num_labels;
+    all.dim = part.dim;
+    all.rows += part.rows;
+    all.logits.insert(all.logits.end(), part.logits.begin(), part.logits.end());
+    all.embeddings.insert(all.embeddings.end(), part.embeddings.begin(), part.embeddings.end());
+    progress.update(static_cast<std::int64_t>(std::min(ds.size(), start + chunk)));
+  }
+  progress.finish();
+  auto rows = rows_of(ds, all);
+  rows.label_names = names;
+  data::write_predictions(a.out, rows);
+  if (ds.has_labels()) std::printf("accuracy %.2f%% on %s\n", 100 * accuracy_of_rows(rows), ds.name.c_str());
+  std::printf("wrote %s\n", a.out.c_str());
+  return 0;
+}
+
+int run_models_list() {
+  const auto dir = models::models_dir();
+  std::printf("%-12s %-8s %-7s %-10s %s\n", "name", "layers", "hidden", "on disk", "what");
+  for (const auto& m : models::registered_models()) {
+    std::uintmax_t bytes = 0;
+    const auto path = dir / m.name;
+    const bool present = std::filesystem::exists(path / "model.safetensors");
+    if (present) {
+      for (const auto& e : std::filesystem::directory_iterator(path)) {
+        if (e.is_regular_file()) bytes += e.file_size();
+      }
+    }
+    std::printf("%-12s %-8lld %-7lld %-10s %s\n", m.name.c_str(), static_cast<long long>(m.layers), static_cast<long long>(m.hidden),
+                present ? fmt::format("{:.0f} MB", static_cast<double>(bytes) / 1e6).c_str() : "absent", m.description.c_str());
+  }
+  std::printf("%-12s %-8s %-7s %-10s %s\n", "fasttext", "-", "-", "built in", "fastText supervised classifier (libfasttext), trained by flipless");
+  std::printf("\nfolder: %s (scripts/fetch_models.sh fetches absent models); any Hugging Face checkpoint folder works by path\n",
+              dir.c_str());
+  return 0;
+}
+
+}  // namespace
+
+void add_train_commands(CLI::App& app, Runner& run) {
+  auto a = std::make_shared<TrainArgs>();
+  CLI::App* cmd = app.add_subcommand("train", "Train a classifier (fastText, a head on frozen encoder features, or a fine-tuned encoder)");
+  cmd->footer(
+      "Examples:\n"
+      "  flipless train --model fasttext --task sst2 --out runs/fasttext\n"
+      "  flipless train --model minilm-l6 --frozen --layers 2 --task sst2 --out runs/minilm-l2-frozen\n"
+      "  flipless train --model minilm-l6 --task sst2 --max-train 4000 --epochs 2 --out runs/minilm-ft");
+  cmd->add_option("--model", a->model, "fasttext, a registered model (flipless models list) or a checkpoint folder")->required();
+  cmd->add_option("--task", a->task, "Bundled task: its train split (minus validation) and dev (sst2, mrpc)");
+  cmd->add_option("--train", a->train_spec, "Training data (dataset spec, e.g. qnli:/data/QNLI/train_subset.tsv)");
+  cmd->add_option("--eval", a->eval_spec, "Regression set, never used to choose anything (e.g. qnli:/data/QNLI/dev.tsv)");
+  cmd->add_flag("--frozen", a->frozen, "Freeze the encoder; train a head on cached features");
+  cmd->add_option("--layers", a->layers, "Keep the encoder's first K layers (0: all)")->capture_default_str();
+  cmd->add_option("--pooling", a->pooling, "Frozen features: mean, cls or pooler")->capture_default_str();
+  cmd->add_option("--head", a->head.kind, "linear or mlp")->capture_default_str();
+  cmd->add_option("--head-hidden", a->head.hidden, "MLP head width")->capture_default_str();
+  cmd->add_option("--dropout", a->head.dropout, "Dropout before the head")->capture_default_str();
+  cmd->add_option("--epochs", a->config.epochs, "Epochs")->capture_default_str();
+  cmd->add_option("--lr", a->config.learning_rate, "Peak learning rate (AdamW)")->capture_default_str();
+  cmd->add_option("--batch-size", a->config.batch_size, "Batch size")->capture_default_str();
+  cmd->add_option("--weight-decay", a->config.weight_decay, "Weight decay")->capture_default_str();
+  cmd->add_option("--warmup", a->config.warmup_ratio, "Warm-up share of all steps")->capture_default_str();
+  cmd->add_option("--max-grad-norm", a->config.max_grad_norm, "Gradient clipping (0: off)")->capture_default_str();
+  cmd->add_option("--seed", a->config.seed, "Seed (initialisation, shuffling, fastText)")->capture_default_str();
+  cmd->add_option("--max-length", a->max_length, "Maximum tokens per input")->capture_default_str();
+  cmd->add_option("--validation-fraction", a->validation_fraction, "Share of train carved out for validation")->capture_default_str();
+  cmd->add_option("--split-seed", a->split_seed, "Seed of the validation split")->capture_default_str();
+  cmd->add_option("--max-train", a->max_train, "Train on a deterministic subsample of this many examples (0: all)")->capture_default_str();
+  cmd->add_option("--fasttext-epochs", a->fasttext.epochs, "fastText epochs")->capture_default_str();
+  cmd->add_option("--fasttext-lr", a->fasttext.learning_rate, "fastText learning rate")->capture_default_str();
+  cmd->add_option("--fasttext-dim", a->fasttext.dim, "fastText dimensions")->capture_default_str();
+  cmd->add_option("--fasttext-ngrams", a->fasttext.word_ngrams, "fastText word n-grams")->capture_default_str();
+  cmd->add_option("--cache", a->cache, "Feature cache folder (default: ~/.cache/flipless/features)");
+  cmd->add_option("--threads", a->threads, "CPU threads (0: all cores)")->capture_default_str();
+  cmd->add_option("--out", a->out, "Output folder: model, predictions/{train,validation,dev}.jsonl, train_log.json")->required();
+  cmd->callback([&run, a] { run = [a] { return run_train(*a); }; });
+
+  auto p = std::make_shared<PredictArgs>();
+  CLI::App* predict = app.add_subcommand("predict", "Predict with a trained model; writes ids, labels, logits and embeddings");
+  predict->add_option("model_dir", p->model_dir, "A folder written by flipless train")->required();
+  predict->add_option("--data", p->data, "Dataset spec (sst2:dev, qnli:PATH, a CSV/TSV/JSONL path)")->required();
+  predict->add_option("--out", p->out, "Prediction file (JSONL) to write")->required();
+  predict->add_option("--threads", p->threads, "CPU threads (0: all cores)")->capture_default_str();
+  predict->callback([&run, p] { run = [p] { return run_predict(*p); }; });
+
+  CLI::App* models_cmd = app.add_subcommand("models", "Pretrained models");
+  models_cmd->require_subcommand(1);
+  models_cmd->add_subcommand("list", "Registered models, their size and whether each is present")->callback([&run] { run = [] { return run_models_list(); }; });
+}
+
+}  // namespace flipless::cli

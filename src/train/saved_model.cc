@@ -1,0 +1,192 @@
+#include "flipless/train/saved_model.h"
+
+#include <torch/torch.h>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <mutex>
+
+#include "flipless/core/error.h"
+#include "flipless/core/file.h"
+#include "flipless/io/safetensors.h"
+#include "flipless/models/fasttext_classifier.h"
+#include "flipless/nn/tensor_io.h"
+#include "flipless/train/features.h"
+#include "flipless/train/inputs.h"
+#include "flipless/train/trainer.h"
+
+namespace flipless::train {
+
+namespace {
+
+constexpr const char* kFormat = "flipless-classifier";
+constexpr int kVersion = 1;
+
+std::map<std::string, torch::Tensor> state_of(nn::ClassifierModule& model) {
+  std::map<std::string, torch::Tensor> state;
+  for (const auto& p : model.named_parameters()) state[p.key()] = p.value();
+  for (const auto& b : model.named_buffers()) state[b.key()] = b.value();
+  return state;
+}
+
+void load_state(nn::ClassifierModule& model, const std::filesystem::path& path) {
+  const auto file = io::SafetensorsFile::open(path);
+  torch::NoGradGuard no_grad;
+  for (auto& [name, tensor] : state_of(model)) {
+    const auto value = nn::read_tensor(file, name);
+    if (value.sizes() != tensor.sizes()) {
+      throw ModelError(fmt::format("{}: tensor '{}' has shape {}, the model expects {}", path.string(), name,
+                                   fmt::join(value.sizes(), "x"), fmt::join(tensor.sizes(), "x")));
+    }
+    tensor.copy_(value);
+  }
+}
+
+std::vector<std::string> label_names_of(const nlohmann::json& card) { return card.at("label_names").get<std::vector<std::string>>(); }
+
+nn::HeadConfig head_of(const nlohmann::json& card) {
+  nn::HeadConfig head;
+  const auto& h = card.at("head");
+  head.kind = h.at("kind").get<std::string>();
+  head.hidden = h.at("hidden").get<std::int64_t>();
+  head.dropout = h.at("dropout").get<double>();
+  return head;
+}
+
+models::ClassifierOutput to_output(const Predictions& p) {
+  models::ClassifierOutput out;
+  out.rows = static_cast<std::size_t>(p.logits.size(0));
+  out.num_labels = static_cast<std::size_t>(p.logits.size(1));
+  out.dim = static_cast<std::size_t>(p.embeddings.size(1));
+  const auto l = p.logits.contiguous(), e = p.embeddings.contiguous();
+  out.logits.assign(l.data_ptr<float>(), l.data_ptr<float>() + l.numel());
+  out.embeddings.assign(e.data_ptr<float>(), e.data_ptr<float>() + e.numel());
+  return out;
+}
+
+data::Dataset as_dataset(std::span<const data::TextExample> examples) {
+  data::Dataset ds;
+  ds.name = "input";
+  ds.examples.assign(examples.begin(), examples.end());
+  for (auto& ex : ds.examples) ex.label = 0;  // unused by prediction
+  return ds;
+}
+
+// A frozen encoder and a head trained on its features.
+class FrozenHeadClassifier : public models::Classifier {
+ public:
+  FrozenHeadClassifier(const std::filesystem::path& dir, const nlohmann::json& card)
+      : card_(card),
+        extractor_(FeatureSpec{card.at("base_model").get<std::string>(), card.at("layers").get<std::int64_t>(),
+                               card.at("pooling").get<std::string>(), card.at("max_length").get<std::size_t>()}),
+        head_(extractor_.dim(), static_cast<std::int64_t>(label_names_of(card).size()), head_of(card)) {
+    load_state(head_, dir / "weights.safetensors");
+    head_.eval();
+  }
+  std::size_t num_labels() const override { return static_cast<std::size_t>(head_.num_labels()); }
+  models::ClassifierOutput predict(std::span<const data::TextExample> examples) const override {
+    const std::lock_guard lock(mutex_);
+    const data::Dataset ds = as_dataset(examples);
+    const FeatureSource source(extractor_.extract(ds), label_tensor(ds));
+    return to_output(train::predict(head_, source, 256));
+  }
+  std::string describe() const override {
+    return fmt::format("frozen {} (first {} layers, {} pooling) + {} head, {} labels", card_.at("base_model").get<std::string>(),
+                       card_.at("layers").get<std::int64_t>(), card_.at("pooling").get<std::string>(),
+                       card_.at("head").at("kind").get<std::string>(), num_labels());
+  }
+
+ private:
+  nlohmann::json card_;
+  FeatureExtractor extractor_;
+  mutable nn::FeatureClassifier head_;
+  mutable std::mutex mutex_;
+};
+
+// A fine-tuned encoder with its head.
+class FineTunedClassifier : public models::Classifier {
+ public:
+  FineTunedClassifier(const std::filesystem::path& dir, const nlohmann::json& card)
+      : card_(card),
+        tokenizer_(text::WordPieceTokenizer::from_checkpoint_dir(dir / "encoder")),
+        model_(nn::BertEncoder(encoder_config(dir, card), card.at("pooler").get<bool>()),
+               static_cast<std::int64_t>(label_names_of(card).size()), head_of(card)) {
+    load_state(model_, dir / "weights.safetensors");
+    model_.eval();
+  }
+  std::size_t num_labels() const override { return static_cast<std::size_t>(model_.num_labels()); }
+  models::ClassifierOutput predict(std::span<const data::TextExample> examples) const override {
+    const std::lock_guard lock(mutex_);
+    const data::Dataset ds = as_dataset(examples);
+    const TokenSource source(tokenizer_, ds, card_.at("max_length").get<std::size_t>());
+    return to_output(train::predict(model_, source, 64));
+  }
+  std::string describe() const override {
+    return fmt::format("fine-tuned {} ({} layers) + {} head, {} labels", card_.at("base_model").get<std::string>(),
+                       card_.at("layers").get<std::int64_t>(), card_.at("head").at("kind").get<std::string>(), num_labels());
+  }
+
+ private:
+  static nn::BertConfig encoder_config(const std::filesystem::path& dir, const nlohmann::json& card) {
+    auto config = nn::BertConfig::from_json_file(dir / "encoder/config.json");
+    config.num_hidden_layers = card.at("layers").get<std::int64_t>();
+    return config;
+  }
+  nlohmann::json card_;
+  text::WordPieceTokenizer tokenizer_;
+  mutable nn::EncoderClassifier model_;
+  mutable std::mutex mutex_;
+};
+
+}  // namespace
+
+void save_model_card(const std::filesystem::path& dir, const nlohmann::json& card) {
+  std::filesystem::create_directories(dir);
+  nlohmann::json full = card;
+  full["format"] = kFormat;
+  full["version"] = kVersion;
+  core::write_file_atomic(dir / kModelCardName, full.dump(2) + "\n");
+}
+
+void save_torch_classifier(const std::filesystem::path& dir, nn::ClassifierModule& model, const nlohmann::json& card) {
+  std::filesystem::create_directories(dir);
+  nn::write_tensors(dir / "weights.safetensors", state_of(model), {{"format", kFormat}});
+  save_model_card(dir, card);  // last: a folder with a card is complete
+}
+
+nlohmann::json read_model_card(const std::filesystem::path& dir) {
+  const auto path = dir / kModelCardName;
+  if (!std::filesystem::exists(path)) {
+    throw ModelError(fmt::format("{}: no {} (not a model folder written by flipless train)", dir.string(), kModelCardName));
+  }
+  nlohmann::json card;
+  try {
+    card = nlohmann::json::parse(core::InputFile::open(path).bytes());
+  } catch (const nlohmann::json::exception& e) {
+    throw ModelError(fmt::format("{}: invalid JSON: {}", path.string(), e.what()));
+  }
+  if (card.value("format", "") != kFormat) throw ModelError(fmt::format("{}: field 'format': expected \"{}\"", path.string(), kFormat));
+  if (card.value("version", 0) != kVersion) {
+    throw ModelError(fmt::format("{}: field 'version': {} is not supported (this flipless reads version {})", path.string(),
+                                 card.value("version", 0), kVersion));
+  }
+  if (!card.contains("kind") || !card.contains("label_names")) throw ModelError(fmt::format("{}: fields 'kind' and 'label_names' are required", path.string()));
+  return card;
+}
+
+std::unique_ptr<models::Classifier> load_classifier(const std::filesystem::path& dir) {
+  const auto card = read_model_card(dir);
+  const auto kind = card.at("kind").get<std::string>();
+  try {
+    if (kind == "frozen-head") return std::make_unique<FrozenHeadClassifier>(dir, card);
+    if (kind == "fine-tuned") return std::make_unique<FineTunedClassifier>(dir, card);
+    if (kind == "fasttext") {
+      return models::FastTextClassifier::load(dir / "model.bin", label_names_of(card).size(), card.value("lowercase", true));
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw ModelError(fmt::format("{}/{}: {}", dir.string(), kModelCardName, e.what()));
+  }
+  throw ModelError(fmt::format("{}/{}: field 'kind': unknown kind '{}' (frozen-head, fine-tuned, fasttext)", dir.string(), kModelCardName, kind));
+}
+
+}  // namespace flipless::train

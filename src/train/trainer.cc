@@ -1,0 +1,140 @@
+#include "flipless/train/trainer.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <fmt/format.h>
+#include <numeric>
+#include <random>
+
+#include "flipless/core/error.h"
+
+namespace flipless::train {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+bool no_decay(const std::string& name) {
+  return name.find("bias") != std::string::npos || name.find("norm") != std::string::npos;
+}
+}  // namespace
+
+void TrainConfig::validate() const {
+  if (epochs < 1) throw ConfigError(fmt::format("epochs must be at least 1, got {}", epochs));
+  if (batch_size < 1 || eval_batch_size < 1) throw ConfigError("batch sizes must be at least 1");
+  if (!(learning_rate > 0)) throw ConfigError(fmt::format("learning rate must be positive, got {}", learning_rate));
+  if (weight_decay < 0) throw ConfigError("weight decay must be >= 0");
+  if (!(warmup_ratio >= 0 && warmup_ratio < 1)) throw ConfigError("warm-up ratio must be in [0, 1)");
+  if (max_grad_norm < 0) throw ConfigError("max grad norm must be >= 0");
+}
+
+torch::Tensor cross_entropy_loss(const StepInputs& step) { return torch::nn::functional::cross_entropy(step.output.logits, step.labels); }
+
+double accuracy_of(const torch::Tensor& logits, const torch::Tensor& labels) {
+  return logits.argmax(1).eq(labels).to(torch::kFloat64).mean().item<double>();
+}
+
+TrainResult train(nn::ClassifierModule& model, const InputSource& train_data, const InputSource* validation,
+                  const TrainConfig& config, const LossFn& loss, const TrainObserver& observer) {
+  config.validate();
+  if (train_data.size() == 0) throw InputError("no training examples");
+  if (train_data.labels().lt(0).any().item<bool>()) throw InputError("training data has unlabelled examples");
+  torch::manual_seed(config.seed);
+
+  std::vector<torch::Tensor> decay, plain;
+  for (const auto& p : model.named_parameters()) {
+    if (!p.value().requires_grad()) continue;
+    (no_decay(p.key()) ? plain : decay).push_back(p.value());
+  }
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(
+                                 torch::optim::AdamWOptions(config.learning_rate).weight_decay(config.weight_decay)));
+  groups.emplace_back(plain, std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(config.learning_rate).weight_decay(0.0)));
+  torch::optim::AdamW optimizer(std::move(groups));
+
+  const std::int64_t n = train_data.size();
+  const std::int64_t steps_per_epoch = (n + config.batch_size - 1) / config.batch_size;
+  const std::int64_t total_steps = steps_per_epoch * config.epochs;
+  const auto warmup = static_cast<std::int64_t>(std::floor(config.warmup_ratio * static_cast<double>(total_steps)));
+  auto lr_at = [&](std::int64_t step) {  // step is 0-based; linear warm-up, then linear decay to 0
+    if (step < warmup) return config.learning_rate * static_cast<double>(step + 1) / static_cast<double>(warmup);
+    return config.learning_rate * static_cast<double>(total_steps - step) / static_cast<double>(std::max<std::int64_t>(1, total_steps - warmup));
+  };
+
+  std::vector<std::int64_t> order(static_cast<std::size_t>(n));
+  std::iota(order.begin(), order.end(), 0);
+  std::mt19937_64 rng(config.seed);
+  TrainResult result;
+  std::int64_t global_step = 0;
+  for (int epoch = 0; epoch < config.epochs; ++epoch) {
+    model.train();
+    std::shuffle(order.begin(), order.end(), rng);
+    const auto start = Clock::now();
+    double loss_sum = 0;
+    std::int64_t seen = 0;
+    for (std::int64_t s = 0; s < steps_per_epoch; ++s) {
+      const auto begin = order.begin() + s * config.batch_size;
+      const auto end = order.begin() + std::min(n, (s + 1) * config.batch_size);
+      const std::vector<std::int64_t> rows(begin, end);
+      const auto row_tensor = torch::tensor(rows, torch::kInt64);
+      const auto labels = train_data.labels().index_select(0, row_tensor);
+      const double lr = lr_at(global_step);
+      for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+      optimizer.zero_grad();
+      const nn::ModelOutput out = model.forward(train_data.batch(rows));
+      const torch::Tensor value = loss(StepInputs{out, labels, row_tensor, epoch, config.epochs});
+      value.backward();
+      if (config.max_grad_norm > 0) torch::nn::utils::clip_grad_norm_(model.parameters(), config.max_grad_norm);
+      optimizer.step();
+      ++global_step;
+      const auto b = static_cast<std::int64_t>(rows.size());
+      loss_sum += value.item<double>() * static_cast<double>(b);
+      seen += b;
+      if (observer.on_step) observer.on_step(epoch + 1, s + 1, steps_per_epoch, loss_sum / static_cast<double>(seen), static_cast<double>(seen) / since(start));
+    }
+    EpochStats stats;
+    stats.epoch = epoch + 1;
+    stats.seconds = since(start);
+    stats.train_loss = loss_sum / static_cast<double>(seen);
+    stats.examples_per_second = static_cast<double>(seen) / stats.seconds;
+    if (validation != nullptr && validation->size() > 0) {
+      const Predictions p = predict(model, *validation, config.eval_batch_size);
+      stats.validation_accuracy = accuracy_of(p.logits, validation->labels());
+    }
+    if (observer.on_epoch) observer.on_epoch(stats);
+    result.epochs.push_back(stats);
+  }
+  return result;
+}
+
+Predictions predict(nn::ClassifierModule& model, const InputSource& data, std::int64_t batch_size,
+                    const std::function<void(std::int64_t, std::int64_t)>& progress) {
+  const std::int64_t n = data.size();
+  std::vector<std::int64_t> order(static_cast<std::size_t>(n));
+  std::iota(order.begin(), order.end(), 0);
+  // Similar lengths together: little padding, same results (padding is masked).
+  std::stable_sort(order.begin(), order.end(), [&](std::int64_t a, std::int64_t b) { return data.cost(a) < data.cost(b); });
+  const bool was_training = model.is_training();
+  model.eval();
+  torch::InferenceMode guard;
+  Predictions out;
+  for (std::int64_t start = 0; start < n; start += batch_size) {
+    const std::vector<std::int64_t> rows(order.begin() + start, order.begin() + std::min(n, start + batch_size));
+    const nn::ModelOutput o = model.forward(data.batch(rows));
+    if (!out.logits.defined()) {
+      out.logits = torch::empty({n, o.logits.size(1)});
+      out.embeddings = torch::empty({n, o.embedding.size(1)});
+    }
+    const auto index = torch::tensor(rows, torch::kInt64);
+    out.logits.index_copy_(0, index, o.logits);
+    out.embeddings.index_copy_(0, index, o.embedding);
+    if (progress) progress(std::min(n, start + batch_size), n);
+  }
+  model.train(was_training);
+  return out;
+}
+
+}  // namespace flipless::train
