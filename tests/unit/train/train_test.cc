@@ -2,12 +2,14 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <cmath>
 #include <random>
 
 #include "../test_util.h"
 #include "flipless/core/error.h"
 #include "flipless/data/readers.h"
 #include "flipless/models/fasttext_classifier.h"
+#include "flipless/models/logits_file_classifier.h"
 #include "flipless/models/registry.h"
 #include "flipless/nn/classifier.h"
 #include "flipless/train/features.h"
@@ -163,6 +165,22 @@ TEST(FastText, TrainsPredictsAndRoundTrips) {
   EXPECT_EQ(loaded->predict(test_set.examples).logits, out.logits);
   EXPECT_NE(error_of<ModelError>([&] { models::FastTextClassifier::load(dir.path() / "model.bin", 3, true); }).find("has 2 labels, expected 3"),
             std::string::npos);
+}
+
+TEST(LogitsFile, StoredOldLogitsAreLookedUpById) {
+  TempDir dir;
+  const auto ds = words_dataset(4, 1);
+  const auto path = dir.write("old.jsonl", "{\"id\": \"w3\", \"logits\": [0.5, -1]}\n{\"id\": \"w0\", \"logits\": [1, 2]}\n"
+                                           "{\"id\": \"w1\", \"logits\": [3, 4]}\n{\"id\": \"w2\", \"logits\": [5, 6]}\n");
+  const models::LogitsFileClassifier old(path);
+  EXPECT_EQ(old.num_labels(), 2u);
+  const auto out = old.predict(ds.examples);  // dataset order w0..w3, not file order
+  EXPECT_EQ(out.logits, (std::vector<float>{1, 2, 3, 4, 5, 6, 0.5f, -1}));
+  const auto probs = dir.write("p.jsonl", "{\"id\": \"w0\", \"probs\": [0.25, 0.75]}\n");
+  EXPECT_FLOAT_EQ(models::LogitsFileClassifier(probs).predict(std::span(ds.examples).first(1)).logits[1], std::log(0.75f));
+  EXPECT_EQ(error_of<InputError>([&] { models::LogitsFileClassifier(probs).predict(ds.examples); }),
+            probs.string() + ": no logits for id 'w1'");
+  EXPECT_THROW(models::LogitsFileClassifier(dir.write("l.jsonl", "{\"id\": \"a\", \"pred\": 1}\n")), InputError);
 }
 
 TEST(SavedModels, BadFoldersAndNamesAreOneClearLine) {
