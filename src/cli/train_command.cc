@@ -48,6 +48,7 @@ struct TrainArgs {
   std::string cache;
   std::string out;
   int threads = 0;
+  train::DistributedConfig dist;
 };
 
 void set_threads(int threads) {
@@ -146,6 +147,7 @@ int run_train(const TrainArgs& a) {
   if (train_spec.empty() || eval_spec.empty()) throw ConfigError("give --task (sst2, mrpc) or both --train and --eval");
   // Check the model and every option before minutes of reading and encoding.
   a.config.validate();
+  a.dist.validate();
   std::filesystem::path model_dir;
   if (a.model == "fasttext") {
     a.fasttext.validate();
@@ -170,8 +172,15 @@ int run_train(const TrainArgs& a) {
   std::fprintf(stderr, "data: %zu train, %zu validation (carved from %s), %zu dev (%s)\n", train_set.size(), validation.size(),
                full_train.name.c_str(), dev.size(), dev.name.c_str());
 
+  train::TrainConfig config = a.config;
+  if (a.dist.world_size > 1) {
+    if (a.model == "fasttext") throw ConfigError("fastText trains in one process; drop --world-size");
+    config.group = train::ProcessGroup::connect(a.dist);
+    std::fprintf(stderr, "rank %d of %d joined %s:%d\n", a.dist.rank, a.dist.world_size, a.dist.master_addr.c_str(), a.dist.master_port);
+  }
+  const bool writer = a.dist.rank == 0;  // only rank 0 writes the model and predictions
   const std::filesystem::path out(a.out);
-  std::filesystem::create_directories(out / "predictions");
+  if (writer) std::filesystem::create_directories(out / "predictions");
   nlohmann::json log = {{"train", train_set.name}, {"validation", validation.name}, {"dev", dev.name}, {"epochs", nlohmann::json::array()}};
   nlohmann::json card = {{"label_names", full_train.label_names}, {"train_data", train_spec}, {"seed", a.config.seed}};
   const std::vector<std::pair<std::string, const data::Dataset*>> splits = {{"train", &train_set}, {"validation", &validation}, {"dev", &dev}};
@@ -211,7 +220,8 @@ int run_train(const TrainArgs& a) {
       nn::FeatureClassifier model(extractor.dim(), static_cast<std::int64_t>(full_train.num_labels()), a.head);
       const train::FeatureSource train_source(features["train"], train::label_tensor(train_set));
       const train::FeatureSource val_source(features["validation"], train::label_tensor(validation));
-      train::train(model, train_source, &val_source, a.config, train::cross_entropy_loss, bar_observer(bar, train_source.size(), log));
+      train::train(model, train_source, &val_source, config, train::cross_entropy_loss, bar_observer(bar, train_source.size(), log));
+      if (!writer) return 0;
       card["kind"] = "frozen-head";
       card["layers"] = a.layers > 0 ? a.layers : nn::BertConfig::from_json_file(model_dir / "config.json").num_hidden_layers;
       card["pooling"] = a.pooling;
@@ -231,7 +241,8 @@ int run_train(const TrainArgs& a) {
       const auto tokenizer = text::WordPieceTokenizer::from_checkpoint_dir(model_dir);
       const train::TokenSource train_source(tokenizer, train_set, a.max_length);
       const train::TokenSource val_source(tokenizer, validation, a.max_length);
-      train::train(model, train_source, &val_source, a.config, train::cross_entropy_loss, bar_observer(bar, train_source.size(), log));
+      train::train(model, train_source, &val_source, config, train::cross_entropy_loss, bar_observer(bar, train_source.size(), log));
+      if (!writer) return 0;
       card["kind"] = "fine-tuned";
       card["layers"] = layers;
       card["pooler"] = pooler;
@@ -357,6 +368,10 @@ void add_train_commands(CLI::App& app, Runner& run) {
   cmd->add_option("--fasttext-ngrams", a->fasttext.word_ngrams, "fastText word n-grams")->capture_default_str();
   cmd->add_option("--cache", a->cache, "Feature cache folder (default: ~/.cache/flipless/features)");
   cmd->add_option("--threads", a->threads, "CPU threads (0: all cores)")->capture_default_str();
+  cmd->add_option("--world-size", a->dist.world_size, "Data-parallel processes (start one per rank)")->capture_default_str();
+  cmd->add_option("--rank", a->dist.rank, "This process's rank, 0..world-size-1 (rank 0 writes the outputs)")->capture_default_str();
+  cmd->add_option("--master-addr", a->dist.master_addr, "Address of rank 0's store")->capture_default_str();
+  cmd->add_option("--master-port", a->dist.master_port, "Port of rank 0's store")->capture_default_str();
   cmd->add_option("--out", a->out, "Output folder: model, predictions/{train,validation,dev}.jsonl, train_log.json")->required();
   cmd->callback([&run, a] { run = [a] { return run_train(*a); }; });
 

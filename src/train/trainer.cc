@@ -17,6 +17,14 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
+std::vector<torch::Tensor> gradients_of(const std::vector<torch::Tensor>& params) {
+  std::vector<torch::Tensor> grads;
+  for (const auto& p : params) {
+    if (p.grad().defined()) grads.push_back(p.grad());
+  }
+  return grads;
+}
+
 bool no_decay(const std::string& name) {
   return name.find("bias") != std::string::npos || name.find("norm") != std::string::npos;
 }
@@ -56,7 +64,15 @@ TrainResult train(nn::ClassifierModule& model, const InputSource& train_data, co
   torch::optim::AdamW optimizer(std::move(groups));
 
   const std::int64_t n = train_data.size();
-  const std::int64_t steps_per_epoch = (n + config.batch_size - 1) / config.batch_size;
+  const int world = config.group ? config.group->world_size() : 1;
+  const int rank = config.group ? config.group->rank() : 0;
+  const std::int64_t global_batch = config.batch_size * world;
+  const std::int64_t steps_per_epoch = (n + global_batch - 1) / global_batch;
+  std::vector<torch::Tensor> trainable;
+  for (const auto& p : model.parameters()) {
+    if (p.requires_grad()) trainable.push_back(p);
+  }
+  if (config.group) config.group->broadcast_from_root(trainable);  // everyone starts from rank 0's weights
   const std::int64_t total_steps = steps_per_epoch * config.epochs;
   const auto warmup = static_cast<std::int64_t>(std::floor(config.warmup_ratio * static_cast<double>(total_steps)));
   auto lr_at = [&](std::int64_t step) {  // step is 0-based; linear warm-up, then linear decay to 0
@@ -76,20 +92,37 @@ TrainResult train(nn::ClassifierModule& model, const InputSource& train_data, co
     double loss_sum = 0;
     std::int64_t seen = 0;
     for (std::int64_t s = 0; s < steps_per_epoch; ++s) {
-      const auto begin = order.begin() + s * config.batch_size;
-      const auto end = order.begin() + std::min(n, (s + 1) * config.batch_size);
-      const std::vector<std::int64_t> rows(begin, end);
-      const auto row_tensor = torch::tensor(rows, torch::kInt64);
-      const auto labels = train_data.labels().index_select(0, row_tensor);
+      // This process's share of the global batch; every process shuffles alike (same seed).
+      const std::int64_t first = std::min(n, s * global_batch + rank * config.batch_size);
+      const std::int64_t last = std::min(n, first + config.batch_size);
+      const std::vector<std::int64_t> rows(order.begin() + first, order.begin() + last);
       const double lr = lr_at(global_step);
       for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
       optimizer.zero_grad();
-      const nn::ModelOutput out = model.forward(train_data.batch(rows));
-      const torch::Tensor value = loss(StepInputs{out, labels, row_tensor, epoch, config.epochs});
-      value.backward();
+      torch::Tensor value;
+      if (!rows.empty()) {
+        const auto row_tensor = torch::tensor(rows, torch::kInt64);
+        const auto labels = train_data.labels().index_select(0, row_tensor);
+        const nn::ModelOutput out = model.forward(train_data.batch(rows));
+        value = loss(StepInputs{out, labels, row_tensor, epoch, config.epochs});
+        value.backward();
+      }
+      if (config.group) {
+        // Weight each process's mean gradient by its share of this step's examples, so the
+        // average is the mean over the whole global batch, short last batches included. A
+        // process without rows (a short last step) still joins with zeros.
+        const std::int64_t step_rows = std::min(n, (s + 1) * global_batch) - s * global_batch;
+        const double scale = static_cast<double>(rows.size()) * world / static_cast<double>(step_rows);
+        for (auto& p : trainable) {
+          if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+          p.mutable_grad().mul_(scale);
+        }
+        config.group->average(gradients_of(trainable));
+      }
       if (config.max_grad_norm > 0) torch::nn::utils::clip_grad_norm_(model.parameters(), config.max_grad_norm);
       optimizer.step();
       ++global_step;
+      if (rows.empty()) continue;
       const auto b = static_cast<std::int64_t>(rows.size());
       loss_sum += value.item<double>() * static_cast<double>(b);
       seen += b;
@@ -98,8 +131,10 @@ TrainResult train(nn::ClassifierModule& model, const InputSource& train_data, co
     EpochStats stats;
     stats.epoch = epoch + 1;
     stats.seconds = since(start);
-    stats.train_loss = loss_sum / static_cast<double>(seen);
-    stats.examples_per_second = static_cast<double>(seen) / stats.seconds;
+    const double total_loss = config.group ? config.group->sum(loss_sum) : loss_sum;
+    const double total_seen = config.group ? config.group->sum(static_cast<double>(seen)) : static_cast<double>(seen);
+    stats.train_loss = total_loss / total_seen;
+    stats.examples_per_second = total_seen / stats.seconds;
     if (validation != nullptr && validation->size() > 0) {
       const Predictions p = predict(model, *validation, config.eval_batch_size);
       stats.validation_accuracy = accuracy_of(p.logits, validation->labels());

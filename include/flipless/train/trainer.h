@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "flipless/nn/classifier.h"
+#include "flipless/train/distributed.h"
 #include "flipless/train/inputs.h"
 
 namespace flipless::train {
@@ -25,6 +26,9 @@ struct TrainConfig {
   double max_grad_norm = 1.0;     // 0: no clipping
   std::uint64_t seed = 0;
   std::int64_t eval_batch_size = 128;
+  // Data parallel: with a group of N processes each step takes N x batch_size examples, each
+  // process its own batch_size share, and gradients are averaged. Null: one process.
+  std::shared_ptr<ProcessGroup> group;
   void validate() const;  // throws ConfigError
 };
 

@@ -1,6 +1,12 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <arpa/inet.h>
+#include <fmt/format.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <filesystem>
 #include <cmath>
 #include <random>
@@ -11,6 +17,7 @@
 #include "flipless/models/fasttext_classifier.h"
 #include "flipless/models/logits_file_classifier.h"
 #include "flipless/models/registry.h"
+#include "flipless/nn/tensor_io.h"
 #include "flipless/nn/classifier.h"
 #include "flipless/train/features.h"
 #include "flipless/train/inputs.h"
@@ -181,6 +188,37 @@ TEST(LogitsFile, StoredOldLogitsAreLookedUpById) {
   EXPECT_EQ(error_of<InputError>([&] { models::LogitsFileClassifier(probs).predict(ds.examples); }),
             probs.string() + ": no logits for id 'w1'");
   EXPECT_THROW(models::LogitsFileClassifier(dir.write("l.jsonl", "{\"id\": \"a\", \"pred\": 1}\n")), InputError);
+}
+
+// A free TCP port on loopback for the process group's store.
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+TEST(Distributed, TwoProcessesFollowOneProcessWithTheGlobalBatch) {
+  TempDir dir;
+  const std::string worker = FLIPLESS_DDP_WORKER;
+  const int port = free_port();
+  const auto a = dir.path() / "rank0.safetensors", b = dir.path() / "rank1.safetensors", ref = dir.path() / "single.safetensors";
+  // 250 rows, 16 per process: 7 full global batches of 32, then 16 + 10 rows.
+  const std::string both = fmt::format("'{0}' 2 0 {1} 16 '{2}' & '{0}' 2 1 {1} 16 '{3}'; wait", worker, port, a.string(), b.string());
+  ASSERT_EQ(std::system(("bash -c \"" + both + "\"").c_str()), 0);
+  ASSERT_EQ(std::system(fmt::format("'{}' 1 0 0 32 '{}'", worker, ref.string()).c_str()), 0);
+  const auto fa = io::SafetensorsFile::open(a), fb = io::SafetensorsFile::open(b), fr = io::SafetensorsFile::open(ref);
+  ASSERT_FALSE(fr.tensors().empty());
+  for (const auto& t : fr.tensors()) {
+    const auto pa = nn::read_tensor(fa, t.name), pb = nn::read_tensor(fb, t.name), pr = nn::read_tensor(fr, t.name);
+    EXPECT_TRUE(torch::equal(pa, pb)) << t.name;  // the two processes agree exactly
+    EXPECT_TRUE(torch::allclose(pa, pr, 1e-4, 1e-5)) << t.name << " max diff " << (pa - pr).abs().max().item<double>();
+  }
 }
 
 TEST(SavedModels, BadFoldersAndNamesAreOneClearLine) {
