@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 packages=(g++ cmake ninja-build ccache pkg-config python3 python3-pip
           libfmt-dev nlohmann-json3-dev libcli11-dev zlib1g-dev libutf8proc-dev
-          libtorch-dev libopenblas0-pthread libfasttext-dev
+          libtorch-dev libgloo-dev libopenblas0-pthread libfasttext-dev
           libgtest-dev libgmock-dev libbenchmark-dev)
 missing=()
 for p in "${packages[@]}"; do
