@@ -7,9 +7,9 @@ cd "$(dirname "$0")/.."
 seconds=${1:-600}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(tsv_fuzz csv_fuzz jsonl_fuzz predictions_fuzz)
+[ ${#targets[@]} -gt 0 ] || targets=(tsv_fuzz csv_fuzz jsonl_fuzz predictions_fuzz safetensors_fuzz)
 CC=clang CXX=clang++ cmake -S . -B build/fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFLIPLESS_BUILD_FUZZ=ON \
-  -DFLIPLESS_SANITIZE=address,undefined -DFLIPLESS_BUILD_BENCH=OFF >/dev/null
+  -DFLIPLESS_SANITIZE=address,undefined -DFLIPLESS_BUILD_BENCH=OFF -DFLIPLESS_WITH_TORCH=OFF >/dev/null
 cmake --build build/fuzz --target "${targets[@]}"
 mkdir -p tests/fuzz/findings
 for t in "${targets[@]}"; do
