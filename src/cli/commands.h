@@ -3,10 +3,15 @@
 // the exit code (0 ok, 1 a --fail-if check failed) or throws flipless::Error (exit 2).
 #include <CLI/CLI.hpp>
 #include <functional>
+#include <string>
+#include <vector>
 
 namespace flipless::cli {
 
 using Runner = std::function<int()>;
+
+// "a,b,,c" -> {"a", "b", "", "c"}.
+std::vector<std::string> split_commas(const std::string& s);
 
 void add_compare_command(CLI::App& app, Runner& run);
 void add_data_command(CLI::App& app, Runner& run);

@@ -29,18 +29,6 @@ struct CompareArgs {
   std::uint64_t seed = 0;
 };
 
-std::vector<std::string> split_commas(const std::string& s) {
-  std::vector<std::string> out;
-  std::size_t start = 0;
-  while (start <= s.size()) {
-    const std::size_t end = s.find(',', start);
-    out.push_back(s.substr(start, end == std::string::npos ? std::string::npos : end - start));
-    if (end == std::string::npos) break;
-    start = end + 1;
-  }
-  return out;
-}
-
 int run_compare(const CompareArgs& a) {
   // Parse the gates first: a typo should fail before minutes of reading.
   std::vector<compare::Gate> gates;

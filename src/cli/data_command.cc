@@ -20,15 +20,7 @@ struct InspectArgs {
 
 int run_inspect(const InspectArgs& a) {
   data::ColumnSpec columns = a.columns;
-  if (!a.label_names.empty()) {
-    std::size_t start = 0;
-    while (start <= a.label_names.size()) {
-      const std::size_t end = a.label_names.find(',', start);
-      columns.label_names.push_back(a.label_names.substr(start, end == std::string::npos ? std::string::npos : end - start));
-      if (end == std::string::npos) break;
-      start = end + 1;
-    }
-  }
+  if (!a.label_names.empty()) columns.label_names = split_commas(a.label_names);
   const data::Dataset ds = data::load_dataset(a.spec, columns);
   std::string out = fmt::format("{}: {} examples, {}\n", ds.name, ds.size(), ds.has_text_pair() ? "text pairs" : "single texts");
   if (ds.has_labels()) {

@@ -8,6 +8,20 @@
 #include "flipless/core/error.h"
 #include "flipless/version.h"
 
+namespace flipless::cli {
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (start <= s.size()) {
+    const std::size_t end = s.find(',', start);
+    out.push_back(s.substr(start, end == std::string::npos ? std::string::npos : end - start));
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  return out;
+}
+}  // namespace flipless::cli
+
 int main(int argc, char** argv) {
   CLI::App app{"flipless: measure and reduce regressions when you upgrade a text classifier"};
   app.set_version_flag("--version", std::string(flipless::kVersion));

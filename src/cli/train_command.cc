@@ -74,24 +74,6 @@ data::Dataset subsample(const data::Dataset& ds, std::size_t n, std::uint64_t se
   return out;
 }
 
-data::PredictionRows rows_of(const data::Dataset& ds, const torch::Tensor& logits, const torch::Tensor& embeddings) {
-  data::PredictionRows rows;
-  for (const auto& ex : ds.examples) {
-    rows.ids.push_back(ex.id);
-    rows.labels.push_back(ex.label);
-  }
-  rows.label_names = ds.label_names;
-  rows.num_labels = static_cast<std::size_t>(logits.size(1));
-  const auto l = logits.contiguous();
-  rows.logits.assign(l.data_ptr<float>(), l.data_ptr<float>() + l.numel());
-  if (embeddings.defined()) {
-    rows.dim = static_cast<std::size_t>(embeddings.size(1));
-    const auto e = embeddings.contiguous();
-    rows.embeddings.assign(e.data_ptr<float>(), e.data_ptr<float>() + e.numel());
-  }
-  return rows;
-}
-
 data::PredictionRows rows_of(const data::Dataset& ds, const models::ClassifierOutput& out) {
   data::PredictionRows rows;
   for (const auto& ex : ds.examples) {
@@ -229,7 +211,7 @@ int run_train(const TrainArgs& a) {
       for (const auto& [name, ds] : splits) {
         const train::FeatureSource source(features[name], train::label_tensor(*ds));
         const auto p = train::predict(model, source, 512);
-        const auto rows = rows_of(*ds, p.logits, p.embeddings);
+        const auto rows = rows_of(*ds, train::as_classifier_output(p));
         accuracy[name] = accuracy_of_rows(rows);
         data::write_predictions(out / "predictions" / (name + ".jsonl"), rows);
       }
@@ -257,7 +239,7 @@ int run_train(const TrainArgs& a) {
         const train::TokenSource source(tokenizer, *ds, a.max_length);
         ProgressBar progress(fmt::format("predict {}", name), source.size(), "ex");
         const auto p = train::predict(model, source, 64, [&](std::int64_t done, std::int64_t) { progress.update(done); });
-        const auto rows = rows_of(*ds, p.logits, p.embeddings);
+        const auto rows = rows_of(*ds, train::as_classifier_output(p));
         accuracy[name] = accuracy_of_rows(rows);
         data::write_predictions(out / "predictions" / (name + ".jsonl"), rows);
       }

@@ -53,17 +53,6 @@ nn::HeadConfig head_of(const nlohmann::json& card) {
   return head;
 }
 
-models::ClassifierOutput to_output(const Predictions& p) {
-  models::ClassifierOutput out;
-  out.rows = static_cast<std::size_t>(p.logits.size(0));
-  out.num_labels = static_cast<std::size_t>(p.logits.size(1));
-  out.dim = static_cast<std::size_t>(p.embeddings.size(1));
-  const auto l = p.logits.contiguous(), e = p.embeddings.contiguous();
-  out.logits.assign(l.data_ptr<float>(), l.data_ptr<float>() + l.numel());
-  out.embeddings.assign(e.data_ptr<float>(), e.data_ptr<float>() + e.numel());
-  return out;
-}
-
 data::Dataset as_dataset(std::span<const data::TextExample> examples) {
   data::Dataset ds;
   ds.name = "input";
@@ -88,7 +77,7 @@ class FrozenHeadClassifier : public models::Classifier {
     const std::lock_guard lock(mutex_);
     const data::Dataset ds = as_dataset(examples);
     const FeatureSource source(extractor_.extract(ds), label_tensor(ds));
-    return to_output(train::predict(head_, source, 256));
+    return as_classifier_output(train::predict(head_, source, 256));
   }
   std::string describe() const override {
     return fmt::format("frozen {} (first {} layers, {} pooling) + {} head, {} labels", card_.at("base_model").get<std::string>(),
@@ -119,7 +108,7 @@ class FineTunedClassifier : public models::Classifier {
     const std::lock_guard lock(mutex_);
     const data::Dataset ds = as_dataset(examples);
     const TokenSource source(tokenizer_, ds, card_.at("max_length").get<std::size_t>());
-    return to_output(train::predict(model_, source, 64));
+    return as_classifier_output(train::predict(model_, source, 64));
   }
   std::string describe() const override {
     return fmt::format("fine-tuned {} ({} layers) + {} head, {} labels", card_.at("base_model").get<std::string>(),

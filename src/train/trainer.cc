@@ -41,6 +41,17 @@ void TrainConfig::validate() const {
 
 torch::Tensor cross_entropy_loss(const StepInputs& step) { return torch::nn::functional::cross_entropy(step.output.logits, step.labels); }
 
+models::ClassifierOutput as_classifier_output(const Predictions& p) {
+  models::ClassifierOutput out;
+  out.rows = static_cast<std::size_t>(p.logits.size(0));
+  out.num_labels = static_cast<std::size_t>(p.logits.size(1));
+  out.dim = static_cast<std::size_t>(p.embeddings.size(1));
+  const auto l = p.logits.contiguous(), e = p.embeddings.contiguous();
+  out.logits.assign(l.data_ptr<float>(), l.data_ptr<float>() + l.numel());
+  out.embeddings.assign(e.data_ptr<float>(), e.data_ptr<float>() + e.numel());
+  return out;
+}
+
 double accuracy_of(const torch::Tensor& logits, const torch::Tensor& labels) {
   return logits.argmax(1).eq(labels).to(torch::kFloat64).mean().item<double>();
 }

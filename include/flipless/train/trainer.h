@@ -11,6 +11,7 @@
 #include <optional>
 #include <vector>
 
+#include "flipless/models/classifier.h"
 #include "flipless/nn/classifier.h"
 #include "flipless/train/distributed.h"
 #include "flipless/train/inputs.h"
@@ -76,6 +77,9 @@ struct Predictions {
 // padding), and returns outputs in source order. `progress(done, total)` is optional.
 Predictions predict(nn::ClassifierModule& model, const InputSource& data, std::int64_t batch_size,
                     const std::function<void(std::int64_t, std::int64_t)>& progress = {});
+
+// The same outputs as plain row-major arrays.
+models::ClassifierOutput as_classifier_output(const Predictions& predictions);
 
 // Accuracy of logits (n, k) against labels (n,).
 double accuracy_of(const torch::Tensor& logits, const torch::Tensor& labels);
