@@ -1,0 +1,43 @@
+#include "flipless/nn/gated_fusion.h"
+
+#include <torch/torch.h>
+
+#include <fmt/format.h>
+
+#include "flipless/core/error.h"
+
+namespace flipless::nn {
+
+void GatedFusionConfig::validate() const {
+  if (hidden < 1) throw ConfigError(fmt::format("gate hidden size must be positive, got {}", hidden));
+  if (!(dropout >= 0 && dropout < 1)) throw ConfigError(fmt::format("gate dropout must be in [0, 1), got {}", dropout));
+  if (!(temperature > 0)) throw ConfigError(fmt::format("temperature must be positive, got {}", temperature));
+}
+
+GatedFusionImpl::GatedFusionImpl(std::int64_t embedding_dim, GatedFusionConfig config) : config_(config) {
+  config_.validate();
+  net_ = register_module("net", torch::nn::Sequential(torch::nn::Dropout(config_.dropout),                       //
+                                                      torch::nn::Linear(embedding_dim, config_.hidden),          //
+                                                      torch::nn::LayerNorm(torch::nn::LayerNormOptions({config_.hidden})),
+                                                      torch::nn::Functional(torch::relu),                        //
+                                                      torch::nn::Dropout(config_.dropout),                       //
+                                                      torch::nn::Linear(config_.hidden, 1),                      //
+                                                      torch::nn::Functional(torch::sigmoid)));
+}
+
+torch::Tensor GatedFusionImpl::gate(const torch::Tensor& new_embedding) {
+  const auto input = config_.stop_gradient ? new_embedding.detach() : new_embedding;  // stop_grad(E_new(x))
+  return net_->forward(input).squeeze(-1);                                             // (batch,)
+}
+
+torch::Tensor GatedFusionImpl::fuse(const torch::Tensor& a, const torch::Tensor& new_logits, const torch::Tensor& old_logits) const {
+  const auto w = a.unsqueeze(-1);                                                 // (batch, 1)
+  return (1 - w) * old_logits / config_.temperature + w * new_logits;           // (batch, num_labels)
+}
+
+FusionOutput GatedFusionImpl::forward(const torch::Tensor& new_embedding, const torch::Tensor& new_logits, const torch::Tensor& old_logits) {
+  const auto a = gate(new_embedding);
+  return {fuse(a, new_logits, old_logits), a};
+}
+
+}  // namespace flipless::nn
