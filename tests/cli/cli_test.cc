@@ -37,10 +37,6 @@ Result run(const TempDir& dir, const std::string& args) {
 
 const std::string kExamples = FLIPLESS_EXAMPLES_DIR;
 
-// One JSONL dataset row.
-std::string fmt_line(int id, int label, const std::string& text) {
-  return "{\"id\": \"r" + std::to_string(id) + "\", \"text\": \"" + text + "\", \"label\": " + std::to_string(label) + "}\n";
-}
 const std::string kOld = kExamples + "/sst2-dev-old.jsonl";
 const std::string kNew = kExamples + "/sst2-dev-new.jsonl";
 
@@ -144,6 +140,11 @@ TEST(Cli, BadDatasetsExitTwoWithFileLineAndField) {
 
 #ifdef FLIPLESS_WITH_TORCH
 namespace {
+
+// One JSONL dataset row.
+std::string fmt_line(int id, int label, const std::string& text) {
+  return "{\"id\": \"r" + std::to_string(id) + "\", \"text\": \"" + text + "\", \"label\": " + std::to_string(label) + "}\n";
+}
 
 // Writes a small JSONL dataset the tiny test vocabulary covers; the label follows one word.
 std::string words_jsonl(int n, int offset) {
