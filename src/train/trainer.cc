@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <numeric>
 #include <random>
 
@@ -56,8 +57,19 @@ double accuracy_of(const torch::Tensor& logits, const torch::Tensor& labels) {
   return logits.argmax(1).eq(labels).to(torch::kFloat64).mean().item<double>();
 }
 
-TrainResult train(nn::ClassifierModule& model, const InputSource& train_data, const InputSource* validation,
-                  const TrainConfig& config, const LossFn& loss, const TrainObserver& observer) {
+namespace {
+
+// What a caller adds to the plain loop: the strategy's own parameters, per-epoch learning
+// rates, its train/eval switch, and how validation accuracy is measured.
+struct LoopHooks {
+  std::vector<torch::Tensor> extra_parameters;
+  std::function<std::optional<double>(int epoch)> learning_rate;
+  std::function<void(bool)> set_training;
+  std::function<double()> validate;
+};
+
+TrainResult run_loop(nn::ClassifierModule& model, const InputSource& train_data, const TrainConfig& config, const LossFn& loss,
+                     const TrainObserver& observer, const LoopHooks& hooks) {
   config.validate();
   if (train_data.size() == 0) throw InputError("no training examples");
   if (train_data.labels().lt(0).any().item<bool>()) throw InputError("training data has unlabelled examples");
@@ -68,6 +80,7 @@ TrainResult train(nn::ClassifierModule& model, const InputSource& train_data, co
     if (!p.value().requires_grad()) continue;
     (no_decay(p.key()) ? plain : decay).push_back(p.value());
   }
+  for (const auto& p : hooks.extra_parameters) decay.push_back(p);
   std::vector<torch::optim::OptimizerParamGroup> groups;
   groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(
                                  torch::optim::AdamWOptions(config.learning_rate).weight_decay(config.weight_decay)));
@@ -83,6 +96,7 @@ TrainResult train(nn::ClassifierModule& model, const InputSource& train_data, co
   for (const auto& p : model.parameters()) {
     if (p.requires_grad()) trainable.push_back(p);
   }
+  trainable.insert(trainable.end(), hooks.extra_parameters.begin(), hooks.extra_parameters.end());
   if (config.group) config.group->broadcast_from_root(trainable);  // everyone starts from rank 0's weights
   const std::int64_t total_steps = steps_per_epoch * config.epochs;
   const auto warmup = static_cast<std::int64_t>(std::floor(config.warmup_ratio * static_cast<double>(total_steps)));
@@ -98,6 +112,8 @@ TrainResult train(nn::ClassifierModule& model, const InputSource& train_data, co
   std::int64_t global_step = 0;
   for (int epoch = 0; epoch < config.epochs; ++epoch) {
     model.train();
+    if (hooks.set_training) hooks.set_training(true);
+    const std::optional<double> epoch_lr = hooks.learning_rate ? hooks.learning_rate(epoch) : std::nullopt;
     std::shuffle(order.begin(), order.end(), rng);
     const auto start = Clock::now();
     double loss_sum = 0;
@@ -107,7 +123,7 @@ TrainResult train(nn::ClassifierModule& model, const InputSource& train_data, co
       const std::int64_t first = std::min(n, s * global_batch + rank * config.batch_size);
       const std::int64_t last = std::min(n, first + config.batch_size);
       const std::vector<std::int64_t> rows(order.begin() + first, order.begin() + last);
-      const double lr = lr_at(global_step);
+      const double lr = epoch_lr ? *epoch_lr : lr_at(global_step);
       for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
       optimizer.zero_grad();
       torch::Tensor value;
@@ -130,7 +146,7 @@ TrainResult train(nn::ClassifierModule& model, const InputSource& train_data, co
         }
         config.group->average(gradients_of(trainable));
       }
-      if (config.max_grad_norm > 0) torch::nn::utils::clip_grad_norm_(model.parameters(), config.max_grad_norm);
+      if (config.max_grad_norm > 0) torch::nn::utils::clip_grad_norm_(trainable, config.max_grad_norm);
       optimizer.step();
       ++global_step;
       if (rows.empty()) continue;
@@ -146,14 +162,79 @@ TrainResult train(nn::ClassifierModule& model, const InputSource& train_data, co
     const double total_seen = config.group ? config.group->sum(static_cast<double>(seen)) : static_cast<double>(seen);
     stats.train_loss = total_loss / total_seen;
     stats.examples_per_second = total_seen / stats.seconds;
-    if (validation != nullptr && validation->size() > 0) {
-      const Predictions p = predict(model, *validation, config.eval_batch_size);
-      stats.validation_accuracy = accuracy_of(p.logits, validation->labels());
-    }
+    if (hooks.validate) stats.validation_accuracy = hooks.validate();
     if (observer.on_epoch) observer.on_epoch(stats);
     result.epochs.push_back(stats);
   }
   return result;
+}
+
+}  // namespace
+
+TrainResult train(nn::ClassifierModule& model, const InputSource& train_data, const InputSource* validation,
+                  const TrainConfig& config, const LossFn& loss, const TrainObserver& observer) {
+  LoopHooks hooks;
+  if (validation != nullptr && validation->size() > 0) {
+    hooks.validate = [&] { return accuracy_of(predict(model, *validation, config.eval_batch_size).logits, validation->labels()); };
+  }
+  return run_loop(model, train_data, config, loss, observer, hooks);
+}
+
+TrainResult train_with_strategy(nn::ClassifierModule& model, CompatibilityStrategy& strategy, const InputSource& train_data,
+                                const torch::Tensor& old_logits, const InputSource* validation,
+                                const torch::Tensor& validation_old_logits, const TrainConfig& config,
+                                const TrainObserver& observer) {
+  if (old_logits.dim() != 2 || old_logits.size(0) != train_data.size()) {
+    throw InputError(fmt::format("old logits have shape {}, expected ({}, num_labels): one row per training example",
+                                 fmt::format("{}", fmt::join(old_logits.sizes(), "x")), train_data.size()));
+  }
+  const auto old_constant = old_logits.detach();
+  LossFn loss = [&](const StepInputs& step) {
+    const auto old_rows = old_constant.index_select(0, step.rows);  // (batch, k)
+    return strategy.loss(StrategyStep{step.output, step.labels, old_rows, step.epoch, step.epochs});
+  };
+  LoopHooks hooks;
+  hooks.extra_parameters = strategy.parameters();
+  hooks.learning_rate = [&](int epoch) { return strategy.learning_rate(epoch, config.epochs); };
+  hooks.set_training = [&](bool on) { strategy.train(on); };
+  if (validation != nullptr && validation->size() > 0) {
+    hooks.validate = [&] {
+      return accuracy_of(predict_with_strategy(model, strategy, *validation, validation_old_logits, config.eval_batch_size).logits,
+                         validation->labels());
+    };
+  }
+  return run_loop(model, train_data, config, loss, observer, hooks);
+}
+
+Predictions predict_with_strategy(nn::ClassifierModule& model, CompatibilityStrategy& strategy, const InputSource& data,
+                                  const torch::Tensor& old_logits, std::int64_t batch_size) {
+  if (old_logits.dim() != 2 || old_logits.size(0) != data.size()) {
+    throw InputError(fmt::format("old logits have {} rows, the data {}", old_logits.size(0), data.size()));
+  }
+  const bool was_training = model.is_training();
+  model.eval();
+  strategy.train(false);
+  torch::InferenceMode guard;
+  Predictions out;
+  const std::int64_t n = data.size();
+  for (std::int64_t start = 0; start < n; start += batch_size) {
+    std::vector<std::int64_t> rows(static_cast<std::size_t>(std::min(n, start + batch_size) - start));
+    std::iota(rows.begin(), rows.end(), start);
+    const auto index = torch::tensor(rows, torch::kInt64);
+    const nn::ModelOutput o = model.forward(data.batch(rows));
+    const StrategyOutput s = strategy.infer(o, old_logits.index_select(0, index));
+    if (!out.logits.defined()) {
+      out.logits = torch::empty({n, s.logits.size(1)});
+      out.embeddings = torch::empty({n, o.embedding.size(1)});
+      if (s.gate.defined()) out.gates = torch::empty({n});
+    }
+    out.logits.index_copy_(0, index, s.logits);
+    out.embeddings.index_copy_(0, index, o.embedding);
+    if (s.gate.defined()) out.gates.index_copy_(0, index, s.gate);
+  }
+  model.train(was_training);
+  strategy.train(was_training);
+  return out;
 }
 
 Predictions predict(nn::ClassifierModule& model, const InputSource& data, std::int64_t batch_size,

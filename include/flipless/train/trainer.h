@@ -15,6 +15,7 @@
 #include "flipless/nn/classifier.h"
 #include "flipless/train/distributed.h"
 #include "flipless/train/inputs.h"
+#include "flipless/train/strategy.h"
 
 namespace flipless::train {
 
@@ -71,7 +72,20 @@ TrainResult train(nn::ClassifierModule& model, const InputSource& train_data, co
 struct Predictions {
   torch::Tensor logits;      // (n, num_labels)
   torch::Tensor embeddings;  // (n, dim)
+  torch::Tensor gates;       // (n,) Gated Fusion's gate values, else undefined
 };
+
+// Trains the new model with a compatibility strategy. `old_logits` (n, k) are the old model's
+// stored logits for the training rows, `validation_old_logits` for the validation rows; the old
+// model itself is never run. Validation accuracy is that of the strategy's predictions.
+TrainResult train_with_strategy(nn::ClassifierModule& model, CompatibilityStrategy& strategy, const InputSource& train_data,
+                                const torch::Tensor& old_logits, const InputSource* validation,
+                                const torch::Tensor& validation_old_logits, const TrainConfig& config,
+                                const TrainObserver& observer = {});
+
+// The strategy's predictions (fused logits and gate values for Gated Fusion) in source order.
+Predictions predict_with_strategy(nn::ClassifierModule& model, CompatibilityStrategy& strategy, const InputSource& data,
+                                  const torch::Tensor& old_logits, std::int64_t batch_size);
 
 // Runs the model in evaluation mode over the whole source, in cost-sorted batches (little
 // padding), and returns outputs in source order. `progress(done, total)` is optional.

@@ -1,0 +1,91 @@
+#pragma once
+// Compatibility methods as strategies plugged into the one training loop. A strategy gets the
+// new model's outputs, the labels and the old model's PRECOMPUTED logits for the batch rows
+// (never the old model), returns the step's loss, may train modules of its own (Gated Fusion's
+// gate) and may set the learning rate of an epoch (Gated Fusion's lr2 in its last epoch).
+// Semantics follow ../shared/paper/SPEC.md; choices the paper leaves open are noted where
+// they are made.
+#include <torch/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "flipless/nn/classifier.h"
+#include "flipless/nn/gated_fusion.h"
+
+namespace flipless::train {
+
+struct StrategyStep {
+  const nn::ModelOutput& output;    // the new model: logits (batch, k), embedding (batch, dim)
+  const torch::Tensor& labels;      // (batch,) int64
+  const torch::Tensor& old_logits;  // (batch, k), precomputed and constant
+  int epoch;                        // 0-based
+  int epochs;
+};
+
+// Final outputs at inference: logits to predict from and, for Gated Fusion, the gate values.
+struct StrategyOutput {
+  torch::Tensor logits;  // (batch, k)
+  torch::Tensor gate;    // (batch,) or undefined
+};
+
+class CompatibilityStrategy {
+ public:
+  virtual ~CompatibilityStrategy() = default;
+  virtual std::string name() const = 0;
+  // The step's loss (a scalar with gradient to the new model and the strategy's own modules).
+  virtual torch::Tensor loss(const StrategyStep& step) = 0;
+  // Trainable parameters of the strategy's own modules; they join the optimizer.
+  virtual std::vector<torch::Tensor> parameters() { return {}; }
+  // A learning rate that replaces the schedule's for a whole epoch, or nullopt.
+  virtual std::optional<double> learning_rate(int /*epoch*/, int /*epochs*/) const { return std::nullopt; }
+  // Switches the strategy's modules between training and evaluation.
+  virtual void train(bool /*on*/) {}
+  // Predictions: the new model's logits unless the method combines them with the old ones.
+  virtual StrategyOutput infer(const nn::ModelOutput& output, const torch::Tensor& /*old_logits*/) { return {output.logits, {}}; }
+};
+
+// 1. The new model trained alone (cross-entropy).
+struct VanillaConfig {};
+
+// 2. Distillation (Xie et al. 2021): CE + lambda * KL(softmax(l_old / T) || softmax(l_new / T)),
+// the KL applied only to examples where p_old(y) > p_new(y) (probabilities at T = 1, no
+// gradient through the mask) and averaged over the whole batch. No T^2 factor: SPEC.md writes
+// the loss without one.
+struct DistillationConfig {
+  double lambda = 1.0;       // grid {0.1, 1, 10}
+  double temperature = 1.0;  // grid {0.5, 1, 2}
+};
+
+// 6. Gated Fusion (Lai et al. 2023): the new model alone (CE) for the first N-1 epochs; in the
+// last epoch the new model and the gate train jointly on the fused logits with learning rate
+// lr2 (constant through that epoch), and at each step with probability D the step trains the
+// new model alone instead ("drop gate").
+struct GatedFusionStrategyConfig {
+  nn::GatedFusionConfig gate;   // hidden 64, dropout, temperature T (grid 1.0-1.6), stop-gradient
+  double drop_gate = 0.5;       // D, grid {0.4, 0.5, 0.6, 0.8}
+  double lr2 = 1e-5;            // grid {5e-7, 1e-6, 3e-6, 1e-5, 3e-5} for fine-tuning
+  bool warmup = true;           // false: the "no warm-up" ablation, fused from the first epoch
+  bool drop_old_at_inference = false;  // the paper's table 4 ablation: predict with l_new alone
+  std::uint64_t seed = 0;       // the drop-gate coin
+  std::int64_t embedding_dim = 0;  // the new model's pooled embedding size
+};
+
+using StrategyConfig = std::variant<VanillaConfig, DistillationConfig, GatedFusionStrategyConfig>;
+
+// Builds the strategy a config names.
+std::unique_ptr<CompatibilityStrategy> make_strategy(const StrategyConfig& config);
+
+// Registered method names, for `flipless methods list`.
+struct MethodInfo {
+  std::string name;
+  std::string summary;
+};
+const std::vector<MethodInfo>& registered_methods();
+
+}  // namespace flipless::train

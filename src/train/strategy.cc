@@ -1,0 +1,125 @@
+#include "flipless/train/strategy.h"
+
+#include <torch/torch.h>
+
+#include <fmt/format.h>
+
+#include "flipless/core/error.h"
+
+namespace flipless::train {
+
+namespace {
+
+namespace F = torch::nn::functional;
+
+class Vanilla : public CompatibilityStrategy {
+ public:
+  std::string name() const override { return "vanilla"; }
+  torch::Tensor loss(const StrategyStep& step) override { return F::cross_entropy(step.output.logits, step.labels); }
+};
+
+class Distillation : public CompatibilityStrategy {
+ public:
+  explicit Distillation(DistillationConfig c) : c_(c) {
+    if (c_.lambda < 0) throw ConfigError(fmt::format("distillation lambda must be >= 0, got {}", c_.lambda));
+    if (!(c_.temperature > 0)) throw ConfigError(fmt::format("distillation temperature must be positive, got {}", c_.temperature));
+  }
+  std::string name() const override { return "distillation"; }
+  torch::Tensor loss(const StrategyStep& step) override {
+    const auto& l_new = step.output.logits;
+    const auto ce = F::cross_entropy(l_new, step.labels);
+    if (c_.lambda == 0) return ce;
+    const auto old_logits = step.old_logits.detach();
+    torch::Tensor mask;
+    {
+      torch::NoGradGuard no_grad;  // where the old model is more confident in the truth
+      const auto y = step.labels.unsqueeze(1);
+      const auto p_old = torch::softmax(old_logits, 1).gather(1, y).squeeze(1);
+      const auto p_new = torch::softmax(l_new, 1).gather(1, y).squeeze(1);
+      mask = (p_old > p_new).to(l_new.dtype());  // (batch,)
+    }
+    const double t = c_.temperature;
+    const auto log_p_new = torch::log_softmax(l_new / t, 1);
+    const auto p_old_t = torch::softmax(old_logits / t, 1);
+    const auto kl = (p_old_t * (torch::log_softmax(old_logits / t, 1) - log_p_new)).sum(1);  // (batch,) KL(old || new)
+    return ce + c_.lambda * (mask * kl).mean();
+  }
+
+ private:
+  DistillationConfig c_;
+};
+
+class GatedFusionStrategy : public CompatibilityStrategy {
+ public:
+  explicit GatedFusionStrategy(const GatedFusionStrategyConfig& c)
+      : c_(c), gate_(c.embedding_dim > 0 ? c.embedding_dim : throw ConfigError("gated_fusion needs the embedding size"), c.gate),
+        rng_(c.seed) {
+    if (!(c_.drop_gate >= 0 && c_.drop_gate < 1)) throw ConfigError(fmt::format("drop-gate probability must be in [0, 1), got {}", c_.drop_gate));
+    if (!(c_.lr2 > 0)) throw ConfigError(fmt::format("lr2 must be positive, got {}", c_.lr2));
+  }
+  std::string name() const override { return "gated_fusion"; }
+
+  bool fused_epoch(int epoch, int epochs) const { return !c_.warmup || epoch == epochs - 1; }
+
+  torch::Tensor loss(const StrategyStep& step) override {
+    if (!fused_epoch(step.epoch, step.epochs)) return F::cross_entropy(step.output.logits, step.labels);
+    ++steps_;
+    if (coin_(rng_) < c_.drop_gate) {  // drop gate: this step trains the new model alone
+      ++dropped_;
+      return F::cross_entropy(step.output.logits, step.labels);
+    }
+    const auto fused = gate_->forward(step.output.embedding, step.output.logits, step.old_logits.detach());
+    return F::cross_entropy(fused.logits, step.labels);
+  }
+
+  std::vector<torch::Tensor> parameters() override { return gate_->parameters(); }
+
+  std::optional<double> learning_rate(int epoch, int epochs) const override {
+    if (c_.warmup && epoch == epochs - 1) return c_.lr2;
+    return std::nullopt;
+  }
+
+  void train(bool on) override { gate_->train(on); }
+
+  StrategyOutput infer(const nn::ModelOutput& output, const torch::Tensor& old_logits) override {
+    const auto fused = gate_->forward(output.embedding, output.logits, old_logits);
+    if (c_.drop_old_at_inference) return {output.logits, fused.gate};
+    return {fused.logits, fused.gate};
+  }
+
+  // Steps of fused epochs so far, and how many of them dropped the gate.
+  std::int64_t steps() const { return steps_; }
+  std::int64_t dropped() const { return dropped_; }
+  nn::GatedFusion& gate() { return gate_; }
+
+ private:
+  GatedFusionStrategyConfig c_;
+  nn::GatedFusion gate_;
+  std::mt19937_64 rng_;
+  std::uniform_real_distribution<double> coin_{0.0, 1.0};
+  std::int64_t steps_ = 0, dropped_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<CompatibilityStrategy> make_strategy(const StrategyConfig& config) {
+  struct Maker {
+    std::unique_ptr<CompatibilityStrategy> operator()(const VanillaConfig&) const { return std::make_unique<Vanilla>(); }
+    std::unique_ptr<CompatibilityStrategy> operator()(const DistillationConfig& c) const { return std::make_unique<Distillation>(c); }
+    std::unique_ptr<CompatibilityStrategy> operator()(const GatedFusionStrategyConfig& c) const {
+      return std::make_unique<GatedFusionStrategy>(c);
+    }
+  };
+  return std::visit(Maker{}, config);
+}
+
+const std::vector<MethodInfo>& registered_methods() {
+  static const std::vector<MethodInfo> kMethods = {
+      {"vanilla", "the new model trained alone"},
+      {"distillation", "CE + lambda * KL(old || new) at temperature T where p_old(y) > p_new(y) (Xie et al. 2021)"},
+      {"gated_fusion", "a gate on the new model's pooled embedding mixes old and new logits (Lai et al. 2023)"},
+  };
+  return kMethods;
+}
+
+}  // namespace flipless::train

@@ -1,0 +1,152 @@
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "flipless/core/error.h"
+#include "flipless/nn/classifier.h"
+#include "flipless/train/strategy.h"
+#include "flipless/train/trainer.h"
+
+namespace flipless::train {
+namespace {
+
+namespace F = torch::nn::functional;
+
+std::vector<std::pair<std::string, StrategyConfig>> every_strategy() {
+  GatedFusionStrategyConfig gf;
+  gf.embedding_dim = 8;
+  gf.warmup = false;  // fused from the first step, so the contract sees the gate train
+  gf.drop_gate = 0.0;
+  return {{"vanilla", VanillaConfig{}}, {"distillation", DistillationConfig{1.0, 2.0}}, {"gated_fusion", gf}};
+}
+
+class StrategyContract : public ::testing::TestWithParam<std::pair<std::string, StrategyConfig>> {};
+
+// Over every registered strategy: a finite scalar loss; gradients reach only the new model and
+// the strategy's own modules; the stored old logits stay unchanged and get no gradient.
+TEST_P(StrategyContract, LossIsFiniteAndTouchesOnlyTheNewModelAndTheGate) {
+  torch::manual_seed(0);
+  auto strategy = make_strategy(GetParam().second);
+  EXPECT_EQ(strategy->name(), GetParam().first);
+  nn::FeatureClassifier model(8, 3, nn::HeadConfig{"linear", 16, 0.0});
+  const auto x = torch::randn({6, 8});
+  const auto labels = torch::tensor({0, 1, 2, 0, 1, 2}, torch::kInt64);
+  const auto old_logits = torch::randn({6, 3});
+  const auto old_copy = old_logits.clone();
+  nn::ModelInputs in;
+  in.features = x;
+  const auto out = model.forward(in);
+  const auto loss = strategy->loss(StrategyStep{out, labels, old_logits, 0, 3});
+  ASSERT_EQ(loss.dim(), 0);
+  EXPECT_TRUE(std::isfinite(loss.item<double>()));
+  loss.backward();
+  for (const auto& p : model.parameters()) EXPECT_TRUE(p.grad().defined() && p.grad().abs().sum().item<double>() > 0);
+  for (const auto& p : strategy->parameters()) EXPECT_TRUE(p.grad().defined()) << "the strategy's own module did not train";
+  EXPECT_FALSE(old_logits.grad().defined());
+  EXPECT_TRUE(torch::equal(old_logits, old_copy));
+}
+
+INSTANTIATE_TEST_SUITE_P(Registry, StrategyContract, ::testing::ValuesIn(every_strategy()),
+                         [](const auto& param_info) { return param_info.param.first; });
+
+TEST(Strategies, RegistryListsEveryMethod) {
+  const auto& methods = registered_methods();
+  ASSERT_EQ(methods.size(), every_strategy().size());
+  for (std::size_t i = 0; i < methods.size(); ++i) EXPECT_EQ(methods[i].name, every_strategy()[i].first);
+}
+
+TEST(Distillation, LambdaZeroIsVanillaAndTheMaskSelectsWhereOldIsMoreConfident) {
+  const auto logits = torch::tensor({{2.0, 0.0}, {0.0, 2.0}});
+  const auto labels = torch::tensor({0, 0}, torch::kInt64);
+  const auto old_logits = torch::tensor({{5.0, 0.0}, {5.0, 0.0}});
+  nn::ModelOutput out{logits, torch::zeros({2, 4})};
+  auto vanilla = make_strategy(VanillaConfig{});
+  auto zero = make_strategy(DistillationConfig{0.0, 1.0});
+  EXPECT_DOUBLE_EQ(zero->loss({out, labels, old_logits, 0, 1}).item<double>(), vanilla->loss({out, labels, old_logits, 0, 1}).item<double>());
+  // Hand-checked: both rows have p_old(y) > p_new(y); KL(old || new) per row, mean over the batch.
+  auto one = make_strategy(DistillationConfig{1.0, 1.0});
+  const auto p_old = torch::softmax(old_logits, 1), log_new = torch::log_softmax(logits, 1);
+  const auto kl = (p_old * (torch::log(p_old) - log_new)).sum(1).mean();
+  EXPECT_NEAR(one->loss({out, labels, old_logits, 0, 1}).item<double>(), F::cross_entropy(logits, labels).item<double>() + kl.item<double>(), 1e-6);
+  // Where the new model is already more confident in the truth, no KL term.
+  const auto confident_old = torch::tensor({{0.1, 0.0}, {0.1, 0.0}});
+  EXPECT_NEAR(one->loss({out, torch::tensor({0, 1}, torch::kInt64), confident_old, 0, 1}).item<double>(),
+              F::cross_entropy(logits, torch::tensor({0, 1}, torch::kInt64)).item<double>(), 1e-6);
+  EXPECT_THROW(make_strategy(DistillationConfig{-1, 1}), ConfigError);
+}
+
+TEST(GatedFusionStrategy, ScheduleDropGateAndLr2) {
+  GatedFusionStrategyConfig c;
+  c.embedding_dim = 4;
+  c.drop_gate = 0.6;
+  c.lr2 = 3e-6;
+  c.seed = 5;
+  auto gf = make_strategy(c);
+  EXPECT_FALSE(gf->learning_rate(0, 3));
+  EXPECT_EQ(gf->learning_rate(2, 3), 3e-6);
+  const auto logits = torch::randn({4, 2}, torch::requires_grad());
+  const auto labels = torch::tensor({0, 1, 0, 1}, torch::kInt64);
+  const auto old_logits = torch::randn({4, 2});
+  nn::ModelOutput out{logits, torch::randn({4, 4})};
+  // Warm-up epochs: plain cross-entropy on the new logits.
+  EXPECT_DOUBLE_EQ(gf->loss({out, labels, old_logits, 0, 3}).item<double>(), F::cross_entropy(logits, labels).item<double>());
+  // Last epoch: the gate is dropped in about D of the steps.
+  const double plain = F::cross_entropy(logits, labels).item<double>();
+  int dropped = 0;
+  const int steps = 4000;
+  for (int i = 0; i < steps; ++i) dropped += gf->loss({out, labels, old_logits, 2, 3}).item<double>() == plain;
+  EXPECT_NEAR(static_cast<double>(dropped) / steps, 0.6, 0.03);
+  GatedFusionStrategyConfig missing;
+  EXPECT_THROW(make_strategy(missing), ConfigError);
+}
+
+// Synthetic: the old model is right on half the space (x0 > 0), the new model is noisy there.
+// Gated Fusion's gate should learn to trust the old logits on that half, cutting negative flips.
+TEST(GatedFusionStrategy, TheGateLearnsToFallBackWhereTheNewModelRegresses) {
+  torch::manual_seed(3);
+  const std::int64_t n = 2000;
+  const auto x = torch::randn({n, 4});
+  const auto y = (x.select(1, 1) > 0).to(torch::kInt64);
+  const auto old_region = x.select(1, 0) > 0;
+  // Old model: confident and right where x0 > 0, a coin elsewhere.
+  const auto right = torch::stack({(1 - y).to(torch::kFloat), y.to(torch::kFloat)}, 1) * 4 - 2;
+  const auto old_logits = torch::where(old_region.unsqueeze(1), right, torch::randn({n, 2}));
+  // The new model sees features whose label signal is strong where x0 < 0 and hidden by noise
+  // where x0 > 0, so alone it errs on the old model's half.
+  auto features = x.clone();
+  features.select(1, 1).copy_(torch::where(old_region, x.select(1, 1) * 0.05 + torch::randn({n}), x.select(1, 1)));
+  const FeatureSource data(features, y);
+  TrainConfig config;
+  config.epochs = 4;
+  config.batch_size = 64;
+  config.learning_rate = 0.05;
+  config.warmup_ratio = 0.0;
+
+  torch::manual_seed(4);
+  nn::FeatureClassifier vanilla(4, 2, nn::HeadConfig{"mlp", 32, 0.0});
+  train(vanilla, data, nullptr, config);
+  const auto vanilla_pred = predict(vanilla, data, 256).logits.argmax(1);
+
+  torch::manual_seed(4);
+  nn::FeatureClassifier model(4, 2, nn::HeadConfig{"mlp", 32, 0.0});
+  GatedFusionStrategyConfig c;
+  c.embedding_dim = 4;
+  c.gate.dropout = 0.0;
+  c.drop_gate = 0.4;
+  c.lr2 = 0.01;
+  auto gf = make_strategy(c);
+  train_with_strategy(model, *gf, data, old_logits, nullptr, torch::Tensor(), config);
+  const auto p = predict_with_strategy(model, *gf, data, old_logits, 256);
+  const auto gf_pred = p.logits.argmax(1);
+
+  const auto old_right = old_logits.argmax(1).eq(y);
+  auto nfr = [&](const torch::Tensor& pred) { return (old_right & pred.ne(y)).to(torch::kFloat64).mean().item<double>(); };
+  const double gate_old_half = p.gates.masked_select(old_region).mean().item<double>();
+  const double gate_new_half = p.gates.masked_select(~old_region).mean().item<double>();
+  EXPECT_LT(gate_old_half, gate_new_half) << "the gate should lean on the old model where it is right";
+  EXPECT_LT(nfr(gf_pred), 0.5 * nfr(vanilla_pred)) << "GF NFR " << nfr(gf_pred) << " vs vanilla " << nfr(vanilla_pred);
+}
+
+}  // namespace
+}  // namespace flipless::train
