@@ -17,6 +17,9 @@
 #include "flipless/data/registry.h"
 #include "flipless/data/split.h"
 #include "flipless/models/fasttext_classifier.h"
+#include "flipless/models/logits_file_classifier.h"
+#include "flipless/nn/tensor_io.h"
+#include "flipless/train/strategy.h"
 #include "flipless/models/registry.h"
 #include "flipless/train/features.h"
 #include "flipless/train/inputs.h"
@@ -49,7 +52,25 @@ struct TrainArgs {
   std::string out;
   int threads = 0;
   train::DistributedConfig dist;
+  // Compatibility method, with the old model's stored predictions.
+  std::string method = "vanilla";
+  std::string old_run;
+  train::DistillationConfig distill;
+  train::GatedFusionStrategyConfig gf;
+  bool gf_no_stop_gradient = false;
+  bool gf_no_warmup = false;
 };
+
+// The old model's logits for a split, in the split's order, from OLD_RUN/predictions/SPLIT.jsonl.
+torch::Tensor old_logits_for(const std::string& old_run, const std::string& split, const data::Dataset& ds, std::size_t num_labels) {
+  const models::LogitsFileClassifier old(std::filesystem::path(old_run) / "predictions" / (split + ".jsonl"));
+  if (old.num_labels() != num_labels) {
+    throw InputError(fmt::format("{}: the old model has {} labels, the data {}", old.describe(), old.num_labels(), num_labels));
+  }
+  const auto out = old.predict(ds.examples);
+  return torch::from_blob(const_cast<float*>(out.logits.data()), {static_cast<std::int64_t>(out.rows), static_cast<std::int64_t>(out.num_labels)})
+      .clone();
+}
 
 void set_threads(int threads) {
   const int n = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -130,6 +151,17 @@ int run_train(const TrainArgs& a) {
   // Check the model and every option before minutes of reading and encoding.
   a.config.validate();
   a.dist.validate();
+  const bool known_method = std::any_of(train::registered_methods().begin(), train::registered_methods().end(),
+                                        [&](const train::MethodInfo& m) { return m.name == a.method; });
+  if (!known_method) throw ConfigError(fmt::format("--method '{}': unknown (see flipless methods list)", a.method));
+  if (a.method != "vanilla") {
+    if (a.old_run.empty()) throw ConfigError(fmt::format("--method {} needs --old RUN_DIR: the old model's flipless train output", a.method));
+    if (a.model == "fasttext") throw ConfigError("compatibility methods train a torch model; fastText can only be the old model");
+    for (const char* split : {"train", "validation", "dev"}) {
+      const auto path = std::filesystem::path(a.old_run) / "predictions" / (std::string(split) + ".jsonl");
+      if (!std::filesystem::exists(path)) throw ConfigError(fmt::format("--old: {} is missing", path.string()));
+    }
+  }
   std::filesystem::path model_dir;
   if (a.model == "fasttext") {
     a.fasttext.validate();
@@ -189,6 +221,59 @@ int run_train(const TrainArgs& a) {
     card["train_config"] = {{"epochs", a.config.epochs}, {"batch_size", a.config.batch_size}, {"learning_rate", a.config.learning_rate},
                             {"weight_decay", a.config.weight_decay}, {"warmup_ratio", a.config.warmup_ratio}};
     std::unique_ptr<ProgressBar> bar;
+    // The method, and the old model's stored logits it needs (never the old model itself).
+    std::map<std::string, torch::Tensor> old;
+    std::unique_ptr<train::CompatibilityStrategy> strategy;
+    const std::int64_t embedding_dim = nn::BertConfig::from_json_file(model_dir / "config.json").hidden_size;
+    if (a.method != "vanilla") {
+      for (const auto& [name, ds] : splits) old[name] = old_logits_for(a.old_run, name, *ds, full_train.num_labels());
+      if (a.method == "distillation") {
+        strategy = train::make_strategy(a.distill);
+        card["method"] = {{"name", "distillation"}, {"lambda", a.distill.lambda}, {"temperature", a.distill.temperature}};
+      } else {
+        train::GatedFusionStrategyConfig gf = a.gf;
+        gf.embedding_dim = embedding_dim;
+        gf.seed = a.config.seed;
+        gf.gate.stop_gradient = !a.gf_no_stop_gradient;
+        gf.warmup = !a.gf_no_warmup;
+        if (gf.lr2 <= 0) gf.lr2 = a.frozen ? a.config.learning_rate : 1e-5;  // frozen heads train at head scale
+        strategy = train::make_strategy(gf);
+        card["method"] = {{"name", "gated_fusion"}, {"drop_gate", gf.drop_gate}, {"temperature", gf.gate.temperature},
+                          {"lr2", gf.lr2}, {"stop_gradient", gf.gate.stop_gradient}, {"warmup", gf.warmup}};
+      }
+      card["method"]["old_run"] = std::filesystem::absolute(a.old_run).string();
+      std::fprintf(stderr, "method %s against the stored logits of %s\n", a.method.c_str(), a.old_run.c_str());
+    }
+    auto fit = [&](nn::ClassifierModule& model, const train::InputSource& tr, const train::InputSource& va) {
+      if (strategy) {
+        train::train_with_strategy(model, *strategy, tr, old["train"], &va, old["validation"], config, bar_observer(bar, tr.size(), log));
+      } else {
+        train::train(model, tr, &va, config, train::cross_entropy_loss, bar_observer(bar, tr.size(), log));
+      }
+    };
+    auto export_split = [&](nn::ClassifierModule& model, const train::InputSource& source, const std::string& name,
+                            const data::Dataset& ds, std::int64_t batch) {
+      const auto p = strategy ? train::predict_with_strategy(model, *strategy, source, old[name], batch) : train::predict(model, source, batch);
+      auto rows = rows_of(ds, train::as_classifier_output(p));
+      if (p.gates.defined()) {
+        const auto g = p.gates.contiguous();
+        rows.gates.assign(g.data_ptr<float>(), g.data_ptr<float>() + g.numel());
+      }
+      accuracy[name] = accuracy_of_rows(rows);
+      data::write_predictions(out / "predictions" / (name + ".jsonl"), rows);
+      if (a.method == "gated_fusion") {  // the paper's table 4 ablation: the GF-trained new model alone
+        const auto alone = rows_of(ds, train::as_classifier_output(train::predict(model, source, batch)));
+        accuracy[name + "_new_model_alone"] = accuracy_of_rows(alone);
+        data::write_predictions(out / "predictions" / (name + ".new_model_alone.jsonl"), alone);
+      }
+    };
+    auto save_strategy = [&] {
+      if (!strategy || strategy->parameters().empty()) return;
+      std::map<std::string, torch::Tensor> params;
+      const auto ps = strategy->parameters();
+      for (std::size_t i = 0; i < ps.size(); ++i) params[fmt::format("gate.{}", i)] = ps[i];
+      nn::write_tensors(out / "gate.safetensors", params, {{"format", "flipless-gate"}});
+    };
     if (a.frozen) {
       const train::FeatureExtractor extractor(train::FeatureSpec{model_dir, a.layers, a.pooling, a.max_length});
       const auto cache = a.cache.empty() ? default_cache() : std::filesystem::path(a.cache);
@@ -202,18 +287,16 @@ int run_train(const TrainArgs& a) {
       nn::FeatureClassifier model(extractor.dim(), static_cast<std::int64_t>(full_train.num_labels()), a.head);
       const train::FeatureSource train_source(features["train"], train::label_tensor(train_set));
       const train::FeatureSource val_source(features["validation"], train::label_tensor(validation));
-      train::train(model, train_source, &val_source, config, train::cross_entropy_loss, bar_observer(bar, train_source.size(), log));
+      fit(model, train_source, val_source);
       if (!writer) return 0;
       card["kind"] = "frozen-head";
       card["layers"] = a.layers > 0 ? a.layers : nn::BertConfig::from_json_file(model_dir / "config.json").num_hidden_layers;
       card["pooling"] = a.pooling;
+      save_strategy();
       train::save_torch_classifier(out, model, card);
       for (const auto& [name, ds] : splits) {
         const train::FeatureSource source(features[name], train::label_tensor(*ds));
-        const auto p = train::predict(model, source, 512);
-        const auto rows = rows_of(*ds, train::as_classifier_output(p));
-        accuracy[name] = accuracy_of_rows(rows);
-        data::write_predictions(out / "predictions" / (name + ".jsonl"), rows);
+        export_split(model, source, name, *ds, 512);
       }
     } else {
       auto encoder = nn::load_encoder(model_dir, a.layers);
@@ -223,7 +306,7 @@ int run_train(const TrainArgs& a) {
       const auto tokenizer = text::WordPieceTokenizer::from_checkpoint_dir(model_dir);
       const train::TokenSource train_source(tokenizer, train_set, a.max_length);
       const train::TokenSource val_source(tokenizer, validation, a.max_length);
-      train::train(model, train_source, &val_source, config, train::cross_entropy_loss, bar_observer(bar, train_source.size(), log));
+      fit(model, train_source, val_source);
       if (!writer) return 0;
       card["kind"] = "fine-tuned";
       card["layers"] = layers;
@@ -234,14 +317,11 @@ int run_train(const TrainArgs& a) {
           std::filesystem::copy_file(model_dir / f, out / "encoder" / f, std::filesystem::copy_options::overwrite_existing);
         }
       }
+      save_strategy();
       train::save_torch_classifier(out, model, card);
       for (const auto& [name, ds] : splits) {
         const train::TokenSource source(tokenizer, *ds, a.max_length);
-        ProgressBar progress(fmt::format("predict {}", name), source.size(), "ex");
-        const auto p = train::predict(model, source, 64, [&](std::int64_t done, std::int64_t) { progress.update(done); });
-        const auto rows = rows_of(*ds, train::as_classifier_output(p));
-        accuracy[name] = accuracy_of_rows(rows);
-        data::write_predictions(out / "predictions" / (name + ".jsonl"), rows);
+        export_split(model, source, name, *ds, 64);
       }
     }
   }
@@ -317,6 +397,7 @@ int run_models_list() {
 
 void add_train_commands(CLI::App& app, Runner& run) {
   auto a = std::make_shared<TrainArgs>();
+  a->gf.lr2 = 0;  // auto: 1e-5 when fine-tuning, the head's --lr for frozen heads
   CLI::App* cmd = app.add_subcommand("train", "Train a classifier (fastText, a head on frozen encoder features, or a fine-tuned encoder)");
   cmd->footer(
       "Examples:\n"
@@ -354,6 +435,16 @@ void add_train_commands(CLI::App& app, Runner& run) {
   cmd->add_option("--rank", a->dist.rank, "This process's rank, 0..world-size-1 (rank 0 writes the outputs)")->capture_default_str();
   cmd->add_option("--master-addr", a->dist.master_addr, "Address of rank 0's store")->capture_default_str();
   cmd->add_option("--master-port", a->dist.master_port, "Port of rank 0's store")->capture_default_str();
+  cmd->add_option("--method", a->method, "Compatibility method (flipless methods list)")->capture_default_str();
+  cmd->add_option("--old", a->old_run, "The old model's flipless train output folder (its stored predictions are the old logits)");
+  cmd->add_option("--distill-lambda", a->distill.lambda, "distillation: weight of the KL term")->capture_default_str();
+  cmd->add_option("--distill-temperature", a->distill.temperature, "distillation: temperature")->capture_default_str();
+  cmd->add_option("--gf-drop-gate", a->gf.drop_gate, "gated_fusion: drop-gate probability D")->capture_default_str();
+  cmd->add_option("--gf-temperature", a->gf.gate.temperature, "gated_fusion: temperature T on the old logits")->capture_default_str();
+  cmd->add_option("--gf-lr2", a->gf.lr2, "gated_fusion: learning rate of the last epoch (0: 1e-5 fine-tuned, --lr for heads)");
+  cmd->add_option("--gf-dropout", a->gf.gate.dropout, "gated_fusion: gate dropout")->capture_default_str();
+  cmd->add_flag("--gf-no-stop-gradient", a->gf_no_stop_gradient, "gated_fusion ablation: let the gate's gradient reach the encoder");
+  cmd->add_flag("--gf-no-warmup", a->gf_no_warmup, "gated_fusion ablation: fuse from the first epoch");
   cmd->add_option("--out", a->out, "Output folder: model, predictions/{train,validation,dev}.jsonl, train_log.json")->required();
   cmd->callback([&run, a] { run = [a] { return run_train(*a); }; });
 
@@ -364,6 +455,15 @@ void add_train_commands(CLI::App& app, Runner& run) {
   predict->add_option("--out", p->out, "Prediction file (JSONL) to write")->required();
   predict->add_option("--threads", p->threads, "CPU threads (0: all cores)")->capture_default_str();
   predict->callback([&run, p] { run = [p] { return run_predict(*p); }; });
+
+  CLI::App* methods_cmd = app.add_subcommand("methods", "Compatibility methods");
+  methods_cmd->require_subcommand(1);
+  methods_cmd->add_subcommand("list", "Registered methods")->callback([&run] {
+    run = [] {
+      for (const auto& m : train::registered_methods()) std::printf("%-14s %s\n", m.name.c_str(), m.summary.c_str());
+      return 0;
+    };
+  });
 
   CLI::App* models_cmd = app.add_subcommand("models", "Pretrained models");
   models_cmd->require_subcommand(1);

@@ -191,6 +191,18 @@ TEST(CliTrain, FastTextFrozenAndFineTunedModelsTrainPredictAndCompare) {
   r = run(dir, "predict '" + old_dir.string() + "' --data '" + eval.string() + "' --out '" + again.string() + "'");
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(run(dir, "models list").code, 0);
+
+  // Compatibility methods train the new model against the old run's stored logits.
+  for (const char* method : {"gated_fusion", "distillation"}) {
+    const auto method_dir = dir.path() / method;
+    r = run(dir, "train --model '" + tiny + "' --frozen --layers 1 --epochs 2 --lr 0.01 --cache '" + (dir.path() / "cache").string() +
+                 "' --method " + method + " --old '" + old_dir.string() + "'" + data + " --out '" + method_dir.string() + "'");
+    ASSERT_EQ(r.code, 0) << method << ": " << r.err;
+    const std::string dev_file = slurp(method_dir / "predictions/dev.jsonl");
+    EXPECT_EQ(dev_file.find("\"gate\":") != std::string::npos, std::string(method) == "gated_fusion") << method;
+    EXPECT_EQ(std::filesystem::exists(method_dir / "predictions/dev.new_model_alone.jsonl"), std::string(method) == "gated_fusion");
+  }
+  EXPECT_NE(run(dir, "methods list").out.find("gated_fusion"), std::string::npos);
 }
 
 TEST(CliTrain, BadModelsAndOptionsExitTwoWithOneLine) {
@@ -207,6 +219,10 @@ TEST(CliTrain, BadModelsAndOptionsExitTwoWithOneLine) {
                     "different label sets");
   expect_user_error(run(dir, "train --model fasttext --train '" + train.string() + "'" + out), "give --task");
   expect_user_error(run(dir, "predict '" + dir.path().string() + "' --data sst2:dev --out x.jsonl"), "no flipless_model.json");
+  expect_user_error(run(dir, "train --model '" + tiny + "' --method gated_fusion --train '" + train.string() + "' --eval '" + train.string() + "'" + out),
+                    "--method gated_fusion needs --old RUN_DIR");
+  expect_user_error(run(dir, "train --model '" + tiny + "' --method magic --train '" + train.string() + "' --eval '" + train.string() + "'" + out),
+                    "--method 'magic': unknown");
   expect_user_error(run(dir, "train --model '" + tiny + "' --layers 9 --train '" + train.string() + "' --eval '" + train.string() + "'" + out),
                     "asked for 9 layers, the model has 2");
 }
