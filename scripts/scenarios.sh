@@ -23,6 +23,13 @@ train minilm-l2-frozen    --model minilm-l6 --frozen --layers 2 --epochs 10 --lr
 train minilm-l6-frozen    --model minilm-l6 --frozen --epochs 10 --lr 1e-3 --batch-size 64
 train minilm-l6-finetuned --model minilm-l6 --max-train 3000 --epochs 2 --lr 5e-5 --batch-size 32 --max-length 64
 
+# Compatibility methods for fastText -> frozen MiniLM-L6, against fastText's stored logits.
+frozen=(--model minilm-l6 --frozen --epochs 10 --lr 1e-3 --batch-size 64 --old "$out/fasttext")
+train minilm-l6-frozen-distillation      "${frozen[@]}" --method distillation
+train minilm-l6-frozen-gf-lr2-1e-3       "${frozen[@]}" --method gated_fusion --gf-lr2 1e-3
+train minilm-l6-frozen-gf-lr2-1e-4       "${frozen[@]}" --method gated_fusion --gf-lr2 1e-4
+train minilm-l6-frozen-gf-lr2-1e-5       "${frozen[@]}" --method gated_fusion --gf-lr2 1e-5
+
 compare() {  # old, new
   "$bin" compare "$out/$1/predictions/dev.jsonl" "$out/$2/predictions/dev.jsonl" --format json --out "$out/$1-to-$2.json" 2>/dev/null
   python3 - "$out/$1-to-$2.json" "$1" "$2" <<'PY'
@@ -40,3 +47,4 @@ compare fasttext minilm-l6-frozen
 compare fasttext minilm-l6-finetuned
 compare minilm-l2-frozen minilm-l6-frozen
 compare minilm-l6-frozen minilm-l6-finetuned
+for m in distillation gf-lr2-1e-3 gf-lr2-1e-4 gf-lr2-1e-5; do compare fasttext "minilm-l6-frozen-$m"; done
