@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the benchmarks in bench/ on a release build. Fetches BackwardCompatibilityML's wheel
 # (pure Python, no dependencies needed for its score functions) to compare against.
-#   scripts/bench.sh [--rows N]
+#   scripts/bench.sh [--rows N] [--threads T]      (options go to encoder_bench)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -13,4 +13,15 @@ if [ ! -d "$bcml/backwardcompatibilityml" ]; then
 fi
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GB", $2/1e6}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "date: $(date -u +%Y-%m-%d)"
-build/release/bench/compare_bench --bcml "$bcml" "$@"
+echo
+echo "== bench/compare_bench"
+build/release/bench/compare_bench --bcml "$bcml"
+# Hugging Face tokenizers, for the tokenizer side-by-side.
+venv=build/bench-venv
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q "tokenizers==0.15.2"
+fi
+echo
+echo "== bench/encoder_bench"
+build/release/bench/encoder_bench --tokenizers-python "$venv/bin/python" "$@"
