@@ -18,6 +18,28 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
+// Groups rows of similar length into the same batch, so little of a batch is padding: within
+// windows of 50 batches of the shuffled order, rows are sorted by cost and cut into batches,
+// and the batches are shuffled again. Every process computes the same order.
+void bucket_by_cost(std::vector<std::int64_t>& order, const InputSource& data, std::int64_t batch, std::mt19937_64& rng) {
+  const auto window = static_cast<std::size_t>(batch * 50);
+  for (std::size_t start = 0; start < order.size(); start += window) {
+    const auto end = order.begin() + static_cast<std::ptrdiff_t>(std::min(order.size(), start + window));
+    std::stable_sort(order.begin() + static_cast<std::ptrdiff_t>(start), end,
+                     [&](std::int64_t a, std::int64_t b) { return data.cost(a) < data.cost(b); });
+  }
+  std::vector<std::vector<std::int64_t>> batches;
+  for (std::size_t start = 0; start < order.size(); start += static_cast<std::size_t>(batch)) {
+    batches.emplace_back(order.begin() + static_cast<std::ptrdiff_t>(start),
+                         order.begin() + static_cast<std::ptrdiff_t>(std::min(order.size(), start + static_cast<std::size_t>(batch))));
+  }
+  // Keep a short batch last, where the loop expects it.
+  const bool short_last = !batches.empty() && batches.back().size() < static_cast<std::size_t>(batch);
+  std::shuffle(batches.begin(), batches.end() - (short_last ? 1 : 0), rng);
+  order.clear();
+  for (const auto& b : batches) order.insert(order.end(), b.begin(), b.end());
+}
+
 std::vector<torch::Tensor> gradients_of(const std::vector<torch::Tensor>& params) {
   std::vector<torch::Tensor> grads;
   for (const auto& p : params) {
@@ -108,6 +130,8 @@ TrainResult run_loop(nn::ClassifierModule& model, const InputSource& train_data,
   std::vector<std::int64_t> order(static_cast<std::size_t>(n));
   std::iota(order.begin(), order.end(), 0);
   std::mt19937_64 rng(config.seed);
+  bool bucketed = false;  // only sources whose rows differ in cost (token counts) are bucketed
+  for (std::int64_t i = 1; i < n && !bucketed; ++i) bucketed = train_data.cost(i) != train_data.cost(0);
   TrainResult result;
   std::int64_t global_step = 0;
   for (int epoch = 0; epoch < config.epochs; ++epoch) {
@@ -115,6 +139,7 @@ TrainResult run_loop(nn::ClassifierModule& model, const InputSource& train_data,
     if (hooks.set_training) hooks.set_training(true);
     const std::optional<double> epoch_lr = hooks.learning_rate ? hooks.learning_rate(epoch) : std::nullopt;
     std::shuffle(order.begin(), order.end(), rng);
+    if (bucketed) bucket_by_cost(order, train_data, global_batch, rng);
     const auto start = Clock::now();
     double loss_sum = 0;
     std::int64_t seen = 0;
