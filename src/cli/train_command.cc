@@ -121,12 +121,11 @@ double accuracy_of_rows(const data::PredictionRows& rows) {
   return total ? static_cast<double>(correct) / static_cast<double>(total) : 0.0;
 }
 
-train::TrainObserver bar_observer(std::unique_ptr<ProgressBar>& bar, std::int64_t n_train, nlohmann::json& log) {
+train::TrainObserver bar_observer(std::unique_ptr<ProgressBar>& bar, nlohmann::json& log) {
   train::TrainObserver observer;
-  observer.on_step = [&bar, n_train](int epoch, std::int64_t step, std::int64_t steps, double loss, double rate) {
+  observer.on_step = [&bar](int epoch, std::int64_t step, std::int64_t steps, double loss, double rate) {
     if (step == 1) bar = std::make_unique<ProgressBar>(fmt::format("train epoch {}", epoch), steps, "step", false);
     bar->update(step, fmt::format("loss {:.4f}  {:.0f} ex/s", loss, rate));
-    (void)n_train;
   };
   observer.on_epoch = [&bar, &log](const train::EpochStats& s) {
     if (bar) bar->finish();
@@ -246,9 +245,9 @@ int run_train(const TrainArgs& a) {
     }
     auto fit = [&](nn::ClassifierModule& model, const train::InputSource& tr, const train::InputSource& va) {
       if (strategy) {
-        train::train_with_strategy(model, *strategy, tr, old["train"], &va, old["validation"], config, bar_observer(bar, tr.size(), log));
+        train::train_with_strategy(model, *strategy, tr, old["train"], &va, old["validation"], config, bar_observer(bar, log));
       } else {
-        train::train(model, tr, &va, config, train::cross_entropy_loss, bar_observer(bar, tr.size(), log));
+        train::train(model, tr, &va, config, train::cross_entropy_loss, bar_observer(bar, log));
       }
     };
     auto export_split = [&](nn::ClassifierModule& model, const train::InputSource& source, const std::string& name,
