@@ -48,3 +48,7 @@ compare fasttext minilm-l6-finetuned
 compare minilm-l2-frozen minilm-l6-frozen
 compare minilm-l6-frozen minilm-l6-finetuned
 for m in distillation gf-lr2-1e-3 gf-lr2-1e-4 gf-lr2-1e-5; do compare fasttext "minilm-l6-frozen-$m"; done
+for kind in logit prob; do
+  "$bin" ensemble "$out/fasttext" "$out/minilm-l6-frozen" --kind "$kind" --out "$out/minilm-l6-frozen-$kind-ensemble" >/dev/null
+  compare fasttext "minilm-l6-frozen-$kind-ensemble"
+done

@@ -108,6 +108,31 @@ TEST(Cli, BadPredictionFilesExitTwoWithOneLine) {
   expect_user_error(run(dir, "compare '" + kOld + "' '" + kNew + "' --data sst2:dev --format pdf"), "unknown format 'pdf'");
 }
 
+// Two hand-made runs: the ensemble picks alpha on validation and writes dev predictions.
+TEST(Cli, EnsembleOfTwoRunsChoosesAlphaOnValidation) {
+  TempDir dir;
+  for (const char* run_name : {"old", "new"}) {
+    std::filesystem::create_directories(dir.path() / run_name / "predictions");
+    dir.write(std::string(run_name) + "/flipless_model.json", R"({"label_names": ["neg", "pos"]})");
+    for (const char* split : {"validation", "dev"}) {
+      // Old margins {+1, +1, +1, -1}, new {-0.5, +3, +3, +0.5}, every label "neg" (see ensemble_test).
+      const bool old_run = std::string(run_name) == "old";
+      const float m[4] = {old_run ? 1.0f : -0.5f, old_run ? 1.0f : 3.0f, old_run ? 1.0f : 3.0f, old_run ? -1.0f : 0.5f};
+      std::string rows;
+      for (int i = 0; i < 4; ++i) rows += "{\"id\": \"e" + std::to_string(i) + "\", \"label\": \"neg\", \"logits\": [" + std::to_string(m[i]) + ", 0]}\n";
+      dir.write(std::string(run_name) + "/predictions/" + split + ".jsonl", rows);
+    }
+  }
+  const auto out = dir.path() / "ens";
+  const Result r = run(dir, "ensemble '" + (dir.path() / "old").string() + "' '" + (dir.path() / "new").string() + "' --out '" + out.string() + "'");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("alpha 0.6  accuracy 75.00%  NFR 0.00%  <- chosen"), std::string::npos) << r.out;
+  EXPECT_TRUE(std::filesystem::exists(out / "predictions/dev.jsonl"));
+  EXPECT_NE(slurp(out / "ensemble.json").find("\"alpha\": 0.6"), std::string::npos);
+  expect_user_error(run(dir, "ensemble '" + (dir.path() / "old").string() + "' '" + (dir.path() / "new").string() + "' --kind median --out x"),
+                    "--kind 'median': expected logit or prob");
+}
+
 // Every bad-input path of the dataset readers, through the CLI.
 TEST(Cli, BadDatasetsExitTwoWithFileLineAndField) {
   TempDir dir;

@@ -1,0 +1,136 @@
+// flipless ensemble: the old-new probability or logit ensemble of two trained runs, alpha chosen
+// on the validation split, applied to dev.
+#include <cmath>
+#include <cstdio>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <unordered_map>
+
+#include "commands.h"
+#include "flipless/core/error.h"
+#include "flipless/core/file.h"
+#include "flipless/data/predictions.h"
+#include "flipless/ensemble/old_new.h"
+
+namespace flipless::cli {
+
+namespace {
+
+struct EnsembleArgs {
+  std::string old_run, new_run, kind = "logit", out;
+  double tolerance = 0.001;
+};
+
+struct Split {
+  std::vector<std::string> ids;
+  std::vector<std::int32_t> labels;
+  std::vector<float> old_logits, new_logits;  // (n, k), both in the new file's order
+};
+
+std::vector<std::string> label_names_of(const std::string& run) {
+  const auto path = std::filesystem::path(run) / "flipless_model.json";
+  try {
+    return nlohmann::json::parse(core::InputFile::open(path).bytes()).at("label_names").get<std::vector<std::string>>();
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(fmt::format("{}: {}", path.string(), e.what()));
+  }
+}
+
+// Scores as logits: probabilities become log-probabilities.
+std::vector<float> logits_of(const data::PredictionFile& f) {
+  if (f.score_kind == data::ScoreKind::kNone) throw InputError(fmt::format("{}: rows need 'logits' or 'probs'", f.source));
+  std::vector<float> out = f.scores;
+  if (f.score_kind == data::ScoreKind::kProbs) {
+    for (float& v : out) v = std::log(std::max(v, 1e-12f));
+  }
+  return out;
+}
+
+Split load_split(const EnsembleArgs& a, const std::string& split, const std::vector<std::string>& names) {
+  const auto old_file = data::read_predictions_file(std::filesystem::path(a.old_run) / "predictions" / (split + ".jsonl"), {.keep_scores = true});
+  const auto new_file = data::read_predictions_file(std::filesystem::path(a.new_run) / "predictions" / (split + ".jsonl"), {.keep_scores = true});
+  const std::size_t k = names.size();
+  if (old_file.num_scores != k || new_file.num_scores != k) {
+    throw InputError(fmt::format("{} and {} must both give {} scores per row", old_file.source, new_file.source, k));
+  }
+  const auto old_logits = logits_of(old_file), new_logits = logits_of(new_file);
+  std::unordered_map<std::string_view, std::size_t> old_row;
+  for (std::size_t i = 0; i < old_file.size(); ++i) old_row.emplace(old_file.ids[i], i);
+  if (old_file.size() != new_file.size()) {
+    throw InputError(fmt::format("{} has {} rows, {} has {}", old_file.source, old_file.size(), new_file.source, new_file.size()));
+  }
+  if (new_file.labels.empty()) throw InputError(fmt::format("{}: rows need a 'label'", new_file.source));
+  Split s;
+  for (std::size_t j = 0; j < new_file.size(); ++j) {
+    const auto it = old_row.find(new_file.ids[j]);
+    if (it == old_row.end()) {
+      throw InputError(fmt::format("{}:{}: field 'id': id '{}' is not in {}", new_file.source, new_file.lines[j], new_file.ids[j], old_file.source));
+    }
+    const std::int32_t code = new_file.labels[j];
+    std::int32_t label = code;
+    if (code < 0) {
+      const auto& token = new_file.tokens[static_cast<std::size_t>(-1 - code)];
+      const auto pos = std::find(names.begin(), names.end(), token);
+      if (pos == names.end()) throw InputError(fmt::format("{}:{}: field 'label': '{}' is not a label of the model", new_file.source, new_file.lines[j], token));
+      label = static_cast<std::int32_t>(pos - names.begin());
+    }
+    s.ids.push_back(new_file.ids[j]);
+    s.labels.push_back(label);
+    s.old_logits.insert(s.old_logits.end(), old_logits.begin() + static_cast<std::ptrdiff_t>(it->second * k),
+                        old_logits.begin() + static_cast<std::ptrdiff_t>((it->second + 1) * k));
+    s.new_logits.insert(s.new_logits.end(), new_logits.begin() + static_cast<std::ptrdiff_t>(j * k),
+                        new_logits.begin() + static_cast<std::ptrdiff_t>((j + 1) * k));
+  }
+  return s;
+}
+
+int run_ensemble(const EnsembleArgs& a) {
+  if (a.kind != "logit" && a.kind != "prob") throw ConfigError(fmt::format("--kind '{}': expected logit or prob", a.kind));
+  const auto kind = a.kind == "logit" ? ensemble::Kind::kLogits : ensemble::Kind::kProbabilities;
+  const auto names = label_names_of(a.new_run);
+  const Split validation = load_split(a, "validation", names);
+  const Split dev = load_split(a, "dev", names);
+  const auto choice = ensemble::choose_alpha(validation.labels, validation.old_logits, validation.new_logits, names.size(), kind, {0.5, 0.6, 0.7, 0.8, 0.9}, a.tolerance);
+  std::printf("alpha on validation (new model alone: %.2f%% accuracy; tolerance %.2f points)\n", 100 * choice.new_model_accuracy, 100 * a.tolerance);
+  nlohmann::json candidates = nlohmann::json::array();
+  for (const auto& c : choice.candidates) {
+    std::printf("  alpha %.1f  accuracy %.2f%%  NFR %.2f%%%s%s\n", c.alpha, 100 * c.accuracy, 100 * c.nfr, c.on_par ? "" : "  (below par)",
+                c.alpha == choice.alpha ? "  <- chosen" : "");
+    candidates.push_back({{"alpha", c.alpha}, {"accuracy", c.accuracy}, {"nfr", c.nfr}, {"on_par", c.on_par}});
+  }
+  if (choice.fallback) std::printf("  no alpha kept accuracy on par: the most accurate was taken\n");
+  auto combined = ensemble::combine(dev.old_logits, dev.new_logits, names.size(), kind, choice.alpha);
+  if (kind == ensemble::Kind::kProbabilities) {
+    for (float& v : combined) v = std::log(std::max(v, 1e-12f));  // stored as logits
+  }
+  data::PredictionRows rows;
+  rows.ids = dev.ids;
+  rows.labels = dev.labels;
+  rows.label_names = names;
+  rows.num_labels = names.size();
+  rows.logits = std::move(combined);
+  const std::filesystem::path out(a.out);
+  std::filesystem::create_directories(out / "predictions");
+  data::write_predictions(out / "predictions" / "dev.jsonl", rows);
+  const nlohmann::json summary = {{"method", a.kind == "logit" ? "old_new_logit_ensemble" : "old_new_prob_ensemble"}, {"alpha", choice.alpha},
+                                  {"fallback", choice.fallback}, {"validation_new_model_accuracy", choice.new_model_accuracy},
+                                  {"candidates", candidates}, {"old_run", a.old_run}, {"new_run", a.new_run}};
+  core::write_file_atomic(out / "ensemble.json", summary.dump(2) + "\n");
+  std::printf("dev predictions in %s\n", (out / "predictions" / "dev.jsonl").c_str());
+  return 0;
+}
+
+}  // namespace
+
+void add_ensemble_command(CLI::App& app, Runner& run) {
+  auto a = std::make_shared<EnsembleArgs>();
+  CLI::App* cmd = app.add_subcommand("ensemble", "Old-new probability or logit ensemble of two trained runs (alpha chosen on validation)");
+  cmd->add_option("old_run", a->old_run, "The old model's flipless train folder")->required();
+  cmd->add_option("new_run", a->new_run, "The new model's flipless train folder")->required();
+  cmd->add_option("--kind", a->kind, "logit or prob")->capture_default_str();
+  cmd->add_option("--tolerance", a->tolerance, "Accuracy below the new model's still on par (fraction)")->capture_default_str();
+  cmd->add_option("--out", a->out, "Output folder: predictions/dev.jsonl and ensemble.json")->required();
+  cmd->callback([&run, a] { run = [a] { return run_ensemble(*a); }; });
+}
+
+}  // namespace flipless::cli
