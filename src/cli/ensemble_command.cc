@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <algorithm>
 #include <unordered_map>
 
 #include "commands.h"
@@ -120,6 +121,62 @@ int run_ensemble(const EnsembleArgs& a) {
   return 0;
 }
 
+struct VoteArgs {
+  std::vector<std::string> runs;
+  std::string out;
+};
+
+int run_vote(const VoteArgs& a) {
+  const auto names = label_names_of(a.runs.front());
+  const std::size_t k = names.size();
+  std::vector<std::vector<float>> logits;
+  data::PredictionFile first;
+  for (std::size_t m = 0; m < a.runs.size(); ++m) {
+    auto file = data::read_predictions_file(std::filesystem::path(a.runs[m]) / "predictions" / "dev.jsonl", {.keep_scores = true});
+    if (file.num_scores != k) throw InputError(fmt::format("{}: expected {} scores per row", file.source, k));
+    const auto scores = logits_of(file);
+    if (m == 0) {
+      logits.push_back(scores);
+      first = std::move(file);
+      continue;
+    }
+    std::unordered_map<std::string_view, std::size_t> row;
+    for (std::size_t i = 0; i < file.size(); ++i) row.emplace(file.ids[i], i);
+    if (file.size() != first.size()) throw InputError(fmt::format("{} has {} rows, {} has {}", file.source, file.size(), first.source, first.size()));
+    std::vector<float> aligned;
+    aligned.reserve(scores.size());
+    for (std::size_t i = 0; i < first.size(); ++i) {
+      const auto it = row.find(first.ids[i]);
+      if (it == row.end()) throw InputError(fmt::format("{}: no row for id '{}' of {}", file.source, first.ids[i], first.source));
+      aligned.insert(aligned.end(), scores.begin() + static_cast<std::ptrdiff_t>(it->second * k), scores.begin() + static_cast<std::ptrdiff_t>((it->second + 1) * k));
+    }
+    logits.push_back(std::move(aligned));
+  }
+  const auto v = ensemble::majority_vote(logits, k);
+  data::PredictionRows rows;
+  rows.ids = first.ids;
+  rows.label_names = names;
+  rows.num_labels = k;
+  for (float p : v.mean_probs) rows.logits.push_back(std::log(std::max(p, 1e-12f)));
+  rows.preds = v.labels;
+  if (!first.labels.empty()) {
+    for (auto code : first.labels) {
+      std::int32_t label = code;
+      if (code < 0 && code != data::PredictionFile::kMissing) {
+        const auto& token = first.tokens[static_cast<std::size_t>(-1 - code)];
+        label = static_cast<std::int32_t>(std::find(names.begin(), names.end(), token) - names.begin());
+        if (label >= static_cast<std::int32_t>(k)) label = -1;
+      }
+      rows.labels.push_back(code == data::PredictionFile::kMissing ? -1 : label);
+    }
+  }
+  const std::filesystem::path out(a.out);
+  std::filesystem::create_directories(out / "predictions");
+  data::write_predictions(out / "predictions" / "dev.jsonl", rows);
+  std::printf("majority vote of %zu models; dev predictions in %s\n", a.runs.size(), (out / "predictions" / "dev.jsonl").c_str());
+  return 0;
+}
+
 }  // namespace
 
 void add_ensemble_command(CLI::App& app, Runner& run) {
@@ -131,6 +188,12 @@ void add_ensemble_command(CLI::App& app, Runner& run) {
   cmd->add_option("--tolerance", a->tolerance, "Accuracy below the new model's still on par (fraction)")->capture_default_str();
   cmd->add_option("--out", a->out, "Output folder: predictions/dev.jsonl and ensemble.json")->required();
   cmd->callback([&run, a] { run = [a] { return run_ensemble(*a); }; });
+
+  auto v = std::make_shared<VoteArgs>();
+  CLI::App* vote = app.add_subcommand("vote", "New-model ensemble: majority vote of several runs (ties: mean probability)");
+  vote->add_option("runs", v->runs, "flipless train folders (e.g. the same model with different seeds)")->required()->expected(2, 1000);
+  vote->add_option("--out", v->out, "Output folder: predictions/dev.jsonl")->required();
+  vote->callback([&run, v] { run = [v] { return run_vote(*v); }; });
 }
 
 }  // namespace flipless::cli

@@ -322,7 +322,8 @@ void append_floats(std::string& out, const float* values, std::size_t count) {
 void write_predictions(const std::filesystem::path& path, const PredictionRows& rows) {
   const std::size_t n = rows.ids.size();
   if (rows.num_labels == 0 || rows.logits.size() != n * rows.num_labels || (!rows.labels.empty() && rows.labels.size() != n) ||
-      (!rows.embeddings.empty() && rows.embeddings.size() != n * rows.dim) || (!rows.gates.empty() && rows.gates.size() != n)) {
+      (!rows.embeddings.empty() && rows.embeddings.size() != n * rows.dim) || (!rows.gates.empty() && rows.gates.size() != n) ||
+      (!rows.preds.empty() && rows.preds.size() != n)) {
     throw InputError(fmt::format("{}: prediction arrays do not match {} rows", path.string(), n));
   }
   std::string out;
@@ -341,6 +342,7 @@ void write_predictions(const std::filesystem::path& path, const PredictionRows& 
     for (std::size_t k = 1; k < rows.num_labels; ++k) {
       if (logits[k] > logits[best]) best = k;
     }
+    if (!rows.preds.empty()) best = static_cast<std::size_t>(rows.preds[i]);
     out += ",\"pred\":";
     if (best < rows.label_names.size()) append_json_string(out, rows.label_names[best]);
     else out += std::to_string(best);

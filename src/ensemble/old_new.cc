@@ -74,4 +74,30 @@ Choice choose_alpha(std::span<const std::int32_t> y, std::span<const float> old_
   return choice;
 }
 
+Vote majority_vote(const std::vector<std::vector<float>>& logits, std::size_t k) {
+  if (logits.size() < 2) throw InputError(fmt::format("a vote needs at least 2 models, got {}", logits.size()));
+  for (const auto& l : logits) check(logits.front().size(), l.size(), k);
+  const std::size_t rows = logits.front().size() / k;
+  Vote v;
+  v.mean_probs.assign(rows * k, 0.0f);
+  v.labels.resize(rows);
+  std::vector<float> p(k);
+  std::vector<int> votes(k);
+  for (std::size_t r = 0; r < rows; ++r) {
+    std::fill(votes.begin(), votes.end(), 0);
+    for (const auto& l : logits) {
+      const float* row = l.data() + r * k;
+      ++votes[static_cast<std::size_t>(std::max_element(row, row + k) - row)];
+      softmax_row(row, p.data(), k);
+      for (std::size_t j = 0; j < k; ++j) v.mean_probs[r * k + j] += p[j] / static_cast<float>(logits.size());
+    }
+    std::size_t best = 0;
+    for (std::size_t j = 1; j < k; ++j) {
+      if (votes[j] > votes[best] || (votes[j] == votes[best] && v.mean_probs[r * k + j] > v.mean_probs[r * k + best])) best = j;
+    }
+    v.labels[r] = static_cast<std::int32_t>(best);
+  }
+  return v;
+}
+
 }  // namespace flipless::ensemble

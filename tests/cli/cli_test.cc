@@ -131,6 +131,13 @@ TEST(Cli, EnsembleOfTwoRunsChoosesAlphaOnValidation) {
   EXPECT_NE(slurp(out / "ensemble.json").find("\"alpha\": 0.6"), std::string::npos);
   expect_user_error(run(dir, "ensemble '" + (dir.path() / "old").string() + "' '" + (dir.path() / "new").string() + "' --kind median --out x"),
                     "--kind 'median': expected logit or prob");
+  // A vote of old, new and new again: the new model wins every row.
+  const Result voted = run(dir, "vote '" + (dir.path() / "old").string() + "' '" + (dir.path() / "new").string() + "' '" +
+                                    (dir.path() / "new").string() + "' --out '" + (dir.path() / "vote").string() + "'");
+  ASSERT_EQ(voted.code, 0) << voted.err;
+  const Result agree = run(dir, "compare '" + (dir.path() / "new/predictions/dev.jsonl").string() + "' '" +
+                                    (dir.path() / "vote/predictions/dev.jsonl").string() + "' --label-names neg,pos --fail-if 'nfr>0' --fail-if 'pfr>0'");
+  EXPECT_EQ(agree.code, 0) << agree.err << agree.out;
 }
 
 // Every bad-input path of the dataset readers, through the CLI.

@@ -64,6 +64,7 @@ struct PredictionRows {
   std::size_t dim = 0;
   std::vector<float> embeddings;         // (n, dim), or empty
   std::vector<float> gates;              // (n,) Gated Fusion gate values, or empty
+  std::vector<std::int32_t> preds;       // (n,) predictions when not the argmax of logits (votes), or empty
 };
 
 // Writes JSON Lines {"id", "label", "pred", "logits", "embedding", "gate"} atomically; the

@@ -37,4 +37,15 @@ Choice choose_alpha(std::span<const std::int32_t> y_true, std::span<const float>
                     std::size_t num_labels, Kind kind, const std::vector<double>& grid = {0.5, 0.6, 0.7, 0.8, 0.9},
                     double tolerance = 0.001);
 
+// New-model ensemble (SPEC.md "Baselines" 3): the majority vote of several new models (k seeds),
+// ties broken by the highest mean probability.
+struct Vote {
+  std::vector<std::int32_t> labels;  // (rows,)
+  std::vector<float> mean_probs;     // (rows, k)
+};
+
+// `logits` holds one (rows, k) array per model. Throws InputError on fewer than 2 models or
+// mismatched shapes.
+Vote majority_vote(const std::vector<std::vector<float>>& logits, std::size_t num_labels);
+
 }  // namespace flipless::ensemble

@@ -41,5 +41,21 @@ TEST(OldNewEnsemble, ChoosesTheLowestNfrOnParWithTheNewModel) {
   EXPECT_TRUE(strict.fallback);
 }
 
+TEST(NewModelVote, MajorityThenMeanProbabilityBreaksTies) {
+  // Three models, two rows, three classes.
+  const std::vector<std::vector<float>> logits = {
+      {5, 0, 0, /**/ 0, 2, 0},
+      {0, 5, 0, /**/ 0, 0, 1},
+      {5, 0, 0, /**/ 3, 0, 0},
+  };
+  const Vote v = majority_vote(logits, 3);
+  EXPECT_EQ(v.labels[0], 0);  // 2 votes against 1
+  // Row 1: one vote each; the mean probability decides (class 0's 3 logit beats the others).
+  const float p0 = (1.0f / 3) * (1 / (2 + std::exp(2.0f)) + 1 / (2 + std::exp(1.0f)) + std::exp(3.0f) / (std::exp(3.0f) + 2));
+  EXPECT_NEAR(v.mean_probs[3], p0, 1e-6);
+  EXPECT_EQ(v.labels[1], 0);
+  EXPECT_THROW(majority_vote({logits[0]}, 3), InputError);
+}
+
 }  // namespace
 }  // namespace flipless::ensemble
