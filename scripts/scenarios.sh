@@ -26,6 +26,7 @@ train minilm-l6-finetuned --model minilm-l6 --max-train 3000 --epochs 2 --lr 5e-
 # Compatibility methods for fastText -> frozen MiniLM-L6, against fastText's stored logits.
 frozen=(--model minilm-l6 --frozen --epochs 10 --lr 1e-3 --batch-size 64 --old "$out/fasttext")
 train minilm-l6-frozen-distillation      "${frozen[@]}" --method distillation
+train minilm-l6-frozen-focal             "${frozen[@]}" --method focal_distillation
 train minilm-l6-frozen-gf-lr2-1e-3       "${frozen[@]}" --method gated_fusion --gf-lr2 1e-3
 train minilm-l6-frozen-gf-lr2-1e-4       "${frozen[@]}" --method gated_fusion --gf-lr2 1e-4
 train minilm-l6-frozen-gf-lr2-1e-5       "${frozen[@]}" --method gated_fusion --gf-lr2 1e-5
@@ -47,7 +48,7 @@ compare fasttext minilm-l6-frozen
 compare fasttext minilm-l6-finetuned
 compare minilm-l2-frozen minilm-l6-frozen
 compare minilm-l6-frozen minilm-l6-finetuned
-for m in distillation gf-lr2-1e-3 gf-lr2-1e-4 gf-lr2-1e-5; do compare fasttext "minilm-l6-frozen-$m"; done
+for m in distillation focal gf-lr2-1e-3 gf-lr2-1e-4 gf-lr2-1e-5; do compare fasttext "minilm-l6-frozen-$m"; done
 for kind in logit prob; do
   "$bin" ensemble "$out/fasttext" "$out/minilm-l6-frozen" --kind "$kind" --out "$out/minilm-l6-frozen-$kind-ensemble" >/dev/null
   compare fasttext "minilm-l6-frozen-$kind-ensemble"

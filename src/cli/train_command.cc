@@ -56,6 +56,7 @@ struct TrainArgs {
   std::string method = "vanilla";
   std::string old_run;
   train::DistillationConfig distill;
+  train::FocalDistillationConfig focal;
   train::GatedFusionStrategyConfig gf;
   bool gf_no_stop_gradient = false;
   bool gf_no_warmup = false;
@@ -229,6 +230,10 @@ int run_train(const TrainArgs& a) {
       if (a.method == "distillation") {
         strategy = train::make_strategy(a.distill);
         card["method"] = {{"name", "distillation"}, {"lambda", a.distill.lambda}, {"temperature", a.distill.temperature}};
+      } else if (a.method == "focal_distillation") {
+        strategy = train::make_strategy(a.focal);
+        card["method"] = {{"name", "focal_distillation"}, {"alpha", a.focal.alpha}, {"beta", a.focal.beta},
+                          {"distance", a.focal.distance}, {"temperature", a.focal.temperature}};
       } else {
         train::GatedFusionStrategyConfig gf = a.gf;
         gf.embedding_dim = embedding_dim;
@@ -438,6 +443,9 @@ void add_train_commands(CLI::App& app, Runner& run) {
   cmd->add_option("--old", a->old_run, "The old model's flipless train output folder (its stored predictions are the old logits)");
   cmd->add_option("--distill-lambda", a->distill.lambda, "distillation: weight of the KL term")->capture_default_str();
   cmd->add_option("--distill-temperature", a->distill.temperature, "distillation: temperature")->capture_default_str();
+  cmd->add_option("--focal-alpha", a->focal.alpha, "focal_distillation: weight on every example")->capture_default_str();
+  cmd->add_option("--focal-beta", a->focal.beta, "focal_distillation: extra weight where the old model is right")->capture_default_str();
+  cmd->add_option("--focal-distance", a->focal.distance, "focal_distillation: kl or l2")->capture_default_str();
   cmd->add_option("--gf-drop-gate", a->gf.drop_gate, "gated_fusion: drop-gate probability D")->capture_default_str();
   cmd->add_option("--gf-temperature", a->gf.gate.temperature, "gated_fusion: temperature T on the old logits")->capture_default_str();
   cmd->add_option("--gf-lr2", a->gf.lr2, "gated_fusion: learning rate of the last epoch (0: 1e-5 fine-tuned, --lr for heads)");

@@ -49,6 +49,34 @@ class Distillation : public CompatibilityStrategy {
   DistillationConfig c_;
 };
 
+class FocalDistillation : public CompatibilityStrategy {
+ public:
+  explicit FocalDistillation(FocalDistillationConfig c) : c_(std::move(c)) {
+    if (c_.alpha < 0 || c_.beta < 0) throw ConfigError("focal distillation weights alpha and beta must be >= 0");
+    if (c_.distance != "kl" && c_.distance != "l2") throw ConfigError(fmt::format("focal distillation distance '{}': expected kl or l2", c_.distance));
+    if (!(c_.temperature > 0)) throw ConfigError(fmt::format("focal distillation temperature must be positive, got {}", c_.temperature));
+  }
+  std::string name() const override { return "focal_distillation"; }
+  torch::Tensor loss(const StrategyStep& step) override {
+    const auto& l_new = step.output.logits;
+    const auto old_logits = step.old_logits.detach();
+    const auto old_right = old_logits.argmax(1).eq(step.labels).to(l_new.dtype());  // (batch,)
+    const auto weight = c_.alpha + c_.beta * old_right;                              // (batch,)
+    torch::Tensor distance;
+    if (c_.distance == "l2") {
+      distance = (l_new - old_logits).pow(2).sum(1);  // (batch,)
+    } else {
+      const double t = c_.temperature;
+      const auto p_old = torch::softmax(old_logits / t, 1);
+      distance = (p_old * (torch::log_softmax(old_logits / t, 1) - torch::log_softmax(l_new / t, 1))).sum(1);
+    }
+    return F::cross_entropy(l_new, step.labels) + (weight * distance).mean();
+  }
+
+ private:
+  FocalDistillationConfig c_;
+};
+
 class GatedFusionStrategy : public CompatibilityStrategy {
  public:
   explicit GatedFusionStrategy(const GatedFusionStrategyConfig& c)
@@ -106,6 +134,7 @@ std::unique_ptr<CompatibilityStrategy> make_strategy(const StrategyConfig& confi
   struct Maker {
     std::unique_ptr<CompatibilityStrategy> operator()(const VanillaConfig&) const { return std::make_unique<Vanilla>(); }
     std::unique_ptr<CompatibilityStrategy> operator()(const DistillationConfig& c) const { return std::make_unique<Distillation>(c); }
+    std::unique_ptr<CompatibilityStrategy> operator()(const FocalDistillationConfig& c) const { return std::make_unique<FocalDistillation>(c); }
     std::unique_ptr<CompatibilityStrategy> operator()(const GatedFusionStrategyConfig& c) const {
       return std::make_unique<GatedFusionStrategy>(c);
     }
@@ -117,6 +146,7 @@ const std::vector<MethodInfo>& registered_methods() {
   static const std::vector<MethodInfo> kMethods = {
       {"vanilla", "the new model trained alone"},
       {"distillation", "CE + lambda * KL(old || new) at temperature T where p_old(y) > p_new(y) (Xie et al. 2021)"},
+      {"focal_distillation", "CE + (alpha + beta * [old right]) * KL or logit-L2 to the old model (Yan et al. 2021)"},
       {"gated_fusion", "a gate on the new model's pooled embedding mixes old and new logits (Lai et al. 2023)"},
   };
   return kMethods;

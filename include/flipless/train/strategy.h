@@ -62,6 +62,16 @@ struct DistillationConfig {
   double temperature = 1.0;  // grid {0.5, 1, 2}
 };
 
+// 3. Focal distillation (Yan et al. 2021, positive-congruent training): CE + mean over the batch
+// of w_i * d(old_i, new_i) with w_i = alpha + beta * [old model right on i], d the KL divergence
+// KL(softmax(l_old / T) || softmax(l_new / T)) or the squared L2 distance between logits.
+struct FocalDistillationConfig {
+  double alpha = 1.0;       // weight on every example
+  double beta = 5.0;        // extra weight where the old model is right
+  std::string distance = "kl";  // kl or l2
+  double temperature = 1.0;     // for kl
+};
+
 // 6. Gated Fusion (Lai et al. 2023): the new model alone (CE) for the first N-1 epochs; in the
 // last epoch the new model and the gate train jointly on the fused logits with learning rate
 // lr2 (constant through that epoch), and at each step with probability D the step trains the
@@ -76,7 +86,7 @@ struct GatedFusionStrategyConfig {
   std::int64_t embedding_dim = 0;  // the new model's pooled embedding size
 };
 
-using StrategyConfig = std::variant<VanillaConfig, DistillationConfig, GatedFusionStrategyConfig>;
+using StrategyConfig = std::variant<VanillaConfig, DistillationConfig, FocalDistillationConfig, GatedFusionStrategyConfig>;
 
 // Builds the strategy a config names.
 std::unique_ptr<CompatibilityStrategy> make_strategy(const StrategyConfig& config);

@@ -18,7 +18,10 @@ std::vector<std::pair<std::string, StrategyConfig>> every_strategy() {
   gf.embedding_dim = 8;
   gf.warmup = false;  // fused from the first step, so the contract sees the gate train
   gf.drop_gate = 0.0;
-  return {{"vanilla", VanillaConfig{}}, {"distillation", DistillationConfig{1.0, 2.0}}, {"gated_fusion", gf}};
+  return {{"vanilla", VanillaConfig{}},
+          {"distillation", DistillationConfig{1.0, 2.0}},
+          {"focal_distillation", FocalDistillationConfig{1.0, 5.0, "kl", 1.0}},
+          {"gated_fusion", gf}};
 }
 
 class StrategyContract : public ::testing::TestWithParam<std::pair<std::string, StrategyConfig>> {};
@@ -74,6 +77,20 @@ TEST(Distillation, LambdaZeroIsVanillaAndTheMaskSelectsWhereOldIsMoreConfident) 
   EXPECT_NEAR(one->loss({out, torch::tensor({0, 1}, torch::kInt64), confident_old, 0, 1}).item<double>(),
               F::cross_entropy(logits, torch::tensor({0, 1}, torch::kInt64)).item<double>(), 1e-6);
   EXPECT_THROW(make_strategy(DistillationConfig{-1, 1}), ConfigError);
+}
+
+TEST(FocalDistillation, WeightsExamplesTheOldModelGotRight) {
+  const auto logits = torch::tensor({{1.0, 0.0}, {0.0, 1.0}});
+  const auto labels = torch::tensor({0, 0}, torch::kInt64);
+  const auto old_logits = torch::tensor({{2.0, 0.0}, {0.0, 3.0}});  // old right on row 0 only
+  nn::ModelOutput out{logits, torch::zeros({2, 4})};
+  auto l2 = make_strategy(FocalDistillationConfig{1.0, 5.0, "l2", 1.0});
+  // Row 0: weight 6, distance (1-2)^2 + 0 = 1; row 1: weight 1, distance 0 + (1-3)^2 = 4.
+  const double expected = F::cross_entropy(logits, labels).item<double>() + (6.0 * 1 + 1.0 * 4) / 2;
+  EXPECT_NEAR(l2->loss({out, labels, old_logits, 0, 1}).item<double>(), expected, 1e-6);
+  auto zero = make_strategy(FocalDistillationConfig{0.0, 0.0, "kl", 1.0});
+  EXPECT_NEAR(zero->loss({out, labels, old_logits, 0, 1}).item<double>(), F::cross_entropy(logits, labels).item<double>(), 1e-7);
+  EXPECT_THROW(make_strategy(FocalDistillationConfig{1, 1, "cosine", 1}), ConfigError);
 }
 
 TEST(GatedFusionStrategy, ScheduleDropGateAndLr2) {
