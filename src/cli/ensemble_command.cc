@@ -37,16 +37,6 @@ std::vector<std::string> label_names_of(const std::string& run) {
   }
 }
 
-// Scores as logits: probabilities become log-probabilities.
-std::vector<float> logits_of(const data::PredictionFile& f) {
-  if (f.score_kind == data::ScoreKind::kNone) throw InputError(fmt::format("{}: rows need 'logits' or 'probs'", f.source));
-  std::vector<float> out = f.scores;
-  if (f.score_kind == data::ScoreKind::kProbs) {
-    for (float& v : out) v = std::log(std::max(v, 1e-12f));
-  }
-  return out;
-}
-
 Split load_split(const EnsembleArgs& a, const std::string& split, const std::vector<std::string>& names) {
   const auto old_file = data::read_predictions_file(std::filesystem::path(a.old_run) / "predictions" / (split + ".jsonl"), {.keep_scores = true});
   const auto new_file = data::read_predictions_file(std::filesystem::path(a.new_run) / "predictions" / (split + ".jsonl"), {.keep_scores = true});
@@ -54,7 +44,7 @@ Split load_split(const EnsembleArgs& a, const std::string& split, const std::vec
   if (old_file.num_scores != k || new_file.num_scores != k) {
     throw InputError(fmt::format("{} and {} must both give {} scores per row", old_file.source, new_file.source, k));
   }
-  const auto old_logits = logits_of(old_file), new_logits = logits_of(new_file);
+  const auto old_logits = data::score_logits(old_file), new_logits = data::score_logits(new_file);
   std::unordered_map<std::string_view, std::size_t> old_row;
   for (std::size_t i = 0; i < old_file.size(); ++i) old_row.emplace(old_file.ids[i], i);
   if (old_file.size() != new_file.size()) {
@@ -67,14 +57,8 @@ Split load_split(const EnsembleArgs& a, const std::string& split, const std::vec
     if (it == old_row.end()) {
       throw InputError(fmt::format("{}:{}: field 'id': id '{}' is not in {}", new_file.source, new_file.lines[j], new_file.ids[j], old_file.source));
     }
-    const std::int32_t code = new_file.labels[j];
-    std::int32_t label = code;
-    if (code < 0) {
-      const auto& token = new_file.tokens[static_cast<std::size_t>(-1 - code)];
-      const auto pos = std::find(names.begin(), names.end(), token);
-      if (pos == names.end()) throw InputError(fmt::format("{}:{}: field 'label': '{}' is not a label of the model", new_file.source, new_file.lines[j], token));
-      label = static_cast<std::int32_t>(pos - names.begin());
-    }
+    const std::int32_t label = data::label_index(new_file, j, names);
+    if (label < 0) throw InputError(fmt::format("{}:{}: field 'label': missing on this row", new_file.source, new_file.lines[j]));
     s.ids.push_back(new_file.ids[j]);
     s.labels.push_back(label);
     s.old_logits.insert(s.old_logits.end(), old_logits.begin() + static_cast<std::ptrdiff_t>(it->second * k),
@@ -134,7 +118,7 @@ int run_vote(const VoteArgs& a) {
   for (std::size_t m = 0; m < a.runs.size(); ++m) {
     auto file = data::read_predictions_file(std::filesystem::path(a.runs[m]) / "predictions" / "dev.jsonl", {.keep_scores = true});
     if (file.num_scores != k) throw InputError(fmt::format("{}: expected {} scores per row", file.source, k));
-    const auto scores = logits_of(file);
+    const auto scores = data::score_logits(file);
     if (m == 0) {
       logits.push_back(scores);
       first = std::move(file);
@@ -160,15 +144,7 @@ int run_vote(const VoteArgs& a) {
   for (float p : v.mean_probs) rows.logits.push_back(std::log(std::max(p, 1e-12f)));
   rows.preds = v.labels;
   if (!first.labels.empty()) {
-    for (auto code : first.labels) {
-      std::int32_t label = code;
-      if (code < 0 && code != data::PredictionFile::kMissing) {
-        const auto& token = first.tokens[static_cast<std::size_t>(-1 - code)];
-        label = static_cast<std::int32_t>(std::find(names.begin(), names.end(), token) - names.begin());
-        if (label >= static_cast<std::int32_t>(k)) label = -1;
-      }
-      rows.labels.push_back(code == data::PredictionFile::kMissing ? -1 : label);
-    }
+    for (std::size_t i = 0; i < first.size(); ++i) rows.labels.push_back(data::label_index(first, i, names));
   }
   const std::filesystem::path out(a.out);
   std::filesystem::create_directories(out / "predictions");

@@ -288,6 +288,30 @@ PredictionFile read_predictions_file(const std::filesystem::path& path, const Pr
   return read_predictions(core::InputFile::open(path), options);
 }
 
+std::vector<float> score_logits(const PredictionFile& file) {
+  if (file.score_kind == ScoreKind::kNone || file.scores.size() != file.size() * file.num_scores) {
+    throw InputError(fmt::format("{}: rows need 'logits' or 'probs' (read with keep_scores)", file.source));
+  }
+  std::vector<float> out = file.scores;
+  if (file.score_kind == ScoreKind::kProbs) {
+    for (float& p : out) p = std::log(std::max(p, 1e-12f));  // log-probabilities are logits
+  }
+  return out;
+}
+
+std::int32_t label_index(const PredictionFile& file, std::size_t row, const std::vector<std::string>& label_names) {
+  if (file.labels.empty() || file.labels[row] == PredictionFile::kMissing) return -1;
+  const std::int32_t code = file.labels[row];
+  if (code >= 0) return code;
+  const auto& token = file.tokens[static_cast<std::size_t>(-1 - code)];
+  const auto pos = std::find(label_names.begin(), label_names.end(), token);
+  if (pos != label_names.end()) return static_cast<std::int32_t>(pos - label_names.begin());
+  std::size_t index = 0;
+  const auto [ptr, ec] = std::from_chars(token.data(), token.data() + token.size(), index);
+  if (ec == std::errc() && ptr == token.data() + token.size() && index < label_names.size()) return static_cast<std::int32_t>(index);
+  throw InputError(fmt::format("{}:{}: field 'label': '{}' is not a label of the model", file.source, file.lines[row], token));
+}
+
 namespace {
 void append_json_string(std::string& out, std::string_view s) {
   out += '"';

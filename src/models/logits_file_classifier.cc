@@ -14,10 +14,7 @@ LogitsFileClassifier::LogitsFileClassifier(const std::filesystem::path& path) : 
     throw InputError(fmt::format("{}: has only predicted labels; an old model's logits need 'logits' or 'probs' per row", source_));
   }
   num_labels_ = file.num_scores;
-  logits_ = file.scores;
-  if (file.score_kind == data::ScoreKind::kProbs) {
-    for (float& p : logits_) p = std::log(std::max(p, 1e-12f));  // log-probabilities are logits
-  }
+  logits_ = data::score_logits(file);
   row_of_.reserve(file.size());
   for (std::size_t i = 0; i < file.size(); ++i) {
     if (!row_of_.emplace(file.ids[i], i).second) {

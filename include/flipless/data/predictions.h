@@ -54,6 +54,14 @@ struct PredictionReadOptions {
 PredictionFile read_predictions(const core::InputFile& file, const PredictionReadOptions& options = {});
 PredictionFile read_predictions_file(const std::filesystem::path& path, const PredictionReadOptions& options = {});
 
+// The file's scores as logits (n, k): logits as they are, probabilities as log-probabilities.
+// Throws InputError when the file gives only predicted labels.
+std::vector<float> score_logits(const PredictionFile& file);
+
+// The class index of row `row`'s true label against `label_names` (a name matches first, else
+// a class index), or -1 when the row has none. Throws InputError naming the line otherwise.
+std::int32_t label_index(const PredictionFile& file, std::size_t row, const std::vector<std::string>& label_names);
+
 // Rows to write: logits (n, k) and optional embeddings (n, d), row-major.
 struct PredictionRows {
   std::vector<std::string> ids;          // (n,)
