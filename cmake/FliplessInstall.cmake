@@ -3,12 +3,13 @@
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
-install(TARGETS flipless_core flipless_metrics flipless_data flipless_text flipless_io flipless_ensemble flipless_compare flipless_report
+install(TARGETS flipless_core flipless_metrics flipless_data flipless_text flipless_io flipless_ensemble flipless_compare flipless_report flipless_experiment
         EXPORT fliplessTargets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
         FILE_SET HEADERS DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(TARGETS flipless RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/data/bundled/ DESTINATION ${CMAKE_INSTALL_DATADIR}/flipless/data)
+install(DIRECTORY ${PROJECT_SOURCE_DIR}/configs/ DESTINATION ${CMAKE_INSTALL_DATADIR}/flipless/configs)
 install(EXPORT fliplessTargets NAMESPACE flipless:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/flipless)
 configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/fliplessConfig.cmake.in
                               ${PROJECT_BINARY_DIR}/fliplessConfig.cmake

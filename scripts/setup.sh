@@ -7,9 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(g++ cmake ninja-build ccache pkg-config python3 python3-pip
-          libfmt-dev nlohmann-json3-dev libcli11-dev zlib1g-dev libutf8proc-dev
+          libfmt-dev nlohmann-json3-dev libcli11-dev zlib1g-dev libutf8proc-dev libyaml-cpp-dev
           libtorch-dev libgloo-dev libopenblas0-pthread libfasttext-dev
-          libgtest-dev libgmock-dev libbenchmark-dev)
+          libgtest-dev libgmock-dev libbenchmark-dev
+          chromium)  # chromium: the test that renders the HTML report headless
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

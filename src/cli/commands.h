@@ -16,6 +16,8 @@ std::vector<std::string> split_commas(const std::string& s);
 void add_compare_command(CLI::App& app, Runner& run);
 void add_data_command(CLI::App& app, Runner& run);
 void add_ensemble_command(CLI::App& app, Runner& run);
+// experiment check/report (and run, demo with libtorch).
+void add_experiment_commands(CLI::App& app, Runner& run);
 // train, predict and models (only in builds with libtorch).
 void add_train_commands(CLI::App& app, Runner& run);
 

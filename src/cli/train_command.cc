@@ -57,6 +57,7 @@ struct TrainArgs {
   std::string old_run;
   train::DistillationConfig distill;
   train::FocalDistillationConfig focal;
+  train::ElodiConfig elodi;
   train::GatedFusionStrategyConfig gf;
   bool gf_no_stop_gradient = false;
   bool gf_no_warmup = false;
@@ -79,22 +80,6 @@ void set_threads(int threads) {
 }
 
 std::filesystem::path default_cache() { return models::models_dir().parent_path() / "features"; }
-
-// The first `n` examples in an order fixed by (seed, id): a deterministic subsample.
-data::Dataset subsample(const data::Dataset& ds, std::size_t n, std::uint64_t seed) {
-  if (n == 0 || n >= ds.size()) return ds;
-  std::vector<std::pair<std::uint64_t, std::size_t>> order;
-  for (std::size_t i = 0; i < ds.size(); ++i) order.emplace_back(core::hash64(ds.examples[i].id, seed + 1), i);
-  std::sort(order.begin(), order.end());
-  data::Dataset out;
-  out.name = fmt::format("{}[{} of {}]", ds.name, n, ds.size());
-  out.label_names = ds.label_names;
-  std::vector<std::size_t> keep;
-  for (std::size_t k = 0; k < n; ++k) keep.push_back(order[k].second);
-  std::sort(keep.begin(), keep.end());
-  for (auto i : keep) out.examples.push_back(ds.examples[i]);
-  return out;
-}
 
 data::PredictionRows rows_of(const data::Dataset& ds, const models::ClassifierOutput& out) {
   data::PredictionRows rows;
@@ -151,9 +136,12 @@ int run_train(const TrainArgs& a) {
   // Check the model and every option before minutes of reading and encoding.
   a.config.validate();
   a.dist.validate();
-  const bool known_method = std::any_of(train::registered_methods().begin(), train::registered_methods().end(),
-                                        [&](const train::MethodInfo& m) { return m.name == a.method; });
-  if (!known_method) throw ConfigError(fmt::format("--method '{}': unknown (see flipless methods list)", a.method));
+  const auto& methods = train::registered_methods();
+  const auto known = std::find_if(methods.begin(), methods.end(), [&](const train::MethodInfo& m) { return m.name == a.method; });
+  if (known == methods.end()) throw ConfigError(fmt::format("--method '{}': unknown (see flipless methods list)", a.method));
+  if (!known->trains) {
+    throw ConfigError(fmt::format("--method {}: not a training strategy; it is built from trained runs ({})", a.method, known->summary));
+  }
   if (a.method != "vanilla") {
     if (a.old_run.empty()) throw ConfigError(fmt::format("--method {} needs --old RUN_DIR: the old model's flipless train output", a.method));
     if (a.model == "fasttext") throw ConfigError("compatibility methods train a torch model; fastText can only be the old model");
@@ -181,7 +169,7 @@ int run_train(const TrainArgs& a) {
                                  fmt::join(full_train.label_names, ", "), fmt::join(dev.label_names, ", ")));
   }
   const auto split = data::split_train_validation(full_train, a.validation_fraction, a.split_seed);
-  const data::Dataset train_set = subsample(split.train, a.max_train, a.split_seed);
+  const data::Dataset train_set = data::subsample(split.train, a.max_train, a.split_seed);
   const data::Dataset& validation = split.validation;
   std::fprintf(stderr, "data: %zu train, %zu validation (carved from %s), %zu dev (%s)\n", train_set.size(), validation.size(),
                full_train.name.c_str(), dev.size(), dev.name.c_str());
@@ -230,6 +218,9 @@ int run_train(const TrainArgs& a) {
       if (a.method == "distillation") {
         strategy = train::make_strategy(a.distill);
         card["method"] = {{"name", "distillation"}, {"lambda", a.distill.lambda}, {"temperature", a.distill.temperature}};
+      } else if (a.method == "elodi") {
+        strategy = train::make_strategy(a.elodi);
+        card["method"] = {{"name", "elodi"}, {"lambda", a.elodi.lambda}, {"xi", a.elodi.xi}, {"reference", "old"}};
       } else if (a.method == "focal_distillation") {
         strategy = train::make_strategy(a.focal);
         card["method"] = {{"name", "focal_distillation"}, {"alpha", a.focal.alpha}, {"beta", a.focal.beta},
@@ -446,6 +437,8 @@ void add_train_commands(CLI::App& app, Runner& run) {
   cmd->add_option("--focal-alpha", a->focal.alpha, "focal_distillation: weight on every example")->capture_default_str();
   cmd->add_option("--focal-beta", a->focal.beta, "focal_distillation: extra weight where the old model is right")->capture_default_str();
   cmd->add_option("--focal-distance", a->focal.distance, "focal_distillation: kl or l2")->capture_default_str();
+  cmd->add_option("--elodi-lambda", a->elodi.lambda, "elodi: weight of the logit-difference term (reference: the old model's logits)")->capture_default_str();
+  cmd->add_option("--elodi-xi", a->elodi.xi, "elodi: logit differences up to xi are free")->capture_default_str();
   cmd->add_option("--gf-drop-gate", a->gf.drop_gate, "gated_fusion: drop-gate probability D")->capture_default_str();
   cmd->add_option("--gf-temperature", a->gf.gate.temperature, "gated_fusion: temperature T on the old logits")->capture_default_str();
   cmd->add_option("--gf-lr2", a->gf.lr2, "gated_fusion: learning rate of the last epoch (0: 1e-5 fine-tuned, --lr for heads)");
@@ -467,7 +460,9 @@ void add_train_commands(CLI::App& app, Runner& run) {
   methods_cmd->require_subcommand(1);
   methods_cmd->add_subcommand("list", "Registered methods")->callback([&run] {
     run = [] {
-      for (const auto& m : train::registered_methods()) std::printf("%-14s %s\n", m.name.c_str(), m.summary.c_str());
+      for (const auto& m : train::registered_methods()) {
+        std::printf("%-24s %-10s %s\n", m.name.c_str(), m.trains ? "training" : "combines", m.summary.c_str());
+      }
       return 0;
     };
   });

@@ -38,4 +38,19 @@ TrainValidationSplit split_train_validation(const Dataset& train, double validat
   return out;
 }
 
+Dataset subsample(const Dataset& ds, std::size_t n, std::uint64_t seed) {
+  if (n == 0 || n >= ds.size()) return ds;
+  std::vector<std::pair<std::uint64_t, std::size_t>> order;
+  for (std::size_t i = 0; i < ds.size(); ++i) order.emplace_back(core::hash64(ds.examples[i].id, seed + 1), i);
+  std::sort(order.begin(), order.end());
+  Dataset out;
+  out.name = fmt::format("{}[{} of {}]", ds.name, n, ds.size());
+  out.label_names = ds.label_names;
+  std::vector<std::size_t> keep;
+  for (std::size_t k = 0; k < n; ++k) keep.push_back(order[k].second);
+  std::sort(keep.begin(), keep.end());
+  for (auto i : keep) out.examples.push_back(ds.examples[i]);
+  return out;
+}
+
 }  // namespace flipless::data

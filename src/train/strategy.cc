@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "flipless/core/error.h"
 
@@ -128,7 +129,62 @@ class GatedFusionStrategy : public CompatibilityStrategy {
   std::int64_t steps_ = 0, dropped_ = 0;
 };
 
+class Elodi : public CompatibilityStrategy {
+ public:
+  explicit Elodi(ElodiConfig c) : c_(c) {
+    if (c_.lambda < 0) throw ConfigError(fmt::format("elodi lambda must be >= 0, got {}", c_.lambda));
+    if (c_.xi < 0) throw ConfigError(fmt::format("elodi xi must be >= 0, got {}", c_.xi));
+  }
+  std::string name() const override { return "elodi"; }
+  torch::Tensor loss(const StrategyStep& step) override {
+    const auto& l_new = step.output.logits;
+    const auto ce = F::cross_entropy(l_new, step.labels);
+    if (c_.lambda == 0) return ce;
+    const auto d = l_new - step.old_logits.detach();
+    const auto inhibited = (d.abs() > c_.xi).to(d.dtype()) * d.pow(2);
+    return ce + c_.lambda * inhibited.sum(1).mean();
+  }
+
+ private:
+  ElodiConfig c_;
+};
+
 }  // namespace
+
+bool same_architecture(nn::ClassifierModule& a, nn::ClassifierModule& b) {
+  const auto pa = a.named_parameters(), pb = b.named_parameters();
+  if (pa.size() != pb.size()) return false;
+  for (const auto& p : pa) {
+    const auto* q = pb.find(p.key());
+    if (q == nullptr || q->sizes() != p.value().sizes()) return false;
+  }
+  return true;
+}
+
+void interpolate_parameters(nn::ClassifierModule& out, nn::ClassifierModule& old_model, nn::ClassifierModule& new_model, double alpha) {
+  if (!(alpha >= 0 && alpha <= 1)) throw ConfigError(fmt::format("interpolation weight must be in [0, 1], got {}", alpha));
+  const auto po = old_model.named_parameters(), pn = new_model.named_parameters();
+  auto dst = out.named_parameters();
+  if (po.size() != pn.size() || dst.size() != pn.size()) {
+    throw ModelError(fmt::format("weight interpolation needs one architecture: {} vs {} parameters", po.size(), pn.size()));
+  }
+  torch::NoGradGuard no_grad;
+  for (auto& p : dst) {
+    const auto* a = po.find(p.key());
+    const auto* b = pn.find(p.key());
+    if (a == nullptr || b == nullptr) throw ModelError(fmt::format("weight interpolation: parameter '{}' is not in both models", p.key()));
+    if (a->sizes() != b->sizes() || a->sizes() != p.value().sizes()) {
+      throw ModelError(fmt::format("weight interpolation: parameter '{}' has shapes {} and {}", p.key(), fmt::join(a->sizes(), "x"),
+                                   fmt::join(b->sizes(), "x")));
+    }
+    p.value().copy_((1.0 - alpha) * *a + alpha * *b);
+  }
+  auto bo = out.named_buffers();
+  const auto bn = new_model.named_buffers();
+  for (auto& b : bo) {
+    if (const auto* src = bn.find(b.key())) b.value().copy_(*src);
+  }
+}
 
 std::unique_ptr<CompatibilityStrategy> make_strategy(const StrategyConfig& config) {
   struct Maker {
@@ -138,6 +194,7 @@ std::unique_ptr<CompatibilityStrategy> make_strategy(const StrategyConfig& confi
     std::unique_ptr<CompatibilityStrategy> operator()(const GatedFusionStrategyConfig& c) const {
       return std::make_unique<GatedFusionStrategy>(c);
     }
+    std::unique_ptr<CompatibilityStrategy> operator()(const ElodiConfig& c) const { return std::make_unique<Elodi>(c); }
   };
   return std::visit(Maker{}, config);
 }
@@ -148,6 +205,11 @@ const std::vector<MethodInfo>& registered_methods() {
       {"distillation", "CE + lambda * KL(old || new) at temperature T where p_old(y) > p_new(y) (Xie et al. 2021)"},
       {"focal_distillation", "CE + (alpha + beta * [old right]) * KL or logit-L2 to the old model (Yan et al. 2021)"},
       {"gated_fusion", "a gate on the new model's pooled embedding mixes old and new logits (Lai et al. 2023)"},
+      {"elodi", "CE + lambda * squared logit differences above xi to a reference ensemble (Zhao et al. 2022)"},
+      {"new_ensemble", "majority vote of k new models trained with different seeds (flipless vote; experiments)", false},
+      {"old_new_prob_ensemble", "(1 - a) p_old + a p_new, a chosen on validation (flipless ensemble --kind prob)", false},
+      {"old_new_logit_ensemble", "(1 - a) l_old + a l_new, a chosen on validation (flipless ensemble --kind logit)", false},
+      {"bcwi", "interpolate old and new weights of one architecture, weight chosen on validation (experiments)", false},
   };
   return kMethods;
 }

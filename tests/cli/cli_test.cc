@@ -50,7 +50,8 @@ void expect_user_error(const Result& r, const std::string& expected) {
 
 TEST(Cli, HelpForEverySubcommand) {
   TempDir dir;
-  for (const char* cmd : {"--help", "compare --help", "data --help", "data list --help", "data inspect --help"}) {
+  for (const char* cmd : {"--help", "compare --help", "data --help", "data list --help", "data inspect --help", "experiment --help",
+                          "experiment check --help", "experiment report --help"}) {
     const Result r = run(dir, cmd);
     EXPECT_EQ(r.code, 0) << cmd;
     EXPECT_NE(r.out.find("Usage"), std::string::npos) << cmd;
@@ -106,6 +107,16 @@ TEST(Cli, BadPredictionFilesExitTwoWithOneLine) {
   expect_user_error(run(dir, "compare '" + kOld + "' '" + kNew + "'"), "no true labels");
   expect_user_error(run(dir, "compare '" + kOld + "' '" + kNew + "' --data sst2:test"), "'sst2:test' is not bundled");
   expect_user_error(run(dir, "compare '" + kOld + "' '" + kNew + "' --data sst2:dev --format pdf"), "unknown format 'pdf'");
+}
+
+TEST(Cli, ExperimentConfigsAreCheckedWithFileLineAndKey) {
+  TempDir dir;
+  const Result ok = run(dir, "experiment check '" + std::string(FLIPLESS_TEST_DIR) + "/../configs/demo.yaml'");
+  EXPECT_EQ(ok.code, 0) << ok.err;
+  EXPECT_NE(ok.out.find("gated_fusion (8 settings)"), std::string::npos) << ok.out;
+  const auto bad = dir.write("bad.yaml", "tasks: [sst2]\nold: {kind: fasttext}\nnew: {kind: frozen, model: m}\nmethods:\n  gated_fusion: {lr2: fast}\n");
+  expect_user_error(run(dir, "experiment check '" + bad.string() + "'"), "bad.yaml:5: methods.gated_fusion.lr2: expected a number, got 'fast'");
+  expect_user_error(run(dir, "experiment report '" + dir.path().string() + "'"), "not a run folder");
 }
 
 // Two hand-made runs: the ensemble picks alpha on validation and writes dev predictions.

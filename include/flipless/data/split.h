@@ -19,4 +19,8 @@ struct TrainValidationSplit {
 TrainValidationSplit split_train_validation(const Dataset& train, double validation_fraction,
                                             std::uint64_t seed);
 
+// The first `n` examples in an order fixed by (seed, id), kept in their original order: a
+// deterministic subsample. n = 0 or n >= size returns the dataset unchanged.
+Dataset subsample(const Dataset& dataset, std::size_t n, std::uint64_t seed);
+
 }  // namespace flipless::data

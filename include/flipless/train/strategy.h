@@ -86,7 +86,24 @@ struct GatedFusionStrategyConfig {
   std::int64_t embedding_dim = 0;  // the new model's pooled embedding size
 };
 
-using StrategyConfig = std::variant<VanillaConfig, DistillationConfig, FocalDistillationConfig, GatedFusionStrategyConfig>;
+// 8. ELODI-style logit-difference inhibition (Zhao et al. 2022): CE + lambda * mean over the
+// batch of sum_k [|d_k| > xi] * d_k^2, d = l_new - l_ref. The reference logits come in the
+// step's old_logits slot: ELODI's reference is the mean logits of an ensemble of new-kind
+// models trained with other seeds (the experiment runner's default), or the old model's.
+struct ElodiConfig {
+  double lambda = 1.0;
+  double xi = 0.0;  // differences up to xi are free
+};
+
+using StrategyConfig = std::variant<VanillaConfig, DistillationConfig, FocalDistillationConfig, GatedFusionStrategyConfig, ElodiConfig>;
+
+// BCWI (Schumann et al. 2023): out = (1 - alpha) * old + alpha * new, parameter by parameter,
+// for two models of one architecture (buffers copied from `new_model`). Throws ModelError
+// naming the first parameter whose name or shape differs.
+void interpolate_parameters(nn::ClassifierModule& out, nn::ClassifierModule& old_model, nn::ClassifierModule& new_model, double alpha);
+
+// Whether two modules have the same parameter names and shapes (BCWI applies).
+bool same_architecture(nn::ClassifierModule& a, nn::ClassifierModule& b);
 
 // Builds the strategy a config names.
 std::unique_ptr<CompatibilityStrategy> make_strategy(const StrategyConfig& config);
@@ -95,6 +112,7 @@ std::unique_ptr<CompatibilityStrategy> make_strategy(const StrategyConfig& confi
 struct MethodInfo {
   std::string name;
   std::string summary;
+  bool trains = true;  // a training strategy (flipless train --method); else built from trained runs
 };
 const std::vector<MethodInfo>& registered_methods();
 

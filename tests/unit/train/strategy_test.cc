@@ -21,7 +21,8 @@ std::vector<std::pair<std::string, StrategyConfig>> every_strategy() {
   return {{"vanilla", VanillaConfig{}},
           {"distillation", DistillationConfig{1.0, 2.0}},
           {"focal_distillation", FocalDistillationConfig{1.0, 5.0, "kl", 1.0}},
-          {"gated_fusion", gf}};
+          {"gated_fusion", gf},
+          {"elodi", ElodiConfig{1.0, 0.1}}};
 }
 
 class StrategyContract : public ::testing::TestWithParam<std::pair<std::string, StrategyConfig>> {};
@@ -53,10 +54,53 @@ TEST_P(StrategyContract, LossIsFiniteAndTouchesOnlyTheNewModelAndTheGate) {
 INSTANTIATE_TEST_SUITE_P(Registry, StrategyContract, ::testing::ValuesIn(every_strategy()),
                          [](const auto& param_info) { return param_info.param.first; });
 
-TEST(Strategies, RegistryListsEveryMethod) {
-  const auto& methods = registered_methods();
-  ASSERT_EQ(methods.size(), every_strategy().size());
-  for (std::size_t i = 0; i < methods.size(); ++i) EXPECT_EQ(methods[i].name, every_strategy()[i].first);
+TEST(Strategies, RegistryListsEveryTrainingStrategyInContractOrder) {
+  std::vector<std::string> trains;
+  for (const auto& m : registered_methods()) {
+    if (m.trains) trains.push_back(m.name);
+  }
+  ASSERT_EQ(trains.size(), every_strategy().size());
+  for (std::size_t i = 0; i < trains.size(); ++i) EXPECT_EQ(trains[i], every_strategy()[i].first);
+}
+
+TEST(Elodi, PenalisesOnlyLogitDifferencesAboveXi) {
+  const auto logits = torch::tensor({{1.0, 0.0}, {0.0, 3.0}});
+  const auto labels = torch::tensor({0, 1}, torch::kInt64);
+  const auto reference = torch::tensor({{1.5, 0.0}, {0.0, 1.0}});
+  nn::ModelOutput out{logits, torch::zeros({2, 4})};
+  const double ce = F::cross_entropy(logits, labels).item<double>();
+  // xi 1: row 0 differs by 0.5 (free), row 1 by 2 (penalised 4); mean over rows = 2.
+  EXPECT_NEAR(make_strategy(ElodiConfig{0.5, 1.0})->loss({out, labels, reference, 0, 1}).item<double>(), ce + 0.5 * 2.0, 1e-6);
+  // xi 0: 0.25 + 4 over 2 rows.
+  EXPECT_NEAR(make_strategy(ElodiConfig{1.0, 0.0})->loss({out, labels, reference, 0, 1}).item<double>(), ce + 4.25 / 2, 1e-6);
+  EXPECT_NEAR(make_strategy(ElodiConfig{0.0, 0.0})->loss({out, labels, reference, 0, 1}).item<double>(), ce, 1e-7);
+  EXPECT_THROW(make_strategy(ElodiConfig{1.0, -1.0}), ConfigError);
+}
+
+TEST(Bcwi, InterpolatesEveryParameterAndRefusesOtherArchitectures) {
+  torch::manual_seed(0);
+  nn::FeatureClassifier old_model(2, 2, nn::HeadConfig{"linear", 4, 0.0});
+  nn::FeatureClassifier new_model(2, 2, nn::HeadConfig{"linear", 4, 0.0});
+  nn::FeatureClassifier out(2, 2, nn::HeadConfig{"linear", 4, 0.0});
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : old_model.parameters()) p.fill_(1.0);
+    for (auto& p : new_model.parameters()) p.fill_(3.0);
+  }
+  interpolate_parameters(out, old_model, new_model, 0.25);  // 0.75 * 1 + 0.25 * 3 = 1.5
+  for (const auto& p : out.parameters()) EXPECT_TRUE(torch::allclose(p, torch::full_like(p, 1.5)));
+  // Hand-checked logits: x = (1, 2), W = 1.5 everywhere, b = 1.5: 1.5 * 3 + 1.5 = 6 per class.
+  nn::ModelInputs in;
+  in.features = torch::tensor({{1.0f, 2.0f}});
+  out.eval();
+  EXPECT_TRUE(torch::allclose(out.forward(in).logits, torch::full({1, 2}, 6.0)));
+  interpolate_parameters(out, old_model, new_model, 1.0);
+  for (const auto& p : out.parameters()) EXPECT_TRUE(torch::allclose(p, torch::full_like(p, 3.0)));
+  EXPECT_TRUE(same_architecture(old_model, new_model));
+  nn::FeatureClassifier wider(3, 2, nn::HeadConfig{"linear", 4, 0.0});
+  EXPECT_FALSE(same_architecture(old_model, wider));
+  EXPECT_THROW(interpolate_parameters(out, old_model, wider, 0.5), ModelError);
+  EXPECT_THROW(interpolate_parameters(out, old_model, new_model, 1.5), ConfigError);
 }
 
 TEST(Distillation, LambdaZeroIsVanillaAndTheMaskSelectsWhereOldIsMoreConfident) {

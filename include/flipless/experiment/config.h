@@ -1,0 +1,113 @@
+#pragma once
+// An experiment: tasks, an old model, a new model, compatibility methods with their grids, seeds.
+// Read from YAML and validated on load: an unknown key, a wrong type or a bad value is one
+// ConfigError naming the file, line and key ("exp.yaml:12: methods.gated_fusion.lr2: ...").
+// Torch-free, so configs can be checked (and reports written) without the ML build.
+//
+//   name: sst2-fasttext-to-minilm
+//   tasks: [sst2]                       # or {name, train, eval, max_train, max_validation}
+//   seeds: 3                            # or a list [0, 1, 2]
+//   old: {kind: fasttext, cross_fit: 5}
+//   new: {kind: frozen, model: minilm-l6, epochs: 10, lr: 1e-3, batch_size: 64}
+//   methods:
+//     vanilla: {}
+//     gated_fusion: {drop_gate: [0.5, 0.8], temperature: [1.0, 1.4], lr2: [1e-4, 1e-3]}
+//   selection: {tolerance: 0.001, search: every_seed}
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace flipless::experiment {
+
+// One model: fastText, a head on frozen encoder features, or a fine-tuned encoder.
+struct ModelConfig {
+  std::string kind = "frozen";  // fasttext | frozen | finetuned
+  std::string model;            // registered name (flipless models list) or checkpoint folder
+  int line = 0;                 // where `model` is written, for errors found later
+  std::int64_t layers = 0;      // 0: all
+  std::string pooling = "mean";
+  std::string head = "linear";
+  std::int64_t head_hidden = 256;
+  double dropout = 0.1;
+  int epochs = 10;
+  double lr = 1e-3;
+  std::int64_t batch_size = 64;
+  double weight_decay = 0.01;
+  double warmup = 0.1;
+  std::size_t max_length = 128;
+  // fastText
+  int fasttext_epochs = 10;
+  double fasttext_lr = 0.5;
+  int fasttext_dim = 50;
+  int fasttext_ngrams = 2;
+  // Old model only: its logits for the training rows come from K models each trained without
+  // that fold (K >= 2), so a method never learns from the old model's memorised training set.
+  int cross_fit = 0;
+  // Old model only: it saw this many of the training examples (a data-growth upgrade); 0: all.
+  std::size_t max_train = 0;
+  std::uint64_t seed = 0;  // old model only; new models take the experiment's seeds
+  bool torch() const { return kind != "fasttext"; }
+};
+
+struct TaskConfig {
+  std::string name;         // label in tables: sst2, mrpc, qnli, ...
+  std::string train;        // dataset spec; default NAME:train
+  std::string eval;         // the regression set; default NAME:dev
+  std::size_t max_train = 0;       // deterministic subsample of the train split (0: all)
+  std::size_t max_validation = 0;  // and of the validation split
+};
+
+// A method's grid: every parameter a list of values (numbers, or words for `distance` and
+// `reference`). Settings are the cartesian product, in key order.
+struct MethodConfig {
+  std::string name;
+  std::map<std::string, std::vector<double>> numbers;
+  std::map<std::string, std::vector<std::string>> words;
+  std::vector<int> sizes;  // new_ensemble: ensemble sizes, each its own table row
+};
+
+// One point of a grid.
+struct Setting {
+  std::map<std::string, double> numbers;
+  std::map<std::string, std::string> words;
+  double number(const std::string& key) const { return numbers.at(key); }
+  std::string describe() const;  // "drop_gate=0.5 lr2=0.001"
+};
+std::vector<Setting> settings_of(const MethodConfig& method);
+
+struct SelectionConfig {
+  double tolerance = 0.001;  // accuracy on par with vanilla: >= vanilla - tolerance (validation)
+  std::string search = "every_seed";  // or first_seed: search once, reuse the setting
+};
+
+// The paper's section 3.3 / table 5: GF with old logits cached for X% of dev (issue 6).
+struct CacheExperimentConfig {
+  std::vector<double> fractions;  // e.g. {0, 0.25, 0.5, 0.75, 1}; empty: not run
+};
+
+struct ExperimentConfig {
+  std::filesystem::path source;  // the YAML file
+  std::string name;
+  std::vector<TaskConfig> tasks;
+  std::vector<std::uint64_t> seeds;
+  double validation_fraction = 0.1;
+  std::uint64_t split_seed = 0;
+  ModelConfig old_model, new_model;
+  std::vector<MethodConfig> methods;  // in file order; vanilla is added first when absent
+  SelectionConfig selection;
+  int threads = 0;
+  bool has_method(const std::string& method_name) const;
+  const MethodConfig* method(const std::string& method_name) const;
+};
+
+// Method names the runner knows, with the parameters each takes.
+const std::vector<std::string>& experiment_methods();
+
+// Parses and validates. Throws ConfigError("FILE:LINE: KEY: reason").
+ExperimentConfig load_experiment(const std::filesystem::path& path);
+ExperimentConfig parse_experiment(const std::string& yaml, const std::filesystem::path& source);
+
+}  // namespace flipless::experiment

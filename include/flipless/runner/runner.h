@@ -1,0 +1,62 @@
+#pragma once
+// Runs an experiment (config.h) into a run folder, unit by unit, skipping finished units:
+//
+//   RUN/experiment.yaml                     the config it ran (a different config is refused)
+//   RUN/TASK/old/                           the old model: result.json, predictions/{train,validation,dev}.jsonl
+//                                           (train: cross-fitted out-of-fold logits when cross_fit >= 2)
+//   RUN/TASK/METHOD/seed-S/result.json      chosen setting, every candidate's validation accuracy and NFR,
+//                                           dev accuracy and NFR, seconds
+//   RUN/TASK/METHOD/seed-S/predictions/     validation.jsonl, dev.jsonl (gate values for Gated Fusion;
+//                                           dev.new_model_alone.jsonl: the paper's table 4)
+//   RUN/TASK/METHOD/seed-S/model/           the chosen model (flipless predict reads it)
+//   RUN/TASK/members/seed-M/                extra new models for ensembles and ELODI's reference
+//
+// A unit's result.json is written last and atomically, so a crash or Ctrl-C loses at most the
+// unit in progress. Hyper-parameters are chosen on the validation split carved from train;
+// dev is only ever predicted.
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string>
+
+#include "flipless/experiment/config.h"
+
+namespace flipless::experiment {
+
+struct RunOptions {
+  std::filesystem::path out;            // the run folder
+  std::filesystem::path feature_cache;  // frozen features; empty: ~/.cache/flipless/features
+  int threads = 0;                      // 0: the config's, else all cores
+};
+
+struct UnitInfo {
+  std::string task;
+  std::string method;  // folder name: vanilla, gated_fusion, new_ensemble-5, ...
+  std::uint64_t seed = 0;
+  std::size_t index = 0;  // 1-based
+  std::size_t total = 0;
+};
+
+struct RunObserver {
+  std::function<void(const std::string&)> message;             // a line of news
+  std::function<void(const UnitInfo&, bool skipped)> on_unit;  // a unit starts (or is already done)
+  // Work inside a unit: what (a training, a grid setting), done of total, and a detail string.
+  std::function<void(const std::string& what, std::int64_t done, std::int64_t total, const std::string& detail)> on_progress;
+  std::function<void(const UnitInfo&, double seconds, const std::string& summary)> on_unit_done;
+};
+
+struct RunSummary {
+  std::size_t units = 0, ran = 0, skipped = 0;
+  double seconds = 0;
+};
+
+// Checks what can be checked before any work: models present, datasets readable, methods
+// applicable. Throws ConfigError / InputError naming the config line.
+void preflight(const ExperimentConfig& config);
+
+RunSummary run_experiment(const ExperimentConfig& config, const RunOptions& options, const RunObserver& observer = {});
+
+// The units an experiment has, in run order (vanilla first in each task).
+std::vector<UnitInfo> plan_units(const ExperimentConfig& config);
+
+}  // namespace flipless::experiment

@@ -1,0 +1,405 @@
+#include "flipless/experiment/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <set>
+
+#include "flipless/core/error.h"
+#include "flipless/core/file.h"
+
+namespace flipless::experiment {
+
+namespace {
+
+enum class Type { kNumber, kBool, kWord };
+
+struct ParamSpec {
+  std::string key;
+  Type type;
+  std::vector<double> numbers;      // default grid
+  std::vector<std::string> words;   // default grid (kWord) or allowed words
+  std::vector<std::string> allowed;  // kWord: allowed values
+};
+
+struct MethodSpec {
+  std::string name;
+  std::vector<ParamSpec> params;
+  bool sizes = false;
+};
+
+const std::vector<MethodSpec>& method_specs() {
+  static const std::vector<MethodSpec> kSpecs = {
+      {"vanilla", {}},
+      {"distillation", {{"lambda", Type::kNumber, {0.1, 1, 10}, {}, {}}, {"temperature", Type::kNumber, {0.5, 1, 2}, {}, {}}}},
+      {"focal_distillation",
+       {{"alpha", Type::kNumber, {1}, {}, {}},
+        {"beta", Type::kNumber, {5}, {}, {}},
+        {"temperature", Type::kNumber, {1}, {}, {}},
+        {"distance", Type::kWord, {}, {"kl"}, {"kl", "l2"}}}},
+      {"gated_fusion",
+       {{"drop_gate", Type::kNumber, {0.4, 0.5, 0.6, 0.8}, {}, {}},
+        {"temperature", Type::kNumber, {1.0, 1.2, 1.4, 1.6}, {}, {}},
+        {"lr2", Type::kNumber, {5e-7, 1e-6, 3e-6, 1e-5, 3e-5}, {}, {}},
+        {"dropout", Type::kNumber, {0.1}, {}, {}},
+        {"stop_gradient", Type::kBool, {1}, {}, {}},
+        {"warmup", Type::kBool, {1}, {}, {}}}},
+      {"elodi",
+       {{"lambda", Type::kNumber, {1}, {}, {}},
+        {"xi", Type::kNumber, {0}, {}, {}},
+        {"members", Type::kNumber, {5}, {}, {}},
+        {"reference", Type::kWord, {}, {"ensemble"}, {"ensemble", "old"}}}},
+      {"new_ensemble", {}, true},
+      {"old_new_prob_ensemble", {{"alpha", Type::kNumber, {0.5, 0.6, 0.7, 0.8, 0.9}, {}, {}}}},
+      {"old_new_logit_ensemble", {{"alpha", Type::kNumber, {0.5, 0.6, 0.7, 0.8, 0.9}, {}, {}}}},
+      {"bcwi", {{"alpha", Type::kNumber, {0.5, 0.6, 0.7, 0.8, 0.9}, {}, {}}}},
+  };
+  return kSpecs;
+}
+
+class Parser {
+ public:
+  explicit Parser(std::filesystem::path source) : source_(std::move(source)) {}
+
+  [[noreturn]] void fail(const YAML::Node& node, const std::string& key, const std::string& why) const {
+    const int line = node.Mark().line >= 0 ? node.Mark().line + 1 : 0;
+    throw ConfigError(fmt::format("{}:{}: {}: {}", source_.string(), line, key, why));
+  }
+
+  void expect_map(const YAML::Node& node, const std::string& key) const {
+    if (!node.IsMap()) fail(node, key, "expected a mapping (key: value lines)");
+  }
+
+  // Refuses keys outside `allowed`.
+  void only_keys(const YAML::Node& node, const std::string& where, const std::vector<std::string>& allowed) const {
+    for (const auto& kv : node) {
+      const auto k = kv.first.as<std::string>();
+      if (std::find(allowed.begin(), allowed.end(), k) == allowed.end()) {
+        fail(kv.first, where.empty() ? k : where + "." + k, fmt::format("unknown key (expected one of: {})", fmt::join(allowed, ", ")));
+      }
+    }
+  }
+
+  double number(const YAML::Node& node, const std::string& key) const {
+    if (!node.IsScalar()) fail(node, key, "expected a number");
+    try {
+      return node.as<double>();
+    } catch (const YAML::Exception&) {
+      fail(node, key, fmt::format("expected a number, got '{}'", node.Scalar()));
+    }
+  }
+  std::int64_t integer(const YAML::Node& node, const std::string& key) const {
+    const double v = number(node, key);
+    if (v != static_cast<double>(static_cast<std::int64_t>(v))) fail(node, key, fmt::format("expected a whole number, got {}", node.Scalar()));
+    return static_cast<std::int64_t>(v);
+  }
+  std::int64_t count(const YAML::Node& node, const std::string& key, std::int64_t min) const {
+    const auto v = integer(node, key);
+    if (v < min) fail(node, key, fmt::format("must be at least {}, got {}", min, v));
+    return v;
+  }
+  bool boolean(const YAML::Node& node, const std::string& key) const {
+    if (!node.IsScalar()) fail(node, key, "expected true or false");
+    try {
+      return node.as<bool>();
+    } catch (const YAML::Exception&) {
+      fail(node, key, fmt::format("expected true or false, got '{}'", node.Scalar()));
+    }
+  }
+  std::string word(const YAML::Node& node, const std::string& key) const {
+    if (!node.IsScalar()) fail(node, key, "expected a string");
+    return node.Scalar();
+  }
+  std::string one_of(const YAML::Node& node, const std::string& key, const std::vector<std::string>& allowed) const {
+    const auto w = word(node, key);
+    if (std::find(allowed.begin(), allowed.end(), w) == allowed.end()) {
+      fail(node, key, fmt::format("'{}' is not one of: {}", w, fmt::join(allowed, ", ")));
+    }
+    return w;
+  }
+  // A scalar or a list of scalars.
+  std::vector<YAML::Node> items(const YAML::Node& node, const std::string& key) const {
+    std::vector<YAML::Node> out;
+    if (node.IsSequence()) {
+      for (const auto& n : node) out.push_back(n);
+      if (out.empty()) fail(node, key, "empty list");
+    } else if (node.IsScalar()) {
+      out.push_back(node);
+    } else {
+      fail(node, key, "expected a value or a list of values");
+    }
+    return out;
+  }
+
+  ModelConfig model(const YAML::Node& node, const std::string& key, bool old) const {
+    expect_map(node, key);
+    std::vector<std::string> allowed = {"kind", "model", "layers", "pooling", "head", "head_hidden", "dropout", "epochs", "lr",
+                                        "batch_size", "weight_decay", "warmup", "max_length", "fasttext_epochs", "fasttext_lr",
+                                        "fasttext_dim", "fasttext_ngrams"};
+    if (old) {
+      allowed.push_back("cross_fit");
+      allowed.push_back("seed");
+      allowed.push_back("max_train");
+    }
+    only_keys(node, key, allowed);
+    ModelConfig m;
+    if (!node["kind"]) fail(node, key + ".kind", "missing (fasttext, frozen or finetuned)");
+    m.kind = one_of(node["kind"], key + ".kind", {"fasttext", "frozen", "finetuned"});
+    if (m.torch()) {
+      if (!node["model"]) fail(node, key + ".model", fmt::format("missing: a {} model needs a registered model name or a checkpoint folder", m.kind));
+      m.model = word(node["model"], key + ".model");
+      m.line = node["model"].Mark().line + 1;
+      if (m.kind == "finetuned") {  // the paper's fine-tuning recipe scale, not the head's
+        m.lr = 2e-5;
+        m.epochs = 3;
+        m.batch_size = 32;
+        m.dropout = 0.1;
+      }
+    } else if (node["model"]) {
+      fail(node["model"], key + ".model", "fastText models are trained by flipless; drop the key");
+    }
+    auto k = [&](const char* name) { return key + "." + name; };
+    if (node["layers"]) m.layers = count(node["layers"], k("layers"), 0);
+    if (node["pooling"]) m.pooling = one_of(node["pooling"], k("pooling"), {"mean", "cls", "pooler"});
+    if (node["head"]) m.head = one_of(node["head"], k("head"), {"linear", "mlp"});
+    if (node["head_hidden"]) m.head_hidden = count(node["head_hidden"], k("head_hidden"), 1);
+    if (node["dropout"]) {
+      m.dropout = number(node["dropout"], k("dropout"));
+      if (m.dropout < 0 || m.dropout >= 1) fail(node["dropout"], k("dropout"), "must be in [0, 1)");
+    }
+    if (node["epochs"]) m.epochs = static_cast<int>(count(node["epochs"], k("epochs"), 1));
+    if (node["lr"]) {
+      m.lr = number(node["lr"], k("lr"));
+      if (!(m.lr > 0)) fail(node["lr"], k("lr"), "must be positive");
+    }
+    if (node["batch_size"]) m.batch_size = count(node["batch_size"], k("batch_size"), 1);
+    if (node["weight_decay"]) {
+      m.weight_decay = number(node["weight_decay"], k("weight_decay"));
+      if (m.weight_decay < 0) fail(node["weight_decay"], k("weight_decay"), "must be >= 0");
+    }
+    if (node["warmup"]) {
+      m.warmup = number(node["warmup"], k("warmup"));
+      if (m.warmup < 0 || m.warmup >= 1) fail(node["warmup"], k("warmup"), "must be in [0, 1)");
+    }
+    if (node["max_length"]) m.max_length = static_cast<std::size_t>(count(node["max_length"], k("max_length"), 4));
+    if (node["fasttext_epochs"]) m.fasttext_epochs = static_cast<int>(count(node["fasttext_epochs"], k("fasttext_epochs"), 1));
+    if (node["fasttext_lr"]) m.fasttext_lr = number(node["fasttext_lr"], k("fasttext_lr"));
+    if (node["fasttext_dim"]) m.fasttext_dim = static_cast<int>(count(node["fasttext_dim"], k("fasttext_dim"), 1));
+    if (node["fasttext_ngrams"]) m.fasttext_ngrams = static_cast<int>(count(node["fasttext_ngrams"], k("fasttext_ngrams"), 1));
+    if (node["cross_fit"]) {
+      m.cross_fit = static_cast<int>(count(node["cross_fit"], k("cross_fit"), 0));
+      if (m.cross_fit == 1) fail(node["cross_fit"], k("cross_fit"), "0 (off) or at least 2 folds");
+    }
+    if (node["max_train"]) m.max_train = static_cast<std::size_t>(count(node["max_train"], k("max_train"), 0));
+    if (node["seed"]) m.seed = static_cast<std::uint64_t>(count(node["seed"], k("seed"), 0));
+    return m;
+  }
+
+  TaskConfig task(const YAML::Node& node, const std::string& key) const {
+    TaskConfig t;
+    if (node.IsScalar()) {
+      t.name = node.Scalar();
+    } else {
+      expect_map(node, key);
+      only_keys(node, key, {"name", "train", "eval", "max_train", "max_validation"});
+      if (!node["name"]) fail(node, key + ".name", "missing");
+      t.name = word(node["name"], key + ".name");
+      if (node["train"]) t.train = word(node["train"], key + ".train");
+      if (node["eval"]) t.eval = word(node["eval"], key + ".eval");
+      if (node["max_train"]) t.max_train = static_cast<std::size_t>(count(node["max_train"], key + ".max_train", 0));
+      if (node["max_validation"]) t.max_validation = static_cast<std::size_t>(count(node["max_validation"], key + ".max_validation", 0));
+    }
+    if (t.name.empty() || t.name.find_first_of("/\\ .") != std::string::npos) {
+      fail(node, key + ".name", fmt::format("'{}': a task name is one word (it names a folder)", t.name));
+    }
+    if (t.train.empty()) t.train = t.name + ":train";
+    if (t.eval.empty()) t.eval = t.name + ":dev";
+    return t;
+  }
+
+  MethodConfig method(const YAML::Node& node, const std::string& name, const YAML::Node& key_node) const {
+    const auto& specs = method_specs();
+    const auto spec = std::find_if(specs.begin(), specs.end(), [&](const MethodSpec& s) { return s.name == name; });
+    if (spec == specs.end()) fail(key_node, "methods." + name, fmt::format("unknown method (known: {})", fmt::join(experiment_methods(), ", ")));
+    MethodConfig m;
+    m.name = name;
+    const std::string key = "methods." + name;
+    if (!node.IsNull() && !node.IsMap()) fail(node, key, "expected a mapping of parameters to values or lists ({} for defaults)");
+    std::vector<std::string> allowed;
+    for (const auto& p : spec->params) allowed.push_back(p.key);
+    if (spec->sizes) allowed.push_back("sizes");
+    if (node.IsMap()) only_keys(node, key, allowed);
+    for (const auto& p : spec->params) {
+      const auto pk = key + "." + p.key;
+      const YAML::Node v = node.IsMap() ? node[p.key] : YAML::Node();
+      if (p.type == Type::kWord) {
+        if (!v) {
+          m.words[p.key] = p.words;
+          continue;
+        }
+        for (const auto& item : items(v, pk)) m.words[p.key].push_back(one_of(item, pk, p.allowed));
+      } else {
+        if (!v) {
+          m.numbers[p.key] = p.numbers;
+          continue;
+        }
+        for (const auto& item : items(v, pk)) {
+          double x = p.type == Type::kBool ? (boolean(item, pk) ? 1.0 : 0.0) : number(item, pk);
+          if (p.key == "drop_gate" && !(x >= 0 && x < 1)) fail(item, pk, fmt::format("a probability in [0, 1), got {}", x));
+          if ((p.key == "temperature" || p.key == "lr2") && !(x > 0)) fail(item, pk, fmt::format("must be positive, got {}", x));
+          if ((p.key == "alpha" && name != "focal_distillation") && !(x >= 0 && x <= 1)) fail(item, pk, fmt::format("a weight in [0, 1], got {}", x));
+          if ((p.key == "lambda" || p.key == "beta" || p.key == "xi" || p.key == "alpha") && x < 0) fail(item, pk, fmt::format("must be >= 0, got {}", x));
+          if (p.key == "members" && (x < 2 || x != static_cast<int>(x))) fail(item, pk, "a whole number of at least 2 models");
+          if (p.key == "dropout" && !(x >= 0 && x < 1)) fail(item, pk, "must be in [0, 1)");
+          m.numbers[p.key].push_back(x);
+        }
+      }
+    }
+    if (spec->sizes) {
+      const YAML::Node v = node.IsMap() ? node["sizes"] : YAML::Node();
+      if (!v) {
+        m.sizes = {5};
+      } else {
+        for (const auto& item : items(v, key + ".sizes")) m.sizes.push_back(static_cast<int>(count(item, key + ".sizes", 2)));
+      }
+    }
+    return m;
+  }
+
+  ExperimentConfig parse(const YAML::Node& root) const {
+    if (!root.IsMap()) throw ConfigError(fmt::format("{}:1: expected a YAML mapping of experiment keys", source_.string()));
+    only_keys(root, "", {"name", "tasks", "seeds", "validation_fraction", "split_seed", "old", "new", "methods", "selection", "threads"});
+    ExperimentConfig c;
+    c.source = source_;
+    c.name = root["name"] ? word(root["name"], "name") : source_.stem().string();
+    if (!root["tasks"]) fail(root, "tasks", "missing (e.g. tasks: [sst2])");
+    std::set<std::string> task_names;
+    const auto task_nodes = items(root["tasks"], "tasks");
+    for (std::size_t i = 0; i < task_nodes.size(); ++i) {
+      auto t = task(task_nodes[i], fmt::format("tasks[{}]", i));
+      if (!task_names.insert(t.name).second) fail(task_nodes[i], fmt::format("tasks[{}]", i), fmt::format("task '{}' given twice", t.name));
+      c.tasks.push_back(std::move(t));
+    }
+    if (!root["seeds"]) {
+      c.seeds = {0, 1, 2, 3, 4};
+    } else if (root["seeds"].IsScalar()) {
+      const auto n = count(root["seeds"], "seeds", 1);
+      for (std::int64_t s = 0; s < n; ++s) c.seeds.push_back(static_cast<std::uint64_t>(s));
+    } else {
+      for (const auto& s : items(root["seeds"], "seeds")) c.seeds.push_back(static_cast<std::uint64_t>(count(s, "seeds", 0)));
+      std::set<std::uint64_t> unique(c.seeds.begin(), c.seeds.end());
+      if (unique.size() != c.seeds.size()) fail(root["seeds"], "seeds", "a seed is listed twice");
+    }
+    if (root["validation_fraction"]) {
+      c.validation_fraction = number(root["validation_fraction"], "validation_fraction");
+      if (!(c.validation_fraction > 0 && c.validation_fraction < 1)) fail(root["validation_fraction"], "validation_fraction", "must be in (0, 1)");
+    }
+    if (root["split_seed"]) c.split_seed = static_cast<std::uint64_t>(count(root["split_seed"], "split_seed", 0));
+    if (root["threads"]) c.threads = static_cast<int>(count(root["threads"], "threads", 0));
+    if (!root["old"]) fail(root, "old", "missing: the deployed model (e.g. old: {kind: fasttext})");
+    if (!root["new"]) fail(root, "new", "missing: the model that replaces it (e.g. new: {kind: frozen, model: minilm-l6})");
+    c.old_model = model(root["old"], "old", true);
+    c.new_model = model(root["new"], "new", false);
+    if (!c.new_model.torch()) fail(root["new"], "new.kind", "the new model must be a torch model (frozen or finetuned); fastText can only be the old one");
+    if (root["methods"]) {
+      const auto& m = root["methods"];
+      expect_map(m, "methods");
+      for (const auto& kv : m) {
+        const auto name = kv.first.as<std::string>();
+        c.methods.push_back(method(kv.second, name, kv.first));
+      }
+    }
+    if (!c.has_method("vanilla")) c.methods.insert(c.methods.begin(), method(YAML::Node(), "vanilla", root));
+    if (root["selection"]) {
+      const auto& s = root["selection"];
+      expect_map(s, "selection");
+      only_keys(s, "selection", {"tolerance", "search"});
+      if (s["tolerance"]) {
+        c.selection.tolerance = number(s["tolerance"], "selection.tolerance");
+        if (c.selection.tolerance < 0 || c.selection.tolerance > 1) fail(s["tolerance"], "selection.tolerance", "an accuracy difference in [0, 1] (0.001 = 0.1 point)");
+      }
+      if (s["search"]) c.selection.search = one_of(s["search"], "selection.search", {"every_seed", "first_seed"});
+    }
+    return c;
+  }
+
+ private:
+  std::filesystem::path source_;
+};
+
+}  // namespace
+
+std::string Setting::describe() const {
+  std::vector<std::string> parts;
+  for (const auto& [k, v] : numbers) parts.push_back(fmt::format("{}={:g}", k, v));
+  for (const auto& [k, v] : words) parts.push_back(fmt::format("{}={}", k, v));
+  return parts.empty() ? "default" : fmt::format("{}", fmt::join(parts, " "));
+}
+
+std::vector<Setting> settings_of(const MethodConfig& method) {
+  std::vector<Setting> out(1);
+  for (const auto& [key, values] : method.numbers) {
+    std::vector<Setting> next;
+    for (const auto& s : out) {
+      for (double v : values) {
+        auto t = s;
+        t.numbers[key] = v;
+        next.push_back(std::move(t));
+      }
+    }
+    out = std::move(next);
+  }
+  for (const auto& [key, values] : method.words) {
+    std::vector<Setting> next;
+    for (const auto& s : out) {
+      for (const auto& v : values) {
+        auto t = s;
+        t.words[key] = v;
+        next.push_back(std::move(t));
+      }
+    }
+    out = std::move(next);
+  }
+  return out;
+}
+
+bool ExperimentConfig::has_method(const std::string& method_name) const { return method(method_name) != nullptr; }
+
+const MethodConfig* ExperimentConfig::method(const std::string& method_name) const {
+  for (const auto& m : methods) {
+    if (m.name == method_name) return &m;
+  }
+  return nullptr;
+}
+
+const std::vector<std::string>& experiment_methods() {
+  static const std::vector<std::string> kNames = [] {
+    std::vector<std::string> names;
+    for (const auto& s : method_specs()) names.push_back(s.name);
+    return names;
+  }();
+  return kNames;
+}
+
+ExperimentConfig parse_experiment(const std::string& yaml, const std::filesystem::path& source) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml);
+  } catch (const YAML::ParserException& e) {
+    throw ConfigError(fmt::format("{}:{}: not valid YAML: {}", source.string(), e.mark.line + 1, e.msg));
+  }
+  try {
+    return Parser(source).parse(root);
+  } catch (const YAML::Exception& e) {  // anything the checks above did not anticipate
+    throw ConfigError(fmt::format("{}:{}: {}", source.string(), e.mark.line + 1, e.msg));
+  }
+}
+
+ExperimentConfig load_experiment(const std::filesystem::path& path) {
+  const auto file = core::InputFile::open(path);
+  return parse_experiment(std::string(file.bytes()), path);
+}
+
+}  // namespace flipless::experiment

@@ -1,0 +1,564 @@
+#include "flipless/experiment/report.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <fmt/format.h>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <set>
+
+#include "flipless/core/error.h"
+#include "flipless/core/file.h"
+#include "flipless/data/predictions.h"
+#include "flipless/experiment/config.h"
+#include "flipless/metrics/rates.h"
+#include "flipless/metrics/uncertainty.h"
+#include "flipless/report/svg_chart.h"
+
+namespace flipless::experiment {
+
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+const char* kColors[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
+
+json read_json(const fs::path& path) {
+  const auto file = core::InputFile::open(path);
+  try {
+    return json::parse(file.bytes());
+  } catch (const json::exception& e) {
+    throw InputError(fmt::format("{}: not valid JSON: {}", path.string(), e.what()));
+  }
+}
+
+std::int32_t decode(const data::PredictionFile& f, std::int32_t v, const std::vector<std::string>& names, std::size_t row) {
+  if (v >= 0) return v;
+  const auto& token = f.tokens.at(static_cast<std::size_t>(-(v + 1)));
+  const auto pos = std::find(names.begin(), names.end(), token);
+  if (pos != names.end()) return static_cast<std::int32_t>(pos - names.begin());
+  throw InputError(fmt::format("{}:{}: pred: '{}' is not one of the task's labels", f.source, f.lines[row], token));
+}
+
+struct Preds {
+  std::vector<std::string> ids;
+  std::vector<std::int32_t> y, pred;
+  std::vector<float> gates;
+};
+
+// Predicted (and true) labels of a prediction file, in the order of `ids` when given.
+Preds read_preds(const fs::path& path, const std::vector<std::string>& names, const std::vector<std::string>* ids) {
+  const auto f = data::read_predictions_file(path);
+  Preds p;
+  std::map<std::string, std::size_t> row_of;
+  for (std::size_t i = 0; i < f.size(); ++i) row_of[f.ids[i]] = i;
+  std::vector<std::size_t> order;
+  if (ids) {
+    for (const auto& id : *ids) {
+      const auto it = row_of.find(id);
+      if (it == row_of.end()) throw InputError(fmt::format("{}: example '{}' is missing", path.string(), id));
+      order.push_back(it->second);
+    }
+  } else {
+    for (std::size_t i = 0; i < f.size(); ++i) order.push_back(i);
+  }
+  for (auto i : order) {
+    p.ids.push_back(f.ids[i]);
+    p.pred.push_back(decode(f, f.preds[i], names, i));
+    p.y.push_back(data::label_index(f, i, names));
+  }
+  // Gate values (Gated Fusion) are not part of PredictionFile; read them from the lines.
+  const auto file = core::InputFile::open(path);
+  core::LineCursor cursor(file.bytes());
+  std::vector<float> gates_in_file;
+  std::string_view line;
+  while (cursor.next(line)) {
+    if (line.find("\"gate\"") == std::string_view::npos) continue;
+    const auto j = json::parse(line, nullptr, false);
+    if (j.is_object() && j.contains("gate")) gates_in_file.push_back(j["gate"].get<float>());
+  }
+  if (gates_in_file.size() == f.size()) {
+    for (auto i : order) p.gates.push_back(gates_in_file[i]);
+  }
+  return p;
+}
+
+struct SeedRun {
+  std::uint64_t seed = 0;
+  json result;
+  std::vector<std::int32_t> pred, alone;
+  std::vector<float> gates;
+  double acc = 0, nfr = 0;
+};
+
+struct MethodRuns {
+  std::string folder, method;
+  int size = 0;
+  std::vector<SeedRun> seeds;
+  std::string not_applicable;
+  bool baseline() const { return method != "vanilla" && method != "gated_fusion"; }
+};
+
+struct TaskRuns {
+  std::string name;
+  std::vector<std::string> names, ids;
+  std::vector<std::int32_t> y, old_pred;
+  double old_acc = 0;
+  std::vector<MethodRuns> methods;
+  const MethodRuns* find(const std::string& folder) const {
+    for (const auto& m : methods) {
+      if (m.folder == folder) return &m;
+    }
+    return nullptr;
+  }
+};
+
+double accuracy_of(const std::vector<std::int32_t>& y, const std::vector<std::int32_t>& p) { return metrics::accuracy(y, p); }
+double nfr_of(const std::vector<std::int32_t>& y, const std::vector<std::int32_t>& old, const std::vector<std::int32_t>& p) {
+  return metrics::negative_flip_rate(y, old, p);
+}
+
+metrics::MeanStd ms(const std::vector<double>& v) { return v.empty() ? metrics::MeanStd{} : metrics::mean_std(v); }
+std::string pct(const std::vector<double>& v) { return v.empty() ? "–" : metrics::format_mean_std(v); }
+
+std::vector<double> accs(const MethodRuns& m) {
+  std::vector<double> v;
+  for (const auto& s : m.seeds) v.push_back(s.acc);
+  return v;
+}
+std::vector<double> nfrs(const MethodRuns& m) {
+  std::vector<double> v;
+  for (const auto& s : m.seeds) v.push_back(s.nfr);
+  return v;
+}
+
+const SeedRun* seed_of(const MethodRuns& m, std::uint64_t seed) {
+  for (const auto& s : m.seeds) {
+    if (s.seed == seed) return &s;
+  }
+  return nullptr;
+}
+
+struct Collected {
+  ExperimentConfig config;
+  std::vector<TaskRuns> tasks;
+  std::size_t planned = 0, finished = 0;
+};
+
+Collected collect(const fs::path& run) {
+  Collected c;
+  const auto cfg_path = run / "experiment.yaml";
+  if (!fs::exists(cfg_path)) throw InputError(fmt::format("{}: not a run folder (no experiment.yaml; run flipless experiment run first)", run.string()));
+  c.config = load_experiment(cfg_path);
+  for (const auto& t : c.config.tasks) {
+    TaskRuns tr;
+    tr.name = t.name;
+    const auto old_dir = run / t.name / "old";
+    for (const auto& m : c.config.methods) {
+      const std::vector<int> sizes = m.name == "new_ensemble" ? m.sizes : std::vector<int>{0};
+      for (int size : sizes) c.planned += c.config.seeds.size() * (size >= 0 ? 1 : 0);
+    }
+    if (!fs::exists(old_dir / "result.json")) {
+      c.tasks.push_back(std::move(tr));
+      continue;
+    }
+    const auto old_result = read_json(old_dir / "result.json");
+    tr.names = old_result.at("label_names").get<std::vector<std::string>>();
+    const auto old = read_preds(old_dir / "predictions" / "dev.jsonl", tr.names, nullptr);
+    tr.ids = old.ids;
+    tr.y = old.y;
+    tr.old_pred = old.pred;
+    tr.old_acc = accuracy_of(tr.y, tr.old_pred);
+    for (const auto& m : c.config.methods) {
+      const std::vector<int> sizes = m.name == "new_ensemble" ? m.sizes : std::vector<int>{0};
+      for (int size : sizes) {
+        MethodRuns mr;
+        mr.method = m.name;
+        mr.size = size;
+        mr.folder = size > 0 ? fmt::format("{}-{}", m.name, size) : m.name;
+        for (auto seed : c.config.seeds) {
+          const auto dir = run / t.name / mr.folder / fmt::format("seed-{}", seed);
+          if (!fs::exists(dir / "result.json")) continue;
+          ++c.finished;
+          SeedRun s;
+          s.seed = seed;
+          s.result = read_json(dir / "result.json");
+          if (s.result.contains("status")) {
+            mr.not_applicable = s.result.value("reason", "not applicable");
+            continue;
+          }
+          const auto p = read_preds(dir / "predictions" / "dev.jsonl", tr.names, &tr.ids);
+          s.pred = p.pred;
+          s.gates = p.gates;
+          if (fs::exists(dir / "predictions" / "dev.new_model_alone.jsonl")) {
+            s.alone = read_preds(dir / "predictions" / "dev.new_model_alone.jsonl", tr.names, &tr.ids).pred;
+          }
+          s.acc = accuracy_of(tr.y, s.pred);
+          s.nfr = nfr_of(tr.y, tr.old_pred, s.pred);
+          mr.seeds.push_back(std::move(s));
+        }
+        tr.methods.push_back(std::move(mr));
+      }
+    }
+    c.tasks.push_back(std::move(tr));
+  }
+  return c;
+}
+
+// Paired bootstrap over examples (the same resample for every seed) of mean over seeds of
+// NFR(method) - NFR(vanilla). Seeds present in both only.
+struct Paired {
+  double diff = 0, lo = 0, hi = 0;
+  std::size_t seeds = 0;
+};
+std::optional<Paired> paired_bootstrap(const TaskRuns& t, const MethodRuns& m, const MethodRuns& v, int resamples, std::uint64_t seed) {
+  std::vector<std::pair<const SeedRun*, const SeedRun*>> pairs;
+  for (const auto& s : m.seeds) {
+    if (const auto* b = seed_of(v, s.seed)) pairs.emplace_back(&s, b);
+  }
+  if (pairs.empty() || t.y.empty()) return std::nullopt;
+  const std::size_t n = t.y.size();
+  // d[i] = sum over seeds of (NF_m - NF_v) at example i.
+  std::vector<double> d(n, 0.0);
+  for (const auto& [a, b] : pairs) {
+    for (std::size_t i = 0; i < n; ++i) {
+      const bool old_right = t.old_pred[i] == t.y[i];
+      d[i] += static_cast<double>(old_right && a->pred[i] != t.y[i]) - static_cast<double>(old_right && b->pred[i] != t.y[i]);
+    }
+  }
+  const double k = static_cast<double>(pairs.size()) * static_cast<double>(n);
+  Paired p;
+  p.seeds = pairs.size();
+  for (double x : d) p.diff += x;
+  p.diff /= k;
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<std::size_t> pick(0, n - 1);
+  std::vector<double> stats;
+  stats.reserve(static_cast<std::size_t>(resamples));
+  for (int r = 0; r < resamples; ++r) {
+    double sum = 0;
+    for (std::size_t i = 0; i < n; ++i) sum += d[pick(rng)];
+    stats.push_back(sum / k);
+  }
+  std::sort(stats.begin(), stats.end());
+  p.lo = stats[static_cast<std::size_t>(0.025 * (resamples - 1))];
+  p.hi = stats[static_cast<std::size_t>(0.975 * (resamples - 1))];
+  return p;
+}
+
+std::string pretty(const std::string& folder) {
+  static const std::map<std::string, std::string> kNames = {
+      {"vanilla", "new model (vanilla)"},         {"distillation", "distillation"},
+      {"focal_distillation", "focal distillation"}, {"old_new_prob_ensemble", "old-new probs ensemble"},
+      {"old_new_logit_ensemble", "old-new logits ensemble"}, {"gated_fusion", "Gated Fusion"},
+      {"bcwi", "BCWI (weight interpolation)"},      {"elodi", "ELODI (logit-difference inhibition)"}};
+  if (const auto it = kNames.find(folder); it != kNames.end()) return it->second;
+  if (folder.rfind("new_ensemble-", 0) == 0) return fmt::format("new-model ensemble ({})", folder.substr(13));
+  return folder;
+}
+
+std::string rel(std::optional<double> r) { return r ? fmt::format("{:.1f}%", 100 * *r) : "–"; }
+
+struct Table {
+  std::vector<std::string> header;
+  std::vector<std::vector<std::string>> rows;
+  std::string markdown() const {
+    std::string s = "| " + fmt::format("{}", fmt::join(header, " | ")) + " |\n|";
+    for (std::size_t i = 0; i < header.size(); ++i) s += i == 0 ? "---|" : "---:|";
+    s += "\n";
+    for (const auto& r : rows) s += "| " + fmt::format("{}", fmt::join(r, " | ")) + " |\n";
+    return s;
+  }
+  std::string html() const {
+    std::string s = "<table><thead><tr>";
+    for (const auto& h : header) s += "<th>" + report::html_escape(h) + "</th>";
+    s += "</tr></thead><tbody>";
+    for (const auto& r : rows) {
+      s += "<tr>";
+      for (std::size_t i = 0; i < r.size(); ++i) s += (i == 0 ? "<td>" : "<td class=\"num\">") + report::html_escape(r[i]) + "</td>";
+      s += "</tr>";
+    }
+    return s + "</tbody></table>";
+  }
+  std::string text() const {
+    std::vector<std::size_t> w(header.size(), 0);
+    auto width = [](const std::string& s) {  // UTF-8 code points
+      std::size_t n = 0;
+      for (unsigned char ch : s) n += (ch & 0xC0) != 0x80;
+      return n;
+    };
+    for (std::size_t i = 0; i < header.size(); ++i) w[i] = width(header[i]);
+    for (const auto& r : rows) {
+      for (std::size_t i = 0; i < r.size(); ++i) w[i] = std::max(w[i], width(r[i]));
+    }
+    auto line = [&](const std::vector<std::string>& r) {
+      std::string s;
+      for (std::size_t i = 0; i < r.size(); ++i) {
+        const std::string pad(w[i] - width(r[i]), ' ');
+        s += i == 0 ? r[i] + pad : "  " + pad + r[i];
+      }
+      return s + "\n";
+    };
+    std::string s = line(header);
+    for (const auto& r : rows) s += line(r);
+    return s;
+  }
+};
+
+}  // namespace
+
+ReportFiles write_experiment_report(const fs::path& run, const ReportOptions& options) {
+  const auto c = collect(run);
+  const fs::path out = options.out.empty() ? run / "report" : options.out;
+  fs::create_directories(out);
+  json j = {{"experiment", c.config.name}, {"seeds", c.config.seeds}, {"units_planned", c.planned}, {"units_finished", c.finished}, {"tasks", json::array()}};
+  std::string md = fmt::format("# Experiment report: {}\n\n", c.config.name);
+  std::string html_body;
+  std::string terminal;
+  md += fmt::format("Run folder `{}`; {} of {} units finished; seeds {}. NFR and accuracy on each task's regression set, mean ± std over seeds (%).\n\n",
+                    run.string(), c.finished, c.planned, fmt::join(c.config.seeds, ", "));
+  html_body += fmt::format("<p>Run folder <code>{}</code>; {} of {} units finished; seeds {}. NFR and accuracy on each task's regression set, mean ± std over seeds (%).</p>",
+                           report::html_escape(run.string()), c.finished, c.planned, fmt::join(c.config.seeds, ", "));
+
+  for (const auto& t : c.tasks) {
+    json jt = {{"task", t.name}, {"methods", json::array()}};
+    md += fmt::format("## {}\n\n", t.name);
+    html_body += fmt::format("<h2>{}</h2>", report::html_escape(t.name));
+    if (t.y.empty()) {
+      md += "The old model has not finished yet.\n\n";
+      html_body += "<p>The old model has not finished yet.</p>";
+      j["tasks"].push_back(jt);
+      continue;
+    }
+    const auto* vanilla = t.find("vanilla");
+    const double v_nfr = vanilla && !vanilla->seeds.empty() ? ms(nfrs(*vanilla)).mean : 0;
+    // The strongest baseline: lowest mean NFR among baselines that ran.
+    const MethodRuns* strongest = nullptr;
+    for (const auto& m : t.methods) {
+      if (m.baseline() && !m.seeds.empty() && (!strongest || ms(nfrs(m)).mean < ms(nfrs(*strongest)).mean)) strongest = &m;
+    }
+    Table main{{"method", "seeds", "NFR %", "accuracy %", "NF reduction vs vanilla", fmt::format("vs strongest baseline{}", strongest ? " (" + pretty(strongest->folder) + ")" : ""),
+                "NFR − vanilla [95% CI]", "chosen setting (seed " + std::to_string(c.config.seeds.front()) + ")"}, {}};
+    std::vector<report::ScatterPoint> points;
+    for (std::size_t k = 0; k < t.methods.size(); ++k) {
+      const auto& m = t.methods[k];
+      json jm = {{"method", m.folder}, {"seeds", m.seeds.size()}};
+      if (!m.not_applicable.empty()) {
+        main.rows.push_back({pretty(m.folder), "–", "n/a", "n/a", "–", "–", "–", m.not_applicable});
+        jm["not_applicable"] = m.not_applicable;
+        jt["methods"].push_back(jm);
+        continue;
+      }
+      if (m.seeds.empty()) {
+        main.rows.push_back({pretty(m.folder), "0", "–", "–", "–", "–", "–", "not run yet"});
+        jt["methods"].push_back(jm);
+        continue;
+      }
+      const auto a = ms(accs(m)), n = ms(nfrs(m));
+      const auto vs_vanilla = vanilla && !vanilla->seeds.empty() ? metrics::relative_flip_reduction(v_nfr, n.mean) : std::nullopt;
+      const auto vs_strong = strongest && &m != strongest && !m.baseline() && m.method != "vanilla"
+                                 ? metrics::relative_flip_reduction(ms(nfrs(*strongest)).mean, n.mean)
+                                 : std::nullopt;
+      std::string ci = "–";
+      if (vanilla && &m != vanilla) {
+        if (const auto p = paired_bootstrap(t, m, *vanilla, options.bootstrap, options.seed)) {
+          ci = fmt::format("{:+.2f} [{:+.2f}, {:+.2f}]{}", 100 * p->diff, 100 * p->lo, 100 * p->hi, p->hi < 0 ? " lower" : p->lo > 0 ? " higher" : " not clear");
+          jm["nfr_minus_vanilla"] = {{"mean", p->diff}, {"lo", p->lo}, {"hi", p->hi}, {"seeds", p->seeds}, {"below_vanilla", p->hi < 0}};
+        }
+      }
+      std::string chosen = "–";
+      if (const auto* s0 = seed_of(m, c.config.seeds.front()); s0 && s0->result.contains("chosen")) {
+        chosen = s0->result["chosen"].value("describe", "");
+        if (s0->result.value("fallback", false)) chosen += " (none on par: most accurate)";
+      }
+      main.rows.push_back({pretty(m.folder), std::to_string(m.seeds.size()), pct(nfrs(m)), pct(accs(m)), rel(vs_vanilla), rel(vs_strong), ci, chosen});
+      jm["accuracy"] = {{"mean", a.mean}, {"std", a.std}, {"per_seed", accs(m)}};
+      jm["nfr"] = {{"mean", n.mean}, {"std", n.std}, {"per_seed", nfrs(m)}};
+      if (vs_vanilla) jm["relative_nf_reduction_vs_vanilla"] = *vs_vanilla;
+      if (vs_strong) jm["relative_nf_reduction_vs_strongest_baseline"] = *vs_strong;
+      jt["methods"].push_back(jm);
+      points.push_back({pretty(m.folder), 100 * n.mean, 100 * a.mean, 100 * n.std, 100 * a.std, kColors[k % 10]});
+    }
+    points.push_back({"old model", 0.0, 100 * t.old_acc, 0, 0, "#000"});
+    jt["old_accuracy"] = t.old_acc;
+    const std::string intro = fmt::format("Old model accuracy {:.2f}%; {} regression-set examples.", 100 * t.old_acc, t.y.size());
+    md += intro + "\n\n" + main.markdown() + "\n";
+    html_body += "<p>" + report::html_escape(intro) + "</p>" + main.html();
+    Table brief{{"method", "NFR %", "accuracy %", "NF reduction", "NFR - vanilla [95% CI]"}, {}};
+    for (const auto& r : main.rows) brief.rows.push_back({r[0], r[2], r[3], r[4], r[6]});
+    terminal += fmt::format("{}: old model {:.2f}%, {} seeds, mean ± std\n", t.name, 100 * t.old_acc, c.config.seeds.size()) + brief.text() + "\n";
+
+    // Noise floor: NFR between vanilla seeds taken as old and new.
+    if (vanilla && vanilla->seeds.size() >= 2) {
+      std::vector<double> floor;
+      for (std::size_t i = 0; i + 1 < vanilla->seeds.size(); ++i) floor.push_back(nfr_of(t.y, vanilla->seeds[i].pred, vanilla->seeds[i + 1].pred));
+      const auto line = fmt::format("Noise floor: NFR between two vanilla seeds {}% (over {} consecutive seed pairs). A method's NFR change smaller than its bootstrap interval is noise.",
+                                    pct(floor), floor.size());
+      md += line + "\n\n";
+      html_body += "<p>" + report::html_escape(line) + "</p>";
+      jt["noise_floor_nfr"] = floor;
+    }
+
+    // Section 5.5: fix and new-fault rates against vanilla, per seed.
+    if (vanilla) {
+      Table fixes{{"method", "fix rate %", "new-fault rate %"}, {}};
+      for (const auto& m : t.methods) {
+        if (&m == vanilla || m.seeds.empty()) continue;
+        std::vector<double> fr, nf;
+        for (const auto& s : m.seeds) {
+          const auto* v = seed_of(*vanilla, s.seed);
+          if (!v) continue;
+          if (auto x = metrics::fix_rate(t.y, t.old_pred, v->pred, s.pred)) fr.push_back(*x);
+          if (auto x = metrics::new_fault_rate(t.y, t.old_pred, v->pred, s.pred)) nf.push_back(*x);
+        }
+        fixes.rows.push_back({pretty(m.folder), pct(fr), pct(nf)});
+      }
+      md += "### Fix and new-fault rates against vanilla (the paper's section 5.5)\n\n" + fixes.markdown() + "\n";
+      html_body += "<h3>Fix and new-fault rates against vanilla (section 5.5)</h3>" + fixes.html();
+    }
+
+    // Table 3: ensemble sizes; table 4: GF without the old model.
+    Table sizes{{"new-model ensemble", "NFR %", "accuracy %"}, {}};
+    for (const auto& m : t.methods) {
+      if (m.method == "new_ensemble" && !m.seeds.empty()) sizes.rows.push_back({fmt::format("{} models", m.size), pct(nfrs(m)), pct(accs(m))});
+    }
+    if (!sizes.rows.empty()) {
+      md += "### New-model ensembles by size (table 3)\n\n" + sizes.markdown() + "\n";
+      html_body += "<h3>New-model ensembles by size (table 3)</h3>" + sizes.html();
+    }
+    if (const auto* gf = t.find("gated_fusion"); gf && !gf->seeds.empty() && !gf->seeds.front().alone.empty()) {
+      std::vector<double> a, n;
+      for (const auto& s : gf->seeds) {
+        a.push_back(accuracy_of(t.y, s.alone));
+        n.push_back(nfr_of(t.y, t.old_pred, s.alone));
+      }
+      Table drop{{"Gated Fusion", "NFR %", "accuracy %"}, {{"with the old model", pct(nfrs(*gf)), pct(accs(*gf))}, {"old model dropped at inference", pct(n), pct(a)}}};
+      md += "### Dropping the old model at inference (table 4)\n\n" + drop.markdown() + "\n";
+      html_body += "<h3>Dropping the old model at inference (table 4)</h3>" + drop.html();
+      jt["gated_fusion_without_old"] = {{"accuracy", a}, {"nfr", n}};
+    }
+
+    // Charts.
+    std::string charts;
+    charts += report::svg_scatter_chart(t.name + ": accuracy against NFR (mean ± std over seeds)", "NFR % (lower is better)", "accuracy %", points);
+    std::vector<report::LineSeries> alpha;
+    std::size_t color = 0;
+    for (const auto& m : t.methods) {
+      if (m.method != "old_new_prob_ensemble" && m.method != "old_new_logit_ensemble" && m.method != "bcwi") continue;
+      std::map<double, std::vector<double>> nfr_by, acc_by;
+      for (const auto& s : m.seeds) {
+        for (const auto& cand : s.result.value("candidates", json::array())) {
+          const double x = cand["setting"]["numbers"].value("alpha", 0.0);
+          nfr_by[x].push_back(100 * cand["validation_nfr"].get<double>());
+          acc_by[x].push_back(100 * cand["validation_accuracy"].get<double>());
+        }
+      }
+      if (nfr_by.empty()) continue;
+      report::LineSeries sn{pretty(m.folder), {}, {}, kColors[color % 10]}, sa{pretty(m.folder), {}, {}, kColors[color % 10]};
+      ++color;
+      for (const auto& [x, v] : nfr_by) {
+        sn.x.push_back(x);
+        sn.y.push_back(ms(v).mean);
+        sa.x.push_back(x);
+        sa.y.push_back(ms(acc_by[x]).mean);
+      }
+      alpha.push_back(sn);
+      alpha.push_back(sa);
+    }
+    if (!alpha.empty()) {
+      std::vector<report::LineSeries> nfr_lines, acc_lines;
+      for (std::size_t i = 0; i < alpha.size(); ++i) (i % 2 == 0 ? nfr_lines : acc_lines).push_back(alpha[i]);
+      charts += report::svg_line_chart(t.name + ": alpha sweep, validation NFR", "alpha (weight of the new model)", "NFR %", nfr_lines);
+      charts += report::svg_line_chart(t.name + ": alpha sweep, validation accuracy", "alpha (weight of the new model)", "accuracy %", acc_lines);
+    }
+    if (const auto* gf = t.find("gated_fusion"); gf && !gf->seeds.empty()) {
+      std::map<double, std::vector<double>> nfr_by, acc_by;
+      for (const auto& s : gf->seeds) {
+        for (const auto& cand : s.result.value("candidates", json::array())) {
+          const double x = cand["setting"]["numbers"].value("temperature", 1.0);
+          nfr_by[x].push_back(100 * cand["validation_nfr"].get<double>());
+          acc_by[x].push_back(100 * cand["validation_accuracy"].get<double>());
+        }
+      }
+      if (nfr_by.size() >= 2) {
+        report::LineSeries sn{"validation NFR", {}, {}, kColors[3]}, sa{"validation accuracy", {}, {}, kColors[0]};
+        for (const auto& [x, v] : nfr_by) {
+          sn.x.push_back(x);
+          sn.y.push_back(ms(v).mean);
+          sa.x.push_back(x);
+          sa.y.push_back(ms(acc_by[x]).mean);
+        }
+        charts += report::svg_line_chart(t.name + ": Gated Fusion T sweep, validation NFR", "T (mean over other grid values)", "NFR %", {sn});
+        charts += report::svg_line_chart(t.name + ": Gated Fusion T sweep, validation accuracy", "T (mean over other grid values)", "accuracy %", {sa});
+      }
+      // Gate values by flip category of old vs vanilla (same seed).
+      if (vanilla && !gf->seeds.front().gates.empty()) {
+        // Old model against vanilla of the same seed: where vanilla regresses, fixes, or neither.
+        const std::vector<std::string> cats = {"regressions", "fixes", "both right", "both wrong"};
+        std::vector<double> sum(4, 0), cnt(4, 0);
+        for (const auto& s : gf->seeds) {
+          const auto* v = seed_of(*vanilla, s.seed);
+          if (!v || s.gates.empty()) continue;
+          for (std::size_t i = 0; i < t.y.size(); ++i) {
+            const bool o = t.old_pred[i] == t.y[i], n = v->pred[i] == t.y[i];
+            const std::size_t cat = o && !n ? 0 : !o && n ? 1 : o && n ? 2 : 3;
+            sum[cat] += s.gates[i];
+            cnt[cat] += 1;
+          }
+        }
+        std::vector<double> mean(4, 0);
+        json jg;
+        for (std::size_t k = 0; k < 4; ++k) {
+          mean[k] = cnt[k] > 0 ? sum[k] / cnt[k] : 0;
+          jg[cats[k]] = {{"mean_gate", mean[k]}, {"examples", cnt[k]}};
+        }
+        jt["gate_by_category"] = jg;
+        charts += report::svg_bar_chart(t.name + ": mean gate (1 = new) by old vs vanilla", cats, {{"Gated Fusion gate", mean, kColors[2]}});
+      }
+    }
+    // Per-class negative flips, mean over seeds.
+    {
+      std::vector<std::string> cats = t.names;
+      std::vector<report::BarSeries> series;
+      std::size_t k = 0;
+      for (const auto& m : t.methods) {
+        if (m.seeds.empty() || !(m.method == "vanilla" || m.method == "gated_fusion" || &m == strongest)) {
+          ++k;
+          continue;
+        }
+        std::vector<double> per(t.names.size(), 0.0);
+        for (const auto& s : m.seeds) {
+          for (std::size_t i = 0; i < t.y.size(); ++i) {
+            if (t.old_pred[i] == t.y[i] && s.pred[i] != t.y[i] && t.y[i] >= 0) per[static_cast<std::size_t>(t.y[i])] += 1.0 / static_cast<double>(m.seeds.size());
+          }
+        }
+        series.push_back({pretty(m.folder), per, kColors[k++ % 10]});
+      }
+      if (!series.empty()) charts += report::svg_bar_chart(t.name + ": negative flips by true class", cats, series);
+    }
+    html_body += "<div class=\"charts\">" + charts + "</div>";
+    md += "Charts: see report.html beside this file (accuracy against NFR, alpha and T sweeps, gate values by flip category, per-class flips).\n\n";
+    j["tasks"].push_back(jt);
+  }
+
+  const std::string css =
+      "body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}"
+      "table{border-collapse:collapse;margin:1em 0;font-size:14px}th,td{border-bottom:1px solid #ddd;padding:4px 10px;text-align:left}"
+      "td.num{text-align:right;font-variant-numeric:tabular-nums}th{background:#f4f4f4}.charts{display:flex;flex-wrap:wrap;gap:24px}"
+      "code{background:#f4f4f4;padding:1px 4px}";
+  const std::string html = fmt::format(
+      "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>flipless report: {0}</title><style>{1}</style></head>"
+      "<body><h1>flipless experiment report: {0}</h1>{2}<p>Made by <code>flipless experiment report</code> from saved results only; "
+      "hyper-parameters were chosen on the validation split carved from train, never on the regression set.</p></body></html>\n",
+      report::html_escape(c.config.name), css, html_body);
+  ReportFiles files{out / "report.html", out / "report.md", out / "report.json", terminal};
+  core::write_file_atomic(files.html, html);
+  core::write_file_atomic(files.markdown, md);
+  core::write_file_atomic(files.json, j.dump(2) + "\n");
+  return files;
+}
+
+}  // namespace flipless::experiment

@@ -1,0 +1,850 @@
+#include "flipless/runner/runner.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <thread>
+
+#include "flipless/core/error.h"
+#include "flipless/core/file.h"
+#include "flipless/core/hash.h"
+#include "flipless/data/predictions.h"
+#include "flipless/data/registry.h"
+#include "flipless/data/split.h"
+#include "flipless/ensemble/old_new.h"
+#include "flipless/io/safetensors.h"
+#include "flipless/models/fasttext_classifier.h"
+#include "flipless/models/logits_file_classifier.h"
+#include "flipless/models/registry.h"
+#include "flipless/nn/bert.h"
+#include "flipless/nn/classifier.h"
+#include "flipless/nn/tensor_io.h"
+#include "flipless/text/wordpiece.h"
+#include "flipless/train/features.h"
+#include "flipless/train/inputs.h"
+#include "flipless/train/saved_model.h"
+#include "flipless/train/strategy.h"
+#include "flipless/train/trainer.h"
+
+namespace flipless::experiment {
+
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+const char* kSplits[] = {"train", "validation", "dev"};
+
+// Member j >= 1 of seed s's ensemble (member 0 is the vanilla model of seed s).
+std::uint64_t member_seed(std::uint64_t seed, int j) { return 1000 + 100 * seed + static_cast<std::uint64_t>(j); }
+
+std::string unit_dir_name(const MethodConfig& m, int size) { return size > 0 ? fmt::format("{}-{}", m.name, size) : m.name; }
+
+struct TaskData {
+  data::Dataset train, validation, dev;
+  std::int64_t num_labels = 0;
+  const data::Dataset& split(const std::string& name) const {
+    return name == "train" ? train : name == "validation" ? validation : dev;
+  }
+};
+
+TaskData load_task(const ExperimentConfig& c, const TaskConfig& t) {
+  const auto full = data::load_dataset(t.train);
+  TaskData d;
+  d.dev = data::load_dataset(t.eval);
+  if (full.label_names != d.dev.label_names) {
+    throw InputError(fmt::format("{}: task {}: {} and {} have different label sets [{}] vs [{}]", c.source.string(), t.name, full.name,
+                                 d.dev.name, fmt::join(full.label_names, ", "), fmt::join(d.dev.label_names, ", ")));
+  }
+  if (!d.dev.has_labels()) throw InputError(fmt::format("{}: task {}: the regression set {} has no labels", c.source.string(), t.name, d.dev.name));
+  auto split = data::split_train_validation(full, c.validation_fraction, c.split_seed);
+  d.train = data::subsample(split.train, t.max_train, c.split_seed);
+  d.validation = data::subsample(split.validation, t.max_validation, c.split_seed);
+  d.num_labels = static_cast<std::int64_t>(full.num_labels());
+  return d;
+}
+
+torch::Tensor labels_of(const data::Dataset& ds) { return train::label_tensor(ds); }
+
+double accuracy(const torch::Tensor& logits, const torch::Tensor& labels) { return train::accuracy_of(logits, labels); }
+
+// Share of rows the old model got right and `logits` gets wrong.
+double nfr(const torch::Tensor& old_logits, const torch::Tensor& logits, const torch::Tensor& labels) {
+  const auto old_right = old_logits.argmax(1).eq(labels);
+  const auto new_wrong = logits.argmax(1).ne(labels);
+  return (old_right & new_wrong).to(torch::kFloat64).mean().item<double>();
+}
+
+data::PredictionRows rows_of(const data::Dataset& ds, const torch::Tensor& logits, const torch::Tensor& embeddings = {},
+                             const torch::Tensor& gates = {}) {
+  data::PredictionRows rows;
+  for (const auto& ex : ds.examples) {
+    rows.ids.push_back(ex.id);
+    rows.labels.push_back(ex.label);
+  }
+  rows.label_names = ds.label_names;
+  const auto l = logits.contiguous().to(torch::kFloat32);
+  rows.num_labels = static_cast<std::size_t>(l.size(1));
+  rows.logits.assign(l.data_ptr<float>(), l.data_ptr<float>() + l.numel());
+  if (embeddings.defined()) {
+    const auto e = embeddings.contiguous().to(torch::kFloat32);
+    rows.dim = static_cast<std::size_t>(e.size(1));
+    rows.embeddings.assign(e.data_ptr<float>(), e.data_ptr<float>() + e.numel());
+  }
+  if (gates.defined()) {
+    const auto g = gates.contiguous().to(torch::kFloat32);
+    rows.gates.assign(g.data_ptr<float>(), g.data_ptr<float>() + g.numel());
+  }
+  return rows;
+}
+
+torch::Tensor logits_from_file(const fs::path& path, const data::Dataset& ds, std::int64_t num_labels) {
+  const models::LogitsFileClassifier file(path);
+  if (static_cast<std::int64_t>(file.num_labels()) != num_labels) {
+    throw InputError(fmt::format("{}: {} labels, the task has {}", path.string(), file.num_labels(), num_labels));
+  }
+  const auto out = file.predict(ds.examples);
+  return torch::from_blob(const_cast<float*>(out.logits.data()), {static_cast<std::int64_t>(out.rows), num_labels}).clone();
+}
+
+std::vector<float> flat(const torch::Tensor& t) {
+  const auto c = t.contiguous().to(torch::kFloat32);
+  return {c.data_ptr<float>(), c.data_ptr<float>() + c.numel()};
+}
+
+json read_json(const fs::path& path) {
+  const auto file = core::InputFile::open(path);
+  try {
+    return json::parse(file.bytes());
+  } catch (const json::exception& e) {
+    throw InputError(fmt::format("{}: not valid JSON: {}", path.string(), e.what()));
+  }
+}
+
+void write_json(const fs::path& path, const json& j) { core::write_file_atomic(path, j.dump(2) + "\n"); }
+
+bool same_torch_model(const ModelConfig& a, const ModelConfig& b) {
+  return a.torch() && b.torch() && a.kind == b.kind && a.model == b.model && a.layers == b.layers && a.pooling == b.pooling &&
+         a.head == b.head && a.head_hidden == b.head_hidden && a.max_length == b.max_length;
+}
+
+// A torch model kind over one task's data: sources per split and fresh models per seed.
+class Space {
+ public:
+  Space(const ModelConfig& cfg, const TaskData& data, const fs::path& feature_cache, const RunObserver& observer)
+      : cfg_(cfg), data_(data) {
+    model_dir_ = models::resolve_model(cfg.model);
+    const auto base = nn::BertConfig::from_json_file(model_dir_ / "config.json");
+    if (cfg.layers > base.num_hidden_layers) {
+      throw ConfigError(fmt::format("model {}: asked for {} layers, it has {}", cfg.model, cfg.layers, base.num_hidden_layers));
+    }
+    dim_ = base.hidden_size;
+    if (cfg.kind == "frozen") {
+      const train::FeatureExtractor extractor(train::FeatureSpec{model_dir_, cfg.layers, cfg.pooling, cfg.max_length});
+      for (const char* split : kSplits) {
+        const auto& ds = data.split(split);
+        bool hit = false;
+        const std::string what = fmt::format("features {} ({})", split, cfg.model);
+        features_[split] = train::cached_features(
+            extractor, ds, feature_cache,
+            [&](std::int64_t done, std::int64_t total) {
+              if (observer.on_progress) observer.on_progress(what, done, total, "");
+            },
+            &hit);
+        if (observer.on_progress) observer.on_progress(what, static_cast<std::int64_t>(ds.size()), static_cast<std::int64_t>(ds.size()), hit ? "cached" : "computed");
+      }
+      dim_ = extractor.dim();
+    } else {
+      tokenizer_.emplace(text::WordPieceTokenizer::from_checkpoint_dir(model_dir_));
+    }
+  }
+
+  std::int64_t dim() const { return dim_; }
+  std::int64_t eval_batch() const { return cfg_.kind == "frozen" ? 512 : 64; }
+
+  // Rows `rows` of a split (all when null).
+  std::unique_ptr<train::InputSource> source(const std::string& split, const std::vector<std::int64_t>* rows = nullptr) const {
+    const auto& ds = data_.split(split);
+    if (cfg_.kind == "frozen") {
+      auto f = features_.at(split);
+      auto y = labels_of(ds);
+      if (rows) {
+        const auto idx = torch::tensor(*rows, torch::kInt64);
+        f = f.index_select(0, idx);
+        y = y.index_select(0, idx);
+      }
+      return std::make_unique<train::FeatureSource>(f, y);
+    }
+    if (!rows) return std::make_unique<train::TokenSource>(*tokenizer_, ds, cfg_.max_length);
+    data::Dataset part;
+    part.name = ds.name;
+    part.label_names = ds.label_names;
+    for (auto r : *rows) part.examples.push_back(ds.examples[static_cast<std::size_t>(r)]);
+    return std::make_unique<train::TokenSource>(*tokenizer_, part, cfg_.max_length);
+  }
+
+  std::shared_ptr<nn::ClassifierModule> make(std::uint64_t seed) const {
+    torch::manual_seed(seed);
+    const nn::HeadConfig head{cfg_.head, cfg_.head_hidden, cfg_.dropout};
+    if (cfg_.kind == "frozen") return std::make_shared<nn::FeatureClassifier>(dim_, data_.num_labels, head);
+    return std::make_shared<nn::EncoderClassifier>(nn::load_encoder(model_dir_, cfg_.layers), data_.num_labels, head);
+  }
+
+  train::TrainConfig train_config(std::uint64_t seed) const {
+    train::TrainConfig t;
+    t.epochs = cfg_.epochs;
+    t.batch_size = cfg_.batch_size;
+    t.learning_rate = cfg_.lr;
+    t.weight_decay = cfg_.weight_decay;
+    t.warmup_ratio = cfg_.warmup;
+    t.seed = seed;
+    t.eval_batch_size = eval_batch();
+    return t;
+  }
+
+  json card() const {
+    return {{"kind", cfg_.kind == "frozen" ? "frozen-head" : "fine-tuned"},
+            {"label_names", data_.train.label_names},
+            {"base_model", fs::absolute(model_dir_).string()},
+            {"layers", cfg_.layers > 0 ? cfg_.layers : nn::BertConfig::from_json_file(model_dir_ / "config.json").num_hidden_layers},
+            {"pooling", cfg_.pooling},
+            {"max_length", cfg_.max_length},
+            {"pooler", cfg_.kind == "finetuned" && nn::checkpoint_has_pooler(model_dir_)},
+            {"head", {{"kind", cfg_.head}, {"hidden", cfg_.head_hidden}, {"dropout", cfg_.dropout}}}};
+  }
+
+  // Saves a model folder `flipless predict` reads.
+  void save(const fs::path& dir, nn::ClassifierModule& model, json extra) const {
+    json card = this->card();
+    card.update(extra);
+    if (cfg_.kind == "finetuned") {
+      fs::create_directories(dir / "encoder");
+      for (const char* f : {"config.json", "vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"}) {
+        if (fs::exists(model_dir_ / f)) fs::copy_file(model_dir_ / f, dir / "encoder" / f, fs::copy_options::overwrite_existing);
+      }
+    }
+    train::save_torch_classifier(dir, model, card);
+  }
+
+ private:
+  ModelConfig cfg_;
+  const TaskData& data_;
+  fs::path model_dir_;
+  std::int64_t dim_ = 0;
+  std::map<std::string, torch::Tensor> features_;
+  std::optional<text::WordPieceTokenizer> tokenizer_;
+};
+
+void load_parameters(nn::ClassifierModule& model, const fs::path& file) {
+  const auto st = io::SafetensorsFile::open(file);
+  torch::NoGradGuard no_grad;
+  for (auto& p : model.named_parameters()) p.value().copy_(nn::read_tensor(st, p.key()));
+  for (auto& b : model.named_buffers()) b.value().copy_(nn::read_tensor(st, b.key()));
+}
+
+// One candidate of a grid, judged on validation.
+struct Candidate {
+  Setting setting;
+  double validation_accuracy = 0, validation_nfr = 0;
+  bool on_par = false;
+};
+
+// Lowest validation NFR among candidates on par with vanilla (accuracy >= vanilla - tolerance);
+// when none is on par, the most accurate. Ties keep the earlier candidate (grid order).
+bool better(const Candidate& c, const Candidate* best) {
+  if (!best) return true;
+  if (c.on_par != best->on_par) return c.on_par;
+  if (c.on_par) return c.validation_nfr < best->validation_nfr;
+  return c.validation_accuracy > best->validation_accuracy;
+}
+
+json candidate_json(const Candidate& c) {
+  return {{"setting", {{"numbers", c.setting.numbers}, {"words", c.setting.words}}},
+          {"describe", c.setting.describe()},
+          {"validation_accuracy", c.validation_accuracy},
+          {"validation_nfr", c.validation_nfr},
+          {"on_par", c.on_par}};
+}
+
+Setting setting_from_json(const json& j) {
+  Setting s;
+  s.numbers = j.at("numbers").get<std::map<std::string, double>>();
+  s.words = j.at("words").get<std::map<std::string, std::string>>();
+  return s;
+}
+
+class TaskRunner {
+ public:
+  TaskRunner(const ExperimentConfig& c, const TaskConfig& t, const RunOptions& o, const RunObserver& obs)
+      : c_(c), t_(t), o_(o), obs_(obs), dir_(o.out / t.name) {}
+
+  void say(const std::string& line) const {
+    if (obs_.message) obs_.message(line);
+  }
+
+  train::TrainObserver train_observer(const std::string& what) const {
+    train::TrainObserver t;
+    t.on_step = [this, what](int epoch, std::int64_t step, std::int64_t steps, double loss, double rate) {
+      if (obs_.on_progress && (step == steps || step % 10 == 1)) {
+        obs_.on_progress(fmt::format("{} epoch {}", what, epoch), step, steps, fmt::format("loss {:.4f}  {:.0f} ex/s", loss, rate));
+      }
+    };
+    return t;
+  }
+
+  void progress(const std::string& what, std::int64_t done, std::int64_t total, const std::string& detail = "") const {
+    if (obs_.on_progress) obs_.on_progress(what, done, total, detail);
+  }
+
+  // Loads data, then the old model (trained once), then the new model's space.
+  void prepare() {
+    data_ = load_task(c_, t_);
+    say(fmt::format("{}: {} train, {} validation (carved from {}), {} dev ({})", t_.name, data_.train.size(), data_.validation.size(),
+                    t_.train, data_.dev.size(), data_.dev.name));
+    for (const char* s : kSplits) labels_[s] = labels_of(data_.split(s));
+    if (!fs::exists(dir_ / "old" / "result.json")) train_old();
+    for (const char* s : kSplits) old_[s] = logits_from_file(dir_ / "old" / "predictions" / (std::string(s) + ".jsonl"), data_.split(s), data_.num_labels);
+    const auto old_result = read_json(dir_ / "old" / "result.json");
+    say(fmt::format("{}: old model {}: validation {:.2f}%, dev {:.2f}%", t_.name, old_result.at("describe").get<std::string>(),
+                    100 * accuracy(old_["validation"], labels_["validation"]), 100 * accuracy(old_["dev"], labels_["dev"])));
+    space_ = std::make_unique<Space>(c_.new_model, data_, feature_cache(), obs_);
+  }
+
+  fs::path feature_cache() const { return o_.feature_cache.empty() ? models::models_dir().parent_path() / "features" : o_.feature_cache; }
+
+  // Logits of an old model for the rows of `part` of train, trained on `fit` rows.
+  void train_old() {
+    const auto started = Clock::now();
+    const auto& cfg = c_.old_model;
+    const fs::path dir = dir_ / "old";
+    fs::create_directories(dir / "predictions");
+    // The old model's own training rows (all of train, or its data-growth subsample).
+    std::vector<std::int64_t> seen;
+    {
+      const auto part = data::subsample(data_.train, cfg.max_train, c_.split_seed + 17);
+      std::set<std::string> ids;
+      for (const auto& ex : part.examples) ids.insert(ex.id);
+      for (std::size_t i = 0; i < data_.train.size(); ++i) {
+        if (ids.count(data_.train.examples[i].id)) seen.push_back(static_cast<std::int64_t>(i));
+      }
+    }
+    auto subset = [&](const std::vector<std::int64_t>& rows) {
+      data::Dataset d;
+      d.name = data_.train.name;
+      d.label_names = data_.train.label_names;
+      for (auto r : rows) d.examples.push_back(data_.train.examples[static_cast<std::size_t>(r)]);
+      return d;
+    };
+    // fit(rows, what) trains on train rows and returns a predictor of (split, rows).
+    using Predict = std::function<torch::Tensor(const std::string&, const std::vector<std::int64_t>*)>;
+    std::unique_ptr<Space> space;
+    if (cfg.torch()) space = std::make_unique<Space>(cfg, data_, feature_cache(), obs_);
+    std::shared_ptr<nn::ClassifierModule> last_torch;
+    std::unique_ptr<models::FastTextClassifier> last_fasttext;
+    auto fit = [&](const std::vector<std::int64_t>& rows, const std::string& what) -> Predict {
+      if (!cfg.torch()) {
+        models::FastTextConfig ft;
+        ft.epochs = cfg.fasttext_epochs;
+        ft.learning_rate = cfg.fasttext_lr;
+        ft.dim = cfg.fasttext_dim;
+        ft.word_ngrams = cfg.fasttext_ngrams;
+        ft.seed = cfg.seed;
+        progress(what, 0, 1, "fastText");
+        auto model = std::shared_ptr<models::FastTextClassifier>(models::FastTextClassifier::train(subset(rows), ft).release());
+        progress(what, 1, 1, "fastText");
+        return [this, model](const std::string& split, const std::vector<std::int64_t>* r) {
+          const auto& ds = data_.split(split);
+          std::vector<data::TextExample> ex;
+          if (r) {
+            for (auto i : *r) ex.push_back(ds.examples[static_cast<std::size_t>(i)]);
+          }
+          const auto out = model->predict(r ? std::span<const data::TextExample>(ex) : std::span<const data::TextExample>(ds.examples));
+          return torch::from_blob(const_cast<float*>(out.logits.data()), {static_cast<std::int64_t>(out.rows), data_.num_labels}).clone();
+        };
+      }
+      auto model = space->make(cfg.seed);
+      const auto tr = space->source("train", &rows);
+      const auto va = space->source("validation");
+      train::train(*model, *tr, va.get(), space->train_config(cfg.seed), train::cross_entropy_loss, train_observer(what));
+      last_torch = model;
+      return [&space, model](const std::string& split, const std::vector<std::int64_t>* r) {
+        return train::predict(*model, *space->source(split, r), space->eval_batch()).logits;
+      };
+    };
+    const auto full = fit(seen, "old model");
+    std::map<std::string, torch::Tensor> logits;
+    for (const char* s : kSplits) logits[s] = full(s, nullptr);
+    json result = {{"describe", cfg.torch() ? fmt::format("{} {} (seed {})", cfg.kind, cfg.model, cfg.seed) : fmt::format("fastText (seed {})", cfg.seed)},
+                   {"kind", cfg.kind},
+                   {"label_names", data_.train.label_names},
+                   {"trained_on", seen.size()},
+                   {"cross_fit", cfg.cross_fit}};
+    if (cfg.torch()) space->save(dir / "model", *last_torch, {{"seed", cfg.seed}, {"train_data", t_.train}});
+    // Cross-fitting: each seen training row gets the logits of a model trained without its fold.
+    if (cfg.cross_fit >= 2) {
+      data::write_predictions(dir / "predictions" / "train.in_sample.jsonl", rows_of(data_.train, logits["train"]));
+      const auto k = static_cast<std::uint64_t>(cfg.cross_fit);
+      auto oof = logits["train"].clone();
+      for (std::uint64_t f = 0; f < k; ++f) {
+        std::vector<std::int64_t> fit_rows, held;
+        for (auto r : seen) (core::hash64(data_.train.examples[static_cast<std::size_t>(r)].id, 4242) % k == f ? held : fit_rows).push_back(r);
+        if (held.empty() || fit_rows.empty()) continue;
+        const auto predict = fit(fit_rows, fmt::format("old model fold {}/{}", f + 1, k));
+        oof.index_copy_(0, torch::tensor(held, torch::kInt64), predict("train", &held));
+      }
+      logits["train"] = oof;
+      result["train_accuracy_in_sample"] = accuracy(full("train", nullptr), labels_["train"]);
+    }
+    for (const char* s : kSplits) {
+      result[std::string(s) + "_accuracy"] = accuracy(logits[s], labels_[s]);
+      data::write_predictions(dir / "predictions" / (std::string(s) + ".jsonl"), rows_of(data_.split(s), logits[s]));
+    }
+    result["seconds"] = since(started);
+    write_json(dir / "result.json", result);
+  }
+
+  // The logits of new model `seed` trained plainly (vanilla for experiment seeds, members
+  // otherwise), computed once and stored.
+  std::map<std::string, torch::Tensor> vanilla_logits(std::uint64_t seed, const fs::path& dir) {
+    const auto file = dir / "logits.safetensors";
+    if (!fs::exists(file)) {
+      auto model = space_->make(seed);
+      const auto tr = space_->source("train");
+      const auto va = space_->source("validation");
+      train::train(*model, *tr, va.get(), space_->train_config(seed), train::cross_entropy_loss, train_observer(fmt::format("new model seed {}", seed)));
+      std::map<std::string, torch::Tensor> out;
+      torch::Tensor dev_embedding;
+      for (const char* s : kSplits) {
+        const auto p = train::predict(*model, *space_->source(s), space_->eval_batch());
+        out[s] = p.logits;
+        if (std::string(s) == "dev") dev_embedding = p.embeddings;
+      }
+      fs::create_directories(dir);
+      space_->save(dir / "model", *model, {{"seed", seed}, {"train_data", t_.train}, {"method", {{"name", "vanilla"}}}});
+      std::map<std::string, torch::Tensor> stored = out;
+      stored["dev_embedding"] = dev_embedding;
+      nn::write_tensors(file, stored, {{"format", "flipless-logits"}});
+    }
+    const auto st = io::SafetensorsFile::open(file);
+    std::map<std::string, torch::Tensor> out;
+    for (const char* s : kSplits) out[s] = nn::read_tensor(st, s);
+    out["dev_embedding"] = nn::read_tensor(st, "dev_embedding");
+    return out;
+  }
+
+  std::map<std::string, torch::Tensor> member_logits(std::uint64_t seed, int j) {
+    if (j == 0) return vanilla_logits(seed, dir_ / "vanilla" / fmt::format("seed-{}", seed));
+    const auto s = member_seed(seed, j);
+    return vanilla_logits(s, dir_ / "members" / fmt::format("seed-{}", s));
+  }
+
+  double vanilla_validation_accuracy(std::uint64_t seed) {
+    return accuracy(member_logits(seed, 0)["validation"], labels_["validation"]);
+  }
+
+  json base_result(const std::string& method, std::uint64_t seed) const {
+    return {{"task", t_.name}, {"method", method}, {"seed", seed}};
+  }
+
+  void finish(const fs::path& dir, json result, const torch::Tensor& dev_logits, const Clock::time_point started) {
+    result["dev_accuracy"] = accuracy(dev_logits, labels_["dev"]);
+    result["dev_nfr"] = nfr(old_["dev"], dev_logits, labels_["dev"]);
+    result["seconds"] = since(started);
+    write_json(dir / "result.json", result);
+  }
+
+  std::string summary(const json& r) const {
+    if (r.contains("status")) return r.value("reason", "");
+    return fmt::format("dev acc {:.2f}%, NFR {:.2f}%{}", 100 * r.at("dev_accuracy").get<double>(), 100 * r.at("dev_nfr").get<double>(),
+                       r.contains("chosen") ? fmt::format(" ({})", r.at("chosen").at("describe").get<std::string>()) : "");
+  }
+
+  void run_vanilla(std::uint64_t seed, const fs::path& dir, Clock::time_point started) {
+    const auto l = member_logits(seed, 0);
+    fs::create_directories(dir / "predictions");
+    data::write_predictions(dir / "predictions" / "validation.jsonl", rows_of(data_.validation, l.at("validation")));
+    data::write_predictions(dir / "predictions" / "dev.jsonl", rows_of(data_.dev, l.at("dev"), l.at("dev_embedding")));
+    auto r = base_result("vanilla", seed);
+    r["validation_accuracy"] = accuracy(l.at("validation"), labels_["validation"]);
+    r["validation_nfr"] = nfr(old_["validation"], l.at("validation"), labels_["validation"]);
+    finish(dir, r, l.at("dev"), started);
+  }
+
+  // The settings a seed searches: the grid, or with search: first_seed the first seed's choice.
+  std::vector<Setting> settings_for(const MethodConfig& m, const std::string& folder, std::uint64_t seed, json& note) const {
+    if (c_.selection.search == "first_seed" && seed != c_.seeds.front()) {
+      const auto first = dir_ / folder / fmt::format("seed-{}", c_.seeds.front()) / "result.json";
+      if (fs::exists(first)) {
+        const auto r = read_json(first);
+        if (r.contains("chosen")) {
+          note = c_.seeds.front();
+          return {setting_from_json(r.at("chosen").at("setting"))};
+        }
+      }
+    }
+    return settings_of(m);
+  }
+
+  struct Outcome {
+    Candidate candidate;
+    torch::Tensor validation, dev, dev_embedding, dev_gates, dev_alone;
+    std::shared_ptr<nn::ClassifierModule> model;
+    std::vector<torch::Tensor> gate_parameters;
+  };
+
+  // distillation, focal_distillation, gated_fusion, elodi: one training per setting.
+  void run_strategy(const MethodConfig& m, std::uint64_t seed, const fs::path& dir, Clock::time_point started) {
+    json searched_on = nullptr;
+    const auto settings = settings_for(m, m.name, seed, searched_on);
+    const double reference = vanilla_validation_accuracy(seed);
+    std::vector<Candidate> candidates;
+    std::optional<Outcome> best;
+    const auto tr = space_->source("train");
+    const auto va = space_->source("validation");
+    const auto dev = space_->source("dev");
+    for (std::size_t i = 0; i < settings.size(); ++i) {
+      const auto& s = settings[i];
+      progress(fmt::format("{} seed {} grid", m.name, seed), static_cast<std::int64_t>(i), static_cast<std::int64_t>(settings.size()), s.describe());
+      std::map<std::string, torch::Tensor> fixed = old_;  // what the strategy reads in the old-logits slot
+      train::StrategyConfig sc;
+      if (m.name == "distillation") {
+        sc = train::DistillationConfig{s.number("lambda"), s.number("temperature")};
+      } else if (m.name == "focal_distillation") {
+        sc = train::FocalDistillationConfig{s.number("alpha"), s.number("beta"), s.words.at("distance"), s.number("temperature")};
+      } else if (m.name == "elodi") {
+        sc = train::ElodiConfig{s.number("lambda"), s.number("xi")};
+        if (s.words.at("reference") == "ensemble") {  // mean logits of `members` other new models
+          const int members = static_cast<int>(s.number("members"));
+          for (const char* split : {"train", "validation"}) fixed[split] = torch::zeros_like(old_[split]);
+          for (int j = 1; j <= members; ++j) {
+            const auto l = member_logits(seed, j);
+            for (const char* split : {"train", "validation"}) fixed[split] += l.at(split) / members;
+          }
+        }
+      } else {
+        train::GatedFusionStrategyConfig gf;
+        gf.gate.temperature = s.number("temperature");
+        gf.gate.dropout = s.number("dropout");
+        gf.gate.stop_gradient = s.number("stop_gradient") != 0;
+        gf.drop_gate = s.number("drop_gate");
+        gf.lr2 = s.number("lr2");
+        gf.warmup = s.number("warmup") != 0;
+        gf.seed = seed;
+        gf.embedding_dim = space_->dim();
+        sc = gf;
+      }
+      auto strategy = train::make_strategy(sc);
+      auto model = space_->make(seed);
+      train::train_with_strategy(*model, *strategy, *tr, fixed["train"], va.get(), fixed["validation"], space_->train_config(seed),
+                                 train_observer(fmt::format("{} seed {} [{}/{}]", m.name, seed, i + 1, settings.size())));
+      Outcome o;
+      o.candidate.setting = s;
+      const auto pv = train::predict_with_strategy(*model, *strategy, *va, old_["validation"], space_->eval_batch());
+      o.candidate.validation_accuracy = accuracy(pv.logits, labels_["validation"]);
+      o.candidate.validation_nfr = nfr(old_["validation"], pv.logits, labels_["validation"]);
+      o.candidate.on_par = o.candidate.validation_accuracy >= reference - c_.selection.tolerance;
+      candidates.push_back(o.candidate);
+      if (!better(o.candidate, best ? &best->candidate : nullptr)) continue;
+      const auto pd = train::predict_with_strategy(*model, *strategy, *dev, old_["dev"], space_->eval_batch());
+      o.validation = pv.logits;
+      o.dev = pd.logits;
+      o.dev_embedding = pd.embeddings;
+      o.dev_gates = pd.gates;
+      if (m.name == "gated_fusion") o.dev_alone = train::predict(*model, *dev, space_->eval_batch()).logits;
+      o.model = model;
+      o.gate_parameters = strategy->parameters();
+      best = std::move(o);
+    }
+    progress(fmt::format("{} seed {} grid", m.name, seed), static_cast<std::int64_t>(settings.size()), static_cast<std::int64_t>(settings.size()),
+             best->candidate.setting.describe());
+    fs::create_directories(dir / "predictions");
+    data::write_predictions(dir / "predictions" / "validation.jsonl", rows_of(data_.validation, best->validation));
+    data::write_predictions(dir / "predictions" / "dev.jsonl",
+                            rows_of(data_.dev, best->dev, m.name == "gated_fusion" ? best->dev_embedding : torch::Tensor(), best->dev_gates));
+    auto r = base_result(m.name, seed);
+    if (best->dev_alone.defined()) {
+      data::write_predictions(dir / "predictions" / "dev.new_model_alone.jsonl", rows_of(data_.dev, best->dev_alone));
+      r["dev_accuracy_new_model_alone"] = accuracy(best->dev_alone, labels_["dev"]);
+      r["dev_nfr_new_model_alone"] = nfr(old_["dev"], best->dev_alone, labels_["dev"]);
+    }
+    if (!best->gate_parameters.empty()) {
+      std::map<std::string, torch::Tensor> params;
+      for (std::size_t i = 0; i < best->gate_parameters.size(); ++i) params[fmt::format("gate.{}", i)] = best->gate_parameters[i].detach();
+      fs::create_directories(dir / "model");
+      nn::write_tensors(dir / "model" / "gate.safetensors", params, {{"format", "flipless-gate"}});
+    }
+    space_->save(dir / "model", *best->model,
+                 {{"seed", seed}, {"train_data", t_.train}, {"method", {{"name", m.name}, {"setting", best->candidate.setting.describe()}}}});
+    r["chosen"] = candidate_json(best->candidate);
+    r["candidates"] = json::array();
+    for (const auto& c : candidates) r["candidates"].push_back(candidate_json(c));
+    r["reference_validation_accuracy"] = reference;
+    r["fallback"] = !best->candidate.on_par;
+    r["searched_on_seed"] = searched_on.is_null() ? json(seed) : searched_on;
+    r["validation_accuracy"] = best->candidate.validation_accuracy;
+    r["validation_nfr"] = best->candidate.validation_nfr;
+    finish(dir, r, best->dev, started);
+  }
+
+  void run_new_ensemble(int size, std::uint64_t seed, const fs::path& dir, Clock::time_point started) {
+    std::vector<std::vector<float>> val, dev;
+    std::vector<std::uint64_t> seeds;
+    for (int j = 0; j < size; ++j) {
+      progress(fmt::format("new_ensemble-{} seed {} members", size, seed), j, size);
+      const auto l = member_logits(seed, j);
+      val.push_back(flat(l.at("validation")));
+      dev.push_back(flat(l.at("dev")));
+      seeds.push_back(j == 0 ? seed : member_seed(seed, j));
+    }
+    progress(fmt::format("new_ensemble-{} seed {} members", size, seed), size, size);
+    const auto k = static_cast<std::size_t>(data_.num_labels);
+    auto as_rows = [&](const data::Dataset& ds, const ensemble::Vote& v) {
+      auto rows = rows_of(ds, torch::from_blob(const_cast<float*>(v.mean_probs.data()), {static_cast<std::int64_t>(ds.size()), data_.num_labels})
+                                  .clone()
+                                  .clamp_min(1e-12)
+                                  .log());
+      rows.preds = v.labels;
+      return rows;
+    };
+    const auto vv = ensemble::majority_vote(val, k), vd = ensemble::majority_vote(dev, k);
+    fs::create_directories(dir / "predictions");
+    data::write_predictions(dir / "predictions" / "validation.jsonl", as_rows(data_.validation, vv));
+    data::write_predictions(dir / "predictions" / "dev.jsonl", as_rows(data_.dev, vd));
+    // Accuracy and NFR from the vote labels (ties by mean probability), not the mean probabilities.
+    auto one_hot = [&](const std::vector<std::int32_t>& labels) {
+      auto t = torch::zeros({static_cast<std::int64_t>(labels.size()), data_.num_labels});
+      for (std::size_t i = 0; i < labels.size(); ++i) t[static_cast<std::int64_t>(i)][labels[i]] = 1;
+      return t;
+    };
+    auto r = base_result(fmt::format("new_ensemble-{}", size), seed);
+    r["size"] = size;
+    r["member_seeds"] = seeds;
+    r["validation_accuracy"] = accuracy(one_hot(vv.labels), labels_["validation"]);
+    r["validation_nfr"] = nfr(old_["validation"], one_hot(vv.labels), labels_["validation"]);
+    finish(dir, r, one_hot(vd.labels), started);
+  }
+
+  void run_old_new(const MethodConfig& m, std::uint64_t seed, const fs::path& dir, Clock::time_point started) {
+    const auto l = member_logits(seed, 0);
+    const auto kind = m.name == "old_new_prob_ensemble" ? ensemble::Kind::kProbabilities : ensemble::Kind::kLogits;
+    const auto k = static_cast<std::size_t>(data_.num_labels);
+    std::vector<std::int32_t> y;
+    for (const auto& ex : data_.validation.examples) y.push_back(ex.label);
+    const auto ov = flat(old_["validation"]), nv = flat(l.at("validation"));
+    const auto choice = ensemble::choose_alpha(y, ov, nv, k, kind, m.numbers.at("alpha"), c_.selection.tolerance);
+    auto scores = [&](const std::vector<float>& s, std::int64_t n) {
+      auto t = torch::from_blob(const_cast<float*>(s.data()), {n, data_.num_labels}).clone();
+      return kind == ensemble::Kind::kProbabilities ? t.clamp_min(1e-12).log() : t;
+    };
+    const auto dev = scores(ensemble::combine(flat(old_["dev"]), flat(l.at("dev")), k, kind, choice.alpha), static_cast<std::int64_t>(data_.dev.size()));
+    const auto val = scores(ensemble::combine(ov, nv, k, kind, choice.alpha), static_cast<std::int64_t>(data_.validation.size()));
+    fs::create_directories(dir / "predictions");
+    data::write_predictions(dir / "predictions" / "validation.jsonl", rows_of(data_.validation, val));
+    data::write_predictions(dir / "predictions" / "dev.jsonl", rows_of(data_.dev, dev));
+    auto r = base_result(m.name, seed);
+    r["candidates"] = json::array();
+    Candidate chosen;
+    for (const auto& c : choice.candidates) {
+      Candidate cand;
+      cand.setting.numbers["alpha"] = c.alpha;
+      cand.validation_accuracy = c.accuracy;
+      cand.validation_nfr = c.nfr;
+      cand.on_par = c.on_par;
+      r["candidates"].push_back(candidate_json(cand));
+      if (c.alpha == choice.alpha) chosen = cand;
+    }
+    r["chosen"] = candidate_json(chosen);
+    r["fallback"] = choice.fallback;
+    r["reference_validation_accuracy"] = choice.new_model_accuracy;
+    r["validation_accuracy"] = chosen.validation_accuracy;
+    r["validation_nfr"] = chosen.validation_nfr;
+    finish(dir, r, dev, started);
+  }
+
+  void run_bcwi(const MethodConfig& m, std::uint64_t seed, const fs::path& dir, Clock::time_point started) {
+    auto r = base_result(m.name, seed);
+    if (!same_torch_model(c_.old_model, c_.new_model)) {
+      r["status"] = "not_applicable";
+      r["reason"] = c_.old_model.torch() ? "old and new models differ in architecture; BCWI interpolates the weights of one architecture"
+                                         : "the old model is fastText; BCWI interpolates the weights of one torch architecture";
+      fs::create_directories(dir);
+      write_json(dir / "result.json", r);
+      return;
+    }
+    // Schumann et al. 2023: fine-tune starting from the old weights, then interpolate.
+    auto old_model = space_->make(c_.old_model.seed);
+    load_parameters(*old_model, dir_ / "old" / "model" / "weights.safetensors");
+    auto tuned = space_->make(seed);
+    train::interpolate_parameters(*tuned, *old_model, *old_model, 0.0);
+    const auto tr = space_->source("train");
+    const auto va = space_->source("validation");
+    const auto dev = space_->source("dev");
+    train::train(*tuned, *tr, va.get(), space_->train_config(seed), train::cross_entropy_loss, train_observer(fmt::format("bcwi seed {}", seed)));
+    const double reference = vanilla_validation_accuracy(seed);
+    std::optional<Outcome> best;
+    std::vector<Candidate> candidates;
+    const auto settings = settings_of(m);
+    for (const auto& s : settings) {
+      auto mixed = space_->make(seed);
+      train::interpolate_parameters(*mixed, *old_model, *tuned, s.number("alpha"));
+      Outcome o;
+      o.candidate.setting = s;
+      o.validation = train::predict(*mixed, *va, space_->eval_batch()).logits;
+      o.candidate.validation_accuracy = accuracy(o.validation, labels_["validation"]);
+      o.candidate.validation_nfr = nfr(old_["validation"], o.validation, labels_["validation"]);
+      o.candidate.on_par = o.candidate.validation_accuracy >= reference - c_.selection.tolerance;
+      candidates.push_back(o.candidate);
+      if (!better(o.candidate, best ? &best->candidate : nullptr)) continue;
+      o.dev = train::predict(*mixed, *dev, space_->eval_batch()).logits;
+      o.model = mixed;
+      best = std::move(o);
+    }
+    fs::create_directories(dir / "predictions");
+    data::write_predictions(dir / "predictions" / "validation.jsonl", rows_of(data_.validation, best->validation));
+    data::write_predictions(dir / "predictions" / "dev.jsonl", rows_of(data_.dev, best->dev));
+    space_->save(dir / "model", *best->model,
+                 {{"seed", seed}, {"train_data", t_.train}, {"method", {{"name", "bcwi"}, {"setting", best->candidate.setting.describe()}}}});
+    r["chosen"] = candidate_json(best->candidate);
+    r["candidates"] = json::array();
+    for (const auto& c : candidates) r["candidates"].push_back(candidate_json(c));
+    r["reference_validation_accuracy"] = reference;
+    r["fallback"] = !best->candidate.on_par;
+    r["validation_accuracy"] = best->candidate.validation_accuracy;
+    r["validation_nfr"] = best->candidate.validation_nfr;
+    finish(dir, r, best->dev, started);
+  }
+
+  // Runs one unit unless its result exists.
+  void run_unit(const UnitInfo& u, const MethodConfig& m, int size, RunSummary& summary) {
+    const fs::path dir = dir_ / u.method / fmt::format("seed-{}", u.seed);
+    const bool done = fs::exists(dir / "result.json");
+    if (obs_.on_unit) obs_.on_unit(u, done);
+    if (done) {
+      ++summary.skipped;
+      return;
+    }
+    const auto started = Clock::now();
+    if (m.name == "vanilla") {
+      run_vanilla(u.seed, dir, started);
+    } else if (m.name == "new_ensemble") {
+      run_new_ensemble(size, u.seed, dir, started);
+    } else if (m.name == "old_new_prob_ensemble" || m.name == "old_new_logit_ensemble") {
+      run_old_new(m, u.seed, dir, started);
+    } else if (m.name == "bcwi") {
+      run_bcwi(m, u.seed, dir, started);
+    } else {
+      run_strategy(m, u.seed, dir, started);
+    }
+    ++summary.ran;
+    if (obs_.on_unit_done) obs_.on_unit_done(u, since(started), summary_of(dir));
+  }
+
+  std::string summary_of(const fs::path& dir) const { return summary(read_json(dir / "result.json")); }
+
+ private:
+  const ExperimentConfig& c_;
+  const TaskConfig& t_;
+  const RunOptions& o_;
+  const RunObserver& obs_;
+  fs::path dir_;
+  TaskData data_;
+  std::map<std::string, torch::Tensor> labels_, old_;
+  std::unique_ptr<Space> space_;
+};
+
+std::string config_text(const ExperimentConfig& c) {
+  const auto file = core::InputFile::open(c.source);
+  return std::string(file.bytes());
+}
+
+}  // namespace
+
+std::vector<UnitInfo> plan_units(const ExperimentConfig& c) {
+  std::vector<UnitInfo> units;
+  for (const auto& t : c.tasks) {
+    for (const auto& m : c.methods) {
+      const std::vector<int> sizes = m.name == "new_ensemble" ? m.sizes : std::vector<int>{0};
+      for (int size : sizes) {
+        for (auto seed : c.seeds) units.push_back({t.name, unit_dir_name(m, size), seed, 0, 0});
+      }
+    }
+  }
+  for (std::size_t i = 0; i < units.size(); ++i) {
+    units[i].index = i + 1;
+    units[i].total = units.size();
+  }
+  return units;
+}
+
+void preflight(const ExperimentConfig& c) {
+  for (const auto* m : {&c.old_model, &c.new_model}) {
+    if (!m->torch()) continue;
+    try {
+      const auto dir = models::resolve_model(m->model);
+      const auto base = nn::BertConfig::from_json_file(dir / "config.json");
+      if (m->layers > base.num_hidden_layers) {
+        throw ConfigError(fmt::format("asked for {} layers, the model has {}", m->layers, base.num_hidden_layers));
+      }
+    } catch (const Error& e) {
+      throw ConfigError(fmt::format("{}:{}: {}.model: {}", c.source.string(), m->line, m == &c.old_model ? "old" : "new", e.what()));
+    }
+  }
+}
+
+RunSummary run_experiment(const ExperimentConfig& c, const RunOptions& o, const RunObserver& observer) {
+  const auto started = Clock::now();
+  preflight(c);
+  const int threads = o.threads > 0 ? o.threads : c.threads > 0 ? c.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  torch::set_num_threads(threads);
+  fs::create_directories(o.out);
+  const auto stored = o.out / "experiment.yaml";
+  const auto text = config_text(c);
+  if (fs::exists(stored)) {
+    const auto file = core::InputFile::open(stored);
+    if (std::string(file.bytes()) != text) {
+      throw ConfigError(fmt::format("{} holds the results of a different experiment ({}); give another --out, or delete it to start over",
+                                    o.out.string(), stored.string()));
+    }
+  } else {
+    core::write_file_atomic(stored, text);
+  }
+  const auto units = plan_units(c);
+  RunSummary summary;
+  summary.units = units.size();
+  std::size_t next = 0;
+  for (const auto& t : c.tasks) {
+    // Every unit of the task done: nothing to load.
+    bool pending = false;
+    for (const auto& u : units) pending |= u.task == t.name && !fs::exists(o.out / t.name / u.method / fmt::format("seed-{}", u.seed) / "result.json");
+    TaskRunner runner(c, t, o, observer);
+    if (pending) runner.prepare();
+    for (const auto& m : c.methods) {
+      const std::vector<int> sizes = m.name == "new_ensemble" ? m.sizes : std::vector<int>{0};
+      for (int size : sizes) {
+        for (std::size_t s = 0; s < c.seeds.size(); ++s) {
+          const auto& u = units[next++];
+          if (!pending) {
+            if (observer.on_unit) observer.on_unit(u, true);
+            ++summary.skipped;
+            continue;
+          }
+          runner.run_unit(u, m, size, summary);
+        }
+      }
+    }
+  }
+  summary.seconds = since(started);
+  return summary;
+}
+
+}  // namespace flipless::experiment

@@ -1,0 +1,246 @@
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <fmt/format.h>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "../test_util.h"
+#include "flipless/core/error.h"
+#include "flipless/data/predictions.h"
+#include "flipless/experiment/config.h"
+#include "flipless/experiment/report.h"
+
+namespace flipless::experiment {
+namespace {
+
+using flipless::testing::error_of;
+using flipless::testing::TempDir;
+
+const char* kValid = R"(name: t
+tasks:
+  - sst2
+  - {name: qnli, train: "qnli:/x/train.tsv", eval: "qnli:/x/dev.tsv", max_train: 100}
+seeds: [3, 7]
+old: {kind: fasttext, cross_fit: 5}
+new:
+  kind: frozen
+  model: minilm-l6
+  lr: 0.002
+methods:
+  gated_fusion: {drop_gate: [0.5, 0.8], temperature: 1.4, lr2: [1e-4, 1e-3, 1e-2], stop_gradient: false}
+  new_ensemble: {sizes: [5, 10]}
+  focal_distillation: {distance: [kl, l2]}
+selection: {tolerance: 0.002, search: first_seed}
+)";
+
+TEST(ExperimentConfig, ParsesEveryPartWithDefaults) {
+  const auto c = parse_experiment(kValid, "t.yaml");
+  EXPECT_EQ(c.name, "t");
+  ASSERT_EQ(c.tasks.size(), 2u);
+  EXPECT_EQ(c.tasks[0].train, "sst2:train");
+  EXPECT_EQ(c.tasks[0].eval, "sst2:dev");
+  EXPECT_EQ(c.tasks[1].train, "qnli:/x/train.tsv");
+  EXPECT_EQ(c.tasks[1].max_train, 100u);
+  EXPECT_EQ(c.seeds, (std::vector<std::uint64_t>{3, 7}));
+  EXPECT_EQ(c.old_model.kind, "fasttext");
+  EXPECT_EQ(c.old_model.cross_fit, 5);
+  EXPECT_EQ(c.new_model.model, "minilm-l6");
+  EXPECT_EQ(c.new_model.line, 9);
+  EXPECT_DOUBLE_EQ(c.new_model.lr, 0.002);
+  // vanilla comes first even when not listed; the others keep file order.
+  ASSERT_EQ(c.methods.size(), 4u);
+  EXPECT_EQ(c.methods[0].name, "vanilla");
+  EXPECT_EQ(c.methods[1].name, "gated_fusion");
+  const auto gf = settings_of(c.methods[1]);
+  ASSERT_EQ(gf.size(), 2u * 1u * 3u);  // D x T x lr2, defaults single-valued
+  EXPECT_DOUBLE_EQ(gf[0].number("stop_gradient"), 0.0);
+  EXPECT_DOUBLE_EQ(gf[0].number("dropout"), 0.1);
+  EXPECT_DOUBLE_EQ(gf[5].number("drop_gate"), 0.8);
+  EXPECT_DOUBLE_EQ(gf[5].number("lr2"), 1e-2);
+  EXPECT_EQ(c.methods[2].sizes, (std::vector<int>{5, 10}));
+  EXPECT_EQ(settings_of(c.methods[3]).size(), 2u);
+  EXPECT_EQ(settings_of(*c.method("vanilla")).size(), 1u);
+  EXPECT_DOUBLE_EQ(c.selection.tolerance, 0.002);
+  EXPECT_EQ(c.selection.search, "first_seed");
+  // The paper's grids are the defaults.
+  const auto d = parse_experiment("tasks: [sst2]\nold: {kind: fasttext}\nnew: {kind: frozen, model: m}\nmethods: {gated_fusion: {}, distillation: {}}\n", "d.yaml");
+  EXPECT_EQ(settings_of(*d.method("gated_fusion")).size(), 4u * 4u * 5u);
+  EXPECT_EQ(settings_of(*d.method("distillation")).size(), 9u);
+  EXPECT_EQ(d.seeds.size(), 5u);
+}
+
+TEST(ExperimentConfig, EachMistakeIsOneLineNamingFileLineAndKey) {
+  auto err = [](const std::string& yaml) { return error_of<ConfigError>([&] { parse_experiment(yaml, "e.yaml"); }); };
+  const std::string base = "tasks: [sst2]\nold: {kind: fasttext}\nnew: {kind: frozen, model: m}\n";
+  EXPECT_EQ(err(base + "sedes: 3\n"), "e.yaml:4: sedes: unknown key (expected one of: name, tasks, seeds, validation_fraction, split_seed, old, new, methods, selection, threads)");
+  EXPECT_EQ(err(base + "seeds: three\n"), "e.yaml:4: seeds: expected a number, got 'three'");
+  EXPECT_EQ(err(base + "methods:\n  gated_fusion: {lr2: [1e-5, fast]}\n"), "e.yaml:5: methods.gated_fusion.lr2: expected a number, got 'fast'");
+  EXPECT_EQ(err(base + "methods:\n  gated_fusion: {drop_gate: 1.5}\n"), "e.yaml:5: methods.gated_fusion.drop_gate: a probability in [0, 1), got 1.5");
+  EXPECT_EQ(err(base + "methods:\n  magic: {}\n"),
+            "e.yaml:5: methods.magic: unknown method (known: vanilla, distillation, focal_distillation, gated_fusion, elodi, new_ensemble, "
+            "old_new_prob_ensemble, old_new_logit_ensemble, bcwi)");
+  EXPECT_EQ(err(base + "methods:\n  distillation: {lamda: 1}\n"), "e.yaml:5: methods.distillation.lamda: unknown key (expected one of: lambda, temperature)");
+  EXPECT_EQ(err("tasks: [sst2]\nold: {kind: fasttext}\nnew: {kind: frozen}\n"),
+            "e.yaml:3: new.model: missing: a frozen model needs a registered model name or a checkpoint folder");
+  EXPECT_EQ(err("tasks: [sst2]\nold: {kind: fasttext}\nnew: {kind: fasttext}\n"),
+            "e.yaml:3: new.kind: the new model must be a torch model (frozen or finetuned); fastText can only be the old one");
+  EXPECT_EQ(err("tasks: [sst2]\nnew: {kind: frozen, model: m}\n"), "e.yaml:1: old: missing: the deployed model (e.g. old: {kind: fasttext})");
+  EXPECT_EQ(err("tasks: [sst2, sst2]\nold: {kind: fasttext}\nnew: {kind: frozen, model: m}\n"), "e.yaml:1: tasks[1]: task 'sst2' given twice");
+  EXPECT_EQ(err(base + "old2: 1\n").substr(0, 18), "e.yaml:4: old2: un");
+  EXPECT_EQ(err("tasks: [sst2\n").substr(0, 27), "e.yaml:2: not valid YAML: e");
+  EXPECT_EQ(err(base + "selection: {search: best}\n"), "e.yaml:4: selection.search: 'best' is not one of: every_seed, first_seed");
+  EXPECT_EQ(err("tasks: [sst2]\nold: {kind: fasttext, cross_fit: 1}\nnew: {kind: frozen, model: m}\n"),
+            "e.yaml:2: old.cross_fit: 0 (off) or at least 2 folds");
+  EXPECT_EQ(err("- a\n- b\n"), "e.yaml:1: expected a YAML mapping of experiment keys");
+  EXPECT_NE(error_of<IoError>([] { load_experiment("/nonexistent/x.yaml"); }).find("/nonexistent/x.yaml"), std::string::npos);
+}
+
+TEST(ExperimentConfig, EveryShippedConfigLoads) {
+  std::size_t n = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(std::filesystem::path(FLIPLESS_TEST_DIR) / ".." / "configs")) {
+    if (e.path().extension() != ".yaml") continue;
+    EXPECT_NO_THROW(load_experiment(e.path())) << e.path();
+    ++n;
+  }
+  EXPECT_GE(n, 9u);
+}
+
+// A hand-made run folder: 10 dev examples, an old model right on 0-7, two seeds of vanilla and
+// Gated Fusion, so every number in the report can be checked by hand.
+class ReportTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::ofstream(dir_.path() / "experiment.yaml") << "name: hand\ntasks: [toy]\nseeds: [0, 1]\nold: {kind: fasttext}\n"
+                                                      "new: {kind: frozen, model: m}\nmethods: {gated_fusion: {}, bcwi: {}}\n";
+    write("old", -1, {0, 0, 0, 0, 0, 0, 0, 0, 1, 1}, {});  // right on 0-7 (labels all 0)
+    // vanilla seed 0 breaks 0, 1, 2 and fixes 8; seed 1 breaks 0, 1.
+    write("vanilla", 0, {1, 1, 1, 0, 0, 0, 0, 0, 0, 1}, {});
+    write("vanilla", 1, {1, 1, 0, 0, 0, 0, 0, 0, 1, 1}, {});
+    // Gated Fusion seed 0 breaks 2 (a fix rate of 2/3, no new fault); seed 1 breaks 3 (new fault).
+    write("gated_fusion", 0, {0, 0, 1, 0, 0, 0, 0, 0, 0, 1}, {0.2f, 0.2f, 0.9f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.9f, 0.5f});
+    write("gated_fusion", 1, {0, 0, 0, 1, 0, 0, 0, 0, 1, 1}, {0.1f, 0.1f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f});
+    const auto na = dir_.path() / "toy" / "bcwi" / "seed-0";
+    std::filesystem::create_directories(na);
+    std::ofstream(na / "result.json") << R"({"status": "not_applicable", "reason": "the old model is fastText"})";
+  }
+
+  void write(const std::string& method, int seed, const std::vector<std::int32_t>& preds, const std::vector<float>& gates) {
+    const auto dir = seed < 0 ? dir_.path() / "toy" / method : dir_.path() / "toy" / method / ("seed-" + std::to_string(seed));
+    std::filesystem::create_directories(dir / "predictions");
+    data::PredictionRows rows;
+    rows.label_names = {"neg", "pos"};
+    rows.num_labels = 2;
+    for (std::size_t i = 0; i < preds.size(); ++i) {
+      rows.ids.push_back(fmt::format("e{}", i));
+      rows.labels.push_back(0);
+      rows.logits.push_back(preds[i] == 0 ? 1.0f : -1.0f);
+      rows.logits.push_back(preds[i] == 0 ? -1.0f : 1.0f);
+    }
+    rows.gates = gates;
+    data::write_predictions(dir / "predictions" / "dev.jsonl", rows);
+    nlohmann::json r = {{"method", method}, {"seed", seed}, {"label_names", rows.label_names}};
+    if (method == "gated_fusion") {
+      r["chosen"] = {{"describe", "drop_gate=0.5 temperature=1"}, {"setting", {{"numbers", {{"temperature", 1.0}}}, {"words", nlohmann::json::object()}}}};
+      r["candidates"] = nlohmann::json::array(
+          {{{"setting", {{"numbers", {{"temperature", 1.0}}}}}, {"validation_nfr", 0.02}, {"validation_accuracy", 0.9}},
+           {{"setting", {{"numbers", {{"temperature", 1.4}}}}}, {"validation_nfr", 0.01}, {"validation_accuracy", 0.88}}});
+    }
+    std::ofstream(dir / "result.json") << r.dump();
+  }
+
+  TempDir dir_;
+};
+
+TEST_F(ReportTest, TablesAndNumbersAreTheHandCheckedOnes) {
+  const auto files = write_experiment_report(dir_.path());
+  std::ifstream in(files.json);
+  const auto j = nlohmann::json::parse(in);
+  ASSERT_EQ(j["tasks"].size(), 1u);
+  const auto& t = j["tasks"][0];
+  EXPECT_DOUBLE_EQ(t["old_accuracy"].get<double>(), 0.8);
+  const auto& v = t["methods"][0];
+  EXPECT_EQ(v["method"], "vanilla");
+  EXPECT_EQ(v["nfr"]["per_seed"], nlohmann::json({0.3, 0.2}));
+  const auto& gf = t["methods"][1];
+  EXPECT_EQ(gf["method"], "gated_fusion");
+  EXPECT_EQ(gf["nfr"]["per_seed"], nlohmann::json({0.1, 0.1}));
+  EXPECT_NEAR(gf["relative_nf_reduction_vs_vanilla"].get<double>(), (0.25 - 0.1) / 0.25, 1e-12);
+  EXPECT_NEAR(gf["nfr_minus_vanilla"]["mean"].get<double>(), -0.15, 1e-12);
+  EXPECT_LE(gf["nfr_minus_vanilla"]["lo"].get<double>(), -0.15);
+  EXPECT_EQ(t["methods"][2]["not_applicable"], "the old model is fastText");
+  // Noise floor: vanilla seed 1 against seed 0 as the old model: seed 0 right on 3-7 (and 8),
+  // seed 1 wrong on 8 only: 1 of 10.
+  EXPECT_EQ(t["noise_floor_nfr"], nlohmann::json({0.1}));
+  // Gates by category (old vs vanilla of the same seed): "old right, vanilla wrong" rows are
+  // seed 0: 0, 1, 2 (0.2, 0.2, 0.9); seed 1: 0, 1 (0.1, 0.1): mean 1.5 / 5.
+  EXPECT_NEAR(t["gate_by_category"]["regressions"]["mean_gate"].get<double>(), 0.3, 1e-6);
+  EXPECT_EQ(t["gate_by_category"]["regressions"]["examples"].get<double>(), 5);
+  std::ifstream md_in(files.markdown);
+  std::stringstream md;
+  md << md_in.rdbuf();
+  EXPECT_NE(md.str().find("| Gated Fusion | 2 | 10.00±0.00 | 75.00±7.07 | 60.0% |"), std::string::npos) << md.str();
+  // Fix rate: seed 0 fixes 2 of vanilla's 3 NFs; seed 1 fixes 2 of 2 -> 83.33±23.57; new faults
+  // 0/3 and 1/2.
+  EXPECT_NE(md.str().find("| Gated Fusion | 83.33±23.57 | 25.00±35.36 |"), std::string::npos) << md.str();
+  EXPECT_NE(files.table.find("Gated Fusion"), std::string::npos);
+}
+
+TEST_F(ReportTest, HtmlIsSelfContainedWithItsCharts) {
+  const auto files = write_experiment_report(dir_.path());
+  std::ifstream in(files.html);
+  std::stringstream html;
+  html << in.rdbuf();
+  const auto s = html.str();
+  std::size_t svgs = 0;
+  for (auto p = s.find("<svg"); p != std::string::npos; p = s.find("<svg", p + 1)) ++svgs;
+  EXPECT_EQ(svgs, 5u);  // trade-off, T sweep (NFR, accuracy), gate by category, per-class flips
+  // Nothing to fetch: no scripts, no linked resources.
+  EXPECT_EQ(s.find("<script"), std::string::npos);
+  EXPECT_EQ(s.find("src="), std::string::npos);
+  EXPECT_EQ(s.find("<link"), std::string::npos);
+}
+
+// Opens the report in headless Chromium and checks the rendered DOM holds the charts with
+// drawn marks, and that a screenshot is produced. Skips (with the reason) without Chromium.
+TEST_F(ReportTest, RendersInHeadlessChromium) {
+  std::string browser;
+  for (const char* candidate : {"chromium", "chromium-browser", "google-chrome"}) {
+    if (std::system((std::string("command -v ") + candidate + " >/dev/null 2>&1").c_str()) == 0) {
+      browser = candidate;
+      break;
+    }
+  }
+  if (browser.empty()) GTEST_SKIP() << "Chromium is not installed (Debian: apt-get install chromium)";
+  const auto files = write_experiment_report(dir_.path());
+  const auto dom = dir_.path() / "dom.html", png = dir_.path() / "shot.png";
+  const auto url = "file://" + std::filesystem::absolute(files.html).string();
+  auto command = [&](const std::string& action, const std::string& redirect) {
+    std::ostringstream c;
+    c << browser << " --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --user-data-dir=" << (dir_.path() / "profile").string()
+      << " " << action << " " << url << " " << redirect;
+    return c.str();
+  };
+  ASSERT_EQ(std::system(command("--dump-dom", "> " + dom.string() + " 2>/dev/null").c_str()), 0);
+  std::ifstream in(dom);
+  std::stringstream rendered;
+  rendered << in.rdbuf();
+  const auto s = rendered.str();
+  EXPECT_NE(s.find("flipless experiment report: hand"), std::string::npos);
+  std::size_t svgs = 0, points = 0;
+  for (auto p = s.find("<svg"); p != std::string::npos; p = s.find("<svg", p + 1)) ++svgs;
+  for (auto p = s.find("class=\"point\""); p != std::string::npos; p = s.find("class=\"point\"", p + 1)) ++points;
+  EXPECT_EQ(svgs, 5u);
+  EXPECT_GE(points, 3u);  // vanilla, Gated Fusion, old model
+  ASSERT_EQ(std::system(command("--window-size=1200,2000 --screenshot=" + png.string(), ">/dev/null 2>&1").c_str()), 0);
+  EXPECT_GT(std::filesystem::file_size(png), 20000u);  // a page with charts, not a blank one
+}
+
+TEST(ExperimentReport, RefusesAFolderThatIsNotARun) {
+  TempDir dir;
+  EXPECT_NE(error_of<InputError>([&] { write_experiment_report(dir.path()); }).find("not a run folder"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace flipless::experiment
