@@ -30,15 +30,6 @@ struct ExperimentArgs {
   int bootstrap = 2000;
 };
 
-// Shipped configs: configs/ in a source tree, share/flipless/configs in an install.
-fs::path shipped_config(const std::string& name) {
-  const auto data = data::bundled_data_dir();
-  for (const auto& dir : {data.parent_path() / "configs", data.parent_path().parent_path() / "configs"}) {
-    if (fs::exists(dir / name)) return dir / name;
-  }
-  throw IoError(fmt::format("shipped config {} not found beside the bundled data ({})", name, data.string()));
-}
-
 int print_report(const fs::path& run, int bootstrap) {
   experiment::ReportOptions options;
   options.bootstrap = bootstrap;
@@ -49,6 +40,15 @@ int print_report(const fs::path& run, int bootstrap) {
 }
 
 #ifdef FLIPLESS_WITH_TORCH
+// Shipped configs: configs/ in a source tree, share/flipless/configs in an install.
+fs::path shipped_config(const std::string& name) {
+  const auto data = data::bundled_data_dir();
+  for (const auto& dir : {data.parent_path() / "configs", data.parent_path().parent_path() / "configs"}) {
+    if (fs::exists(dir / name)) return dir / name;
+  }
+  throw IoError(fmt::format("shipped config {} not found beside the bundled data ({})", name, data.string()));
+}
+
 // Draws one bar per piece of work, and a line per unit.
 class LiveView {
  public:
