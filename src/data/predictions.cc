@@ -97,6 +97,11 @@ class Sink {
     out_.lines.push_back(static_cast<std::uint32_t>(line));
   }
 
+  // A row's Gated Fusion gate value; gates are kept only when every row has one in [0, 1].
+  void gate(const JsonValue& value) {
+    if (value.kind == Kind::kNumber && value.number >= 0.0 && value.number <= 1.0) out_.gates.push_back(static_cast<float>(value.number));
+  }
+
  private:
   std::int32_t token(std::size_t line, std::string_view field, const std::string& text) {
     if (text.empty()) fail(line, field, "empty label");
@@ -175,6 +180,7 @@ void read_jsonl(const core::InputFile& file, Sink& sink) {
     if (label != nullptr && label->kind != Kind::kNull) label_text = text_of(label, label_field);
     if (pred != nullptr) pred_text = text_of(pred, pred_field);
     sink.add(n, id_field, text_of(id, id_field), label_field, label_text, pred_field, pred_text, score_field, kind, scores);
+    if (const JsonValue* g = row.find("gate")) sink.gate(*g);
   }
 }
 
@@ -281,6 +287,7 @@ PredictionFile read_predictions(const core::InputFile& file, const PredictionRea
     read_jsonl(file, sink);
   }
   if (out.ids.empty()) throw InputError(fmt::format("{}: no prediction rows", file.source()));
+  if (out.gates.size() != out.ids.size()) out.gates.clear();
   return out;
 }
 

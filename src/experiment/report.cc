@@ -13,6 +13,7 @@
 #include "flipless/core/file.h"
 #include "flipless/data/predictions.h"
 #include "flipless/experiment/config.h"
+#include "flipless/experiment/json_file.h"
 #include "flipless/metrics/rates.h"
 #include "flipless/metrics/uncertainty.h"
 #include "flipless/report/svg_chart.h"
@@ -25,15 +26,6 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 const char* kColors[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
-
-json read_json(const fs::path& path) {
-  const auto file = core::InputFile::open(path);
-  try {
-    return json::parse(file.bytes());
-  } catch (const json::exception& e) {
-    throw InputError(fmt::format("{}: not valid JSON: {}", path.string(), e.what()));
-  }
-}
 
 std::int32_t decode(const data::PredictionFile& f, std::int32_t v, const std::vector<std::string>& names, std::size_t row) {
   if (v >= 0) return v;
@@ -70,18 +62,8 @@ Preds read_preds(const fs::path& path, const std::vector<std::string>& names, co
     p.pred.push_back(decode(f, f.preds[i], names, i));
     p.y.push_back(data::label_index(f, i, names));
   }
-  // Gate values (Gated Fusion) are not part of PredictionFile; read them from the lines.
-  const auto file = core::InputFile::open(path);
-  core::LineCursor cursor(file.bytes());
-  std::vector<float> gates_in_file;
-  std::string_view line;
-  while (cursor.next(line)) {
-    if (line.find("\"gate\"") == std::string_view::npos) continue;
-    const auto j = json::parse(line, nullptr, false);
-    if (j.is_object() && j.contains("gate")) gates_in_file.push_back(j["gate"].get<float>());
-  }
-  if (gates_in_file.size() == f.size()) {
-    for (auto i : order) p.gates.push_back(gates_in_file[i]);
+  if (!f.gates.empty()) {
+    for (auto i : order) p.gates.push_back(f.gates[i]);
   }
   return p;
 }
@@ -159,13 +141,13 @@ Collected collect(const fs::path& run) {
     const auto old_dir = run / t.name / "old";
     for (const auto& m : c.config.methods) {
       const std::vector<int> sizes = m.name == "new_ensemble" ? m.sizes : std::vector<int>{0};
-      for (int size : sizes) c.planned += c.config.seeds.size() * (size >= 0 ? 1 : 0);
+      c.planned += sizes.size() * c.config.seeds.size();
     }
     if (!fs::exists(old_dir / "result.json")) {
       c.tasks.push_back(std::move(tr));
       continue;
     }
-    const auto old_result = read_json(old_dir / "result.json");
+    const auto old_result = read_json_file(old_dir / "result.json");
     tr.names = old_result.at("label_names").get<std::vector<std::string>>();
     const auto old = read_preds(old_dir / "predictions" / "dev.jsonl", tr.names, nullptr);
     tr.ids = old.ids;
@@ -185,7 +167,7 @@ Collected collect(const fs::path& run) {
           ++c.finished;
           SeedRun s;
           s.seed = seed;
-          s.result = read_json(dir / "result.json");
+          s.result = read_json_file(dir / "result.json");
           if (s.result.contains("status")) {
             mr.not_applicable = s.result.value("reason", "not applicable");
             continue;
@@ -557,7 +539,7 @@ ReportFiles write_experiment_report(const fs::path& run, const ReportOptions& op
   ReportFiles files{out / "report.html", out / "report.md", out / "report.json", terminal};
   core::write_file_atomic(files.html, html);
   core::write_file_atomic(files.markdown, md);
-  core::write_file_atomic(files.json, j.dump(2) + "\n");
+  write_json_file(files.json, j);
   return files;
 }
 

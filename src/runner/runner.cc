@@ -19,6 +19,7 @@
 #include "flipless/data/registry.h"
 #include "flipless/data/split.h"
 #include "flipless/ensemble/old_new.h"
+#include "flipless/experiment/json_file.h"
 #include "flipless/io/safetensors.h"
 #include "flipless/models/fasttext_classifier.h"
 #include "flipless/models/logits_file_classifier.h"
@@ -74,6 +75,15 @@ TaskData load_task(const ExperimentConfig& c, const TaskConfig& t) {
   return d;
 }
 
+// Rows `rows` of a dataset, in that order.
+data::Dataset rows_subset(const data::Dataset& ds, const std::vector<std::int64_t>& rows) {
+  data::Dataset part;
+  part.name = ds.name;
+  part.label_names = ds.label_names;
+  for (auto r : rows) part.examples.push_back(ds.examples[static_cast<std::size_t>(r)]);
+  return part;
+}
+
 torch::Tensor labels_of(const data::Dataset& ds) { return train::label_tensor(ds); }
 
 double accuracy(const torch::Tensor& logits, const torch::Tensor& labels) { return train::accuracy_of(logits, labels); }
@@ -121,17 +131,6 @@ std::vector<float> flat(const torch::Tensor& t) {
   const auto c = t.contiguous().to(torch::kFloat32);
   return {c.data_ptr<float>(), c.data_ptr<float>() + c.numel()};
 }
-
-json read_json(const fs::path& path) {
-  const auto file = core::InputFile::open(path);
-  try {
-    return json::parse(file.bytes());
-  } catch (const json::exception& e) {
-    throw InputError(fmt::format("{}: not valid JSON: {}", path.string(), e.what()));
-  }
-}
-
-void write_json(const fs::path& path, const json& j) { core::write_file_atomic(path, j.dump(2) + "\n"); }
 
 bool same_torch_model(const ModelConfig& a, const ModelConfig& b) {
   return a.torch() && b.torch() && a.kind == b.kind && a.model == b.model && a.layers == b.layers && a.pooling == b.pooling &&
@@ -186,11 +185,7 @@ class Space {
       return std::make_unique<train::FeatureSource>(f, y);
     }
     if (!rows) return std::make_unique<train::TokenSource>(*tokenizer_, ds, cfg_.max_length);
-    data::Dataset part;
-    part.name = ds.name;
-    part.label_names = ds.label_names;
-    for (auto r : *rows) part.examples.push_back(ds.examples[static_cast<std::size_t>(r)]);
-    return std::make_unique<train::TokenSource>(*tokenizer_, part, cfg_.max_length);
+    return std::make_unique<train::TokenSource>(*tokenizer_, rows_subset(ds, *rows), cfg_.max_length);
   }
 
   std::shared_ptr<nn::ClassifierModule> make(std::uint64_t seed) const {
@@ -314,7 +309,7 @@ class TaskRunner {
     for (const char* s : kSplits) labels_[s] = labels_of(data_.split(s));
     if (!fs::exists(dir_ / "old" / "result.json")) train_old();
     for (const char* s : kSplits) old_[s] = logits_from_file(dir_ / "old" / "predictions" / (std::string(s) + ".jsonl"), data_.split(s), data_.num_labels);
-    const auto old_result = read_json(dir_ / "old" / "result.json");
+    const auto old_result = read_json_file(dir_ / "old" / "result.json");
     say(fmt::format("{}: old model {}: validation {:.2f}%, dev {:.2f}%", t_.name, old_result.at("describe").get<std::string>(),
                     100 * accuracy(old_["validation"], labels_["validation"]), 100 * accuracy(old_["dev"], labels_["dev"])));
     space_ = std::make_unique<Space>(c_.new_model, data_, feature_cache(), obs_);
@@ -338,19 +333,11 @@ class TaskRunner {
         if (ids.count(data_.train.examples[i].id)) seen.push_back(static_cast<std::int64_t>(i));
       }
     }
-    auto subset = [&](const std::vector<std::int64_t>& rows) {
-      data::Dataset d;
-      d.name = data_.train.name;
-      d.label_names = data_.train.label_names;
-      for (auto r : rows) d.examples.push_back(data_.train.examples[static_cast<std::size_t>(r)]);
-      return d;
-    };
     // fit(rows, what) trains on train rows and returns a predictor of (split, rows).
     using Predict = std::function<torch::Tensor(const std::string&, const std::vector<std::int64_t>*)>;
     std::unique_ptr<Space> space;
     if (cfg.torch()) space = std::make_unique<Space>(cfg, data_, feature_cache(), obs_);
     std::shared_ptr<nn::ClassifierModule> last_torch;
-    std::unique_ptr<models::FastTextClassifier> last_fasttext;
     auto fit = [&](const std::vector<std::int64_t>& rows, const std::string& what) -> Predict {
       if (!cfg.torch()) {
         models::FastTextConfig ft;
@@ -360,15 +347,11 @@ class TaskRunner {
         ft.word_ngrams = cfg.fasttext_ngrams;
         ft.seed = cfg.seed;
         progress(what, 0, 1, "fastText");
-        auto model = std::shared_ptr<models::FastTextClassifier>(models::FastTextClassifier::train(subset(rows), ft).release());
+        auto model = std::shared_ptr<models::FastTextClassifier>(models::FastTextClassifier::train(rows_subset(data_.train, rows), ft).release());
         progress(what, 1, 1, "fastText");
         return [this, model](const std::string& split, const std::vector<std::int64_t>* r) {
           const auto& ds = data_.split(split);
-          std::vector<data::TextExample> ex;
-          if (r) {
-            for (auto i : *r) ex.push_back(ds.examples[static_cast<std::size_t>(i)]);
-          }
-          const auto out = model->predict(r ? std::span<const data::TextExample>(ex) : std::span<const data::TextExample>(ds.examples));
+          const auto out = r ? model->predict(rows_subset(ds, *r).examples) : model->predict(ds.examples);
           return torch::from_blob(const_cast<float*>(out.logits.data()), {static_cast<std::int64_t>(out.rows), data_.num_labels}).clone();
         };
       }
@@ -410,7 +393,7 @@ class TaskRunner {
       data::write_predictions(dir / "predictions" / (std::string(s) + ".jsonl"), rows_of(data_.split(s), logits[s]));
     }
     result["seconds"] = since(started);
-    write_json(dir / "result.json", result);
+    write_json_file(dir / "result.json", result);
   }
 
   // The logits of new model `seed` trained plainly (vanilla for experiment seeds, members
@@ -460,7 +443,7 @@ class TaskRunner {
     result["dev_accuracy"] = accuracy(dev_logits, labels_["dev"]);
     result["dev_nfr"] = nfr(old_["dev"], dev_logits, labels_["dev"]);
     result["seconds"] = since(started);
-    write_json(dir / "result.json", result);
+    write_json_file(dir / "result.json", result);
   }
 
   std::string summary(const json& r) const {
@@ -485,7 +468,7 @@ class TaskRunner {
     if (c_.selection.search == "first_seed" && seed != c_.seeds.front()) {
       const auto first = dir_ / folder / fmt::format("seed-{}", c_.seeds.front()) / "result.json";
       if (fs::exists(first)) {
-        const auto r = read_json(first);
+        const auto r = read_json_file(first);
         if (r.contains("chosen")) {
           note = c_.seeds.front();
           return {setting_from_json(r.at("chosen").at("setting"))};
@@ -512,6 +495,7 @@ class TaskRunner {
     const auto tr = space_->source("train");
     const auto va = space_->source("validation");
     const auto dev = space_->source("dev");
+    std::map<int, std::map<std::string, torch::Tensor>> references;  // ELODI: members -> mean logits per split
     for (std::size_t i = 0; i < settings.size(); ++i) {
       const auto& s = settings[i];
       progress(fmt::format("{} seed {} grid", m.name, seed), static_cast<std::int64_t>(i), static_cast<std::int64_t>(settings.size()), s.describe());
@@ -525,11 +509,15 @@ class TaskRunner {
         sc = train::ElodiConfig{s.number("lambda"), s.number("xi")};
         if (s.words.at("reference") == "ensemble") {  // mean logits of `members` other new models
           const int members = static_cast<int>(s.number("members"));
-          for (const char* split : {"train", "validation"}) fixed[split] = torch::zeros_like(old_[split]);
-          for (int j = 1; j <= members; ++j) {
-            const auto l = member_logits(seed, j);
-            for (const char* split : {"train", "validation"}) fixed[split] += l.at(split) / members;
+          auto& mean = references[members];
+          if (mean.empty()) {
+            for (const char* split : {"train", "validation"}) mean[split] = torch::zeros_like(old_[split]);
+            for (int j = 1; j <= members; ++j) {
+              const auto l = member_logits(seed, j);
+              for (const char* split : {"train", "validation"}) mean[split] += l.at(split) / members;
+            }
           }
+          for (const auto& [split, logits] : mean) fixed[split] = logits;
         }
       } else {
         train::GatedFusionStrategyConfig gf;
@@ -678,7 +666,7 @@ class TaskRunner {
       r["reason"] = c_.old_model.torch() ? "old and new models differ in architecture; BCWI interpolates the weights of one architecture"
                                          : "the old model is fastText; BCWI interpolates the weights of one torch architecture";
       fs::create_directories(dir);
-      write_json(dir / "result.json", r);
+      write_json_file(dir / "result.json", r);
       return;
     }
     // Schumann et al. 2023: fine-tune starting from the old weights, then interpolate.
@@ -749,7 +737,7 @@ class TaskRunner {
     if (obs_.on_unit_done) obs_.on_unit_done(u, since(started), summary_of(dir));
   }
 
-  std::string summary_of(const fs::path& dir) const { return summary(read_json(dir / "result.json")); }
+  std::string summary_of(const fs::path& dir) const { return summary(read_json_file(dir / "result.json")); }
 
  private:
   const ExperimentConfig& c_;

@@ -41,6 +41,7 @@ struct PredictionFile {
   std::vector<float> confidence;       // (n,) max softmax probability; empty with kNone
   std::vector<float> scores;           // (n, k) row-major, only with keep_scores
   std::vector<std::uint32_t> lines;    // (n,) 1-based line of each row, for messages
+  std::vector<float> gates;            // (n,) Gated Fusion's "gate" (JSONL) when every row has one, else empty
 
   std::size_t size() const { return ids.size(); }
 };

@@ -36,6 +36,21 @@ TEST(Predictions, JsonlWithLabelsProbsAndLogits) {
   EXPECT_EQ(logits.num_scores, 3u);
 }
 
+TEST(Predictions, GateValuesAreKeptWhenEveryRowHasOne) {
+  const auto both = parse("p.jsonl", "{\"id\": \"a\", \"logits\": [0, 1], \"gate\": 0.25}\n{\"id\": \"b\", \"logits\": [1, 0], \"gate\": 1}\n");
+  EXPECT_EQ(both.gates, (std::vector<float>{0.25f, 1.0f}));
+  const auto one = parse("p.jsonl", "{\"id\": \"a\", \"logits\": [0, 1], \"gate\": 0.25}\n{\"id\": \"b\", \"logits\": [1, 0]}\n");
+  EXPECT_TRUE(one.gates.empty());
+  TempDir dir;
+  PredictionRows rows;
+  rows.ids = {"x", "y"};
+  rows.num_labels = 2;
+  rows.logits = {0, 1, 1, 0};
+  rows.gates = {0.5f, 0.125f};
+  write_predictions(dir.path() / "g.jsonl", rows);
+  EXPECT_EQ(read_predictions_file(dir.path() / "g.jsonl").gates, rows.gates);
+}
+
 TEST(Predictions, CsvWithArrayCellsOrColumnFamilies) {
   const auto cells = parse("p.csv", "id,label,probs\na,1,\"[0.3, 0.7]\"\nb,0,\"[0.9,0.1]\"\n");
   EXPECT_EQ(cells.preds, (std::vector<std::int32_t>{1, 0}));
