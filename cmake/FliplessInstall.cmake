@@ -3,7 +3,7 @@
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
-install(TARGETS flipless_core flipless_metrics flipless_data flipless_text flipless_io flipless_ensemble flipless_compare flipless_report flipless_experiment
+install(TARGETS flipless_core flipless_metrics flipless_data flipless_text flipless_io flipless_ensemble flipless_compare flipless_report flipless_experiment flipless_cache
         EXPORT fliplessTargets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
         FILE_SET HEADERS DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})

@@ -20,5 +20,9 @@ void add_ensemble_command(CLI::App& app, Runner& run);
 void add_experiment_commands(CLI::App& app, Runner& run);
 // train, predict and models (only in builds with libtorch).
 void add_train_commands(CLI::App& app, Runner& run);
+// cache add/info (add --model needs libtorch).
+void add_cache_commands(CLI::App& app, Runner& run);
+// serve (only in builds with libtorch).
+void add_serve_command(CLI::App& app, Runner& run);
 
 }  // namespace flipless::cli

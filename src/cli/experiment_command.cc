@@ -130,6 +130,10 @@ void add_experiment_commands(CLI::App& app, Runner& run) {
       std::printf("%s: %s is valid: %zu tasks, seeds [%s], methods:", a->config.c_str(), c.name.c_str(), c.tasks.size(),
                   fmt::format("{}", fmt::join(c.seeds, ", ")).c_str());
       for (const auto& m : c.methods) std::printf(" %s (%zu settings)", m.name.c_str(), experiment::settings_of(m).size());
+      if (c.cache_experiment.enabled()) {
+        std::printf("; cache experiment at %s%% cached, %d draws", fmt::format("{}", fmt::join(c.cache_experiment.percents, "/")).c_str(),
+                    c.cache_experiment.draws);
+      }
       std::printf("\n");
       return 0;
     };

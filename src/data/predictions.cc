@@ -102,6 +102,22 @@ class Sink {
     if (value.kind == Kind::kNumber && value.number >= 0.0 && value.number <= 1.0) out_.gates.push_back(static_cast<float>(value.number));
   }
 
+  // A row's embedding (keep_embeddings): every row has one, all of the first row's width.
+  void embedding(std::size_t line, const JsonValue* value) {
+    if (!options_.keep_embeddings) return;
+    if (value == nullptr || value->kind != Kind::kArray || value->items.empty()) {
+      fail(line, "embedding", "expected a non-empty array of numbers (every row needs one)");
+    }
+    if (out_.dim == 0) out_.dim = value->items.size();
+    if (value->items.size() != out_.dim) {
+      fail(line, "embedding", fmt::format("expected {} numbers as in the first row, found {}", out_.dim, value->items.size()));
+    }
+    for (const auto& item : value->items) {
+      if (item.kind != Kind::kNumber || !std::isfinite(item.number)) fail(line, "embedding", "expected finite numbers");
+      out_.embeddings.push_back(static_cast<float>(item.number));
+    }
+  }
+
  private:
   std::int32_t token(std::size_t line, std::string_view field, const std::string& text) {
     if (text.empty()) fail(line, field, "empty label");
@@ -181,6 +197,7 @@ void read_jsonl(const core::InputFile& file, Sink& sink) {
     if (pred != nullptr) pred_text = text_of(pred, pred_field);
     sink.add(n, id_field, text_of(id, id_field), label_field, label_text, pred_field, pred_text, score_field, kind, scores);
     if (const JsonValue* g = row.find("gate")) sink.gate(*g);
+    sink.embedding(n, row.find("embedding"));
   }
 }
 
@@ -282,6 +299,7 @@ PredictionFile read_predictions(const core::InputFile& file, const PredictionRea
   std::string_view name = file.source();
   if (ends_with(name, ".gz")) name.remove_suffix(3);
   if (ends_with(name, ".csv")) {
+    if (options.keep_embeddings) throw InputError(fmt::format("{}: embeddings are read from JSON Lines prediction files only", file.source()));
     read_csv(file, sink);
   } else {
     read_jsonl(file, sink);

@@ -270,7 +270,8 @@ class Parser {
 
   ExperimentConfig parse(const YAML::Node& root) const {
     if (!root.IsMap()) throw ConfigError(fmt::format("{}:1: expected a YAML mapping of experiment keys", source_.string()));
-    only_keys(root, "", {"name", "tasks", "seeds", "validation_fraction", "split_seed", "old", "new", "methods", "selection", "threads"});
+    only_keys(root, "", {"name", "tasks", "seeds", "validation_fraction", "split_seed", "old", "new", "methods", "selection", "threads",
+                         "cache_experiment"});
     ExperimentConfig c;
     c.source = source_;
     c.name = root["name"] ? word(root["name"], "name") : source_.stem().string();
@@ -321,6 +322,19 @@ class Parser {
         if (c.selection.tolerance < 0 || c.selection.tolerance > 1) fail(s["tolerance"], "selection.tolerance", "an accuracy difference in [0, 1] (0.001 = 0.1 point)");
       }
       if (s["search"]) c.selection.search = one_of(s["search"], "selection.search", {"every_seed", "first_seed"});
+    }
+    if (root["cache_experiment"]) {
+      const auto& ce = root["cache_experiment"];
+      expect_map(ce, "cache_experiment");
+      only_keys(ce, "cache_experiment", {"percents", "draws"});
+      if (!ce["percents"]) fail(ce, "cache_experiment.percents", "missing (e.g. percents: [0, 25, 50, 75, 100])");
+      for (const auto& x : items(ce["percents"], "cache_experiment.percents")) {
+        const double v = number(x, "cache_experiment.percents");
+        if (!(v >= 0 && v <= 100)) fail(x, "cache_experiment.percents", fmt::format("a percentage in [0, 100], got {}", x.Scalar()));
+        c.cache_experiment.percents.push_back(v);
+      }
+      if (ce["draws"]) c.cache_experiment.draws = static_cast<int>(count(ce["draws"], "cache_experiment.draws", 1));
+      if (!c.has_method("gated_fusion")) fail(ce, "cache_experiment", "needs gated_fusion among the methods");
     }
     return c;
   }

@@ -74,6 +74,7 @@ struct SeedRun {
   std::vector<std::int32_t> pred, alone;
   std::vector<float> gates;
   double acc = 0, nfr = 0;
+  json cache;  // gated_fusion: the cache experiment (cache.json), or null
 };
 
 struct MethodRuns {
@@ -178,6 +179,7 @@ Collected collect(const fs::path& run) {
           if (fs::exists(dir / "predictions" / "dev.new_model_alone.jsonl")) {
             s.alone = read_preds(dir / "predictions" / "dev.new_model_alone.jsonl", tr.names, &tr.ids).pred;
           }
+          if (fs::exists(dir / "cache.json")) s.cache = read_json_file(dir / "cache.json");
           s.acc = accuracy_of(tr.y, s.pred);
           s.nfr = nfr_of(tr.y, tr.old_pred, s.pred);
           mr.seeds.push_back(std::move(s));
@@ -423,9 +425,81 @@ ReportFiles write_experiment_report(const fs::path& run, const ReportOptions& op
       jt["gated_fusion_without_old"] = {{"accuracy", a}, {"nfr", n}};
     }
 
+    // Table 5: GF with old logits cached for X% of the inputs, and the policies for the rest.
+    std::string cache_chart;
+    if (const auto* gf = t.find("gated_fusion"); gf && vanilla && !vanilla->seeds.empty()) {
+      const char* policies[] = {"neighbour", "new_on_miss", "tuned_distance"};
+      const char* policy_names[] = {"nearest cached input (paper)", "new model alone on a miss", "neighbour within a tuned distance"};
+      std::map<double, std::map<std::string, std::pair<std::vector<double>, std::vector<double>>>> by;  // X -> policy -> (nfr, acc)
+      std::map<double, std::pair<std::vector<double>, std::vector<double>>> agreement;  // X -> (neighbour, new model)
+      for (const auto& s : gf->seeds) {
+        if (s.cache.is_null()) continue;
+        for (const auto& row : s.cache.at("percents")) {
+          const double x = row.at("percent").get<double>();
+          for (const auto& d : row.at("draws")) {
+            if (d.contains("neighbour_agreement")) {
+              agreement[x].first.push_back(d.at("neighbour_agreement").get<double>());
+              agreement[x].second.push_back(d.at("new_model_agreement").get<double>());
+            }
+            for (const char* p : policies) {
+              by[x][p].first.push_back(d.at("policies").at(p).at("nfr").get<double>());
+              by[x][p].second.push_back(d.at("policies").at(p).at("accuracy").get<double>());
+            }
+          }
+        }
+      }
+      if (!by.empty()) {
+        const double gf_nfr = ms(nfrs(*gf)).mean;
+        auto kept = [&](const std::vector<double>& n) {
+          return v_nfr - gf_nfr > 0 ? fmt::format("{:.0f}%", 100 * (v_nfr - ms(n).mean) / (v_nfr - gf_nfr)) : std::string("–");
+        };
+        Table cache_table{{"cached %", "NFR % nearest (paper)", "acc %", "NFR % new alone on miss", "acc %", "NFR % tuned distance", "acc %",
+                           "NF reduction kept (tuned)", "neighbour's old label = own %", "new model's label = old %"},
+                          {}};
+        json jc = json::array();
+        std::vector<report::LineSeries> lines;
+        for (std::size_t p = 0; p < 3; ++p) lines.push_back({policy_names[p], {}, {}, kColors[p]});
+        for (const auto& [x, per] : by) {
+          std::vector<std::string> row = {fmt::format("{:g}", x)};
+          json jrow = {{"percent", x}};
+          for (std::size_t p = 0; p < 3; ++p) {
+            const auto& [n, a] = per.at(policies[p]);
+            row.push_back(pct(n));
+            row.push_back(pct(a));
+            jrow[policies[p]] = {{"nfr", ms(n).mean}, {"nfr_std", ms(n).std}, {"accuracy", ms(a).mean}, {"accuracy_std", ms(a).std}, {"runs", n.size()}};
+            lines[p].x.push_back(x);
+            lines[p].y.push_back(100 * ms(n).mean);
+          }
+          row.push_back(kept(per.at("tuned_distance").first));
+          const auto ag = agreement.find(x);
+          row.push_back(ag == agreement.end() ? "–" : pct(ag->second.first));
+          row.push_back(ag == agreement.end() ? "–" : pct(ag->second.second));
+          if (ag != agreement.end()) {
+            jrow["neighbour_agreement"] = ms(ag->second.first).mean;
+            jrow["new_model_agreement"] = ms(ag->second.second).mean;
+          }
+          jrow["nf_reduction_kept_tuned"] = v_nfr - gf_nfr > 0 ? json((v_nfr - ms(per.at("tuned_distance").first).mean) / (v_nfr - gf_nfr)) : json(nullptr);
+          cache_table.rows.push_back(row);
+          jc.push_back(jrow);
+        }
+        const double x0 = by.begin()->first, x1 = by.rbegin()->first;
+        lines.push_back({"vanilla", {x0, x1}, {100 * v_nfr, 100 * v_nfr}, kColors[7]});
+        lines.push_back({"full Gated Fusion", {x0, x1}, {100 * gf_nfr, 100 * gf_nfr}, kColors[4]});
+        const std::string note = fmt::format(
+            "Mean ± std over seeds × random caches. NF reduction kept: (vanilla NFR − NFR) / (vanilla NFR − full GF NFR), vanilla {:.2f}%, "
+            "full GF {:.2f}%. The tuned distance is chosen on validation for each X. The last two columns, over the inputs answered by a "
+            "neighbour: how often the neighbour's cached old label is the input's own old label, against how often the new model alone "
+            "gives it; a neighbour helps only where the first beats the second.",
+            100 * v_nfr, 100 * gf_nfr);
+        md += "### Gated Fusion with a partial cache of old logits (table 5)\n\n" + cache_table.markdown() + "\n" + note + "\n\n";
+        html_body += "<h3>Gated Fusion with a partial cache of old logits (table 5)</h3>" + cache_table.html() + "<p>" + report::html_escape(note) + "</p>";
+        jt["cache_experiment"] = jc;
+        cache_chart = report::svg_line_chart(t.name + ": NFR by share of inputs cached", "% of eval inputs with cached old logits", "NFR %", lines);
+      }
+    }
+
     // Charts.
-    std::string charts;
-    charts += report::svg_scatter_chart(t.name + ": accuracy against NFR (mean ± std over seeds)", "NFR % (lower is better)", "accuracy %", points);
+    std::string charts = report::svg_scatter_chart(t.name + ": accuracy against NFR (mean ± std over seeds)", "NFR % (lower is better)", "accuracy %", points);
     std::vector<report::LineSeries> alpha;
     std::size_t color = 0;
     for (const auto& m : t.methods) {
@@ -521,6 +595,7 @@ ReportFiles write_experiment_report(const fs::path& run, const ReportOptions& op
       }
       if (!series.empty()) charts += report::svg_bar_chart(t.name + ": negative flips by true class", cats, series);
     }
+    charts += cache_chart;
     html_body += "<div class=\"charts\">" + charts + "</div>";
     md += "Charts: see report.html beside this file (accuracy against NFR, alpha and T sweeps, gate values by flip category, per-class flips).\n\n";
     j["tasks"].push_back(jt);

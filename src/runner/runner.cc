@@ -19,6 +19,7 @@
 #include "flipless/data/registry.h"
 #include "flipless/data/split.h"
 #include "flipless/ensemble/old_new.h"
+#include "flipless/experiment/cache_experiment.h"
 #include "flipless/experiment/json_file.h"
 #include "flipless/io/safetensors.h"
 #include "flipless/models/fasttext_classifier.h"
@@ -481,6 +482,7 @@ class TaskRunner {
   struct Outcome {
     Candidate candidate;
     torch::Tensor validation, dev, dev_embedding, dev_gates, dev_alone;
+    torch::Tensor validation_embedding, validation_gates, validation_alone;  // gated_fusion: for the cache experiment
     std::shared_ptr<nn::ClassifierModule> model;
     std::vector<torch::Tensor> gate_parameters;
   };
@@ -548,7 +550,12 @@ class TaskRunner {
       o.dev = pd.logits;
       o.dev_embedding = pd.embeddings;
       o.dev_gates = pd.gates;
-      if (m.name == "gated_fusion") o.dev_alone = train::predict(*model, *dev, space_->eval_batch()).logits;
+      if (m.name == "gated_fusion") {
+        o.dev_alone = train::predict(*model, *dev, space_->eval_batch()).logits;
+        o.validation_embedding = pv.embeddings;
+        o.validation_gates = pv.gates;
+        o.validation_alone = train::predict(*model, *va, space_->eval_batch()).logits;
+      }
       o.model = model;
       o.gate_parameters = strategy->parameters();
       best = std::move(o);
@@ -556,9 +563,13 @@ class TaskRunner {
     progress(fmt::format("{} seed {} grid", m.name, seed), static_cast<std::int64_t>(settings.size()), static_cast<std::int64_t>(settings.size()),
              best->candidate.setting.describe());
     fs::create_directories(dir / "predictions");
-    data::write_predictions(dir / "predictions" / "validation.jsonl", rows_of(data_.validation, best->validation));
+    const bool gf = m.name == "gated_fusion";
+    data::write_predictions(dir / "predictions" / "validation.jsonl",
+                            rows_of(data_.validation, best->validation, gf ? best->validation_embedding : torch::Tensor(),
+                                    gf ? best->validation_gates : torch::Tensor()));
+    if (gf) data::write_predictions(dir / "predictions" / "validation.new_model_alone.jsonl", rows_of(data_.validation, best->validation_alone));
     data::write_predictions(dir / "predictions" / "dev.jsonl",
-                            rows_of(data_.dev, best->dev, m.name == "gated_fusion" ? best->dev_embedding : torch::Tensor(), best->dev_gates));
+                            rows_of(data_.dev, best->dev, gf ? best->dev_embedding : torch::Tensor(), best->dev_gates));
     auto r = base_result(m.name, seed);
     if (best->dev_alone.defined()) {
       data::write_predictions(dir / "predictions" / "dev.new_model_alone.jsonl", rows_of(data_.dev, best->dev_alone));
@@ -698,7 +709,11 @@ class TaskRunner {
       best = std::move(o);
     }
     fs::create_directories(dir / "predictions");
-    data::write_predictions(dir / "predictions" / "validation.jsonl", rows_of(data_.validation, best->validation));
+    const bool gf = m.name == "gated_fusion";
+    data::write_predictions(dir / "predictions" / "validation.jsonl",
+                            rows_of(data_.validation, best->validation, gf ? best->validation_embedding : torch::Tensor(),
+                                    gf ? best->validation_gates : torch::Tensor()));
+    if (gf) data::write_predictions(dir / "predictions" / "validation.new_model_alone.jsonl", rows_of(data_.validation, best->validation_alone));
     data::write_predictions(dir / "predictions" / "dev.jsonl", rows_of(data_.dev, best->dev));
     space_->save(dir / "model", *best->model,
                  {{"seed", seed}, {"train_data", t_.train}, {"method", {{"name", "bcwi"}, {"setting", best->candidate.setting.describe()}}}});
@@ -749,6 +764,50 @@ class TaskRunner {
   std::map<std::string, torch::Tensor> labels_, old_;
   std::unique_ptr<Space> space_;
 };
+
+// One split of a finished Gated Fusion unit as the cache experiment reads it.
+FusionArrays fusion_arrays(const fs::path& unit, const fs::path& old_dir, const std::string& split, const std::vector<std::string>& label_names) {
+  data::PredictionReadOptions scores;
+  scores.keep_scores = true;
+  data::PredictionReadOptions with_embeddings = scores;
+  with_embeddings.keep_embeddings = true;
+  const auto gf_path = unit / "predictions" / (split + ".jsonl");
+  const auto alone_path = unit / "predictions" / (split + ".new_model_alone.jsonl");
+  if (!fs::exists(alone_path)) {
+    throw InputError(fmt::format("{}: missing; this Gated Fusion unit predates the cache experiment: delete {} to rerun it", alone_path.string(),
+                                 unit.parent_path().string()));
+  }
+  const auto gf = data::read_predictions_file(gf_path, with_embeddings);
+  const auto alone = data::read_predictions_file(alone_path, scores);
+  const auto old = data::read_predictions_file(old_dir / "predictions" / (split + ".jsonl"), scores);
+  if (gf.gates.empty()) throw InputError(fmt::format("{}: rows need a 'gate' value", gf_path.string()));
+  if (alone.ids != gf.ids || old.ids != gf.ids) throw InputError(fmt::format("{}: ids differ from the old model's and the new model's files", gf_path.string()));
+  FusionArrays a;
+  a.num_labels = label_names.size();
+  a.dim = gf.dim;
+  a.old_logits = data::score_logits(old);
+  a.new_logits = data::score_logits(alone);
+  a.gates = gf.gates;
+  a.embeddings = gf.embeddings;
+  for (std::size_t i = 0; i < gf.size(); ++i) a.labels.push_back(data::label_index(gf, i, label_names));
+  a.validate(split.c_str());
+  return a;
+}
+
+// TASK/gated_fusion/seed-S/cache.json (table 5), from saved files only.
+void write_cache_experiment(const ExperimentConfig& c, const fs::path& task_dir, std::uint64_t seed) {
+  const auto unit = task_dir / "gated_fusion" / fmt::format("seed-{}", seed);
+  const auto result = read_json_file(unit / "result.json");
+  const auto label_names = train::read_model_card(unit / "model").at("label_names").get<std::vector<std::string>>();
+  CacheExperimentInputs in;
+  in.validation = fusion_arrays(unit, task_dir / "old", "validation", label_names);
+  in.dev = fusion_arrays(unit, task_dir / "old", "dev", label_names);
+  in.temperature = result.at("chosen").at("setting").at("numbers").at("temperature").get<double>();
+  in.reference_validation_accuracy = result.at("reference_validation_accuracy").get<double>();
+  in.tolerance = c.selection.tolerance;
+  in.seed = seed;
+  write_json_file(unit / "cache.json", run_cache_experiment(in, c.cache_experiment));
+}
 
 std::string config_text(const ExperimentConfig& c) {
   const auto file = core::InputFile::open(c.source);
@@ -827,6 +886,14 @@ RunSummary run_experiment(const ExperimentConfig& c, const RunOptions& o, const 
             continue;
           }
           runner.run_unit(u, m, size, summary);
+        }
+        if (m.name == "gated_fusion" && c.cache_experiment.enabled()) {
+          for (const auto seed : c.seeds) {
+            if (fs::exists(o.out / t.name / "gated_fusion" / fmt::format("seed-{}", seed) / "cache.json")) continue;
+            const auto cache_started = Clock::now();
+            write_cache_experiment(c, o.out / t.name, seed);
+            if (observer.message) observer.message(fmt::format("  {} gated_fusion seed {}: cache experiment ({:.1f}s)", t.name, seed, since(cache_started)));
+          }
         }
       }
     }

@@ -42,12 +42,15 @@ struct PredictionFile {
   std::vector<float> scores;           // (n, k) row-major, only with keep_scores
   std::vector<std::uint32_t> lines;    // (n,) 1-based line of each row, for messages
   std::vector<float> gates;            // (n,) Gated Fusion's "gate" (JSONL) when every row has one, else empty
+  std::size_t dim = 0;                 // embedding width, only with keep_embeddings
+  std::vector<float> embeddings;       // (n, dim) JSONL "embedding" arrays, only with keep_embeddings
 
   std::size_t size() const { return ids.size(); }
 };
 
 struct PredictionReadOptions {
-  bool keep_scores = false;  // keep the full (n, k) probs/logits, not just the confidence
+  bool keep_scores = false;      // keep the full (n, k) probs/logits, not just the confidence
+  bool keep_embeddings = false;  // keep JSONL "embedding" arrays; then every row needs one, all the same width
 };
 
 // Parses a prediction file in memory; the format comes from the source's extension (.csv, else

@@ -13,6 +13,7 @@
 //     vanilla: {}
 //     gated_fusion: {drop_gate: [0.5, 0.8], temperature: [1.0, 1.4], lr2: [1e-4, 1e-3]}
 //   selection: {tolerance: 0.001, search: every_seed}
+//   cache_experiment: {percents: [0, 25, 50, 75, 100], draws: 5}
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -83,9 +84,13 @@ struct SelectionConfig {
   std::string search = "every_seed";  // or first_seed: search once, reuse the setting
 };
 
-// The paper's section 3.3 / table 5: GF with old logits cached for X% of dev (issue 6).
+// The paper's section 3.3 / table 5: Gated Fusion with old logits cached for X% of the eval
+// inputs, the rest answered by the nearest cached input or the new model alone.
+//   cache_experiment: {percents: [0, 25, 50, 75, 100], draws: 5}
 struct CacheExperimentConfig {
-  std::vector<double> fractions;  // e.g. {0, 0.25, 0.5, 0.75, 1}; empty: not run
+  std::vector<double> percents;  // X values in [0, 100]; empty: not run
+  int draws = 5;                 // random caches per X and seed
+  bool enabled() const { return !percents.empty(); }
 };
 
 struct ExperimentConfig {
@@ -98,6 +103,7 @@ struct ExperimentConfig {
   ModelConfig old_model, new_model;
   std::vector<MethodConfig> methods;  // in file order; vanilla is added first when absent
   SelectionConfig selection;
+  CacheExperimentConfig cache_experiment;  // needs gated_fusion among the methods
   int threads = 0;
   bool has_method(const std::string& method_name) const;
   const MethodConfig* method(const std::string& method_name) const;

@@ -9,6 +9,7 @@
 #include "../test_util.h"
 #include "flipless/core/error.h"
 #include "flipless/data/predictions.h"
+#include "flipless/experiment/cache_experiment.h"
 #include "flipless/experiment/config.h"
 #include "flipless/experiment/report.h"
 
@@ -69,12 +70,21 @@ TEST(ExperimentConfig, ParsesEveryPartWithDefaults) {
   EXPECT_EQ(settings_of(*d.method("gated_fusion")).size(), 4u * 4u * 5u);
   EXPECT_EQ(settings_of(*d.method("distillation")).size(), 9u);
   EXPECT_EQ(d.seeds.size(), 5u);
+  EXPECT_FALSE(d.cache_experiment.enabled());
+  const auto e = parse_experiment("tasks: [sst2]\nold: {kind: fasttext}\nnew: {kind: frozen, model: m}\nmethods: {gated_fusion: {}}\n"
+                                  "cache_experiment: {percents: [0, 50, 100], draws: 3}\n", "e.yaml");
+  EXPECT_EQ(e.cache_experiment.percents, (std::vector<double>{0, 50, 100}));
+  EXPECT_EQ(e.cache_experiment.draws, 3);
 }
 
 TEST(ExperimentConfig, EachMistakeIsOneLineNamingFileLineAndKey) {
   auto err = [](const std::string& yaml) { return error_of<ConfigError>([&] { parse_experiment(yaml, "e.yaml"); }); };
   const std::string base = "tasks: [sst2]\nold: {kind: fasttext}\nnew: {kind: frozen, model: m}\n";
-  EXPECT_EQ(err(base + "sedes: 3\n"), "e.yaml:4: sedes: unknown key (expected one of: name, tasks, seeds, validation_fraction, split_seed, old, new, methods, selection, threads)");
+  EXPECT_EQ(err(base + "sedes: 3\n"), "e.yaml:4: sedes: unknown key (expected one of: name, tasks, seeds, validation_fraction, split_seed, old, new, methods, selection, threads, cache_experiment)");
+  EXPECT_EQ(err(base + "cache_experiment: {percents: [0, 150]}\n"), "e.yaml:4: cache_experiment.percents: a percentage in [0, 100], got 150");
+  EXPECT_EQ(err(base + "cache_experiment: {percents: [50]}\n"), "e.yaml:4: cache_experiment: needs gated_fusion among the methods");
+  EXPECT_EQ(err(base + "methods: {gated_fusion: {}}\ncache_experiment: {draws: 2}\n"),
+            "e.yaml:5: cache_experiment.percents: missing (e.g. percents: [0, 25, 50, 75, 100])");
   EXPECT_EQ(err(base + "seeds: three\n"), "e.yaml:4: seeds: expected a number, got 'three'");
   EXPECT_EQ(err(base + "methods:\n  gated_fusion: {lr2: [1e-5, fast]}\n"), "e.yaml:5: methods.gated_fusion.lr2: expected a number, got 'fast'");
   EXPECT_EQ(err(base + "methods:\n  gated_fusion: {drop_gate: 1.5}\n"), "e.yaml:5: methods.gated_fusion.drop_gate: a probability in [0, 1), got 1.5");
@@ -95,6 +105,52 @@ TEST(ExperimentConfig, EachMistakeIsOneLineNamingFileLineAndKey) {
             "e.yaml:2: old.cross_fit: 0 (off) or at least 2 folds");
   EXPECT_EQ(err("- a\n- b\n"), "e.yaml:1: expected a YAML mapping of experiment keys");
   EXPECT_NE(error_of<IoError>([] { load_experiment("/nonexistent/x.yaml"); }).find("/nonexistent/x.yaml"), std::string::npos);
+}
+
+// Four examples, 1-d embeddings: the old model is right on rows 0-2, the new model alone on rows
+// 2-3; fused with gate 0.5 and T = 1 the regressions on rows 0-1 are repaired.
+FusionArrays four_rows() {
+  FusionArrays a;
+  a.labels = {1, 1, 0, 0};
+  a.num_labels = 2;
+  a.dim = 1;
+  a.old_logits = {0, 2, 0, 2, 2, 0, 0, 2};
+  a.new_logits = {1, 0, 1, 0, 1, 0, 1, 0};
+  a.gates = {0.5f, 0.5f, 0.5f, 0.5f};
+  a.embeddings = {0, 0.1f, 5, 10};
+  return a;
+}
+
+TEST(CacheExperiment, NothingCachedIsTheNewModelAloneEverythingCachedIsFullFusion) {
+  CacheExperimentInputs in;
+  in.validation = four_rows();
+  in.dev = four_rows();
+  in.reference_validation_accuracy = 0.5;
+  CacheExperimentConfig config;
+  config.percents = {0, 50, 100};
+  config.draws = 3;
+  const auto r = run_cache_experiment(in, config);
+  ASSERT_EQ(r["percents"].size(), 3u);
+  for (const char* policy : {"neighbour", "new_on_miss", "tuned_distance"}) {
+    for (const auto& d : r["percents"][0]["draws"]) {
+      EXPECT_DOUBLE_EQ(d["policies"][policy]["accuracy"].get<double>(), 0.5);  // new alone: rows 2, 3 right
+      EXPECT_DOUBLE_EQ(d["policies"][policy]["nfr"].get<double>(), 0.5);       // rows 0, 1 regress
+    }
+    for (const auto& d : r["percents"][2]["draws"]) {
+      EXPECT_DOUBLE_EQ(d["policies"][policy]["accuracy"].get<double>(), 0.75);  // fused: rows 0-2 right
+      EXPECT_DOUBLE_EQ(d["policies"][policy]["nfr"].get<double>(), 0.0);
+    }
+  }
+  EXPECT_EQ(r["percents"][1]["draws"].size(), 3u);
+  for (const auto& d : r["percents"][1]["draws"]) {
+    EXPECT_EQ(d["cached"], 2);
+    EXPECT_EQ(d["near_hits"], 2);
+    // New alone on a miss can only be as good as the cached half allows: NFR in {0, 1/4, 1/2}.
+    const double n = d["policies"]["new_on_miss"]["nfr"].get<double>();
+    EXPECT_TRUE(n == 0 || n == 0.25 || n == 0.5) << n;
+  }
+  in.dev.gates.pop_back();
+  EXPECT_THROW(run_cache_experiment(in, config), InputError);
 }
 
 TEST(ExperimentConfig, EveryShippedConfigLoads) {

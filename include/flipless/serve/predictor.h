@@ -1,0 +1,82 @@
+#pragma once
+// CompatiblePredictor: serving Gated Fusion without hosting the old model (SPEC.md, "Inference
+// with a cache"). For each input the new model gives logits, its pooled embedding and the gate
+// a(x); the old logits come from the OldLogitCache:
+//
+//   exact hit  -> the cached old logits of the same (normalised) input
+//   near hit   -> the nearest cached input's old logits (Euclidean on the new embedding), when
+//                 within LookupOptions::max_distance
+//   miss       -> a live old model when one is configured ("live_old"), else the new model
+//                 alone (gate forced to 1)
+//   fused      =  (1 - a) * old_logits / T + a * new_logits
+//
+// Optionally each served prediction is recorded into the cache as the next legacy version, so
+// a later upgrade stays compatible with what users saw.
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "flipless/cache/logit_cache.h"
+#include "flipless/data/example.h"
+#include "flipless/models/classifier.h"
+
+namespace flipless::serve {
+
+struct PredictorOptions {
+  cache::LookupOptions lookup;  // version (empty: the latest at load time), nearest, max_distance
+  std::string record_version;   // non-empty: record served fused logits into the cache under this tag
+};
+
+enum class PredictionPath { kExact, kNear, kMiss, kLiveOld };
+// "exact", "near", "miss", "live_old".
+std::string_view path_name(PredictionPath path);
+
+struct Prediction {
+  std::int32_t label = 0;            // argmax of logits
+  std::vector<float> logits;         // (num_labels,) the fused logits served
+  std::vector<float> probabilities;  // (num_labels,) softmax of logits
+  float gate = 1;                    // a(x), the new model's weight; 1 on a miss
+  PredictionPath path = PredictionPath::kMiss;
+  float distance = 0;                // to the cached neighbour on a near hit
+};
+
+class CompatiblePredictor {
+ public:
+  // Loads a Gated Fusion model folder (`flipless train --method gated_fusion --out DIR`, or an
+  // experiment's gated_fusion/seed-S/model): the new model, gate.safetensors and T from the
+  // card. `cache` may be null (then every input misses); `live_old` may be null.
+  // Throws ModelError for a folder without a gate, ConfigError for a cache of another width.
+  static std::unique_ptr<CompatiblePredictor> load(const std::filesystem::path& model_dir, std::shared_ptr<cache::OldLogitCache> cache,
+                                                   std::shared_ptr<const models::Classifier> live_old, PredictorOptions options = {});
+  ~CompatiblePredictor();
+  CompatiblePredictor(const CompatiblePredictor&) = delete;
+  CompatiblePredictor& operator=(const CompatiblePredictor&) = delete;
+
+  // One prediction per example, in order. Thread-safe.
+  std::vector<Prediction> predict(std::span<const data::TextExample> examples) const;
+
+  const std::vector<std::string>& label_names() const;
+  std::size_t num_labels() const;
+  double temperature() const;
+  // The embedding space of the new model ("frozen:minilm-l6:L6:mean", "model:<hash>"); cache
+  // versions stored in another space are used for exact look-ups only.
+  const std::string& embedding_space() const;
+  // The cache version look-ups use (empty without a cache or with an empty one).
+  const std::string& lookup_version() const;
+  // One line: model, gate, T, cache and its version, look-up policy.
+  std::string describe() const;
+
+ private:
+  struct Impl;
+  explicit CompatiblePredictor(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// The embedding space a saved model's pooled embeddings live in (see embedding_space()).
+std::string embedding_space_of(const std::filesystem::path& model_dir);
+
+}  // namespace flipless::serve

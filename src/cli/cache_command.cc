@@ -1,0 +1,122 @@
+// flipless cache add|info: fill an old-logit cache from prediction files (or a new model's
+// embeddings) and show what it holds.
+#include <fmt/format.h>
+
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+
+#include "commands.h"
+#include "flipless/cache/bulk_load.h"
+#include "flipless/cache/logit_cache.h"
+#include "flipless/core/error.h"
+#include "flipless/data/predictions.h"
+#include "flipless/data/registry.h"
+#include "progress.h"
+
+#ifdef FLIPLESS_WITH_TORCH
+#include "flipless/serve/predictor.h"
+#include "flipless/train/saved_model.h"
+#endif
+
+namespace flipless::cli {
+namespace {
+
+struct CacheAddArgs {
+  std::string cache;
+  std::string data;
+  std::string old_predictions;
+  std::string embeddings;
+  std::string model;
+  std::string version = "v1";
+  std::string embedding_space;
+  std::size_t batch = 2000;
+};
+
+int run_cache_add(const CacheAddArgs& a) {
+  if (a.embeddings.empty() == a.model.empty()) throw ConfigError("cache add: give exactly one of --embeddings FILE or --model DIR");
+  const auto dataset = data::load_dataset(a.data);
+  data::PredictionReadOptions ro;
+  ro.keep_scores = true;
+  const auto old = data::read_predictions_file(a.old_predictions, ro);
+  std::vector<cache::CacheEntry> entries;
+  std::string space = a.embedding_space;
+  if (!a.embeddings.empty()) {
+    data::PredictionReadOptions eo;
+    eo.keep_embeddings = true;
+    const auto emb = data::read_predictions_file(a.embeddings, eo);
+    entries = cache::entries_from_predictions(dataset, old, &emb);
+  } else {
+#ifdef FLIPLESS_WITH_TORCH
+    entries = cache::entries_from_predictions(dataset, old, nullptr);
+    const auto model = train::load_classifier(a.model);
+    ProgressBar bar("embedding", static_cast<std::int64_t>(dataset.size()), "ex");
+    for (std::size_t start = 0; start < dataset.size(); start += 256) {
+      const auto n = std::min<std::size_t>(256, dataset.size() - start);
+      const auto out = model->predict(std::span(dataset.examples).subspan(start, n));
+      for (std::size_t i = 0; i < n; ++i) {
+        entries[start + i].embedding.assign(out.embeddings.begin() + static_cast<std::ptrdiff_t>(i * out.dim),
+                                            out.embeddings.begin() + static_cast<std::ptrdiff_t>((i + 1) * out.dim));
+      }
+      bar.update(static_cast<std::int64_t>(start + n));
+    }
+    bar.finish();
+    if (space.empty()) space = serve::embedding_space_of(a.model);
+#else
+    throw ConfigError("cache add --model needs a build with libtorch; pass --embeddings FILE instead");
+#endif
+  }
+  cache::CacheOptions co;
+  co.num_labels = old.num_scores;
+  co.dim = entries.empty() ? 0 : entries.front().embedding.size();
+  auto c = cache::OldLogitCache::open(a.cache, co);
+  ProgressBar bar("caching", static_cast<std::int64_t>(entries.size()), "entries");
+  for (std::size_t start = 0; start < entries.size(); start += a.batch) {
+    const auto n = std::min(a.batch, entries.size() - start);
+    c->put(a.version, std::span<const cache::CacheEntry>(entries).subspan(start, n), space);
+    bar.update(static_cast<std::int64_t>(start + n));
+  }
+  bar.finish();
+  fmt::print("{}: {} entries of {} into version '{}' ({} entries now)\n", a.cache, entries.size(), dataset.name, a.version, c->size(a.version));
+  return 0;
+}
+
+int run_cache_info(const std::string& path) {
+  cache::CacheOptions co;
+  co.read_only = true;
+  const auto c = cache::OldLogitCache::open(path, co);
+  fmt::print("{}: old-logit cache, {} labels, {}-d embeddings\n", path, c->num_labels(), c->dim());
+  const auto versions = c->versions();
+  if (versions.empty()) fmt::print("  no versions yet\n");
+  for (std::size_t i = 0; i < versions.size(); ++i) {
+    const auto& v = versions[i];
+    fmt::print("  {:<16} {:>9} entries  created {}  embeddings: {}{}\n", v.tag, v.entries, v.created,
+               v.embedding_model.empty() ? "unnamed space" : v.embedding_model, i + 1 == versions.size() ? "  (latest)" : "");
+  }
+  return 0;
+}
+
+}  // namespace
+
+void add_cache_commands(CLI::App& app, Runner& run) {
+  CLI::App* cmd = app.add_subcommand("cache", "Old-logit caches: serve Gated Fusion without the old model");
+  cmd->require_subcommand(1);
+  auto a = std::make_shared<CacheAddArgs>();
+  CLI::App* add = cmd->add_subcommand("add", "Add the old model's logits for a dataset to a cache (created if missing)");
+  add->add_option("cache", a->cache, "Cache file (SQLite)")->required();
+  add->add_option("--data", a->data, "Dataset the inputs come from (sst2:dev, qnli:PATH, a CSV/TSV/JSONL path)")->required();
+  add->add_option("--old", a->old_predictions, "The old model's prediction file with logits or probs, ids as in --data")->required();
+  add->add_option("--embeddings", a->embeddings, "A prediction file with the new model's 'embedding' per id");
+  add->add_option("--model", a->model, "Or: the new model folder, run on --data for its embeddings");
+  add->add_option("--version", a->version, "Legacy version tag of these logits")->capture_default_str();
+  add->add_option("--embedding-space", a->embedding_space, "Name of the embeddings' space (default: from --model)");
+  add->add_option("--batch", a->batch, "Entries per transaction")->capture_default_str()->check(CLI::PositiveNumber);
+  add->callback([&run, a] { run = [a] { return run_cache_add(*a); }; });
+  auto path = std::make_shared<std::string>();
+  CLI::App* info = cmd->add_subcommand("info", "Show a cache's versions and sizes");
+  info->add_option("cache", *path, "Cache file")->required();
+  info->callback([&run, path] { run = [path] { return run_cache_info(*path); }; });
+}
+
+}  // namespace flipless::cli

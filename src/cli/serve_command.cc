@@ -1,0 +1,99 @@
+// flipless serve MODEL_DIR: Gated Fusion behind HTTP, old logits from a cache.
+#include <fmt/format.h>
+#include <pthread.h>
+#include <signal.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <memory>
+#include <thread>
+
+#include "commands.h"
+#include "flipless/cache/logit_cache.h"
+#include "flipless/core/error.h"
+#include "flipless/serve/http_api.h"
+#include "flipless/serve/predictor.h"
+#include "flipless/train/saved_model.h"
+
+namespace flipless::cli {
+namespace {
+
+struct ServeArgs {
+  std::string model_dir;
+  std::string cache;
+  std::string version;
+  std::string old_model;
+  std::string record;
+  bool exact_only = false;
+  double max_distance = -1;
+  std::string index = "auto";
+  int torch_threads = 0;
+  serve::ServerOptions server;
+};
+
+int run_serve(const ServeArgs& a) {
+  torch::set_num_threads(a.torch_threads > 0 ? a.torch_threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  std::shared_ptr<cache::OldLogitCache> c;
+  if (!a.cache.empty()) {
+    cache::CacheOptions co;
+    co.index.kind = a.index;
+    co.read_only = a.record.empty();
+    c = cache::OldLogitCache::open(a.cache, co);
+  }
+  std::shared_ptr<const models::Classifier> old;
+  if (!a.old_model.empty()) old = train::load_classifier(a.old_model);
+  serve::PredictorOptions po;
+  po.lookup.version = a.version;
+  po.lookup.nearest = !a.exact_only;
+  if (a.max_distance >= 0) po.lookup.max_distance = static_cast<float>(a.max_distance);
+  po.record_version = a.record;
+  std::shared_ptr<const serve::CompatiblePredictor> predictor = serve::CompatiblePredictor::load(a.model_dir, c, old, po);
+  // SIGINT/SIGTERM stop the server from a thread of their own (no work in a signal handler).
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  serve::Server server(predictor, a.server);
+  const int port = server.bind();
+  fmt::print("flipless serve: {}\nlistening on http://{}:{} (POST /v1/predict, GET /healthz, GET /metrics); Ctrl-C stops\n",
+             predictor->describe(), a.server.host, port);
+  std::fflush(stdout);
+  std::thread waiter([&] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    server.stop();
+  });
+  server.run();
+  // run() also returns when listening fails: wake the waiter so it can be joined.
+  pthread_kill(waiter.native_handle(), SIGTERM);
+  waiter.join();
+  fmt::print("flipless serve: stopped\n");
+  return 0;
+}
+
+}  // namespace
+
+void add_serve_command(CLI::App& app, Runner& run) {
+  auto a = std::make_shared<ServeArgs>();
+  CLI::App* cmd = app.add_subcommand("serve", "Serve a Gated Fusion model over HTTP with old logits from a cache (no old model needed)");
+  cmd->add_option("model_dir", a->model_dir, "A Gated Fusion model folder (flipless train --method gated_fusion, or an experiment's model)")->required();
+  cmd->add_option("--cache", a->cache, "Old-logit cache (flipless cache add); without one every input is served by the new model alone");
+  cmd->add_option("--cache-version", a->version, "Legacy version to read (default: the latest)");
+  cmd->add_option("--old-model", a->old_model, "A live old model for cache misses (instead of the new model alone)");
+  cmd->add_option("--record", a->record, "Record served predictions into the cache as this new legacy version");
+  cmd->add_flag("--exact-only", a->exact_only, "No nearest-neighbour look-ups: inputs not cached exactly are misses");
+  cmd->add_option("--max-distance", a->max_distance, "Neighbours farther than this (Euclidean) are misses (default: no limit)");
+  cmd->add_option("--index", a->index, "Nearest-neighbour index: auto (exact below 20k entries, else HNSW), exact, hnsw")->capture_default_str();
+  cmd->add_option("--host", a->server.host, "Address to listen on")->capture_default_str();
+  cmd->add_option("--port", a->server.port, "Port (0: any free port)")->capture_default_str();
+  cmd->add_option("--threads", a->server.threads, "HTTP worker threads")->capture_default_str();
+  cmd->add_option("--torch-threads", a->torch_threads, "Threads for the model (0: all cores)")->capture_default_str();
+  cmd->add_option("--max-batch", a->server.max_batch, "Inputs per model call")->capture_default_str();
+  cmd->add_option("--max-wait-us", a->server.max_wait_us, "How long a batch waits to fill, in microseconds")->capture_default_str();
+  cmd->add_option("--max-body-bytes", a->server.max_body_bytes, "Largest request body")->capture_default_str();
+  cmd->add_option("--max-inputs", a->server.max_inputs, "Most inputs per request")->capture_default_str();
+  cmd->callback([&run, a] { run = [a] { return run_serve(*a); }; });
+}
+
+}  // namespace flipless::cli

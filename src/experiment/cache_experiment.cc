@@ -1,0 +1,166 @@
+#include "flipless/experiment/cache_experiment.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <random>
+
+#include "flipless/cache/logit_cache.h"
+#include "flipless/core/error.h"
+#include "flipless/core/hash.h"
+
+namespace flipless::experiment {
+namespace {
+
+constexpr const char* kPolicies[] = {"neighbour", "new_on_miss", "tuned_distance"};
+
+// Where each input's old logits come from under a cache of `cached` rows.
+struct Lookups {
+  std::vector<cache::Lookup> rows;  // exact for cached rows, near (with distance) for the rest
+  std::size_t cached = 0;
+};
+
+Lookups look_up(const FusionArrays& a, const std::vector<std::size_t>& cached) {
+  cache::CacheOptions co;
+  co.num_labels = a.num_labels;
+  co.dim = a.dim;
+  co.index.kind = "exact";
+  auto c = cache::OldLogitCache::open(":memory:", co);
+  auto key = [](std::size_t i) { return fmt::format("row-{}", i); };
+  std::vector<cache::CacheEntry> entries;
+  entries.reserve(cached.size());
+  for (const auto i : cached) {
+    entries.push_back({key(i), std::vector<float>(a.old_logits.begin() + static_cast<std::ptrdiff_t>(i * a.num_labels),
+                                                  a.old_logits.begin() + static_cast<std::ptrdiff_t>((i + 1) * a.num_labels)),
+                       std::vector<float>(a.embeddings.begin() + static_cast<std::ptrdiff_t>(i * a.dim),
+                                          a.embeddings.begin() + static_cast<std::ptrdiff_t>((i + 1) * a.dim))});
+  }
+  if (!entries.empty()) c->put("old", entries);
+  std::vector<std::string> keys(a.size());
+  for (std::size_t i = 0; i < a.size(); ++i) keys[i] = key(i);
+  return {c->lookup(keys, a.embeddings), cached.size()};
+}
+
+// NFR and accuracy of GF when input i uses old logits from lookups[i] if `use(i)`, else the
+// new model alone.
+template <typename Use>
+std::pair<double, double> score(const FusionArrays& a, const Lookups& l, double temperature, Use use) {
+  const auto k = a.num_labels;
+  std::size_t nf = 0, right = 0;
+  std::vector<float> fused(k);
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const float* nl = a.new_logits.data() + i * k;
+    const float* ol = a.old_logits.data() + i * k;
+    const auto& r = l.rows[i];
+    const bool fuse = r.path != cache::LookupPath::kMiss && use(r);
+    for (std::size_t c = 0; c < k; ++c) {
+      fused[c] = fuse ? (1 - a.gates[i]) * r.old_logits[c] / static_cast<float>(temperature) + a.gates[i] * nl[c] : nl[c];
+    }
+    const auto pred = static_cast<std::int32_t>(std::max_element(fused.begin(), fused.end()) - fused.begin());
+    const auto old_pred = static_cast<std::int32_t>(std::max_element(ol, ol + k) - ol);
+    right += pred == a.labels[i];
+    nf += old_pred == a.labels[i] && pred != a.labels[i];
+  }
+  const double n = static_cast<double>(a.size());
+  return {static_cast<double>(nf) / n, static_cast<double>(right) / n};
+}
+
+std::vector<std::size_t> draw_cache(std::size_t n, double percent, std::uint64_t seed) {
+  std::vector<std::size_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  std::mt19937_64 rng(seed);
+  std::shuffle(order.begin(), order.end(), rng);
+  order.resize(static_cast<std::size_t>(std::llround(static_cast<double>(n) * percent / 100.0)));
+  std::sort(order.begin(), order.end());
+  return order;
+}
+
+// The distance threshold for `percent` chosen on validation: candidates are 0 (never a
+// neighbour), the deciles of the neighbours' distances, and no limit.
+std::optional<float> tune_threshold(const CacheExperimentInputs& in, double percent) {
+  const auto& v = in.validation;
+  const auto l = look_up(v, draw_cache(v.size(), percent, core::hash_combine(in.seed, 0x7661)));
+  std::vector<float> distances;
+  for (const auto& r : l.rows) {
+    if (r.path == cache::LookupPath::kNear) distances.push_back(r.distance);
+  }
+  if (distances.empty()) return std::nullopt;
+  std::sort(distances.begin(), distances.end());
+  std::vector<std::optional<float>> candidates = {0.0f};
+  for (int q = 1; q <= 9; ++q) candidates.push_back(distances[distances.size() * static_cast<std::size_t>(q) / 10]);
+  candidates.push_back(std::nullopt);
+  std::optional<float> best;
+  double best_nfr = 2, best_acc = -1;
+  bool best_on_par = false;
+  for (const auto& t : candidates) {
+    const auto [nfr, acc] = score(v, l, in.temperature, [&](const cache::Lookup& r) { return !t || r.distance <= *t; });
+    const bool on_par = acc >= in.reference_validation_accuracy - in.tolerance;
+    // The selection rule of every grid: lowest NFR among on-par settings, else most accurate.
+    const bool better = on_par ? (!best_on_par || nfr < best_nfr || (nfr == best_nfr && acc > best_acc)) : (!best_on_par && acc > best_acc);
+    if (better) {
+      best = t;
+      best_nfr = nfr;
+      best_acc = acc;
+      best_on_par = on_par;
+    }
+  }
+  return best;
+}
+
+}  // namespace
+
+void FusionArrays::validate(const char* what) const {
+  const auto n = size();
+  if (n == 0 || num_labels < 2 || dim == 0 || old_logits.size() != n * num_labels || new_logits.size() != n * num_labels ||
+      gates.size() != n || embeddings.size() != n * dim) {
+    throw InputError(fmt::format("cache experiment: the {} arrays are inconsistent ({} rows, {} labels, {}-d; {} old logits, {} new logits, "
+                                 "{} gates, {} embedding values)",
+                                 what, n, num_labels, dim, old_logits.size(), new_logits.size(), gates.size(), embeddings.size()));
+  }
+}
+
+nlohmann::json run_cache_experiment(const CacheExperimentInputs& in, const CacheExperimentConfig& config) {
+  in.validation.validate("validation");
+  in.dev.validate("dev");
+  nlohmann::json out = {{"temperature", in.temperature}, {"percents", nlohmann::json::array()}};
+  for (const double percent : config.percents) {
+    const auto tau = tune_threshold(in, percent);
+    nlohmann::json row = {{"percent", percent}, {"max_distance", tau ? nlohmann::json(*tau) : nlohmann::json(nullptr)}, {"draws", nlohmann::json::array()}};
+    for (int d = 0; d < config.draws; ++d) {
+      const auto l = look_up(in.dev, draw_cache(in.dev.size(), percent, core::hash_combine(in.seed, static_cast<std::uint64_t>(d))));
+      // How predictive the cache is: on near hits, does the neighbour's old label equal the
+      // input's own old label (and how often does the new model alone agree with it)?
+      std::size_t near = 0, neighbour_agrees = 0, new_agrees = 0;
+      const auto k = in.dev.num_labels;
+      auto argmax = [k](const float* v) { return std::max_element(v, v + k) - v; };
+      for (std::size_t i = 0; i < l.rows.size(); ++i) {
+        const auto& r = l.rows[i];
+        if (r.path != cache::LookupPath::kNear) continue;
+        ++near;
+        const auto own = argmax(in.dev.old_logits.data() + i * k);
+        neighbour_agrees += argmax(r.old_logits.data()) == own;
+        new_agrees += argmax(in.dev.new_logits.data() + i * k) == own;
+      }
+      nlohmann::json policies;
+      const std::pair<double, double> scores[] = {
+          score(in.dev, l, in.temperature, [](const cache::Lookup&) { return true; }),
+          score(in.dev, l, in.temperature, [](const cache::Lookup& r) { return r.path == cache::LookupPath::kExact; }),
+          score(in.dev, l, in.temperature, [&](const cache::Lookup& r) { return r.path == cache::LookupPath::kExact || !tau || r.distance <= *tau; }),
+      };
+      for (std::size_t p = 0; p < std::size(kPolicies); ++p) policies[kPolicies[p]] = {{"nfr", scores[p].first}, {"accuracy", scores[p].second}};
+      nlohmann::json draw = {{"cached", l.cached}, {"near_hits", near}, {"policies", std::move(policies)}};
+      if (near > 0) {
+        draw["neighbour_agreement"] = static_cast<double>(neighbour_agrees) / static_cast<double>(near);
+        draw["new_model_agreement"] = static_cast<double>(new_agrees) / static_cast<double>(near);
+      }
+      row["draws"].push_back(std::move(draw));
+    }
+    out["percents"].push_back(std::move(row));
+  }
+  return out;
+}
+
+}  // namespace flipless::experiment

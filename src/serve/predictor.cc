@@ -1,0 +1,248 @@
+#include "flipless/serve/predictor.h"
+
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <regex>
+
+#include "flipless/core/error.h"
+#include "flipless/core/hash.h"
+#include "flipless/io/safetensors.h"
+#include "flipless/nn/gated_fusion.h"
+#include "flipless/nn/tensor_io.h"
+#include "flipless/train/saved_model.h"
+
+namespace flipless::serve {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+// T from the card: "temperature" (flipless train) or "temperature=X" inside "setting" (runner).
+double temperature_of(const json& card, const fs::path& dir) {
+  const auto where = (dir / train::kModelCardName).string();
+  if (!card.contains("method") || card.at("method").value("name", "") != "gated_fusion") {
+    throw ModelError(fmt::format("{}: field 'method': not a Gated Fusion model (train one with --method gated_fusion)", where));
+  }
+  const auto& m = card.at("method");
+  if (m.contains("temperature") && m.at("temperature").is_number()) return m.at("temperature").get<double>();
+  std::smatch match;
+  const std::string setting = m.value("setting", "");
+  static const std::regex pattern(R"((?:^|\s)temperature=([0-9.eE+-]+))");
+  if (std::regex_search(setting, match, pattern)) return std::stod(match[1].str());
+  throw ModelError(fmt::format("{}: field 'method.temperature' is missing", where));
+}
+
+std::vector<float> softmax(std::span<const float> logits) {
+  std::vector<float> p(logits.begin(), logits.end());
+  const float top = *std::max_element(p.begin(), p.end());
+  float z = 0;
+  for (auto& v : p) z += (v = std::exp(v - top));
+  for (auto& v : p) v /= z;
+  return p;
+}
+
+}  // namespace
+
+std::string_view path_name(PredictionPath path) {
+  switch (path) {
+    case PredictionPath::kExact: return "exact";
+    case PredictionPath::kNear: return "near";
+    case PredictionPath::kMiss: return "miss";
+    case PredictionPath::kLiveOld: return "live_old";
+  }
+  return "miss";
+}
+
+std::string embedding_space_of(const fs::path& model_dir) {
+  const auto card = train::read_model_card(model_dir);
+  if (card.value("kind", "") == "frozen-head") {
+    return fmt::format("frozen:{}:L{}:{}", fs::path(card.at("base_model").get<std::string>()).filename().string(),
+                       card.at("layers").get<std::int64_t>(), card.at("pooling").get<std::string>());
+  }
+  // A trained encoder has a space of its own: name it by its weights.
+  const auto weights = model_dir / "weights.safetensors";
+  std::uint64_t h = core::hash64(card.dump());
+  if (fs::exists(weights)) {
+    std::ifstream in(weights, std::ios::binary);
+    std::string chunk(1 << 16, '\0');
+    while (in.read(chunk.data(), static_cast<std::streamsize>(chunk.size())) || in.gcount() > 0) {
+      h = core::hash_combine(h, core::hash64(std::string_view(chunk.data(), static_cast<std::size_t>(in.gcount()))));
+    }
+  }
+  return fmt::format("model:{:016x}", h);
+}
+
+struct CompatiblePredictor::Impl {
+  fs::path dir;
+  std::unique_ptr<models::Classifier> model;
+  std::vector<std::string> label_names;
+  mutable nn::GatedFusion gate{nullptr};  // forward() is not const; eval mode, no grad: safe to share
+  double temperature = 1;
+  std::size_t dim = 0;
+  std::shared_ptr<cache::OldLogitCache> cache;
+  std::shared_ptr<const models::Classifier> live_old;
+  PredictorOptions options;
+  std::string space;
+  std::string version;       // pinned at load: recording must not redirect look-ups to itself
+  bool nearest_ok = false;   // the version's embeddings live in this model's space
+};
+
+CompatiblePredictor::CompatiblePredictor(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+CompatiblePredictor::~CompatiblePredictor() = default;
+
+std::unique_ptr<CompatiblePredictor> CompatiblePredictor::load(const fs::path& model_dir, std::shared_ptr<cache::OldLogitCache> cache,
+                                                               std::shared_ptr<const models::Classifier> live_old, PredictorOptions options) {
+  auto m = std::make_unique<Impl>();
+  m->dir = model_dir;
+  const auto card = train::read_model_card(model_dir);
+  m->temperature = temperature_of(card, model_dir);
+  const auto gate_path = model_dir / "gate.safetensors";
+  if (!fs::exists(gate_path)) throw ModelError(fmt::format("{}: missing; a Gated Fusion model folder holds its gate there", gate_path.string()));
+  m->model = train::load_classifier(model_dir);
+  m->label_names = card.at("label_names").get<std::vector<std::string>>();
+  const auto file = io::SafetensorsFile::open(gate_path);
+  const auto first = nn::read_tensor(file, "gate.0");  // (64, dim): the gate's first Linear
+  if (first.dim() != 2) throw ModelError(fmt::format("{}: tensor 'gate.0' should be 2-d, is {}-d", gate_path.string(), first.dim()));
+  m->dim = static_cast<std::size_t>(first.size(1));
+  nn::GatedFusionConfig gc;
+  gc.hidden = first.size(0);
+  gc.temperature = m->temperature;
+  m->gate = nn::GatedFusion(first.size(1), gc);
+  {
+    torch::NoGradGuard no_grad;
+    auto params = m->gate->parameters();
+    for (std::size_t i = 0; i < params.size(); ++i) {
+      const auto t = nn::read_tensor(file, fmt::format("gate.{}", i)).to(torch::kFloat32);
+      if (t.sizes() != params[i].sizes()) {
+        throw ModelError(fmt::format("{}: tensor 'gate.{}' has shape {}, the gate needs {}", gate_path.string(), i, fmt::join(t.sizes(), "x"),
+                                     fmt::join(params[i].sizes(), "x")));
+      }
+      params[i].copy_(t);
+    }
+  }
+  m->gate->eval();
+  if (live_old && live_old->num_labels() != m->label_names.size()) {
+    throw ConfigError(fmt::format("the live old model has {} labels, the new model {}", live_old->num_labels(), m->label_names.size()));
+  }
+  m->space = embedding_space_of(model_dir);
+  if (cache) {
+    if (cache->num_labels() != m->label_names.size()) {
+      throw ConfigError(fmt::format("{}: the cache holds {} logits per entry, the model has {} labels", cache->path().string(), cache->num_labels(),
+                                    m->label_names.size()));
+    }
+    if (cache->dim() != m->dim) {
+      throw ConfigError(fmt::format("{}: the cache holds {}-d embeddings, the model's are {}-d", cache->path().string(), cache->dim(), m->dim));
+    }
+    m->version = options.lookup.version.empty() ? cache->latest_version().value_or("") : options.lookup.version;
+    if (!m->version.empty()) {
+      const auto versions = cache->versions();
+      const auto it = std::find_if(versions.begin(), versions.end(), [&](const auto& v) { return v.tag == m->version; });
+      if (it == versions.end()) throw ConfigError(fmt::format("{}: the cache has no version '{}'", cache->path().string(), m->version));
+      m->nearest_ok = it->embedding_model.empty() || it->embedding_model == m->space;
+    }
+    if (!options.record_version.empty() && options.record_version == m->version) {
+      throw ConfigError(fmt::format("recording into '{}', the version look-ups read: name a new version", m->version));
+    }
+  } else if (!options.record_version.empty()) {
+    throw ConfigError("recording served predictions needs a cache");
+  }
+  m->cache = std::move(cache);
+  m->live_old = std::move(live_old);
+  m->options = std::move(options);
+  return std::unique_ptr<CompatiblePredictor>(new CompatiblePredictor(std::move(m)));
+}
+
+std::vector<Prediction> CompatiblePredictor::predict(std::span<const data::TextExample> examples) const {
+  const auto& m = *impl_;
+  const std::size_t n = examples.size();
+  std::vector<Prediction> out(n);
+  if (n == 0) return out;
+  const auto k = m.label_names.size();
+  const auto fresh = m.model->predict(examples);  // logits (n, k), embeddings (n, dim)
+  if (fresh.dim != m.dim) throw ModelError(fmt::format("{}: the model's embeddings are {}-d, its gate reads {}-d", m.dir.string(), fresh.dim, m.dim));
+  std::vector<float> gates(n);
+  {
+    torch::NoGradGuard no_grad;
+    const auto e = torch::from_blob(const_cast<float*>(fresh.embeddings.data()), {static_cast<std::int64_t>(n), static_cast<std::int64_t>(m.dim)});
+    const auto a = m.gate->gate(e).contiguous();  // (n,)
+    std::copy(a.data_ptr<float>(), a.data_ptr<float>() + n, gates.begin());
+  }
+  std::vector<cache::Lookup> found(n);
+  std::vector<std::string> keys(n);
+  for (std::size_t i = 0; i < n; ++i) keys[i] = cache::cache_key(examples[i].text_a, examples[i].text_b);
+  if (m.cache && !m.version.empty()) {
+    auto lo = m.options.lookup;
+    lo.version = m.version;
+    lo.nearest = lo.nearest && m.nearest_ok;
+    found = m.cache->lookup(keys, fresh.embeddings, lo);
+  }
+  std::vector<std::size_t> need_old;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (found[i].path == cache::LookupPath::kMiss && m.live_old) need_old.push_back(i);
+  }
+  if (!need_old.empty()) {
+    std::vector<data::TextExample> subset;
+    for (const auto i : need_old) subset.push_back(examples[i]);
+    const auto old = m.live_old->predict(subset);
+    for (std::size_t j = 0; j < need_old.size(); ++j) {
+      found[need_old[j]].old_logits.assign(old.logits.begin() + static_cast<std::ptrdiff_t>(j * k), old.logits.begin() + static_cast<std::ptrdiff_t>((j + 1) * k));
+    }
+  }
+  const float t = static_cast<float>(m.temperature);
+  for (std::size_t i = 0; i < n; ++i) {
+    auto& p = out[i];
+    const auto* new_logits = fresh.logits.data() + i * k;
+    p.logits.assign(new_logits, new_logits + k);
+    p.gate = gates[i];
+    p.distance = found[i].distance;
+    switch (found[i].path) {
+      case cache::LookupPath::kExact: p.path = PredictionPath::kExact; break;
+      case cache::LookupPath::kNear: p.path = PredictionPath::kNear; break;
+      case cache::LookupPath::kMiss: p.path = found[i].old_logits.empty() ? PredictionPath::kMiss : PredictionPath::kLiveOld; break;
+    }
+    if (found[i].old_logits.empty()) {
+      p.gate = 1;  // the new model alone
+    } else {
+      for (std::size_t c = 0; c < k; ++c) p.logits[c] = (1 - gates[i]) * found[i].old_logits[c] / t + gates[i] * new_logits[c];
+    }
+    p.probabilities = softmax(p.logits);
+    p.label = static_cast<std::int32_t>(std::max_element(p.logits.begin(), p.logits.end()) - p.logits.begin());
+  }
+  if (!m.options.record_version.empty()) {
+    std::vector<cache::CacheEntry> entries(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      entries[i].key = keys[i];
+      entries[i].old_logits = out[i].logits;
+      entries[i].embedding.assign(fresh.embeddings.begin() + static_cast<std::ptrdiff_t>(i * m.dim),
+                                  fresh.embeddings.begin() + static_cast<std::ptrdiff_t>((i + 1) * m.dim));
+    }
+    m.cache->put(m.options.record_version, entries, m.space);
+  }
+  return out;
+}
+
+const std::vector<std::string>& CompatiblePredictor::label_names() const { return impl_->label_names; }
+std::size_t CompatiblePredictor::num_labels() const { return impl_->label_names.size(); }
+double CompatiblePredictor::temperature() const { return impl_->temperature; }
+const std::string& CompatiblePredictor::embedding_space() const { return impl_->space; }
+const std::string& CompatiblePredictor::lookup_version() const { return impl_->version; }
+
+std::string CompatiblePredictor::describe() const {
+  const auto& m = *impl_;
+  std::string cache = "no cache";
+  if (m.cache) {
+    cache = fmt::format("cache {} version '{}' ({} entries)", m.cache->path().string(), m.version, m.version.empty() ? 0 : m.cache->size(m.version));
+    if (!m.nearest_ok) cache += ", exact look-ups only (embeddings from another model)";
+    else if (!m.options.lookup.nearest) cache += ", exact look-ups only";
+    else if (m.options.lookup.max_distance) cache += fmt::format(", neighbours within {:.3g}", *m.options.lookup.max_distance);
+  }
+  return fmt::format("Gated Fusion (T={:.3g}) over {}; {}{}{}", m.temperature, m.model->describe(), cache,
+                     m.live_old ? "; live old model on misses" : "",
+                     m.options.record_version.empty() ? "" : fmt::format("; recording into '{}'", m.options.record_version));
+}
+
+}  // namespace flipless::serve

@@ -1,0 +1,336 @@
+// The old-logit cache: keys, the vector indexes (HNSW against the exact oracle), the SQLite
+// store (look-up paths, versions, persistence, corrupt files) and durability under SIGKILL.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <set>
+
+#include "../test_util.h"
+#include "flipless/cache/bulk_load.h"
+#include "flipless/cache/logit_cache.h"
+#include "flipless/cache/vector_index.h"
+#include "flipless/core/error.h"
+#include "flipless/data/predictions.h"
+
+#include <fmt/format.h>
+
+namespace flipless::cache {
+namespace {
+
+using flipless::testing::error_of;
+using flipless::testing::TempDir;
+
+std::vector<float> random_vectors(std::size_t n, std::size_t dim, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal;
+  std::vector<float> v(n * dim);
+  for (auto& x : v) x = normal(rng);
+  return v;
+}
+
+std::vector<std::int64_t> iota_ids(std::size_t n, std::int64_t first = 0) {
+  std::vector<std::int64_t> ids(n);
+  for (std::size_t i = 0; i < n; ++i) ids[i] = first + static_cast<std::int64_t>(i);
+  return ids;
+}
+
+TEST(CacheKey, NormalisesWhitespaceAndUnicodeComposition) {
+  EXPECT_EQ(normalize_text("  a \t great\n\nfilm  "), "a great film");
+  // "é" precomposed (U+00E9) and as e + combining acute (U+0301) are one key.
+  EXPECT_EQ(cache_key("caf\xc3\xa9"), cache_key("cafe\xcc\x81"));
+  EXPECT_EQ(cache_key("a  b"), cache_key(" a b "));
+  EXPECT_NE(cache_key("A b"), cache_key("a b"));  // case matters: cased models see it
+  EXPECT_NE(cache_key("ab", std::string("c")), cache_key("a", std::string("bc")));
+  EXPECT_NE(cache_key("ab"), cache_key("ab", std::string("")));
+  EXPECT_EQ(cache_key("x").size(), 33u);
+  EXPECT_EQ(cache_key("x").front(), 'k');
+  EXPECT_THROW(cache_key("bad \xff byte"), InputError);
+}
+
+TEST(ExactIndex, FindsHandCheckedNeighboursAndReplacesVectors) {
+  ExactIndex index(2);
+  const std::vector<float> v = {0, 0, 3, 4, 10, 0};
+  index.add(v, iota_ids(3, 7));
+  const std::vector<float> q = {2.9f, 4.1f, 9, 0};
+  const auto r = index.search(q, 2);
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[0][0].id, 8);
+  EXPECT_NEAR(r[0][0].distance, std::sqrt(0.02f), 1e-5);
+  EXPECT_EQ(r[0][1].id, 7);
+  EXPECT_NEAR(r[0][1].distance, 5.0f, 0.2f);
+  EXPECT_EQ(r[1][0].id, 9);
+  EXPECT_FLOAT_EQ(r[1][0].distance, 1.0f);
+  // Id 9 moves next to the origin; the size stays 3.
+  const std::vector<float> moved = {0.5f, 0};
+  const std::vector<std::int64_t> id9 = {9};
+  index.add(moved, id9);
+  EXPECT_EQ(index.size(), 3u);
+  EXPECT_EQ(index.search(std::vector<float>{0.6f, 0}, 1)[0][0].id, 9);
+  EXPECT_EQ(index.search(q, 10)[0].size(), 3u);  // k above the size: every entry
+  EXPECT_THROW(index.add(std::vector<float>{1, 2, 3}, id9), InputError);
+}
+
+TEST(HnswIndex, RecallAgainstExactSearchIsHigh) {
+  constexpr std::size_t kDim = 32, kN = 3000, kQueries = 200;
+  const auto vectors = random_vectors(kN, kDim, 1);
+  const auto queries = random_vectors(kQueries, kDim, 2);
+  ExactIndex exact(kDim);
+  HnswIndex hnsw(kDim);
+  exact.add(vectors, iota_ids(kN));
+  hnsw.add(vectors, iota_ids(kN));
+  EXPECT_EQ(hnsw.size(), kN);
+  const auto want = exact.search(queries, 1), got = hnsw.search(queries, 1);
+  std::size_t same = 0;
+  for (std::size_t q = 0; q < kQueries; ++q) {
+    ASSERT_EQ(got[q].size(), 1u);
+    same += got[q][0].id == want[q][0].id;
+    // Whatever it returns, the distance it reports is that entry's true distance.
+    const auto id = static_cast<std::size_t>(got[q][0].id);
+    float d = 0;
+    for (std::size_t j = 0; j < kDim; ++j) d += std::pow(queries[q * kDim + j] - vectors[id * kDim + j], 2.0f);
+    EXPECT_NEAR(got[q][0].distance, std::sqrt(d), 1e-3);
+  }
+  EXPECT_GE(static_cast<double>(same) / kQueries, 0.95);
+}
+
+TEST(MakeIndex, AutoSwitchesToHnswAtTheThresholdAndKeepsEveryEntry) {
+  IndexOptions options;
+  options.exact_threshold = 100;
+  auto index = make_index(8, options);
+  const auto vectors = random_vectors(150, 8, 3);
+  index->add(std::span<const float>(vectors).first(99 * 8), iota_ids(99));
+  EXPECT_EQ(index->describe().substr(0, 5), "exact");
+  index->add(std::span<const float>(vectors).subspan(99 * 8), iota_ids(51, 99));
+  EXPECT_EQ(index->describe().substr(0, 4), "hnsw");
+  EXPECT_EQ(index->size(), 150u);
+  // Every stored vector finds itself.
+  const auto r = index->search(vectors, 1);
+  for (std::size_t i = 0; i < 150; ++i) EXPECT_EQ(r[i][0].id, static_cast<std::int64_t>(i));
+  options.kind = "annoy";
+  EXPECT_EQ(error_of<ConfigError>([&] { make_index(8, options); }), "index kind must be auto, exact or hnsw, got 'annoy'");
+}
+
+CacheOptions sized(std::size_t labels, std::size_t dim) {
+  CacheOptions o;
+  o.num_labels = labels;
+  o.dim = dim;
+  return o;
+}
+CacheOptions read_only() {
+  CacheOptions o;
+  o.read_only = true;
+  return o;
+}
+LookupOptions within(float distance) {
+  LookupOptions o;
+  o.max_distance = distance;
+  return o;
+}
+LookupOptions exact_only() {
+  LookupOptions o;
+  o.nearest = false;
+  return o;
+}
+LookupOptions of_version(std::string tag) {
+  LookupOptions o;
+  o.version = std::move(tag);
+  return o;
+}
+data::PredictionReadOptions with_scores() {
+  data::PredictionReadOptions o;
+  o.keep_scores = true;
+  return o;
+}
+data::PredictionReadOptions with_embeddings() {
+  data::PredictionReadOptions o;
+  o.keep_embeddings = true;
+  return o;
+}
+
+CacheEntry entry(const std::string& text, std::vector<float> logits, std::vector<float> embedding) {
+  return {cache_key(text), std::move(logits), std::move(embedding)};
+}
+
+TEST(OldLogitCache, ExactNearAndMissLookups) {
+  TempDir dir;
+  const auto path = dir.path() / "cache.sqlite";
+  auto c = OldLogitCache::open(path, sized(2, 2));
+  const std::vector<CacheEntry> entries = {entry("a fine film", {1, -1}, {0, 0}), entry("a dull film", {-2, 2}, {10, 0})};
+  c->put("v1", entries, "space-a");
+  EXPECT_EQ(c->size(), 2u);
+  const std::vector<std::string> keys = {cache_key("  a fine   film"), cache_key("something else"), cache_key("far away")};
+  const std::vector<float> embeddings = {5, 5, 9, 1, 100, 100};
+  auto r = c->lookup(keys, embeddings);
+  EXPECT_EQ(r[0].path, LookupPath::kExact);
+  EXPECT_EQ(r[0].old_logits, (std::vector<float>{1, -1}));
+  EXPECT_FLOAT_EQ(r[0].distance, 0);
+  EXPECT_EQ(r[1].path, LookupPath::kNear);
+  EXPECT_EQ(r[1].old_logits, (std::vector<float>{-2, 2}));
+  EXPECT_NEAR(r[1].distance, std::sqrt(2.0f), 1e-5);
+  EXPECT_EQ(r[2].path, LookupPath::kNear);
+  // A distance threshold turns the far neighbour into a miss; nearest off misses both.
+  r = c->lookup(keys, embeddings, within(5.0f));
+  EXPECT_EQ(r[1].path, LookupPath::kNear);
+  EXPECT_EQ(r[2].path, LookupPath::kMiss);
+  EXPECT_TRUE(r[2].old_logits.empty());
+  r = c->lookup(keys, embeddings, exact_only());
+  EXPECT_EQ(r[0].path, LookupPath::kExact);
+  EXPECT_EQ(r[1].path, LookupPath::kMiss);
+  // Without embeddings only exact look-ups are possible.
+  r = c->lookup(keys, {});
+  EXPECT_EQ(r[1].path, LookupPath::kMiss);
+  EXPECT_EQ(path_name(LookupPath::kNear), "near");
+}
+
+TEST(OldLogitCache, VersionsLatestByDefaultAndPersistAcrossReopen) {
+  TempDir dir;
+  const auto path = dir.path() / "cache.sqlite";
+  {
+    auto c = OldLogitCache::open(path, sized(2, 2));
+    EXPECT_EQ(c->latest_version(), std::nullopt);
+    const std::vector<std::string> none = {cache_key("x")};
+    EXPECT_EQ(c->lookup(none, std::vector<float>{0, 0})[0].path, LookupPath::kMiss);  // empty cache: all miss
+    c->put("v1", std::vector<CacheEntry>{entry("x", {1, 0}, {0, 0})}, "space-a");
+    // The near index is built now; a later put must show up in it.
+    EXPECT_EQ(c->lookup(std::vector<std::string>{cache_key("y")}, std::vector<float>{0, 1})[0].path, LookupPath::kNear);
+    c->put("v1", std::vector<CacheEntry>{entry("x", {5, 0}, {0, 0}), entry("y", {0, 1}, {3, 3})}, "space-a");
+    EXPECT_EQ(c->lookup(std::vector<std::string>{cache_key("z")}, std::vector<float>{3, 2.9f})[0].old_logits, (std::vector<float>{0, 1}));
+    c->put("v2", std::vector<CacheEntry>{entry("x", {0, 9}, {})}, "space-b");
+  }
+  auto c = OldLogitCache::open(path, read_only());
+  EXPECT_EQ(c->num_labels(), 2u);
+  EXPECT_EQ(c->dim(), 2u);
+  const auto versions = c->versions();
+  ASSERT_EQ(versions.size(), 2u);
+  EXPECT_EQ(versions[0].tag, "v1");
+  EXPECT_EQ(versions[0].entries, 2u);
+  EXPECT_EQ(versions[0].embedding_model, "space-a");
+  EXPECT_EQ(versions[1].tag, "v2");
+  EXPECT_EQ(versions[1].created.size(), 20u);  // 2026-11-26T21:00:00Z
+  EXPECT_EQ(c->latest_version(), "v2");
+  const std::vector<std::string> x = {cache_key("x")};
+  EXPECT_EQ(c->lookup(x, {})[0].old_logits, (std::vector<float>{0, 9}));                       // latest
+  EXPECT_EQ(c->lookup(x, {}, of_version("v1"))[0].old_logits, (std::vector<float>{5, 0}));   // replaced in v1
+  EXPECT_EQ(error_of<InputError>([&] { c->lookup(x, {}, of_version("v9")); }),
+            fmt::format("{}: the cache has no version 'v9'", (dir.path() / "cache.sqlite").string()));
+  EXPECT_THROW(c->put("v3", std::vector<CacheEntry>{entry("q", {0, 0}, {})}), ConfigError);  // read-only
+}
+
+TEST(OldLogitCache, RefusesWrongWidthsAndFilesThatAreNotCaches) {
+  TempDir dir;
+  const auto path = dir.path() / "cache.sqlite";
+  auto c = OldLogitCache::open(path, sized(3, 4));
+  EXPECT_EQ(error_of<InputError>([&] { c->put("v1", std::vector<CacheEntry>{entry("a", {1, 2}, {})}); }),
+            fmt::format("old-logit cache: entry {} has 2 logits, the cache holds 3", cache_key("a")));
+  EXPECT_THROW(c->put("v1", std::vector<CacheEntry>{entry("a", {1, 2, 3}, {1})}), InputError);
+  EXPECT_THROW(c->put("", std::vector<CacheEntry>{entry("a", {1, 2, 3}, {})}), InputError);
+  EXPECT_EQ(c->size(), 0u);  // nothing half-written
+  c.reset();
+  EXPECT_EQ(error_of<ConfigError>([&] { OldLogitCache::open(path, sized(2, 0)); }),
+            fmt::format("{}: the cache holds 3 labels per entry, not 2", path.string()));
+  const auto text = dir.write("notes.txt", std::string(4096, 'x'));
+  EXPECT_NE(error_of<IoError>([&] { OldLogitCache::open(text); }).find("not a flipless old-logit cache"), std::string::npos);
+  EXPECT_THROW(OldLogitCache::open(dir.path() / "missing.sqlite", read_only()), IoError);
+  EXPECT_THROW(OldLogitCache::open(dir.path() / "new.sqlite"), ConfigError);  // a new cache needs its widths
+}
+
+TEST(OldLogitCache, TruncatedFileThrowsInsteadOfCrashing) {
+  TempDir dir;
+  const auto path = dir.path() / "cache.sqlite";
+  std::vector<CacheEntry> entries;
+  const auto emb = random_vectors(2000, 64, 4);
+  for (int i = 0; i < 2000; ++i) {
+    entries.push_back(entry(fmt::format("text {}", i), {float(i), 0}, std::vector<float>(emb.begin() + i * 64, emb.begin() + (i + 1) * 64)));
+  }
+  OldLogitCache::open(path, sized(2, 64))->put("v1", entries);
+  std::filesystem::resize_file(path, std::filesystem::file_size(path) / 2);
+  std::vector<std::string> keys;
+  for (const auto& e : entries) keys.push_back(e.key);
+  EXPECT_THROW(
+      {
+        auto c = OldLogitCache::open(path, read_only());
+        c->lookup(keys, emb);
+      },
+      IoError);
+}
+
+TEST(OldLogitCache, EveryAcknowledgedEntrySurvivesSigkill) {
+  TempDir dir;
+  const auto path = dir.path() / "cache.sqlite";
+  OldLogitCache::open(path, sized(2, 8)).reset();
+  int pipe_fds[2];
+  ASSERT_EQ(pipe(pipe_fds), 0);
+  constexpr int kPerBatch = 50;
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {  // the writer: acknowledges each batch once put() returns (committed)
+    close(pipe_fds[0]);
+    auto c = OldLogitCache::open(path);
+    for (int b = 0;; ++b) {
+      std::vector<CacheEntry> batch;
+      for (int i = 0; i < kPerBatch; ++i) {
+        const int n = b * kPerBatch + i;
+        batch.push_back(entry(fmt::format("input {}", n), {float(n), -float(n)}, std::vector<float>(8, float(n))));
+      }
+      c->put("v1", batch);
+      if (write(pipe_fds[1], &b, sizeof b) != sizeof b) _exit(1);
+    }
+  }
+  close(pipe_fds[1]);
+  int acked = -1, b = 0;
+  while (acked < 40 && read(pipe_fds[0], &b, sizeof b) == sizeof b) acked = b;
+  kill(child, SIGKILL);
+  int status = 0;
+  waitpid(child, &status, 0);
+  close(pipe_fds[0]);
+  ASSERT_TRUE(WIFSIGNALED(status));
+  ASSERT_GE(acked, 40);
+  auto c = OldLogitCache::open(path, read_only());
+  const std::size_t want = static_cast<std::size_t>(acked + 1) * kPerBatch;
+  EXPECT_GE(c->size(), want);
+  EXPECT_EQ(c->size() % kPerBatch, 0u);  // whole batches only: one transaction each
+  std::vector<std::string> keys;
+  for (std::size_t n = 0; n < want; ++n) keys.push_back(cache_key(fmt::format("input {}", n)));
+  const auto r = c->lookup(keys, {});
+  for (std::size_t n = 0; n < want; ++n) {
+    ASSERT_EQ(r[n].path, LookupPath::kExact) << "entry " << n;
+    EXPECT_EQ(r[n].old_logits[0], float(n));
+  }
+}
+
+TEST(BulkLoad, EntriesFromPredictionFilesMatchedById) {
+  TempDir dir;
+  const auto old_path = dir.write("old.jsonl",
+                                  "{\"id\":\"b\",\"probs\":[0.25,0.75]}\n"
+                                  "{\"id\":\"a\",\"probs\":[0.5,0.5]}\n");
+  const auto emb_path = dir.write("new.jsonl",
+                                  "{\"id\":\"a\",\"logits\":[0,1],\"embedding\":[1,2,3]}\n"
+                                  "{\"id\":\"b\",\"logits\":[0,1],\"embedding\":[4,5,6]}\n");
+  data::Dataset ds;
+  ds.name = "tiny";
+  ds.label_names = {"0", "1"};
+  ds.examples = {{"a", "first text", std::nullopt, 0}, {"b", "second", std::string("pair"), 1}};
+  const auto old = data::read_predictions_file(old_path, with_scores());
+  const auto emb = data::read_predictions_file(emb_path, with_embeddings());
+  const auto entries = entries_from_predictions(ds, old, &emb);
+  ASSERT_EQ(entries.size(), 2u);
+  EXPECT_EQ(entries[0].key, cache_key("first text"));
+  EXPECT_EQ(entries[1].key, cache_key("second", std::string("pair")));
+  EXPECT_NEAR(entries[1].old_logits[1], std::log(0.75f), 1e-6);
+  EXPECT_EQ(entries[1].embedding, (std::vector<float>{4, 5, 6}));
+  ds.examples.push_back({"c", "third", std::nullopt, 0});
+  EXPECT_EQ(error_of<InputError>([&] { entries_from_predictions(ds, old, &emb); }), fmt::format("{}: no row with id 'c' of tiny", old_path.string()));
+  const auto bad = dir.write("bad.jsonl", "{\"id\":\"a\",\"logits\":[0,1],\"embedding\":[1,2]}\n{\"id\":\"b\",\"logits\":[0,1],\"embedding\":[1]}\n");
+  EXPECT_EQ(error_of<InputError>([&] { data::read_predictions_file(bad, with_embeddings()); }),
+            fmt::format("{}:2: field 'embedding': expected 2 numbers as in the first row, found 1", bad.string()));
+}
+
+}  // namespace
+}  // namespace flipless::cache
