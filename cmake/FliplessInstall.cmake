@@ -3,7 +3,12 @@
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
-install(TARGETS flipless_core flipless_metrics flipless_data flipless_text flipless_io flipless_ensemble flipless_compare flipless_report flipless_experiment flipless_cache
+set(flipless_installed flipless_core flipless_metrics flipless_data flipless_text flipless_io flipless_ensemble flipless_compare
+    flipless_report flipless_experiment)
+if(FLIPLESS_WITH_CACHE)
+  list(APPEND flipless_installed flipless_cache)
+endif()
+install(TARGETS ${flipless_installed}
         EXPORT fliplessTargets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
         FILE_SET HEADERS DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the benchmarks in bench/ on a release build. Fetches BackwardCompatibilityML's wheel
+# Runs the benchmarks in bench/ on a release build (serve_bench runs the demo first when its
+# model is missing). Fetches BackwardCompatibilityML's wheel
 # (pure Python, no dependencies needed for its score functions) to compare against.
 #   scripts/bench.sh [--rows N] [--threads T]      (options go to encoder_bench)
 set -euo pipefail
@@ -25,3 +26,15 @@ fi
 echo
 echo "== bench/encoder_bench"
 build/release/bench/encoder_bench --tokenizers-python "$venv/bin/python" "$@"
+
+echo
+echo "== bench/cache_bench"
+# Real embeddings beside the synthetic ones: the largest cached MiniLM feature file, if any
+# (SST-2 train after the demo or an experiment).
+features=$(ls -S "$HOME"/.cache/flipless/features/minilm-l6-L6-mean-*.safetensors 2>/dev/null | head -1 || true)
+build/release/bench/cache_bench ${features:+--features "$features"}
+
+echo
+echo "== bench/serve_bench"
+[ -d runs/demo/sst2/gated_fusion/seed-0/model ] || build/release/flipless demo --out runs/demo >/dev/null
+build/release/bench/serve_bench --model runs/demo/sst2/gated_fusion/seed-0/model

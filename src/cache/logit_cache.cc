@@ -9,11 +9,14 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <shared_mutex>
 
 #include "flipless/core/error.h"
+#include "flipless/core/file.h"
 #include "flipless/core/hash.h"
 
 static_assert(std::endian::native == std::endian::little, "cache blobs are stored as little-endian float32");
@@ -158,32 +161,100 @@ struct OldLogitCache::Impl {
 
   // The derived index of a version, built from the database on first use. Callers hold
   // index_mutex exclusively.
+  // A version's generation (bumped by every put into it).
+  std::int64_t generation(std::int64_t version_id) const {
+    Stmt s = prepare("SELECT generation FROM versions WHERE id = ?");
+    sqlite3_bind_int64(s.get(), 1, version_id);
+    if (!step(s.get())) fail("read a version");
+    return sqlite3_column_int64(s.get(), 0);
+  }
+
+  // Where a version's HNSW snapshot lives: <cache>.index/v<id>.hnsw plus a .json that says which
+  // generation it holds and the graph file's size and hash; none for in-memory caches.
+  std::optional<std::filesystem::path> snapshot_of(std::int64_t version_id) const {
+    if (path == ":memory:" || options.index.kind == "exact") return std::nullopt;
+    return std::filesystem::path(path.string() + ".index") / fmt::format("v{}.hnsw", version_id);
+  }
+
+  static std::uint64_t file_hash(const std::filesystem::path& file) {
+    std::ifstream in(file, std::ios::binary);
+    std::string chunk(1 << 20, '\0');
+    std::uint64_t h = 0;
+    while (in.read(chunk.data(), static_cast<std::streamsize>(chunk.size())) || in.gcount() > 0) {
+      h = core::hash_combine(h, core::hash64(std::string_view(chunk.data(), static_cast<std::size_t>(in.gcount()))));
+    }
+    return h;
+  }
+
+  // The snapshot of this generation, or null when there is none or it does not check out.
+  std::unique_ptr<VectorIndex> load_snapshot(const std::filesystem::path& graph, std::int64_t gen) const {
+    std::error_code ec;
+    const auto card_path = std::filesystem::path(graph.string() + ".json");
+    if (!std::filesystem::exists(card_path, ec) || !std::filesystem::exists(graph, ec)) return nullptr;
+    try {
+      std::ifstream in(card_path);
+      const auto card = nlohmann::json::parse(in);
+      if (card.at("generation").get<std::int64_t>() != gen || card.at("dim").get<std::size_t>() != dim ||
+          card.at("bytes").get<std::uintmax_t>() != std::filesystem::file_size(graph) || card.at("hash").get<std::string>() != fmt::format("{:016x}", file_hash(graph))) {
+        return nullptr;
+      }
+      return load_index(graph, dim, options.index);
+    } catch (const std::exception&) {
+      return nullptr;  // unreadable or stale: rebuild from the database
+    }
+  }
+
+  // Best effort: a snapshot that cannot be written only costs the next start a rebuild.
+  void save_snapshot(const VectorIndex& index, const std::filesystem::path& graph, std::int64_t gen) const {
+    try {
+      std::filesystem::create_directories(graph.parent_path());
+      const auto tmp = std::filesystem::path(graph.string() + ".tmp");
+      if (!index.save(tmp)) return;
+      const nlohmann::json card = {{"generation", gen}, {"dim", dim}, {"bytes", std::filesystem::file_size(tmp)}, {"hash", fmt::format("{:016x}", file_hash(tmp))}};
+      std::filesystem::rename(tmp, graph);
+      core::write_file_atomic(graph.string() + ".json", card.dump());
+    } catch (const std::exception&) {
+    }
+  }
+
+  // The derived index of a version: a current snapshot when there is one, else built from the
+  // database (and snapshotted when it is an HNSW graph). Callers hold index_mutex exclusively.
   VectorIndex& index_of(std::int64_t version_id) const {
     auto& slot = indexes[version_id];
     if (slot.index) return *slot.index;
-    slot.index = make_index(dim, options.index);
-    std::lock_guard db_lock(db_mutex);
-    Stmt s = prepare("SELECT id, embedding FROM entries WHERE version = ? AND embedding IS NOT NULL");
-    sqlite3_bind_int64(s.get(), 1, version_id);
-    std::vector<float> vectors;
-    std::vector<std::int64_t> ids;
-    constexpr std::size_t kChunk = 4096;
-    while (step(s.get())) {
-      const int bytes = sqlite3_column_bytes(s.get(), 1);
-      if (static_cast<std::size_t>(bytes) != dim * sizeof(float)) {
-        throw IoError(fmt::format("{}: old-logit cache: entry {} has a {}-byte embedding, want {}", path.string(),
-                                  sqlite3_column_int64(s.get(), 0), bytes, dim * sizeof(float)));
-      }
-      const auto* blob = static_cast<const float*>(sqlite3_column_blob(s.get(), 1));
-      vectors.insert(vectors.end(), blob, blob + dim);
-      ids.push_back(sqlite3_column_int64(s.get(), 0));
-      if (ids.size() == kChunk) {
-        slot.index->add(vectors, ids);
-        vectors.clear();
-        ids.clear();
-      }
+    const auto snapshot = snapshot_of(version_id);
+    std::int64_t gen = 0;
+    {
+      std::lock_guard db_lock(db_mutex);
+      gen = generation(version_id);
     }
-    slot.index->add(vectors, ids);
+    if (snapshot && (slot.index = load_snapshot(*snapshot, gen))) return *slot.index;
+    slot.index = make_index(dim, options.index);
+    {
+      std::lock_guard db_lock(db_mutex);
+      Stmt s = prepare("SELECT id, embedding FROM entries WHERE version = ? AND embedding IS NOT NULL");
+      sqlite3_bind_int64(s.get(), 1, version_id);
+      std::vector<float> vectors;
+      std::vector<std::int64_t> ids;
+      constexpr std::size_t kChunk = 4096;
+      while (step(s.get())) {
+        const int bytes = sqlite3_column_bytes(s.get(), 1);
+        if (static_cast<std::size_t>(bytes) != dim * sizeof(float)) {
+          throw IoError(fmt::format("{}: old-logit cache: entry {} has a {}-byte embedding, want {}", path.string(),
+                                    sqlite3_column_int64(s.get(), 0), bytes, dim * sizeof(float)));
+        }
+        const auto* blob = static_cast<const float*>(sqlite3_column_blob(s.get(), 1));
+        vectors.insert(vectors.end(), blob, blob + dim);
+        ids.push_back(sqlite3_column_int64(s.get(), 0));
+        if (ids.size() == kChunk) {
+          slot.index->add(vectors, ids);
+          vectors.clear();
+          ids.clear();
+        }
+      }
+      slot.index->add(vectors, ids);
+    }
+    if (snapshot) save_snapshot(*slot.index, *snapshot, gen);
     return *slot.index;
   }
 
@@ -235,7 +306,7 @@ std::unique_ptr<OldLogitCache> OldLogitCache::open(const std::filesystem::path& 
           "BEGIN IMMEDIATE;"
           "CREATE TABLE meta(name TEXT PRIMARY KEY, value TEXT NOT NULL);"
           "CREATE TABLE versions(id INTEGER PRIMARY KEY AUTOINCREMENT, tag TEXT NOT NULL UNIQUE,"
-          " embedding_model TEXT NOT NULL, created TEXT NOT NULL);"
+          " embedding_model TEXT NOT NULL, created TEXT NOT NULL, generation INTEGER NOT NULL DEFAULT 0);"
           "CREATE TABLE entries(id INTEGER PRIMARY KEY, version INTEGER NOT NULL REFERENCES versions(id), key TEXT NOT NULL,"
           " old_logits BLOB NOT NULL, embedding BLOB, UNIQUE(version, key));");
       const std::string insert_meta =
@@ -308,6 +379,13 @@ void OldLogitCache::put(std::string_view tag, std::span<const CacheEntry> entrie
       } else {
         version_id = v->first;
       }
+      {
+        // Every change of a version's entries bumps its generation: a saved index snapshot of an
+        // older generation is stale.
+        Stmt bump = m.prepare("UPDATE versions SET generation = generation + 1 WHERE id = ?");
+        sqlite3_bind_int64(bump.get(), 1, version_id);
+        m.step(bump.get());
+      }
       sqlite3_stmt* s = m.upsert.get();
       for (std::size_t i = 0; i < entries.size(); ++i) {
         const auto& e = entries[i];
@@ -345,6 +423,19 @@ void OldLogitCache::put(std::string_view tag, std::span<const CacheEntry> entrie
     with_embedding.push_back(ids[i]);
   }
   it->second.index->add(vectors, with_embedding);
+}
+
+void OldLogitCache::prepare(std::string_view tag) const {
+  auto& m = *impl_;
+  std::int64_t version_id = 0;
+  {
+    std::lock_guard lock(m.db_mutex);
+    const auto v = m.version(tag);
+    if (!v) return;
+    version_id = v->first;
+  }
+  std::unique_lock exclusive(m.index_mutex);
+  m.index_of(version_id);
 }
 
 std::vector<VersionInfo> OldLogitCache::versions() const {

@@ -171,6 +171,32 @@ std::vector<std::vector<Neighbour>> HnswIndex::search(std::span<const float> que
   return out;
 }
 
+bool HnswIndex::save(const std::filesystem::path& path) const {
+  try {
+    state_->graph->saveIndex(path.string());
+  } catch (const std::exception& e) {
+    throw IoError(fmt::format("{}: cannot write the HNSW graph: {}", path.string(), e.what()));
+  }
+  return true;
+}
+
+std::unique_ptr<HnswIndex> HnswIndex::load(const std::filesystem::path& path, std::size_t dim, HnswOptions options) {
+  auto index = std::make_unique<HnswIndex>(dim, options);
+  try {
+    index->state_->graph = std::make_unique<hnswlib::HierarchicalNSW<float>>(&index->state_->space, path.string());
+  } catch (const std::exception& e) {
+    throw IoError(fmt::format("{}: cannot read the HNSW graph: {}", path.string(), e.what()));
+  }
+  index->state_->graph->setEf(index->options_.ef_search);
+  return index;
+}
+
+void HnswIndex::set_ef_search(std::size_t ef) {
+  if (ef == 0) throw ConfigError("hnsw: ef_search must be positive");
+  options_.ef_search = ef;
+  state_->graph->setEf(ef);
+}
+
 std::string HnswIndex::describe() const {
   return fmt::format("hnsw M={} ef={}, {} entries", options_.m, options_.ef_search, size());
 }
@@ -189,6 +215,8 @@ namespace {
 class AutoIndex final : public VectorIndex {
  public:
   AutoIndex(std::size_t dim, const IndexOptions& options) : options_(options), exact_(std::make_unique<ExactIndex>(dim)) {}
+  AutoIndex(std::unique_ptr<HnswIndex> hnsw, const IndexOptions& options) : options_(options), hnsw_(std::move(hnsw)) {}
+  bool save(const std::filesystem::path& path) const override { return hnsw_ && hnsw_->save(path); }
   std::size_t dim() const override { return active().dim(); }
   std::size_t size() const override { return active().size(); }
   void add(std::span<const float> vectors, std::span<const std::int64_t> ids) override {
@@ -219,6 +247,14 @@ std::unique_ptr<VectorIndex> make_index(std::size_t dim, const IndexOptions& opt
   if (options.kind == "exact") return std::make_unique<ExactIndex>(dim);
   if (options.kind == "hnsw") return std::make_unique<HnswIndex>(dim, options.hnsw);
   return std::make_unique<AutoIndex>(dim, options);
+}
+
+std::unique_ptr<VectorIndex> load_index(const std::filesystem::path& path, std::size_t dim, const IndexOptions& options) {
+  options.validate();
+  if (options.kind == "exact") throw ConfigError("an exact index has no saved form: it is rebuilt from the cache");
+  auto hnsw = HnswIndex::load(path, dim, options.hnsw);
+  if (options.kind == "hnsw") return hnsw;
+  return std::make_unique<AutoIndex>(std::move(hnsw), options);
 }
 
 }  // namespace flipless::cache

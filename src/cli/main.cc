@@ -31,10 +31,14 @@ int main(int argc, char** argv) {
   flipless::cli::add_data_command(app, run);
   flipless::cli::add_ensemble_command(app, run);
   flipless::cli::add_experiment_commands(app, run);
+#ifdef FLIPLESS_WITH_CACHE
   flipless::cli::add_cache_commands(app, run);
+#endif
 #ifdef FLIPLESS_WITH_TORCH
   flipless::cli::add_train_commands(app, run);
+#ifdef FLIPLESS_WITH_CACHE
   flipless::cli::add_serve_command(app, run);
+#endif
 #endif
   try {
     app.parse(argc, argv);

@@ -1,7 +1,9 @@
 // flipless serve MODEL_DIR: Gated Fusion behind HTTP, old logits from a cache.
 #include <fmt/format.h>
-#include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -27,9 +29,18 @@ struct ServeArgs {
   bool exact_only = false;
   double max_distance = -1;
   std::string index = "auto";
+  std::size_t ef_search = 256;
   int torch_threads = 0;
   serve::ServerOptions server;
 };
+
+// SIGINT/SIGTERM write a byte to a pipe (all a signal handler may safely do); a watcher thread
+// reads it and stops the server, so a stop is graceful whichever thread the signal lands on.
+int stop_pipe[2] = {-1, -1};
+extern "C" void on_stop_signal(int) {
+  const char byte = 's';
+  [[maybe_unused]] const auto n = write(stop_pipe[1], &byte, 1);
+}
 
 int run_serve(const ServeArgs& a) {
   torch::set_num_threads(a.torch_threads > 0 ? a.torch_threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
@@ -38,6 +49,8 @@ int run_serve(const ServeArgs& a) {
     cache::CacheOptions co;
     co.index.kind = a.index;
     co.read_only = a.record.empty();
+    co.index.hnsw.threads = std::max(1u, std::thread::hardware_concurrency());
+    co.index.hnsw.ef_search = a.ef_search;
     c = cache::OldLogitCache::open(a.cache, co);
   }
   std::shared_ptr<const models::Classifier> old;
@@ -48,26 +61,31 @@ int run_serve(const ServeArgs& a) {
   if (a.max_distance >= 0) po.lookup.max_distance = static_cast<float>(a.max_distance);
   po.record_version = a.record;
   std::shared_ptr<const serve::CompatiblePredictor> predictor = serve::CompatiblePredictor::load(a.model_dir, c, old, po);
-  // SIGINT/SIGTERM stop the server from a thread of their own (no work in a signal handler).
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  predictor->warm_up();
   serve::Server server(predictor, a.server);
   const int port = server.bind();
   fmt::print("flipless serve: {}\nlistening on http://{}:{} (POST /v1/predict, GET /healthz, GET /metrics); Ctrl-C stops\n",
              predictor->describe(), a.server.host, port);
   std::fflush(stdout);
+  if (pipe(stop_pipe) != 0) throw IoError("serve: cannot create the stop pipe");
+  struct sigaction action {};
+  action.sa_handler = on_stop_signal;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
   std::thread waiter([&] {
-    int sig = 0;
-    sigwait(&signals, &sig);
+    char byte = 0;
+    while (read(stop_pipe[0], &byte, 1) < 0 && errno == EINTR) {
+    }
     server.stop();
   });
   server.run();
-  // run() also returns when listening fails: wake the waiter so it can be joined.
-  pthread_kill(waiter.native_handle(), SIGTERM);
+  on_stop_signal(0);  // run() also returns when listening fails: wake the watcher
   waiter.join();
+  signal(SIGINT, SIG_DFL);
+  signal(SIGTERM, SIG_DFL);
+  close(stop_pipe[0]);
+  close(stop_pipe[1]);
   fmt::print("flipless serve: stopped\n");
   return 0;
 }
@@ -85,6 +103,8 @@ void add_serve_command(CLI::App& app, Runner& run) {
   cmd->add_flag("--exact-only", a->exact_only, "No nearest-neighbour look-ups: inputs not cached exactly are misses");
   cmd->add_option("--max-distance", a->max_distance, "Neighbours farther than this (Euclidean) are misses (default: no limit)");
   cmd->add_option("--index", a->index, "Nearest-neighbour index: auto (exact below 20k entries, else HNSW), exact, hnsw")->capture_default_str();
+  cmd->add_option("--ef-search", a->ef_search, "HNSW candidate list per look-up: higher finds the true neighbour more often, slower")
+      ->capture_default_str();
   cmd->add_option("--host", a->server.host, "Address to listen on")->capture_default_str();
   cmd->add_option("--port", a->server.port, "Port (0: any free port)")->capture_default_str();
   cmd->add_option("--threads", a->server.threads, "HTTP worker threads")->capture_default_str();

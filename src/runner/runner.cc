@@ -765,6 +765,7 @@ class TaskRunner {
   std::unique_ptr<Space> space_;
 };
 
+#ifdef FLIPLESS_WITH_CACHE
 // One split of a finished Gated Fusion unit as the cache experiment reads it.
 FusionArrays fusion_arrays(const fs::path& unit, const fs::path& old_dir, const std::string& split, const std::vector<std::string>& label_names) {
   data::PredictionReadOptions scores;
@@ -808,6 +809,11 @@ void write_cache_experiment(const ExperimentConfig& c, const fs::path& task_dir,
   in.seed = seed;
   write_json_file(unit / "cache.json", run_cache_experiment(in, c.cache_experiment));
 }
+#else
+void write_cache_experiment(const ExperimentConfig& c, const fs::path&, std::uint64_t) {
+  throw ConfigError(fmt::format("{}: cache_experiment: this build has no cache (configured with FLIPLESS_WITH_CACHE=OFF)", c.source.string()));
+}
+#endif
 
 std::string config_text(const ExperimentConfig& c) {
   const auto file = core::InputFile::open(c.source);

@@ -144,6 +144,8 @@ std::unique_ptr<CompatiblePredictor> CompatiblePredictor::load(const fs::path& m
       if (it == versions.end()) throw ConfigError(fmt::format("{}: the cache has no version '{}'", cache->path().string(), m->version));
       m->nearest_ok = it->embedding_model.empty() || it->embedding_model == m->space;
     }
+    // Build (or load) the neighbour index now, not on the first request.
+    if (!m->version.empty() && options.lookup.nearest && m->nearest_ok) cache->prepare(m->version);
     if (!options.record_version.empty() && options.record_version == m->version) {
       throw ConfigError(fmt::format("recording into '{}', the version look-ups read: name a new version", m->version));
     }
@@ -223,6 +225,16 @@ std::vector<Prediction> CompatiblePredictor::predict(std::span<const data::TextE
     m.cache->put(m.options.record_version, entries, m.space);
   }
   return out;
+}
+
+void CompatiblePredictor::warm_up() const {
+  const auto& m = *impl_;
+  data::TextExample e;
+  e.id = "warm-up";
+  e.text_a = "warm up";
+  const auto out = m.model->predict(std::span<const data::TextExample>(&e, 1));
+  torch::NoGradGuard no_grad;
+  m.gate->gate(torch::from_blob(const_cast<float*>(out.embeddings.data()), {1, static_cast<std::int64_t>(out.dim)}));
 }
 
 const std::vector<std::string>& CompatiblePredictor::label_names() const { return impl_->label_names; }

@@ -1,7 +1,12 @@
 // Runs the built `flipless` binary as a user would: exit codes, one-line errors, --help for
 // every subcommand, and the README's main command on the bundled example.
 #include <gtest/gtest.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -37,6 +42,47 @@ Result run(const TempDir& dir, const std::string& args) {
 
 const std::string kExamples = FLIPLESS_EXAMPLES_DIR;
 
+#if defined(FLIPLESS_WITH_TORCH) && defined(FLIPLESS_WITH_CACHE)
+// A port nothing listens on now (bound and released; the kernel does not hand it out again at once).
+int free_port() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// Starts a shell command in the background; returns its pid.
+pid_t spawn(const std::string& command) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    execl("/bin/sh", "sh", "-c", ("exec " + command).c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  return pid;
+}
+
+// Sends one raw HTTP/1.0 request to 127.0.0.1:port; the whole response, or "" when nothing listens.
+std::string http(int port, const std::string& request) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<std::uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string out;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 && write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size())) {
+    char buffer[4096];
+    for (ssize_t n; (n = read(fd, buffer, sizeof buffer)) > 0;) out.append(buffer, static_cast<std::size_t>(n));
+  }
+  close(fd);
+  return out;
+}
+#endif
+
 const std::string kOld = kExamples + "/sst2-dev-old.jsonl";
 const std::string kNew = kExamples + "/sst2-dev-new.jsonl";
 
@@ -51,7 +97,11 @@ void expect_user_error(const Result& r, const std::string& expected) {
 TEST(Cli, HelpForEverySubcommand) {
   TempDir dir;
   for (const char* cmd : {"--help", "compare --help", "data --help", "data list --help", "data inspect --help", "experiment --help",
-                          "experiment check --help", "experiment report --help"}) {
+                          "experiment check --help", "experiment report --help"
+#ifdef FLIPLESS_WITH_CACHE
+                          , "cache --help", "cache add --help", "cache info --help"
+#endif
+       }) {
     const Result r = run(dir, cmd);
     EXPECT_EQ(r.code, 0) << cmd;
     EXPECT_NE(r.out.find("Usage"), std::string::npos) << cmd;
@@ -60,6 +110,23 @@ TEST(Cli, HelpForEverySubcommand) {
   EXPECT_EQ(run(dir, "").code, 2);
   EXPECT_EQ(run(dir, "frobnicate").code, 2);
 }
+
+#ifdef FLIPLESS_WITH_CACHE
+TEST(Cli, CacheCommandsRefuseBadInputWithOneLine) {
+  TempDir dir;
+  const auto notes = dir.write("notes.txt", std::string(5000, 'x'));
+  expect_user_error(run(dir, "cache info '" + notes.string() + "'"), "not a flipless old-logit cache");
+  expect_user_error(run(dir, "cache info '" + (dir.path() / "missing.sqlite").string() + "'"), "no such file");
+  expect_user_error(run(dir, "cache add '" + (dir.path() / "c.sqlite").string() + "' --data sst2:dev --old '" + kOld + "'"),
+                    "give exactly one of --embeddings FILE or --model DIR");
+  // Old predictions without the dataset's ids are named with the missing id.
+  const auto embeddings = dir.write("emb.jsonl", "{\"id\":\"x\",\"logits\":[0,1],\"embedding\":[1,2]}\n");
+  expect_user_error(run(dir, "cache add '" + (dir.path() / "c.sqlite").string() + "' --data sst2:dev --old '" + embeddings.string() +
+                                 "' --embeddings '" + embeddings.string() + "'"),
+                    "no row with id");
+  EXPECT_FALSE(std::filesystem::exists(dir.path() / "c.sqlite"));  // nothing half-made
+}
+#endif
 
 TEST(Cli, CompareOnTheBundledExample) {
   TempDir dir;
@@ -246,6 +313,43 @@ TEST(CliTrain, FastTextFrozenAndFineTunedModelsTrainPredictAndCompare) {
     EXPECT_EQ(std::filesystem::exists(method_dir / "predictions/dev.new_model_alone.jsonl"), std::string(method) == "gated_fusion");
   }
   EXPECT_NE(run(dir, "methods list").out.find("gated_fusion"), std::string::npos);
+
+#ifdef FLIPLESS_WITH_CACHE
+  // Serving the Gated Fusion model without the old one: a cache of the old model's dev logits,
+  // then the server, stopped by SIGTERM.
+  const auto gf_dir = dir.path() / "gated_fusion";
+  const auto cache = dir.path() / "old-logits.sqlite";
+  r = run(dir, "cache add '" + cache.string() + "' --data '" + eval.string() + "' --old '" + (old_dir / "predictions/dev.jsonl").string() +
+               "' --model '" + gf_dir.string() + "' --version fasttext-1");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("30 entries"), std::string::npos) << r.out;
+  r = run(dir, "cache info '" + cache.string() + "'");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("fasttext-1"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("frozen:tiny-bert:L1:mean"), std::string::npos) << r.out;
+  const int port = free_port();
+  const auto log = dir.path() / "serve.log";
+  const pid_t server = spawn("'" + std::string(FLIPLESS_BINARY) + "' serve '" + gf_dir.string() + "' --cache '" + cache.string() +
+                             "' --port " + std::to_string(port) + " --torch-threads 1 >'" + log.string() + "' 2>&1");
+  std::string health;
+  for (int i = 0; i < 300 && health.find("\"ok\"") == std::string::npos; ++i) {
+    health = http(port, "GET /healthz HTTP/1.0\r\n\r\n");
+    if (health.empty()) usleep(100000);
+  }
+  EXPECT_NE(health.find("fasttext-1"), std::string::npos) << health << slurp(log);
+  const std::string body = R"({"inputs": ["the movie was very bad ."]})";  // the first dev row
+  const auto answer = http(port, "POST /v1/predict HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: " +
+                                     std::to_string(body.size()) + "\r\n\r\n" + body);
+  EXPECT_NE(answer.find("200 OK"), std::string::npos) << answer;
+  EXPECT_NE(answer.find("\"path\":\"exact\""), std::string::npos) << answer;  // a dev sentence: cached
+  kill(server, SIGTERM);
+  int status = 0;
+  waitpid(server, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << slurp(log);
+  EXPECT_NE(slurp(log).find("flipless serve: stopped"), std::string::npos) << slurp(log);
+  expect_user_error(run(dir, "serve '" + old_dir.string() + "'"), "not a Gated Fusion model");
+  EXPECT_EQ(run(dir, "serve --help").code, 0);
+#endif
 }
 
 TEST(CliTrain, BadModelsAndOptionsExitTwoWithOneLine) {

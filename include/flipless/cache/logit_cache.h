@@ -6,14 +6,19 @@
 // acknowledged once its transaction commits and survives a killed process):
 //   meta(name TEXT PRIMARY KEY, value TEXT)    format = "flipless-old-logit-cache", version = 1,
 //                                              num_labels, dim
-//   versions(id INTEGER PRIMARY KEY, tag TEXT UNIQUE, embedding_model TEXT, created TEXT)
-//                                              one row per legacy model ("v1", "served-2026-11")
+//   versions(id INTEGER PRIMARY KEY, tag TEXT UNIQUE, embedding_model TEXT, created TEXT,
+//            generation INTEGER)               one row per legacy model ("v1", "served-2026-11");
+//                                              generation counts the puts into it
 //   entries(id INTEGER PRIMARY KEY, version INTEGER, key TEXT, old_logits BLOB, embedding BLOB,
 //           UNIQUE(version, key))              logits: num_labels float32, embedding: dim float32,
 //                                              little-endian
 // The database is the source of truth. The nearest-neighbour index over each version's
 // embeddings is derived: built in memory from the entries when first needed, kept current by
-// put(). `key` is cache_key() of the input, so the same text finds its entry whatever its id.
+// put(). An HNSW graph (minutes to build at 1M entries) is also saved beside the database as
+// <cache>.index/v<id>.hnsw with a .json naming the generation it holds and the file's size and
+// hash; a later open loads it when all three match and rebuilds it otherwise, so deleting the
+// folder is always safe. `key` is cache_key() of the input, so the same text finds its entry
+// whatever its id.
 //
 // Several legacy versions live side by side (the paper's section 6, a chain of upgrades);
 // look-ups use the latest version unless told otherwise. `embedding_model` names the model whose
@@ -104,6 +109,10 @@ class OldLogitCache {
   // `options.nearest` and it is within max_distance; else a miss. Thread-safe.
   std::vector<Lookup> lookup(std::span<const std::string> keys, std::span<const float> embeddings,
                              const LookupOptions& options = {}) const;
+
+  // Builds (or loads from its snapshot) the nearest-neighbour index of a version (the latest
+  // when empty) now rather than at the first look-up that needs it.
+  void prepare(std::string_view tag = "") const;
 
   // Number of entries of a version (the latest when empty); 0 for an unknown tag.
   std::size_t size(std::string_view tag = "") const;

@@ -59,6 +59,10 @@ class CompatiblePredictor {
   // One prediction per example, in order. Thread-safe.
   std::vector<Prediction> predict(std::span<const data::TextExample> examples) const;
 
+  // Runs the model and the gate once on a dummy input (no cache, no recording), so the first
+  // request does not pay for lazy initialisation.
+  void warm_up() const;
+
   const std::vector<std::string>& label_names() const;
   std::size_t num_labels() const;
   double temperature() const;

@@ -20,6 +20,7 @@
 #include "flipless/data/predictions.h"
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 namespace flipless::cache {
 namespace {
@@ -221,6 +222,60 @@ TEST(OldLogitCache, VersionsLatestByDefaultAndPersistAcrossReopen) {
   EXPECT_EQ(error_of<InputError>([&] { c->lookup(x, {}, of_version("v9")); }),
             fmt::format("{}: the cache has no version 'v9'", (dir.path() / "cache.sqlite").string()));
   EXPECT_THROW(c->put("v3", std::vector<CacheEntry>{entry("q", {0, 0}, {})}), ConfigError);  // read-only
+}
+
+TEST(OldLogitCache, HnswSnapshotIsReusedWhileCurrentAndRebuiltWhenStaleOrDamaged) {
+  TempDir dir;
+  const auto path = dir.path() / "cache.sqlite";
+  CacheOptions co = sized(2, 16);
+  co.index.kind = "hnsw";
+  const auto emb = random_vectors(500, 16, 8);
+  std::vector<CacheEntry> entries;
+  for (int i = 0; i < 500; ++i) {
+    entries.push_back(entry(fmt::format("t{}", i), {float(i), 0}, std::vector<float>(emb.begin() + i * 16, emb.begin() + (i + 1) * 16)));
+  }
+  const auto queries = random_vectors(50, 16, 9);
+  const std::vector<std::string> keys(50, cache_key("not cached"));
+  auto firsts = [&](OldLogitCache& c) {
+    std::vector<float> out;
+    for (const auto& r : c.lookup(keys, queries)) out.push_back(r.old_logits.at(0));
+    return out;
+  };
+  const auto graph = dir.path() / "cache.sqlite.index" / "v1.hnsw";
+  const auto card = dir.path() / "cache.sqlite.index" / "v1.hnsw.json";
+  auto generation = [&] { return nlohmann::json::parse(std::ifstream(card))["generation"].get<int>(); };
+  std::vector<float> want;
+  {
+    auto c = OldLogitCache::open(path, co);
+    c->put("v1", entries);
+    c->prepare();
+    want = firsts(*c);
+  }
+  ASSERT_TRUE(std::filesystem::exists(graph));
+  EXPECT_EQ(generation(), 1);
+  const auto written = std::filesystem::last_write_time(graph);
+  {
+    auto c = OldLogitCache::open(path, co);
+    EXPECT_EQ(firsts(*c), want);  // the same graph, loaded
+  }
+  EXPECT_EQ(std::filesystem::last_write_time(graph), written);
+  {
+    auto c = OldLogitCache::open(path, co);
+    c->put("v1", std::vector<CacheEntry>{entry("extra", {-1, 0}, std::vector<float>(16, 0.0f))});
+  }
+  {
+    auto c = OldLogitCache::open(path, co);
+    c->prepare();  // generation 2: the snapshot of 1 is stale and rebuilt
+    EXPECT_EQ(c->lookup(std::vector<std::string>{cache_key("near zero")}, std::vector<float>(16, 0.01f))[0].old_logits[0], -1.0f);
+  }
+  EXPECT_EQ(generation(), 2);
+  // A damaged graph file is rebuilt, not trusted.
+  std::filesystem::resize_file(graph, std::filesystem::file_size(graph) / 3);
+  {
+    auto c = OldLogitCache::open(path, co);
+    EXPECT_EQ(c->lookup(std::vector<std::string>{cache_key("near zero")}, std::vector<float>(16, 0.01f))[0].old_logits[0], -1.0f);
+  }
+  EXPECT_GT(std::filesystem::file_size(graph), 1000u);
 }
 
 TEST(OldLogitCache, RefusesWrongWidthsAndFilesThatAreNotCaches) {

@@ -107,6 +107,7 @@ TEST(ExperimentConfig, EachMistakeIsOneLineNamingFileLineAndKey) {
   EXPECT_NE(error_of<IoError>([] { load_experiment("/nonexistent/x.yaml"); }).find("/nonexistent/x.yaml"), std::string::npos);
 }
 
+#ifdef FLIPLESS_WITH_CACHE
 // Four examples, 1-d embeddings: the old model is right on rows 0-2, the new model alone on rows
 // 2-3; fused with gate 0.5 and T = 1 the regressions on rows 0-1 are repaired.
 FusionArrays four_rows() {
@@ -152,6 +153,7 @@ TEST(CacheExperiment, NothingCachedIsTheNewModelAloneEverythingCachedIsFullFusio
   in.dev.gates.pop_back();
   EXPECT_THROW(run_cache_experiment(in, config), InputError);
 }
+#endif
 
 TEST(ExperimentConfig, EveryShippedConfigLoads) {
   std::size_t n = 0;
