@@ -429,7 +429,7 @@ ReportFiles write_experiment_report(const fs::path& run, const ReportOptions& op
     std::string cache_chart;
     if (const auto* gf = t.find("gated_fusion"); gf && vanilla && !vanilla->seeds.empty()) {
       const char* policies[] = {"neighbour", "new_on_miss", "tuned_distance"};
-      const char* policy_names[] = {"nearest cached input (paper)", "new model alone on a miss", "neighbour within a tuned distance"};
+      const char* policy_names[] = {"nearest (paper)", "new alone on miss", "tuned distance"};
       std::map<double, std::map<std::string, std::pair<std::vector<double>, std::vector<double>>>> by;  // X -> policy -> (nfr, acc)
       std::map<double, std::pair<std::vector<double>, std::vector<double>>> agreement;  // X -> (neighbour, new model)
       for (const auto& s : gf->seeds) {
