@@ -709,11 +709,7 @@ class TaskRunner {
       best = std::move(o);
     }
     fs::create_directories(dir / "predictions");
-    const bool gf = m.name == "gated_fusion";
-    data::write_predictions(dir / "predictions" / "validation.jsonl",
-                            rows_of(data_.validation, best->validation, gf ? best->validation_embedding : torch::Tensor(),
-                                    gf ? best->validation_gates : torch::Tensor()));
-    if (gf) data::write_predictions(dir / "predictions" / "validation.new_model_alone.jsonl", rows_of(data_.validation, best->validation_alone));
+    data::write_predictions(dir / "predictions" / "validation.jsonl", rows_of(data_.validation, best->validation));
     data::write_predictions(dir / "predictions" / "dev.jsonl", rows_of(data_.dev, best->dev));
     space_->save(dir / "model", *best->model,
                  {{"seed", seed}, {"train_data", t_.train}, {"method", {{"name", "bcwi"}, {"setting", best->candidate.setting.describe()}}}});
