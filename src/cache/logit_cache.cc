@@ -98,7 +98,7 @@ struct OldLogitCache::Impl {
   std::size_t dim = 0;
   Db db;
   mutable std::mutex db_mutex;  // one connection, statements used one at a time
-  Stmt find_exact, find_by_id, upsert, version_of, versions_list;
+  Stmt find_exact, find_by_id, upsert, version_by_tag, version_latest, latest_tag;
 
   struct VersionIndex {
     std::unique_ptr<VectorIndex> index;
@@ -152,11 +152,14 @@ struct OldLogitCache::Impl {
 
   // (id, embedding_model) of a version (the latest when tag is empty); nullopt when unknown.
   std::optional<std::pair<std::int64_t, std::string>> version(std::string_view tag) const {
-    Stmt s = prepare(tag.empty() ? "SELECT id, embedding_model FROM versions ORDER BY id DESC LIMIT 1"
-                                 : "SELECT id, embedding_model FROM versions WHERE tag = ?");
-    if (!tag.empty()) sqlite3_bind_text(s.get(), 1, tag.data(), static_cast<int>(tag.size()), SQLITE_TRANSIENT);
-    if (!step(s.get())) return std::nullopt;
-    return std::pair{sqlite3_column_int64(s.get(), 0), std::string(reinterpret_cast<const char*>(sqlite3_column_text(s.get(), 1)))};
+    // Run on every look-up: prepared once at open.
+    sqlite3_stmt* s = tag.empty() ? version_latest.get() : version_by_tag.get();
+    sqlite3_reset(s);
+    if (!tag.empty()) sqlite3_bind_text(s, 1, tag.data(), static_cast<int>(tag.size()), SQLITE_TRANSIENT);
+    if (!step(s)) return std::nullopt;
+    std::pair out{sqlite3_column_int64(s, 0), std::string(reinterpret_cast<const char*>(sqlite3_column_text(s, 1)))};
+    sqlite3_reset(s);
+    return out;
   }
 
   // The derived index of a version, built from the database on first use. Callers hold
@@ -176,16 +179,6 @@ struct OldLogitCache::Impl {
     return std::filesystem::path(path.string() + ".index") / fmt::format("v{}.hnsw", version_id);
   }
 
-  static std::uint64_t file_hash(const std::filesystem::path& file) {
-    std::ifstream in(file, std::ios::binary);
-    std::string chunk(1 << 20, '\0');
-    std::uint64_t h = 0;
-    while (in.read(chunk.data(), static_cast<std::streamsize>(chunk.size())) || in.gcount() > 0) {
-      h = core::hash_combine(h, core::hash64(std::string_view(chunk.data(), static_cast<std::size_t>(in.gcount()))));
-    }
-    return h;
-  }
-
   // The snapshot of this generation, or null when there is none or it does not check out.
   std::unique_ptr<VectorIndex> load_snapshot(const std::filesystem::path& graph, std::int64_t gen) const {
     std::error_code ec;
@@ -195,7 +188,7 @@ struct OldLogitCache::Impl {
       std::ifstream in(card_path);
       const auto card = nlohmann::json::parse(in);
       if (card.at("generation").get<std::int64_t>() != gen || card.at("dim").get<std::size_t>() != dim ||
-          card.at("bytes").get<std::uintmax_t>() != std::filesystem::file_size(graph) || card.at("hash").get<std::string>() != fmt::format("{:016x}", file_hash(graph))) {
+          card.at("bytes").get<std::uintmax_t>() != std::filesystem::file_size(graph) || card.at("hash").get<std::string>() != fmt::format("{:016x}", core::hash_file(graph))) {
         return nullptr;
       }
       return load_index(graph, dim, options.index);
@@ -210,7 +203,7 @@ struct OldLogitCache::Impl {
       std::filesystem::create_directories(graph.parent_path());
       const auto tmp = std::filesystem::path(graph.string() + ".tmp");
       if (!index.save(tmp)) return;
-      const nlohmann::json card = {{"generation", gen}, {"dim", dim}, {"bytes", std::filesystem::file_size(tmp)}, {"hash", fmt::format("{:016x}", file_hash(tmp))}};
+      const nlohmann::json card = {{"generation", gen}, {"dim", dim}, {"bytes", std::filesystem::file_size(tmp)}, {"hash", fmt::format("{:016x}", core::hash_file(tmp))}};
       std::filesystem::rename(tmp, graph);
       core::write_file_atomic(graph.string() + ".json", card.dump());
     } catch (const std::exception&) {
@@ -336,6 +329,9 @@ std::unique_ptr<OldLogitCache> OldLogitCache::open(const std::filesystem::path& 
   }
   impl->find_exact = impl->prepare("SELECT old_logits FROM entries WHERE version = ? AND key = ?");
   impl->find_by_id = impl->prepare("SELECT old_logits FROM entries WHERE id = ?");
+  impl->version_by_tag = impl->prepare("SELECT id, embedding_model FROM versions WHERE tag = ?");
+  impl->version_latest = impl->prepare("SELECT id, embedding_model FROM versions ORDER BY id DESC LIMIT 1");
+  impl->latest_tag = impl->prepare("SELECT tag FROM versions ORDER BY id DESC LIMIT 1");
   if (!options.read_only) {
     impl->upsert = impl->prepare(
         "INSERT INTO entries(version, key, old_logits, embedding) VALUES (?, ?, ?, ?) "
@@ -452,9 +448,14 @@ std::vector<VersionInfo> OldLogitCache::versions() const {
 }
 
 std::optional<std::string> OldLogitCache::latest_version() const {
-  const auto all = versions();
-  if (all.empty()) return std::nullopt;
-  return all.back().tag;
+  auto& m = *impl_;
+  std::lock_guard lock(m.db_mutex);
+  sqlite3_stmt* s = m.latest_tag.get();
+  sqlite3_reset(s);
+  if (!m.step(s)) return std::nullopt;
+  std::string tag = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
+  sqlite3_reset(s);
+  return tag;
 }
 
 std::size_t OldLogitCache::size(std::string_view tag) const {

@@ -2,6 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <fstream>
+
+#include "flipless/core/error.h"
+
 namespace flipless::core {
 
 namespace {
@@ -23,6 +27,17 @@ std::uint64_t hash64(std::string_view bytes, std::uint64_t seed) {
 
 std::uint64_t hash_combine(std::uint64_t a, std::uint64_t b) {
   return splitmix_finalise(a ^ (b * 0x9e3779b97f4a7c15ULL));
+}
+
+std::uint64_t hash_file(const std::filesystem::path& path, std::uint64_t seed) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw IoError(fmt::format("{}: cannot open", path.string()));
+  std::string chunk(1 << 20, '\0');
+  std::uint64_t h = seed;
+  while (in.read(chunk.data(), static_cast<std::streamsize>(chunk.size())) || in.gcount() > 0) {
+    h = hash_combine(h, hash64(std::string_view(chunk.data(), static_cast<std::size_t>(in.gcount()))));
+  }
+  return h;
 }
 
 std::string content_id(std::string_view text_a, const std::optional<std::string>& text_b) {

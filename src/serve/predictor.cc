@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <regex>
 
 #include "flipless/core/error.h"
@@ -57,24 +56,23 @@ std::string_view path_name(PredictionPath path) {
   return "miss";
 }
 
-std::string embedding_space_of(const fs::path& model_dir) {
-  const auto card = train::read_model_card(model_dir);
+namespace {
+
+// The space of a model folder whose card is `card` (see embedding_space_of).
+std::string space_of(const json& card, const fs::path& model_dir) {
   if (card.value("kind", "") == "frozen-head") {
     return fmt::format("frozen:{}:L{}:{}", fs::path(card.at("base_model").get<std::string>()).filename().string(),
                        card.at("layers").get<std::int64_t>(), card.at("pooling").get<std::string>());
   }
   // A trained encoder has a space of its own: name it by its weights.
   const auto weights = model_dir / "weights.safetensors";
-  std::uint64_t h = core::hash64(card.dump());
-  if (fs::exists(weights)) {
-    std::ifstream in(weights, std::ios::binary);
-    std::string chunk(1 << 16, '\0');
-    while (in.read(chunk.data(), static_cast<std::streamsize>(chunk.size())) || in.gcount() > 0) {
-      h = core::hash_combine(h, core::hash64(std::string_view(chunk.data(), static_cast<std::size_t>(in.gcount()))));
-    }
-  }
-  return fmt::format("model:{:016x}", h);
+  const std::uint64_t h = core::hash64(card.dump());
+  return fmt::format("model:{:016x}", fs::exists(weights) ? core::hash_file(weights, h) : h);
 }
+
+}  // namespace
+
+std::string embedding_space_of(const fs::path& model_dir) { return space_of(train::read_model_card(model_dir), model_dir); }
 
 struct CompatiblePredictor::Impl {
   fs::path dir;
@@ -128,7 +126,7 @@ std::unique_ptr<CompatiblePredictor> CompatiblePredictor::load(const fs::path& m
   if (live_old && live_old->num_labels() != m->label_names.size()) {
     throw ConfigError(fmt::format("the live old model has {} labels, the new model {}", live_old->num_labels(), m->label_names.size()));
   }
-  m->space = embedding_space_of(model_dir);
+  m->space = space_of(card, model_dir);
   if (cache) {
     if (cache->num_labels() != m->label_names.size()) {
       throw ConfigError(fmt::format("{}: the cache holds {} logits per entry, the model has {} labels", cache->path().string(), cache->num_labels(),
@@ -174,9 +172,13 @@ std::vector<Prediction> CompatiblePredictor::predict(std::span<const data::TextE
     std::copy(a.data_ptr<float>(), a.data_ptr<float>() + n, gates.begin());
   }
   std::vector<cache::Lookup> found(n);
-  std::vector<std::string> keys(n);
-  for (std::size_t i = 0; i < n; ++i) keys[i] = cache::cache_key(examples[i].text_a, examples[i].text_b);
-  if (m.cache && !m.version.empty()) {
+  const bool look_up = m.cache && !m.version.empty();
+  std::vector<std::string> keys;  // needed to look up or to record
+  if (look_up || !m.options.record_version.empty()) {
+    keys.resize(n);
+    for (std::size_t i = 0; i < n; ++i) keys[i] = cache::cache_key(examples[i].text_a, examples[i].text_b);
+  }
+  if (look_up) {
     auto lo = m.options.lookup;
     lo.version = m.version;
     lo.nearest = lo.nearest && m.nearest_ok;
