@@ -102,9 +102,9 @@ class Sink {
     if (value.kind == Kind::kNumber && value.number >= 0.0 && value.number <= 1.0) out_.gates.push_back(static_cast<float>(value.number));
   }
 
+  bool wants_embeddings() const { return options_.keep_embeddings; }
   // A row's embedding (keep_embeddings): every row has one, all of the first row's width.
   void embedding(std::size_t line, const JsonValue* value) {
-    if (!options_.keep_embeddings) return;
     if (value == nullptr || value->kind != Kind::kArray || value->items.empty()) {
       fail(line, "embedding", "expected a non-empty array of numbers (every row needs one)");
     }
@@ -197,7 +197,7 @@ void read_jsonl(const core::InputFile& file, Sink& sink) {
     if (pred != nullptr) pred_text = text_of(pred, pred_field);
     sink.add(n, id_field, text_of(id, id_field), label_field, label_text, pred_field, pred_text, score_field, kind, scores);
     if (const JsonValue* g = row.find("gate")) sink.gate(*g);
-    sink.embedding(n, row.find("embedding"));
+    if (sink.wants_embeddings()) sink.embedding(n, row.find("embedding"));
   }
 }
 
