@@ -12,6 +12,9 @@ install(TARGETS ${flipless_installed}
         EXPORT fliplessTargets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
         FILE_SET HEADERS DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+if(TARGET flipless_fmt)  # header-only fmt from libtorch's include folder (CMakeLists.txt)
+  install(TARGETS flipless_fmt EXPORT fliplessTargets)
+endif()
 install(TARGETS flipless RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/data/bundled/ DESTINATION ${CMAKE_INSTALL_DATADIR}/flipless/data)
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/configs/ DESTINATION ${CMAKE_INSTALL_DATADIR}/flipless/configs)

@@ -27,6 +27,8 @@ struct ExperimentArgs {
   std::string out;
   std::string cache;
   int threads = 0;
+  std::string device;
+  std::string precision;
   int bootstrap = 2000;
 };
 
@@ -104,6 +106,8 @@ int run_and_report(const fs::path& config_path, const ExperimentArgs& a, const s
   options.out = out;
   options.feature_cache = a.cache;
   options.threads = a.threads;
+  options.device = a.device;
+  options.precision = a.precision;
   LiveView view;
   const auto units = experiment::plan_units(config);
   std::fprintf(stderr, "experiment %s: %zu tasks, %zu methods, %zu seeds: %zu units into %s\n", config.name.c_str(), config.tasks.size(),
@@ -144,6 +148,8 @@ void add_experiment_commands(CLI::App& app, Runner& run) {
   run_cmd->add_option("--out", a->out, "Run folder (default runs/NAME)");
   run_cmd->add_option("--cache", a->cache, "Frozen-feature cache folder (default ~/.cache/flipless/features)");
   run_cmd->add_option("--threads", a->threads, "CPU threads (0: the config's, else all cores)")->capture_default_str();
+  run_cmd->add_option("--device", a->device, "Where torch models run: cpu, cuda, cuda:N, auto (default: the config's, else cpu)");
+  run_cmd->add_option("--precision", a->precision, "fp32, bf16 (autocast), fp16 (autocast + loss scaling, GPU) (default: the config's, else fp32)");
   run_cmd->add_option("--bootstrap", a->bootstrap, "Bootstrap resamples in the report")->capture_default_str();
   run_cmd->callback([&run, a] { run = [a] { return run_and_report(a->config, *a, ""); }; });
 #endif
@@ -160,6 +166,7 @@ void add_experiment_commands(CLI::App& app, Runner& run) {
   demo->add_option("--config", d->config, "Another experiment instead of the shipped configs/demo.yaml");
   demo->add_option("--cache", d->cache, "Frozen-feature cache folder (default ~/.cache/flipless/features)");
   demo->add_option("--threads", d->threads, "CPU threads (0: all cores)")->capture_default_str();
+  demo->add_option("--device", d->device, "Where torch models run: cpu, cuda, cuda:N, auto")->capture_default_str();
   demo->callback([&run, d] {
     run = [d] { return run_and_report(d->config.empty() ? shipped_config("demo.yaml") : fs::path(d->config), *d, "runs/demo"); };
   });

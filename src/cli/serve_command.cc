@@ -31,6 +31,8 @@ struct ServeArgs {
   std::string index = "auto";
   std::size_t ef_search = 256;
   int torch_threads = 0;
+  std::string device = "cpu";
+  std::string precision = "fp32";
   serve::ServerOptions server;
 };
 
@@ -54,8 +56,12 @@ int run_serve(const ServeArgs& a) {
     c = cache::OldLogitCache::open(a.cache, co);
   }
   std::shared_ptr<const models::Classifier> old;
-  if (!a.old_model.empty()) old = train::load_classifier(a.old_model);
+  const auto device = train::parse_device(a.device);
+  const auto precision = train::parse_precision(a.precision);
+  if (!a.old_model.empty()) old = train::load_classifier(a.old_model, device, precision);
   serve::PredictorOptions po;
+  po.device = a.device;
+  po.precision = a.precision;
   po.lookup.version = a.version;
   po.lookup.nearest = !a.exact_only;
   if (a.max_distance >= 0) po.lookup.max_distance = static_cast<float>(a.max_distance);
@@ -109,6 +115,8 @@ void add_serve_command(CLI::App& app, Runner& run) {
   cmd->add_option("--port", a->server.port, "Port (0: any free port)")->capture_default_str();
   cmd->add_option("--threads", a->server.threads, "HTTP worker threads")->capture_default_str();
   cmd->add_option("--torch-threads", a->torch_threads, "Threads for the model (0: all cores)")->capture_default_str();
+  cmd->add_option("--device", a->device, "Where the models run: cpu, cuda, cuda:N, auto")->capture_default_str();
+  cmd->add_option("--precision", a->precision, "fp32, bf16, or fp16 (GPU only)")->capture_default_str();
   cmd->add_option("--max-batch", a->server.max_batch, "Inputs per model call")->capture_default_str();
   cmd->add_option("--max-wait-us", a->server.max_wait_us, "How long a batch waits to fill, in microseconds")->capture_default_str();
   cmd->add_option("--max-body-bytes", a->server.max_body_bytes, "Largest request body")->capture_default_str();

@@ -1,5 +1,7 @@
 // flipless train / predict / models: real classifiers on this machine's CPUs (or a GPU build).
+#include <torch/cuda.h>
 #include <torch/torch.h>
+#include <torch/version.h>
 
 #include <algorithm>
 #include <chrono>
@@ -24,6 +26,8 @@
 #include "flipless/train/features.h"
 #include "flipless/train/inputs.h"
 #include "flipless/train/saved_model.h"
+#include "flipless/train/device.h"
+#include "flipless/train/distributed.h"
 #include "flipless/train/trainer.h"
 #include "progress.h"
 
@@ -51,6 +55,8 @@ struct TrainArgs {
   std::string cache;
   std::string out;
   int threads = 0;
+  std::string device = "cpu";
+  std::string precision = "fp32";
   train::DistributedConfig dist;
   // Compatibility method, with the old model's stored predictions.
   std::string method = "vanilla";
@@ -115,10 +121,11 @@ train::TrainObserver bar_observer(std::unique_ptr<ProgressBar>& bar, nlohmann::j
   };
   observer.on_epoch = [&bar, &log](const train::EpochStats& s) {
     if (bar) bar->finish();
-    std::fprintf(stderr, "epoch %d: loss %.4f, %.0f examples/s, %.1fs%s\n", s.epoch, s.train_loss, s.examples_per_second, s.seconds,
-                 s.validation_accuracy ? fmt::format(", validation accuracy {:.2f}%", 100 * *s.validation_accuracy).c_str() : "");
+    std::fprintf(stderr, "epoch %d: loss %.4f, %.0f examples/s, %.1fs%s%s\n", s.epoch, s.train_loss, s.examples_per_second, s.seconds,
+                 s.validation_accuracy ? fmt::format(", validation accuracy {:.2f}%", 100 * *s.validation_accuracy).c_str() : "",
+                 s.skipped_steps > 0 ? fmt::format(", {} fp16 steps skipped (inf/NaN gradients)", s.skipped_steps).c_str() : "");
     log["epochs"].push_back({{"epoch", s.epoch}, {"train_loss", s.train_loss}, {"examples_per_second", s.examples_per_second},
-                             {"seconds", s.seconds},
+                             {"seconds", s.seconds}, {"skipped_steps", s.skipped_steps},
                              {"validation_accuracy", s.validation_accuracy ? nlohmann::json(*s.validation_accuracy) : nlohmann::json(nullptr)}});
   };
   return observer;
@@ -134,8 +141,14 @@ int run_train(const TrainArgs& a) {
   }
   if (train_spec.empty() || eval_spec.empty()) throw ConfigError("give --task (sst2, mrpc) or both --train and --eval");
   // Check the model and every option before minutes of reading and encoding.
-  a.config.validate();
   a.dist.validate();
+  train::TrainConfig config = a.config;
+  config.device = train::parse_device(a.device, a.dist.rank);
+  config.precision = train::parse_precision(a.precision);
+  config.validate();
+  if (a.model == "fasttext" && (!config.device.is_cpu() || config.precision != train::Precision::kFloat32)) {
+    throw ConfigError("fastText trains on the CPU in float32; drop --device/--precision");
+  }
   const auto& methods = train::registered_methods();
   const auto known = std::find_if(methods.begin(), methods.end(), [&](const train::MethodInfo& m) { return m.name == a.method; });
   if (known == methods.end()) throw ConfigError(fmt::format("--method '{}': unknown (see flipless methods list)", a.method));
@@ -174,11 +187,14 @@ int run_train(const TrainArgs& a) {
   std::fprintf(stderr, "data: %zu train, %zu validation (carved from %s), %zu dev (%s)\n", train_set.size(), validation.size(),
                full_train.name.c_str(), dev.size(), dev.name.c_str());
 
-  train::TrainConfig config = a.config;
+  if (!config.device.is_cpu() || config.precision != train::Precision::kFloat32) {
+    std::fprintf(stderr, "device %s, precision %s\n", train::describe_device(config.device).c_str(), train::to_string(config.precision).c_str());
+  }
   if (a.dist.world_size > 1) {
     if (a.model == "fasttext") throw ConfigError("fastText trains in one process; drop --world-size");
-    config.group = train::ProcessGroup::connect(a.dist);
-    std::fprintf(stderr, "rank %d of %d joined %s:%d\n", a.dist.rank, a.dist.world_size, a.dist.master_addr.c_str(), a.dist.master_port);
+    config.group = train::ProcessGroup::connect(a.dist, config.device);
+    std::fprintf(stderr, "rank %d of %d joined %s:%d (%s)\n", a.dist.rank, a.dist.world_size, a.dist.master_addr.c_str(), a.dist.master_port,
+                 config.group->backend().c_str());
   }
   const bool writer = a.dist.rank == 0;  // only rank 0 writes the model and predictions
   const std::filesystem::path out(a.out);
@@ -207,7 +223,8 @@ int run_train(const TrainArgs& a) {
     card["max_length"] = a.max_length;
     card["head"] = {{"kind", a.head.kind}, {"hidden", a.head.hidden}, {"dropout", a.head.dropout}};
     card["train_config"] = {{"epochs", a.config.epochs}, {"batch_size", a.config.batch_size}, {"learning_rate", a.config.learning_rate},
-                            {"weight_decay", a.config.weight_decay}, {"warmup_ratio", a.config.warmup_ratio}};
+                            {"weight_decay", a.config.weight_decay}, {"warmup_ratio", a.config.warmup_ratio},
+                            {"precision", train::to_string(config.precision)}};
     std::unique_ptr<ProgressBar> bar;
     // The method, and the old model's stored logits it needs (never the old model itself).
     std::map<std::string, torch::Tensor> old;
@@ -248,7 +265,8 @@ int run_train(const TrainArgs& a) {
     };
     auto export_split = [&](nn::ClassifierModule& model, const train::InputSource& source, const std::string& name,
                             const data::Dataset& ds, std::int64_t batch) {
-      const auto p = strategy ? train::predict_with_strategy(model, *strategy, source, old[name], batch) : train::predict(model, source, batch);
+      const auto p = strategy ? train::predict_with_strategy(model, *strategy, source, old[name], batch, config.precision)
+                              : train::predict(model, source, batch, {}, config.precision);
       auto rows = rows_of(ds, train::as_classifier_output(p));
       if (p.gates.defined()) {
         const auto g = p.gates.contiguous();
@@ -257,7 +275,7 @@ int run_train(const TrainArgs& a) {
       accuracy[name] = accuracy_of_rows(rows);
       data::write_predictions(out / "predictions" / (name + ".jsonl"), rows);
       if (a.method == "gated_fusion") {  // the paper's table 4 ablation: the GF-trained new model alone
-        const auto alone = rows_of(ds, train::as_classifier_output(train::predict(model, source, batch)));
+        const auto alone = rows_of(ds, train::as_classifier_output(train::predict(model, source, batch, {}, config.precision)));
         accuracy[name + "_new_model_alone"] = accuracy_of_rows(alone);
         data::write_predictions(out / "predictions" / (name + ".new_model_alone.jsonl"), alone);
       }
@@ -270,7 +288,7 @@ int run_train(const TrainArgs& a) {
       nn::write_tensors(out / "gate.safetensors", params, {{"format", "flipless-gate"}});
     };
     if (a.frozen) {
-      const train::FeatureExtractor extractor(train::FeatureSpec{model_dir, a.layers, a.pooling, a.max_length});
+      const train::FeatureExtractor extractor(train::FeatureSpec{model_dir, a.layers, a.pooling, a.max_length}, config.device);
       const auto cache = a.cache.empty() ? default_cache() : std::filesystem::path(a.cache);
       std::map<std::string, torch::Tensor> features;
       for (const auto& [name, ds] : splits) {
@@ -334,14 +352,15 @@ struct PredictArgs {
   std::string data;
   std::string out;
   int threads = 0;
+  std::string device = "cpu";
+  std::string precision = "fp32";
 };
 
 int run_predict(const PredictArgs& a) {
   set_threads(a.threads);
-  const auto classifier = train::load_classifier(a.model_dir);
-  const auto card = train::read_model_card(a.model_dir);
+  const auto classifier = train::load_classifier(a.model_dir, train::parse_device(a.device), train::parse_precision(a.precision));
   const data::Dataset ds = data::load_dataset(a.data);
-  const auto names = card.at("label_names").get<std::vector<std::string>>();
+  const auto names = train::label_names_of_model(a.model_dir);
   if (ds.has_labels() && ds.label_names != names) {
     throw InputError(fmt::format("{}: labels [{}] differ from the model's [{}]", ds.name, fmt::join(ds.label_names, ", "), fmt::join(names, ", ")));
   }
@@ -388,9 +407,25 @@ int run_models_list() {
   return 0;
 }
 
+// What this build can run on: libtorch, CPU threads, GPUs, precisions, data-parallel backends.
+int run_devices() {
+  std::printf("libtorch %s (%s)\n", TORCH_VERSION, at::hasCUDA() ? "CUDA build" : "CPU-only build");
+  std::printf("%-8s %-16s %s\n", "device", "precision", "");
+  std::printf("%-8s %-16s %d threads\n", "cpu", "fp32, bf16", torch::get_num_threads());
+  // device_count() is a size_t in libtorch 1.13 and an int in 2.x.
+  const int gpus = torch::cuda::is_available() ? static_cast<int>(torch::cuda::device_count()) : 0;
+  for (int i = 0; i < gpus; ++i) std::printf("%-8s %-16s\n", fmt::format("cuda:{}", i).c_str(), "fp32, bf16, fp16");
+  std::printf("gpus: %d%s\n", gpus,
+              gpus > 0 ? "" : at::hasCUDA() ? " (this libtorch has CUDA, but no GPU is visible)" : " (this libtorch was built without CUDA)");
+  std::printf("data parallel: gloo%s\n", train::nccl_available() ? ", nccl" : " (nccl: not in this build, -DFLIPLESS_WITH_NCCL=ON)");
+  return 0;
+}
+
 }  // namespace
 
 void add_train_commands(CLI::App& app, Runner& run) {
+  app.add_subcommand("devices", "Where torch models can run in this build: CPU, GPUs, precisions, data-parallel backends")
+      ->callback([&run] { run = [] { return run_devices(); }; });
   auto a = std::make_shared<TrainArgs>();
   a->gf.lr2 = 0;  // auto: 1e-5 when fine-tuning, the head's --lr for frozen heads
   CLI::App* cmd = app.add_subcommand("train", "Train a classifier (fastText, a head on frozen encoder features, or a fine-tuned encoder)");
@@ -426,10 +461,13 @@ void add_train_commands(CLI::App& app, Runner& run) {
   cmd->add_option("--fasttext-ngrams", a->fasttext.word_ngrams, "fastText word n-grams")->capture_default_str();
   cmd->add_option("--cache", a->cache, "Feature cache folder (default: ~/.cache/flipless/features)");
   cmd->add_option("--threads", a->threads, "CPU threads (0: all cores)")->capture_default_str();
+  cmd->add_option("--device", a->device, "cpu, cuda, cuda:N (data parallel: rank modulo the GPUs), or auto")->capture_default_str();
+  cmd->add_option("--precision", a->precision, "fp32, bf16 (autocast), or fp16 (autocast + loss scaling; GPU only)")->capture_default_str();
   cmd->add_option("--world-size", a->dist.world_size, "Data-parallel processes (start one per rank)")->capture_default_str();
   cmd->add_option("--rank", a->dist.rank, "This process's rank, 0..world-size-1 (rank 0 writes the outputs)")->capture_default_str();
   cmd->add_option("--master-addr", a->dist.master_addr, "Address of rank 0's store")->capture_default_str();
   cmd->add_option("--master-port", a->dist.master_port, "Port of rank 0's store")->capture_default_str();
+  cmd->add_option("--backend", a->dist.backend, "Data-parallel backend: gloo, nccl (GPU builds with NCCL), or auto")->capture_default_str();
   cmd->add_option("--method", a->method, "Compatibility method (flipless methods list)")->capture_default_str();
   cmd->add_option("--old", a->old_run, "The old model's flipless train output folder (its stored predictions are the old logits)");
   cmd->add_option("--distill-lambda", a->distill.lambda, "distillation: weight of the KL term")->capture_default_str();
@@ -450,10 +488,14 @@ void add_train_commands(CLI::App& app, Runner& run) {
 
   auto p = std::make_shared<PredictArgs>();
   CLI::App* predict = app.add_subcommand("predict", "Predict with a trained model; writes ids, labels, logits and embeddings");
-  predict->add_option("model_dir", p->model_dir, "A folder written by flipless train")->required();
+  predict->add_option("model_dir", p->model_dir,
+                      "A folder written by flipless train, or a Hugging Face *ForSequenceClassification checkpoint folder")
+      ->required();
   predict->add_option("--data", p->data, "Dataset spec (sst2:dev, qnli:PATH, a CSV/TSV/JSONL path)")->required();
   predict->add_option("--out", p->out, "Prediction file (JSONL) to write")->required();
   predict->add_option("--threads", p->threads, "CPU threads (0: all cores)")->capture_default_str();
+  predict->add_option("--device", p->device, "cpu, cuda, cuda:N, or auto")->capture_default_str();
+  predict->add_option("--precision", p->precision, "fp32, bf16, or fp16 (GPU only)")->capture_default_str();
   predict->callback([&run, p] { run = [p] { return run_predict(*p); }; });
 
   CLI::App* methods_cmd = app.add_subcommand("methods", "Compatibility methods");

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <regex>
 #include <set>
 
 #include "flipless/core/error.h"
@@ -271,7 +272,7 @@ class Parser {
   ExperimentConfig parse(const YAML::Node& root) const {
     if (!root.IsMap()) throw ConfigError(fmt::format("{}:1: expected a YAML mapping of experiment keys", source_.string()));
     only_keys(root, "", {"name", "tasks", "seeds", "validation_fraction", "split_seed", "old", "new", "methods", "selection", "threads",
-                         "cache_experiment"});
+                         "cache_experiment", "device", "precision"});
     ExperimentConfig c;
     c.source = source_;
     c.name = root["name"] ? word(root["name"], "name") : source_.stem().string();
@@ -299,6 +300,18 @@ class Parser {
     }
     if (root["split_seed"]) c.split_seed = static_cast<std::uint64_t>(count(root["split_seed"], "split_seed", 0));
     if (root["threads"]) c.threads = static_cast<int>(count(root["threads"], "threads", 0));
+    if (root["device"]) {
+      c.device = word(root["device"], "device");
+      static const std::regex kDevice("cpu|cuda|cuda:[0-9]+|auto");
+      if (!std::regex_match(c.device, kDevice)) fail(root["device"], "device", fmt::format("'{}': expected cpu, cuda, cuda:N or auto", c.device));
+    }
+    if (root["precision"]) {
+      c.precision = word(root["precision"], "precision");
+      if (c.precision != "fp32" && c.precision != "bf16" && c.precision != "fp16") {
+        fail(root["precision"], "precision", fmt::format("'{}': expected fp32, bf16 or fp16", c.precision));
+      }
+      if (c.precision == "fp16" && c.device == "cpu") fail(root["precision"], "precision", "fp16 needs a GPU (device: cuda or auto); on the CPU use bf16");
+    }
     if (!root["old"]) fail(root, "old", "missing: the deployed model (e.g. old: {kind: fasttext})");
     if (!root["new"]) fail(root, "new", "missing: the model that replaces it (e.g. new: {kind: frozen, model: minilm-l6})");
     c.old_model = model(root["old"], "old", true);

@@ -16,9 +16,15 @@ void GatedFusionConfig::validate() const {
 
 GatedFusionImpl::GatedFusionImpl(std::int64_t embedding_dim, GatedFusionConfig config) : config_(config) {
   config_.validate();
+  // Under autocast the first Linear returns 16-bit values, and libtorch 1.13's CPU LayerNorm
+  // refuses an input whose type differs from its weights': the LayerNorm reads its weights' type
+  // (a no-op without autocast; the Functional has no parameters, so saved gates keep their order).
+  const torch::nn::LayerNorm norm(torch::nn::LayerNormOptions({config_.hidden}));
+  const auto as_norm = [norm](const torch::Tensor& t) { return t.to(norm->weight.scalar_type()); };
   net_ = register_module("net", torch::nn::Sequential(torch::nn::Dropout(config_.dropout),                       //
                                                       torch::nn::Linear(embedding_dim, config_.hidden),          //
-                                                      torch::nn::LayerNorm(torch::nn::LayerNormOptions({config_.hidden})),
+                                                      torch::nn::Functional(as_norm),                            //
+                                                      norm,
                                                       torch::nn::Functional(torch::relu),                        //
                                                       torch::nn::Dropout(config_.dropout),                       //
                                                       torch::nn::Linear(config_.hidden, 1),                      //

@@ -138,11 +138,17 @@ bool same_torch_model(const ModelConfig& a, const ModelConfig& b) {
          a.head == b.head && a.head_hidden == b.head_hidden && a.max_length == b.max_length;
 }
 
+// Where torch models run, and in which precision.
+struct Execution {
+  torch::Device device = torch::kCPU;
+  train::Precision precision = train::Precision::kFloat32;
+};
+
 // A torch model kind over one task's data: sources per split and fresh models per seed.
 class Space {
  public:
-  Space(const ModelConfig& cfg, const TaskData& data, const fs::path& feature_cache, const RunObserver& observer)
-      : cfg_(cfg), data_(data) {
+  Space(const ModelConfig& cfg, const TaskData& data, const fs::path& feature_cache, const RunObserver& observer, const Execution& exec)
+      : cfg_(cfg), data_(data), exec_(exec) {
     model_dir_ = models::resolve_model(cfg.model);
     const auto base = nn::BertConfig::from_json_file(model_dir_ / "config.json");
     if (cfg.layers > base.num_hidden_layers) {
@@ -150,7 +156,7 @@ class Space {
     }
     dim_ = base.hidden_size;
     if (cfg.kind == "frozen") {
-      const train::FeatureExtractor extractor(train::FeatureSpec{model_dir_, cfg.layers, cfg.pooling, cfg.max_length});
+      const train::FeatureExtractor extractor(train::FeatureSpec{model_dir_, cfg.layers, cfg.pooling, cfg.max_length}, exec.device);
       for (const char* split : kSplits) {
         const auto& ds = data.split(split);
         bool hit = false;
@@ -189,11 +195,28 @@ class Space {
     return std::make_unique<train::TokenSource>(*tokenizer_, rows_subset(ds, *rows), cfg_.max_length);
   }
 
+  // A fresh model for `seed` (initialised on the CPU, so every device starts from the same
+  // weights), on the run's device.
   std::shared_ptr<nn::ClassifierModule> make(std::uint64_t seed) const {
     torch::manual_seed(seed);
     const nn::HeadConfig head{cfg_.head, cfg_.head_hidden, cfg_.dropout};
-    if (cfg_.kind == "frozen") return std::make_shared<nn::FeatureClassifier>(dim_, data_.num_labels, head);
-    return std::make_shared<nn::EncoderClassifier>(nn::load_encoder(model_dir_, cfg_.layers), data_.num_labels, head);
+    std::shared_ptr<nn::ClassifierModule> model;
+    if (cfg_.kind == "frozen") {
+      model = std::make_shared<nn::FeatureClassifier>(dim_, data_.num_labels, head);
+    } else {
+      model = std::make_shared<nn::EncoderClassifier>(nn::load_encoder(model_dir_, cfg_.layers), data_.num_labels, head);
+    }
+    model->to(exec_.device);
+    return model;
+  }
+
+  // The model's outputs over a source, in the run's precision.
+  train::Predictions predict(nn::ClassifierModule& model, const train::InputSource& source) const {
+    return train::predict(model, source, eval_batch(), {}, exec_.precision);
+  }
+  train::Predictions predict(nn::ClassifierModule& model, train::CompatibilityStrategy& strategy, const train::InputSource& source,
+                             const torch::Tensor& old_logits) const {
+    return train::predict_with_strategy(model, strategy, source, old_logits, eval_batch(), exec_.precision);
   }
 
   train::TrainConfig train_config(std::uint64_t seed) const {
@@ -205,6 +228,8 @@ class Space {
     t.warmup_ratio = cfg_.warmup;
     t.seed = seed;
     t.eval_batch_size = eval_batch();
+    t.device = exec_.device;
+    t.precision = exec_.precision;
     return t;
   }
 
@@ -216,7 +241,8 @@ class Space {
             {"pooling", cfg_.pooling},
             {"max_length", cfg_.max_length},
             {"pooler", cfg_.kind == "finetuned" && nn::checkpoint_has_pooler(model_dir_)},
-            {"head", {{"kind", cfg_.head}, {"hidden", cfg_.head_hidden}, {"dropout", cfg_.dropout}}}};
+            {"head", {{"kind", cfg_.head}, {"hidden", cfg_.head_hidden}, {"dropout", cfg_.dropout}}},
+            {"precision", train::to_string(exec_.precision)}};
   }
 
   // Saves a model folder `flipless predict` reads.
@@ -235,6 +261,7 @@ class Space {
  private:
   ModelConfig cfg_;
   const TaskData& data_;
+  Execution exec_;
   fs::path model_dir_;
   std::int64_t dim_ = 0;
   std::map<std::string, torch::Tensor> features_;
@@ -282,7 +309,11 @@ Setting setting_from_json(const json& j) {
 class TaskRunner {
  public:
   TaskRunner(const ExperimentConfig& c, const TaskConfig& t, const RunOptions& o, const RunObserver& obs)
-      : c_(c), t_(t), o_(o), obs_(obs), dir_(o.out / t.name) {}
+      : c_(c), t_(t), o_(o), obs_(obs), dir_(o.out / t.name) {
+    exec_.device = train::parse_device(o.device.empty() ? c.device : o.device);
+    exec_.precision = train::parse_precision(o.precision.empty() ? c.precision : o.precision);
+    train::check_precision(exec_.device, exec_.precision);
+  }
 
   void say(const std::string& line) const {
     if (obs_.message) obs_.message(line);
@@ -313,7 +344,7 @@ class TaskRunner {
     const auto old_result = read_json_file(dir_ / "old" / "result.json");
     say(fmt::format("{}: old model {}: validation {:.2f}%, dev {:.2f}%", t_.name, old_result.at("describe").get<std::string>(),
                     100 * accuracy(old_["validation"], labels_["validation"]), 100 * accuracy(old_["dev"], labels_["dev"])));
-    space_ = std::make_unique<Space>(c_.new_model, data_, feature_cache(), obs_);
+    space_ = std::make_unique<Space>(c_.new_model, data_, feature_cache(), obs_, exec_);
   }
 
   fs::path feature_cache() const { return o_.feature_cache.empty() ? models::models_dir().parent_path() / "features" : o_.feature_cache; }
@@ -337,7 +368,7 @@ class TaskRunner {
     // fit(rows, what) trains on train rows and returns a predictor of (split, rows).
     using Predict = std::function<torch::Tensor(const std::string&, const std::vector<std::int64_t>*)>;
     std::unique_ptr<Space> space;
-    if (cfg.torch()) space = std::make_unique<Space>(cfg, data_, feature_cache(), obs_);
+    if (cfg.torch()) space = std::make_unique<Space>(cfg, data_, feature_cache(), obs_, exec_);
     std::shared_ptr<nn::ClassifierModule> last_torch;
     auto fit = [&](const std::vector<std::int64_t>& rows, const std::string& what) -> Predict {
       if (!cfg.torch()) {
@@ -362,7 +393,7 @@ class TaskRunner {
       train::train(*model, *tr, va.get(), space->train_config(cfg.seed), train::cross_entropy_loss, train_observer(what));
       last_torch = model;
       return [&space, model](const std::string& split, const std::vector<std::int64_t>* r) {
-        return train::predict(*model, *space->source(split, r), space->eval_batch()).logits;
+        return space->predict(*model, *space->source(split, r)).logits;
       };
     };
     const auto full = fit(seen, "old model");
@@ -409,7 +440,7 @@ class TaskRunner {
       std::map<std::string, torch::Tensor> out;
       torch::Tensor dev_embedding;
       for (const char* s : kSplits) {
-        const auto p = train::predict(*model, *space_->source(s), space_->eval_batch());
+        const auto p = space_->predict(*model, *space_->source(s));
         out[s] = p.logits;
         if (std::string(s) == "dev") dev_embedding = p.embeddings;
       }
@@ -539,22 +570,22 @@ class TaskRunner {
                                  train_observer(fmt::format("{} seed {} [{}/{}]", m.name, seed, i + 1, settings.size())));
       Outcome o;
       o.candidate.setting = s;
-      const auto pv = train::predict_with_strategy(*model, *strategy, *va, old_["validation"], space_->eval_batch());
+      const auto pv = space_->predict(*model, *strategy, *va, old_["validation"]);
       o.candidate.validation_accuracy = accuracy(pv.logits, labels_["validation"]);
       o.candidate.validation_nfr = nfr(old_["validation"], pv.logits, labels_["validation"]);
       o.candidate.on_par = o.candidate.validation_accuracy >= reference - c_.selection.tolerance;
       candidates.push_back(o.candidate);
       if (!better(o.candidate, best ? &best->candidate : nullptr)) continue;
-      const auto pd = train::predict_with_strategy(*model, *strategy, *dev, old_["dev"], space_->eval_batch());
+      const auto pd = space_->predict(*model, *strategy, *dev, old_["dev"]);
       o.validation = pv.logits;
       o.dev = pd.logits;
       o.dev_embedding = pd.embeddings;
       o.dev_gates = pd.gates;
       if (m.name == "gated_fusion") {
-        o.dev_alone = train::predict(*model, *dev, space_->eval_batch()).logits;
+        o.dev_alone = space_->predict(*model, *dev).logits;
         o.validation_embedding = pv.embeddings;
         o.validation_gates = pv.gates;
-        o.validation_alone = train::predict(*model, *va, space_->eval_batch()).logits;
+        o.validation_alone = space_->predict(*model, *va).logits;
       }
       o.model = model;
       o.gate_parameters = strategy->parameters();
@@ -698,13 +729,13 @@ class TaskRunner {
       train::interpolate_parameters(*mixed, *old_model, *tuned, s.number("alpha"));
       Outcome o;
       o.candidate.setting = s;
-      o.validation = train::predict(*mixed, *va, space_->eval_batch()).logits;
+      o.validation = space_->predict(*mixed, *va).logits;
       o.candidate.validation_accuracy = accuracy(o.validation, labels_["validation"]);
       o.candidate.validation_nfr = nfr(old_["validation"], o.validation, labels_["validation"]);
       o.candidate.on_par = o.candidate.validation_accuracy >= reference - c_.selection.tolerance;
       candidates.push_back(o.candidate);
       if (!better(o.candidate, best ? &best->candidate : nullptr)) continue;
-      o.dev = train::predict(*mixed, *dev, space_->eval_batch()).logits;
+      o.dev = space_->predict(*mixed, *dev).logits;
       o.model = mixed;
       best = std::move(o);
     }
@@ -755,6 +786,7 @@ class TaskRunner {
   const TaskConfig& t_;
   const RunOptions& o_;
   const RunObserver& obs_;
+  Execution exec_;
   fs::path dir_;
   TaskData data_;
   std::map<std::string, torch::Tensor> labels_, old_;

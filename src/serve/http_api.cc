@@ -14,6 +14,9 @@
 #include <mutex>
 #include <thread>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include "flipless/core/utf8.h"
 
 namespace flipless::serve {
@@ -232,6 +235,27 @@ class Batcher {
 
 json error_body(std::string_view message) { return json{{"error", message}}; }
 
+// cpp-httplib listens with a backlog of 5 (compiled into Debian's libcpp-httplib, so no macro
+// changes it): a burst of clients overflows the accept queue whenever the accepting thread is
+// not scheduled, and the kernel answers with SYN cookies and resets ("no response" at the
+// client; seen in the tests as TcpExtListenOverflows). httplib keeps its socket private, so the
+// listening socket on `port` is found among this process's descriptors and listen() is called
+// again with the system's maximum (Linux takes a new backlog on a listening socket).
+void raise_backlog(int port) {
+  for (int fd = 0; fd < 4096; ++fd) {
+    int accepting = 0;
+    socklen_t length = sizeof accepting;
+    if (::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &length) != 0 || accepting == 0) continue;
+    sockaddr_storage address{};
+    socklen_t size = sizeof address;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size) != 0) continue;
+    int bound = -1;
+    if (address.ss_family == AF_INET) bound = ntohs(reinterpret_cast<const sockaddr_in*>(&address)->sin_port);
+    if (address.ss_family == AF_INET6) bound = ntohs(reinterpret_cast<const sockaddr_in6*>(&address)->sin6_port);
+    if (bound == port) ::listen(fd, SOMAXCONN);
+  }
+}
+
 }  // namespace
 
 struct Server::Impl {
@@ -251,6 +275,13 @@ Server::Server(std::shared_ptr<const CompatiblePredictor> predictor, ServerOptio
   m.batcher = std::make_unique<Batcher>(m.predictor, m.options, m.metrics);
   const auto threads = m.options.threads;
   m.http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  // httplib's default socket options set SO_REUSEPORT, which lets a second server bind the same
+  // port and silently take a share of its connections. SO_REUSEADDR alone still allows a quick
+  // restart over connections in TIME_WAIT, and a second listener is refused.
+  m.http.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   // Bodies over the cap are refused by httplib with 413 before they are read in full.
   m.http.set_payload_max_length(m.options.max_body_bytes);
   auto reply = [&m](httplib::Response& res, const std::string& handler, int code, const json& body, Clock::time_point started) {
@@ -319,6 +350,7 @@ int Server::bind() {
     port = -1;
   }
   if (port < 0) throw IoError(fmt::format("serve: cannot listen on {}:{}", m.options.host, m.options.port));
+  raise_backlog(port);
   m.bound = true;
   return port;
 }

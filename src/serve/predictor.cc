@@ -1,6 +1,7 @@
 #include "flipless/serve/predictor.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -93,6 +94,11 @@ CompatiblePredictor::CompatiblePredictor(std::unique_ptr<Impl> impl) : impl_(std
 CompatiblePredictor::~CompatiblePredictor() = default;
 
 std::unique_ptr<CompatiblePredictor> CompatiblePredictor::load(const fs::path& model_dir, std::shared_ptr<cache::OldLogitCache> cache,
+                                                               std::shared_ptr<const models::Classifier> live_old) {
+  return load(model_dir, std::move(cache), std::move(live_old), PredictorOptions());
+}
+
+std::unique_ptr<CompatiblePredictor> CompatiblePredictor::load(const fs::path& model_dir, std::shared_ptr<cache::OldLogitCache> cache,
                                                                std::shared_ptr<const models::Classifier> live_old, PredictorOptions options) {
   auto m = std::make_unique<Impl>();
   m->dir = model_dir;
@@ -100,7 +106,7 @@ std::unique_ptr<CompatiblePredictor> CompatiblePredictor::load(const fs::path& m
   m->temperature = temperature_of(card, model_dir);
   const auto gate_path = model_dir / "gate.safetensors";
   if (!fs::exists(gate_path)) throw ModelError(fmt::format("{}: missing; a Gated Fusion model folder holds its gate there", gate_path.string()));
-  m->model = train::load_classifier(model_dir);
+  m->model = train::load_classifier(model_dir, train::parse_device(options.device), train::parse_precision(options.precision));
   m->label_names = card.at("label_names").get<std::vector<std::string>>();
   const auto file = io::SafetensorsFile::open(gate_path);
   const auto first = nn::read_tensor(file, "gate.0");  // (64, dim): the gate's first Linear

@@ -9,6 +9,7 @@
 #include "flipless/core/hash.h"
 #include "flipless/io/safetensors.h"
 #include "flipless/nn/tensor_io.h"
+#include "flipless/train/device.h"
 #include "flipless/train/inputs.h"
 
 namespace flipless::train {
@@ -26,13 +27,14 @@ void FeatureSpec::validate() const {
   if (max_length < 3) throw ConfigError(fmt::format("max length must be at least 3, got {}", max_length));
 }
 
-FeatureExtractor::FeatureExtractor(FeatureSpec spec)
-    : spec_(std::move(spec)), tokenizer_(text::WordPieceTokenizer::from_checkpoint_dir(spec_.model_dir)) {
+FeatureExtractor::FeatureExtractor(FeatureSpec spec, torch::Device device)
+    : spec_(std::move(spec)), device_(device), tokenizer_(text::WordPieceTokenizer::from_checkpoint_dir(spec_.model_dir)) {
   spec_.validate();
   encoder_ = nn::load_encoder(spec_.model_dir, spec_.layers);
   if (spec_.pooling == "pooler" && !encoder_->has_pooler()) {
     throw ConfigError(fmt::format("{}: pooling 'pooler' asked for, but the checkpoint has no pooler", spec_.model_dir.string()));
   }
+  encoder_->to(device_);
   encoder_->eval();
 }
 
@@ -46,7 +48,7 @@ torch::Tensor FeatureExtractor::extract(const data::Dataset& dataset, std::int64
   auto out = torch::empty({n, dim()});
   for (std::int64_t start = 0; start < n; start += batch_size) {
     const std::vector<std::int64_t> rows(order.begin() + start, order.begin() + std::min(n, start + batch_size));
-    const nn::ModelInputs in = tokens.batch(rows);
+    const nn::ModelInputs in = to_device(tokens.batch(rows), device_);
     const nn::EncoderOutput o = encoder_->forward(in.input_ids, in.token_type_ids, in.attention_mask);
     torch::Tensor pooled;
     if (spec_.pooling == "mean") {
@@ -57,7 +59,7 @@ torch::Tensor FeatureExtractor::extract(const data::Dataset& dataset, std::int64
     } else {
       pooled = o.pooled;
     }
-    out.index_copy_(0, torch::tensor(rows, torch::kInt64), pooled);
+    out.index_copy_(0, torch::tensor(rows, torch::kInt64), pooled.to(torch::kCPU, torch::kFloat32));
     if (progress) progress(std::min(n, start + batch_size), n);
   }
   return out;

@@ -64,12 +64,14 @@ data::Dataset as_dataset(std::span<const data::TextExample> examples) {
 // A frozen encoder and a head trained on its features.
 class FrozenHeadClassifier : public models::Classifier {
  public:
-  FrozenHeadClassifier(const std::filesystem::path& dir, const nlohmann::json& card)
+  FrozenHeadClassifier(const std::filesystem::path& dir, const nlohmann::json& card, torch::Device device)
       : card_(card),
         extractor_(FeatureSpec{card.at("base_model").get<std::string>(), card.at("layers").get<std::int64_t>(),
-                               card.at("pooling").get<std::string>(), card.at("max_length").get<std::size_t>()}),
+                               card.at("pooling").get<std::string>(), card.at("max_length").get<std::size_t>()},
+                   device),
         head_(extractor_.dim(), static_cast<std::int64_t>(label_names_of(card).size()), head_of(card)) {
     load_state(head_, dir / "weights.safetensors");
+    head_.to(device);
     head_.eval();
   }
   std::size_t num_labels() const override { return static_cast<std::size_t>(head_.num_labels()); }
@@ -95,12 +97,14 @@ class FrozenHeadClassifier : public models::Classifier {
 // A fine-tuned encoder with its head.
 class FineTunedClassifier : public models::Classifier {
  public:
-  FineTunedClassifier(const std::filesystem::path& dir, const nlohmann::json& card)
+  FineTunedClassifier(const std::filesystem::path& dir, const nlohmann::json& card, torch::Device device, Precision precision)
       : card_(card),
+        precision_(precision),
         tokenizer_(text::WordPieceTokenizer::from_checkpoint_dir(dir / "encoder")),
         model_(nn::BertEncoder(encoder_config(dir, card), card.at("pooler").get<bool>()),
                static_cast<std::int64_t>(label_names_of(card).size()), head_of(card)) {
     load_state(model_, dir / "weights.safetensors");
+    model_.to(device);
     model_.eval();
   }
   std::size_t num_labels() const override { return static_cast<std::size_t>(model_.num_labels()); }
@@ -108,7 +112,7 @@ class FineTunedClassifier : public models::Classifier {
     const std::lock_guard lock(mutex_);
     const data::Dataset ds = as_dataset(examples);
     const TokenSource source(tokenizer_, ds, card_.at("max_length").get<std::size_t>());
-    return as_classifier_output(train::predict(model_, source, 64));
+    return as_classifier_output(train::predict(model_, source, 64, {}, precision_));
   }
   std::string describe() const override {
     return fmt::format("fine-tuned {} ({} layers) + {} head, {} labels", card_.at("base_model").get<std::string>(),
@@ -122,12 +126,49 @@ class FineTunedClassifier : public models::Classifier {
     return config;
   }
   nlohmann::json card_;
+  Precision precision_;
   text::WordPieceTokenizer tokenizer_;
   mutable nn::EncoderClassifier model_;
   mutable std::mutex mutex_;
 };
 
+// A Hugging Face *ForSequenceClassification checkpoint with its own head.
+class PretrainedHeadClassifier : public models::Classifier {
+ public:
+  PretrainedHeadClassifier(const std::filesystem::path& dir, torch::Device device, Precision precision)
+      : dir_(dir), precision_(precision), tokenizer_(text::WordPieceTokenizer::from_checkpoint_dir(dir)), model_(dir) {
+    model_.to(device);
+    model_.eval();
+  }
+  std::size_t num_labels() const override { return static_cast<std::size_t>(model_.num_labels()); }
+  models::ClassifierOutput predict(std::span<const data::TextExample> examples) const override {
+    const std::lock_guard lock(mutex_);
+    const data::Dataset ds = as_dataset(examples);
+    const TokenSource source(tokenizer_, ds, kMaxLength);
+    return as_classifier_output(train::predict(model_, source, 64, {}, precision_));
+  }
+  std::string describe() const override {
+    return fmt::format("{} {} with its own classification head, {} labels", model_.encoder()->config().model_type, dir_.string(),
+                       num_labels());
+  }
+  static constexpr std::size_t kMaxLength = 128;
+
+ private:
+  std::filesystem::path dir_;
+  Precision precision_;
+  text::WordPieceTokenizer tokenizer_;
+  mutable nn::PretrainedClassifier model_;
+  mutable std::mutex mutex_;
+};
+
 }  // namespace
+
+std::vector<std::string> label_names_of_model(const std::filesystem::path& dir) {
+  if (!std::filesystem::exists(dir / kModelCardName) && nn::is_sequence_classification_checkpoint(dir)) {
+    return nn::PretrainedClassifier(dir).label_names();
+  }
+  return label_names_of(read_model_card(dir));
+}
 
 void save_model_card(const std::filesystem::path& dir, const nlohmann::json& card) {
   std::filesystem::create_directories(dir);
@@ -163,12 +204,16 @@ nlohmann::json read_model_card(const std::filesystem::path& dir) {
   return card;
 }
 
-std::unique_ptr<models::Classifier> load_classifier(const std::filesystem::path& dir) {
+std::unique_ptr<models::Classifier> load_classifier(const std::filesystem::path& dir, torch::Device device, Precision precision) {
+  check_precision(device, precision);
+  if (!std::filesystem::exists(dir / kModelCardName) && nn::is_sequence_classification_checkpoint(dir)) {
+    return std::make_unique<PretrainedHeadClassifier>(dir, device, precision);
+  }
   const auto card = read_model_card(dir);
   const auto kind = card.at("kind").get<std::string>();
   try {
-    if (kind == "frozen-head") return std::make_unique<FrozenHeadClassifier>(dir, card);
-    if (kind == "fine-tuned") return std::make_unique<FineTunedClassifier>(dir, card);
+    if (kind == "frozen-head") return std::make_unique<FrozenHeadClassifier>(dir, card, device);
+    if (kind == "fine-tuned") return std::make_unique<FineTunedClassifier>(dir, card, device, precision);
     if (kind == "fasttext") {
       return models::FastTextClassifier::load(dir / "model.bin", label_names_of(card).size(), card.value("lowercase", true));
     }

@@ -109,6 +109,7 @@ class GatedFusionStrategy : public CompatibilityStrategy {
   }
 
   void train(bool on) override { gate_->train(on); }
+  void to(const torch::Device& device) override { gate_->to(device); }
 
   StrategyOutput infer(const nn::ModelOutput& output, const torch::Tensor& old_logits) override {
     const auto fused = gate_->forward(output.embedding, output.logits, old_logits);

@@ -60,6 +60,7 @@ void TrainConfig::validate() const {
   if (weight_decay < 0) throw ConfigError("weight decay must be >= 0");
   if (!(warmup_ratio >= 0 && warmup_ratio < 1)) throw ConfigError("warm-up ratio must be in [0, 1)");
   if (max_grad_norm < 0) throw ConfigError("max grad norm must be >= 0");
+  check_precision(device, precision);
 }
 
 torch::Tensor cross_entropy_loss(const StepInputs& step) { return torch::nn::functional::cross_entropy(step.output.logits, step.labels); }
@@ -87,6 +88,7 @@ struct LoopHooks {
   std::vector<torch::Tensor> extra_parameters;
   std::function<std::optional<double>(int epoch)> learning_rate;
   std::function<void(bool)> set_training;
+  std::function<void(const torch::Device&)> to_device;
   std::function<double()> validate;
 };
 
@@ -96,6 +98,10 @@ TrainResult run_loop(nn::ClassifierModule& model, const InputSource& train_data,
   if (train_data.size() == 0) throw InputError("no training examples");
   if (train_data.labels().lt(0).any().item<bool>()) throw InputError("training data has unlabelled examples");
   torch::manual_seed(config.seed);
+  const torch::Device device = config.device;
+  model.to(device);  // parameters keep their handles: the caller's tensors follow
+  if (hooks.to_device) hooks.to_device(device);
+  LossScaler scaler(config.precision == Precision::kFloat16);
 
   std::vector<torch::Tensor> decay, plain;
   for (const auto& p : model.named_parameters()) {
@@ -143,6 +149,7 @@ TrainResult run_loop(nn::ClassifierModule& model, const InputSource& train_data,
     const auto start = Clock::now();
     double loss_sum = 0;
     std::int64_t seen = 0;
+    const std::int64_t skipped_before = scaler.skipped();
     for (std::int64_t s = 0; s < steps_per_epoch; ++s) {
       // This process's share of the global batch; every process shuffles alike (same seed).
       const std::int64_t first = std::min(n, s * global_batch + rank * config.batch_size);
@@ -153,11 +160,19 @@ TrainResult run_loop(nn::ClassifierModule& model, const InputSource& train_data,
       optimizer.zero_grad();
       torch::Tensor value;
       if (!rows.empty()) {
-        const auto row_tensor = torch::tensor(rows, torch::kInt64);
-        const auto labels = train_data.labels().index_select(0, row_tensor);
-        const nn::ModelOutput out = model.forward(train_data.batch(rows));
-        value = loss(StepInputs{out, labels, row_tensor, epoch, config.epochs});
-        value.backward();
+        const auto host_rows = torch::tensor(rows, torch::kInt64);
+        const auto row_tensor = host_rows.to(device);
+        const auto labels = train_data.labels().index_select(0, host_rows).to(device);
+        {
+          // Forward and loss under autocast (16-bit matrix products), backward outside it; the
+          // loss sees float32 outputs.
+          const AutocastGuard autocast(device, config.precision);
+          nn::ModelOutput out = model.forward(to_device(train_data.batch(rows), device));
+          out.logits = out.logits.to(torch::kFloat32);
+          out.embedding = out.embedding.to(torch::kFloat32);
+          value = loss(StepInputs{out, labels, row_tensor, epoch, config.epochs});
+        }
+        scaler.scale(value).backward();
       }
       if (config.group) {
         // Weight each process's mean gradient by its share of this step's examples, so the
@@ -171,8 +186,14 @@ TrainResult run_loop(nn::ClassifierModule& model, const InputSource& train_data,
         }
         config.group->average(gradients_of(trainable));
       }
-      if (config.max_grad_norm > 0) torch::nn::utils::clip_grad_norm_(trainable, config.max_grad_norm);
-      optimizer.step();
+      // fp16: gradients back to their true size; a step with inf/NaN gradients is skipped (every
+      // process sees the same averaged gradients, so all skip together).
+      const bool finite = scaler.unscale(trainable);
+      if (finite) {
+        if (config.max_grad_norm > 0) torch::nn::utils::clip_grad_norm_(trainable, config.max_grad_norm);
+        optimizer.step();
+      }
+      scaler.update(finite);
       ++global_step;
       if (rows.empty()) continue;
       const auto b = static_cast<std::int64_t>(rows.size());
@@ -183,6 +204,7 @@ TrainResult run_loop(nn::ClassifierModule& model, const InputSource& train_data,
     EpochStats stats;
     stats.epoch = epoch + 1;
     stats.seconds = since(start);
+    stats.skipped_steps = scaler.skipped() - skipped_before;
     const double total_loss = config.group ? config.group->sum(loss_sum) : loss_sum;
     const double total_seen = config.group ? config.group->sum(static_cast<double>(seen)) : static_cast<double>(seen);
     stats.train_loss = total_loss / total_seen;
@@ -200,7 +222,9 @@ TrainResult train(nn::ClassifierModule& model, const InputSource& train_data, co
                   const TrainConfig& config, const LossFn& loss, const TrainObserver& observer) {
   LoopHooks hooks;
   if (validation != nullptr && validation->size() > 0) {
-    hooks.validate = [&] { return accuracy_of(predict(model, *validation, config.eval_batch_size).logits, validation->labels()); };
+    hooks.validate = [&] {
+      return accuracy_of(predict(model, *validation, config.eval_batch_size, {}, config.precision).logits, validation->labels());
+    };
   }
   return run_loop(model, train_data, config, loss, observer, hooks);
 }
@@ -213,7 +237,7 @@ TrainResult train_with_strategy(nn::ClassifierModule& model, CompatibilityStrate
     throw InputError(fmt::format("old logits have shape {}, expected ({}, num_labels): one row per training example",
                                  fmt::format("{}", fmt::join(old_logits.sizes(), "x")), train_data.size()));
   }
-  const auto old_constant = old_logits.detach();
+  const auto old_constant = old_logits.detach().to(config.device, torch::kFloat32);
   LossFn loss = [&](const StepInputs& step) {
     const auto old_rows = old_constant.index_select(0, step.rows);  // (batch, k)
     return strategy.loss(StrategyStep{step.output, step.labels, old_rows, step.epoch, step.epochs});
@@ -222,39 +246,47 @@ TrainResult train_with_strategy(nn::ClassifierModule& model, CompatibilityStrate
   hooks.extra_parameters = strategy.parameters();
   hooks.learning_rate = [&](int epoch) { return strategy.learning_rate(epoch, config.epochs); };
   hooks.set_training = [&](bool on) { strategy.train(on); };
+  hooks.to_device = [&](const torch::Device& device) { strategy.to(device); };
   if (validation != nullptr && validation->size() > 0) {
     hooks.validate = [&] {
-      return accuracy_of(predict_with_strategy(model, strategy, *validation, validation_old_logits, config.eval_batch_size).logits,
-                         validation->labels());
+      return accuracy_of(
+          predict_with_strategy(model, strategy, *validation, validation_old_logits, config.eval_batch_size, config.precision).logits,
+          validation->labels());
     };
   }
   return run_loop(model, train_data, config, loss, observer, hooks);
 }
 
 Predictions predict_with_strategy(nn::ClassifierModule& model, CompatibilityStrategy& strategy, const InputSource& data,
-                                  const torch::Tensor& old_logits, std::int64_t batch_size) {
+                                  const torch::Tensor& old_logits, std::int64_t batch_size, Precision precision) {
   if (old_logits.dim() != 2 || old_logits.size(0) != data.size()) {
     throw InputError(fmt::format("old logits have {} rows, the data {}", old_logits.size(0), data.size()));
   }
   const bool was_training = model.is_training();
+  const torch::Device device = device_of(model);
   model.eval();
+  strategy.to(device);
   strategy.train(false);
   torch::InferenceMode guard;
+  const AutocastGuard autocast(device, precision);
   Predictions out;
   const std::int64_t n = data.size();
   for (std::int64_t start = 0; start < n; start += batch_size) {
     std::vector<std::int64_t> rows(static_cast<std::size_t>(std::min(n, start + batch_size) - start));
     std::iota(rows.begin(), rows.end(), start);
     const auto index = torch::tensor(rows, torch::kInt64);
-    const nn::ModelOutput o = model.forward(data.batch(rows));
-    const StrategyOutput s = strategy.infer(o, old_logits.index_select(0, index));
+    const nn::ModelOutput o = model.forward(to_device(data.batch(rows), device));
+    StrategyOutput s = strategy.infer(o, old_logits.index_select(0, index).to(device, torch::kFloat32));
+    s.logits = s.logits.to(torch::kCPU, torch::kFloat32);
+    if (s.gate.defined()) s.gate = s.gate.to(torch::kCPU, torch::kFloat32);
+    const auto embedding = o.embedding.to(torch::kCPU, torch::kFloat32);
     if (!out.logits.defined()) {
       out.logits = torch::empty({n, s.logits.size(1)});
-      out.embeddings = torch::empty({n, o.embedding.size(1)});
+      out.embeddings = torch::empty({n, embedding.size(1)});
       if (s.gate.defined()) out.gates = torch::empty({n});
     }
     out.logits.index_copy_(0, index, s.logits);
-    out.embeddings.index_copy_(0, index, o.embedding);
+    out.embeddings.index_copy_(0, index, embedding);
     if (s.gate.defined()) out.gates.index_copy_(0, index, s.gate);
   }
   model.train(was_training);
@@ -263,19 +295,21 @@ Predictions predict_with_strategy(nn::ClassifierModule& model, CompatibilityStra
 }
 
 Predictions predict(nn::ClassifierModule& model, const InputSource& data, std::int64_t batch_size,
-                    const std::function<void(std::int64_t, std::int64_t)>& progress) {
+                    const std::function<void(std::int64_t, std::int64_t)>& progress, Precision precision) {
   const std::int64_t n = data.size();
   std::vector<std::int64_t> order(static_cast<std::size_t>(n));
   std::iota(order.begin(), order.end(), 0);
   // Similar lengths together: little padding, same results (padding is masked).
   std::stable_sort(order.begin(), order.end(), [&](std::int64_t a, std::int64_t b) { return data.cost(a) < data.cost(b); });
   const bool was_training = model.is_training();
+  const torch::Device device = device_of(model);
   model.eval();
   torch::InferenceMode guard;
+  const AutocastGuard autocast(device, precision);
   Predictions out;
   for (std::int64_t start = 0; start < n; start += batch_size) {
     const std::vector<std::int64_t> rows(order.begin() + start, order.begin() + std::min(n, start + batch_size));
-    const nn::ModelOutput o = model.forward(data.batch(rows));
+    const nn::ModelOutput o = to_host_float(model.forward(to_device(data.batch(rows), device)));
     if (!out.logits.defined()) {
       out.logits = torch::empty({n, o.logits.size(1)});
       out.embeddings = torch::empty({n, o.embedding.size(1)});

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -43,19 +44,6 @@ Result run(const TempDir& dir, const std::string& args) {
 const std::string kExamples = FLIPLESS_EXAMPLES_DIR;
 
 #if defined(FLIPLESS_WITH_TORCH) && defined(FLIPLESS_WITH_CACHE)
-// A port nothing listens on now (bound and released; the kernel does not hand it out again at once).
-int free_port() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
-
 // Starts a shell command in the background; returns its pid.
 pid_t spawn(const std::string& command) {
   const pid_t pid = fork();
@@ -327,10 +315,24 @@ TEST(CliTrain, FastTextFrozenAndFineTunedModelsTrainPredictAndCompare) {
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("fasttext-1"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("frozen:tiny-bert:L1:mean"), std::string::npos) << r.out;
-  const int port = free_port();
+  // Port 0: the server picks a free port and prints it (a port probed here and released could
+  // be taken by another test before the server binds it).
   const auto log = dir.path() / "serve.log";
   const pid_t server = spawn("'" + std::string(FLIPLESS_BINARY) + "' serve '" + gf_dir.string() + "' --cache '" + cache.string() +
-                             "' --port " + std::to_string(port) + " --torch-threads 1 >'" + log.string() + "' 2>&1");
+                             "' --port 0 --torch-threads 1 >'" + log.string() + "' 2>&1");
+  int port = 0;
+  const std::string listening = "listening on http://127.0.0.1:";
+  for (int i = 0; i < 300 && port == 0; ++i) {
+    const auto text = slurp(log);
+    const auto at = text.find(listening);
+    if (at != std::string::npos) {
+      port = std::atoi(text.c_str() + at + listening.size());
+    } else {
+      usleep(100000);
+    }
+  }
+  if (port == 0) kill(server, SIGKILL);
+  ASSERT_GT(port, 0) << slurp(log);
   std::string health;
   for (int i = 0; i < 300 && health.find("\"ok\"") == std::string::npos; ++i) {
     health = http(port, "GET /healthz HTTP/1.0\r\n\r\n");
@@ -348,8 +350,42 @@ TEST(CliTrain, FastTextFrozenAndFineTunedModelsTrainPredictAndCompare) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << slurp(log);
   EXPECT_NE(slurp(log).find("flipless serve: stopped"), std::string::npos) << slurp(log);
   expect_user_error(run(dir, "serve '" + old_dir.string() + "'"), "not a Gated Fusion model");
+  expect_user_error(run(dir, "serve '" + gf_dir.string() + "' --device tpu"), "device 'tpu': expected cpu, cuda, cuda:N or auto");
+  expect_user_error(run(dir, "serve '" + gf_dir.string() + "' --precision fp16"), "precision fp16 needs a GPU");
   EXPECT_EQ(run(dir, "serve --help").code, 0);
 #endif
+}
+
+TEST(CliTrain, PredictRunsAHuggingFaceClassifierCheckpointAsItIs) {
+  TempDir dir;
+  const auto data = dir.write("texts.jsonl", "{\"text\": \"the movie was good\", \"label\": \"positive\"}\n"
+                                             "{\"text\": \"a boring plot\", \"label\": \"negative\"}\n"
+                                             "{\"text\": \"it is a film\", \"label\": \"neutral\"}\n");
+  const std::string checkpoint = std::string(FLIPLESS_TEST_DIR) + "/golden/nn/tiny-bert-cls";
+  const auto out = dir.path() / "p.jsonl";
+  const auto r = run(dir, "predict '" + checkpoint + "' --data '" + data.string() + "' --out '" + out.string() + "'");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("with its own classification head, 3 labels"), std::string::npos) << r.err;
+  const auto rows = slurp(out);
+  EXPECT_EQ(std::count(rows.begin(), rows.end(), '\n'), 3) << rows;
+  EXPECT_NE(r.out.find("accuracy"), std::string::npos) << r.out;
+  EXPECT_NE(rows.find("positive"), std::string::npos) << rows;  // id2label's names label the file
+}
+
+// Whether this flipless can train on a GPU (its `devices` report).
+bool torch_has_gpu(const TempDir& dir) {
+  const auto r = run(dir, "devices");
+  return r.code == 0 && r.out.find("gpus: 0") == std::string::npos;
+}
+
+TEST(CliTrain, DevicesReportsWhatThisBuildRunsOn) {
+  TempDir dir;
+  const auto r = run(dir, "devices");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("libtorch "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("cpu      fp32, bf16"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("data parallel: gloo"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("gpus: "), std::string::npos) << r.out;
 }
 
 TEST(CliTrain, BadModelsAndOptionsExitTwoWithOneLine) {
@@ -372,6 +408,15 @@ TEST(CliTrain, BadModelsAndOptionsExitTwoWithOneLine) {
                     "--method 'magic': unknown");
   expect_user_error(run(dir, "train --model '" + tiny + "' --layers 9 --train '" + train.string() + "' --eval '" + train.string() + "'" + out),
                     "asked for 9 layers, the model has 2");
+  const std::string data = " --train '" + train.string() + "' --eval '" + train.string() + "'" + out;
+  if (!torch_has_gpu(dir)) {
+    expect_user_error(run(dir, "train --model '" + tiny + "' --device cuda" + data), "device 'cuda': no GPU available");
+  }
+  expect_user_error(run(dir, "train --model '" + tiny + "' --device tpu" + data), "device 'tpu': expected cpu, cuda, cuda:N or auto");
+  expect_user_error(run(dir, "train --model '" + tiny + "' --precision fp16" + data), "precision fp16 needs a GPU");
+  expect_user_error(run(dir, "train --model '" + tiny + "' --precision half" + data), "precision 'half': expected fp32, bf16 or fp16");
+  expect_user_error(run(dir, "train --model fasttext --precision bf16" + data), "fastText trains on the CPU in float32");
+  expect_user_error(run(dir, "train --model '" + tiny + "' --backend mpi --world-size 2" + data), "backend 'mpi': expected gloo, nccl or auto");
 }
 
 }  // namespace

@@ -14,6 +14,8 @@
 //     gated_fusion: {drop_gate: [0.5, 0.8], temperature: [1.0, 1.4], lr2: [1e-4, 1e-3]}
 //   selection: {tolerance: 0.001, search: every_seed}
 //   cache_experiment: {percents: [0, 25, 50, 75, 100], draws: 5}
+//   device: auto                        # cpu (default), cuda, cuda:N, auto (a GPU when visible)
+//   precision: fp32                     # fp32 (default), bf16, fp16 (GPU): autocast for torch models
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -105,6 +107,8 @@ struct ExperimentConfig {
   SelectionConfig selection;
   CacheExperimentConfig cache_experiment;  // needs gated_fusion among the methods
   int threads = 0;
+  std::string device = "cpu";      // where torch models train and predict
+  std::string precision = "fp32";  // autocast precision of torch models
   bool has_method(const std::string& method_name) const;
   const MethodConfig* method(const std::string& method_name) const;
 };

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "flipless/nn/bert.h"
 
@@ -81,5 +82,33 @@ class EncoderClassifier : public ClassifierModule {
   BertEncoder encoder_{nullptr};
   ClassificationHead head_{nullptr};
 };
+
+// A Hugging Face *ForSequenceClassification checkpoint as it was fine-tuned: its encoder and
+// its own head, so a deployed model can be run (and measured, and served from) as it is.
+// BERT: dropout and `classifier` on the pooler output; ELECTRA: dropout, `classifier.dense`,
+// GELU, dropout, `classifier.out_proj` on the [CLS] state; RoBERTa: the same with tanh. The
+// embedding is what the head reads (the pooler output, or the [CLS] state).
+class PretrainedClassifier : public ClassifierModule {
+ public:
+  // Throws ModelError naming the folder and the missing or mis-shaped tensor.
+  explicit PretrainedClassifier(const std::filesystem::path& dir);
+  ModelOutput forward(const ModelInputs& inputs) override;
+  std::int64_t num_labels() const override { return num_labels_; }
+  // From config.json's id2label in id order; the default names LABEL_k are read as "k".
+  const std::vector<std::string>& label_names() const { return label_names_; }
+  BertEncoder& encoder() { return encoder_; }
+
+ private:
+  std::int64_t num_labels_ = 0;
+  std::vector<std::string> label_names_;
+  bool dense_head_ = false;  // ELECTRA / RoBERTa: dense + activation + out_proj
+  BertEncoder encoder_{nullptr};
+  torch::nn::Dropout dropout_{nullptr};
+  torch::nn::Linear dense_{nullptr}, out_{nullptr};
+};
+
+// Whether `dir/model.safetensors` holds a sequence-classification head ("classifier.weight" or
+// "classifier.out_proj.weight").
+bool is_sequence_classification_checkpoint(const std::filesystem::path& dir);
 
 }  // namespace flipless::nn

@@ -27,6 +27,8 @@ struct RunOptions {
   std::filesystem::path out;            // the run folder
   std::filesystem::path feature_cache;  // frozen features; empty: ~/.cache/flipless/features
   int threads = 0;                      // 0: the config's, else all cores
+  std::string device;                   // empty: the config's (cpu, cuda, cuda:N, auto)
+  std::string precision;                // empty: the config's (fp32, bf16, fp16)
 };
 
 struct UnitInfo {

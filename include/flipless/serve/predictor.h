@@ -29,6 +29,8 @@ namespace flipless::serve {
 struct PredictorOptions {
   cache::LookupOptions lookup;  // version (empty: the latest at load time), nearest, max_distance
   std::string record_version;   // non-empty: record served fused logits into the cache under this tag
+  std::string device = "cpu";   // where the new model runs (cpu, cuda, cuda:N, auto); the gate runs on the CPU
+  std::string precision = "fp32";  // fp32, bf16, fp16 (GPU)
 };
 
 enum class PredictionPath { kExact, kNear, kMiss, kLiveOld };
@@ -51,7 +53,11 @@ class CompatiblePredictor {
   // card. `cache` may be null (then every input misses); `live_old` may be null.
   // Throws ModelError for a folder without a gate, ConfigError for a cache of another width.
   static std::unique_ptr<CompatiblePredictor> load(const std::filesystem::path& model_dir, std::shared_ptr<cache::OldLogitCache> cache,
-                                                   std::shared_ptr<const models::Classifier> live_old, PredictorOptions options = {});
+                                                   std::shared_ptr<const models::Classifier> live_old, PredictorOptions options);
+  // With default options. (An overload rather than a default argument: GCC 12 warns of a
+  // maybe-uninitialised string in a defaulted options struct built at each call site.)
+  static std::unique_ptr<CompatiblePredictor> load(const std::filesystem::path& model_dir, std::shared_ptr<cache::OldLogitCache> cache,
+                                                   std::shared_ptr<const models::Classifier> live_old);
   ~CompatiblePredictor();
   CompatiblePredictor(const CompatiblePredictor&) = delete;
   CompatiblePredictor& operator=(const CompatiblePredictor&) = delete;

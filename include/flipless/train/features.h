@@ -28,8 +28,11 @@ using Progress = std::function<void(std::int64_t done, std::int64_t total)>;
 
 class FeatureExtractor {
  public:
-  explicit FeatureExtractor(FeatureSpec spec);
-  // Features (n, hidden) in dataset order; inference mode, length-sorted batches.
+  // The encoder runs on `device` (float32 there: cached features do not depend on where they
+  // were computed beyond float rounding).
+  explicit FeatureExtractor(FeatureSpec spec, torch::Device device = torch::kCPU);
+  // Features (n, hidden) float32 on the CPU, in dataset order; inference mode, length-sorted
+  // batches.
   torch::Tensor extract(const data::Dataset& dataset, std::int64_t batch_size = 64, const Progress& progress = {}) const;
   // The cache key: model (path, weights size and time), layers, pooling, max length, format
   // version, and a hash of the dataset's ids and texts.
@@ -37,9 +40,11 @@ class FeatureExtractor {
   std::int64_t dim() const { return encoder_->config().hidden_size; }
   const FeatureSpec& spec() const { return spec_; }
   const text::WordPieceTokenizer& tokenizer() const { return tokenizer_; }
+  torch::Device device() const { return device_; }
 
  private:
   FeatureSpec spec_;
+  torch::Device device_;
   text::WordPieceTokenizer tokenizer_;
   mutable nn::BertEncoder encoder_{nullptr};
 };

@@ -17,6 +17,7 @@
 
 #include "flipless/models/classifier.h"
 #include "flipless/nn/classifier.h"
+#include "flipless/train/device.h"
 
 namespace flipless::train {
 
@@ -31,7 +32,14 @@ void save_model_card(const std::filesystem::path& dir, const nlohmann::json& car
 // Reads and checks a folder's card. Throws ModelError naming the file and field.
 nlohmann::json read_model_card(const std::filesystem::path& dir);
 
-// Loads any saved kind as a Classifier.
-std::unique_ptr<models::Classifier> load_classifier(const std::filesystem::path& dir);
+// Loads any saved kind as a Classifier; torch kinds run on `device` in `precision` (fastText on
+// the CPU; frozen encoders compute their features in float32). A folder without a card that
+// holds a Hugging Face *ForSequenceClassification checkpoint loads as it is (its own head,
+// inputs truncated to 128 tokens).
+std::unique_ptr<models::Classifier> load_classifier(const std::filesystem::path& dir, torch::Device device = torch::kCPU,
+                                                    Precision precision = Precision::kFloat32);
+
+// The label names of what load_classifier loads: the card's, or the checkpoint's id2label.
+std::vector<std::string> label_names_of_model(const std::filesystem::path& dir);
 
 }  // namespace flipless::train

@@ -46,6 +46,8 @@ class CompatibilityStrategy {
   virtual std::optional<double> learning_rate(int /*epoch*/, int /*epochs*/) const { return std::nullopt; }
   // Switches the strategy's modules between training and evaluation.
   virtual void train(bool /*on*/) {}
+  // Moves the strategy's modules to `device` (their parameter handles stay valid).
+  virtual void to(const torch::Device& /*device*/) {}
   // Predictions: the new model's logits unless the method combines them with the old ones.
   virtual StrategyOutput infer(const nn::ModelOutput& output, const torch::Tensor& /*old_logits*/) { return {output.logits, {}}; }
 };

@@ -13,6 +13,7 @@
 
 #include "flipless/models/classifier.h"
 #include "flipless/nn/classifier.h"
+#include "flipless/train/device.h"
 #include "flipless/train/distributed.h"
 #include "flipless/train/inputs.h"
 #include "flipless/train/strategy.h"
@@ -28,6 +29,10 @@ struct TrainConfig {
   double max_grad_norm = 1.0;     // 0: no clipping
   std::uint64_t seed = 0;
   std::int64_t eval_batch_size = 128;
+  // Where the model trains (moved there by the loop; batches are copied there, outputs come
+  // back to the CPU) and in which precision (autocast; fp16 with dynamic loss scaling, GPU only).
+  torch::Device device = torch::kCPU;
+  Precision precision = Precision::kFloat32;
   // Data parallel: with a group of N processes each step takes N x batch_size examples, each
   // process its own batch_size share, and gradients are averaged. Null: one process.
   std::shared_ptr<ProcessGroup> group;
@@ -51,6 +56,7 @@ struct EpochStats {
   double train_loss = 0;
   double examples_per_second = 0;
   double seconds = 0;
+  std::int64_t skipped_steps = 0;  // fp16: steps skipped for inf/NaN gradients (loss scale lowered)
   std::optional<double> validation_accuracy;
 };
 
@@ -65,7 +71,8 @@ struct TrainResult {
   std::vector<EpochStats> epochs;
 };
 
-// Trains `model` in place. Deterministic on CPU for a fixed config.seed.
+// Trains `model` in place, on config.device (the model stays there). Deterministic on CPU for
+// a fixed config.seed.
 TrainResult train(nn::ClassifierModule& model, const InputSource& train_data, const InputSource* validation,
                   const TrainConfig& config, const LossFn& loss = cross_entropy_loss, const TrainObserver& observer = {});
 
@@ -83,14 +90,18 @@ TrainResult train_with_strategy(nn::ClassifierModule& model, CompatibilityStrate
                                 const torch::Tensor& validation_old_logits, const TrainConfig& config,
                                 const TrainObserver& observer = {});
 
-// The strategy's predictions (fused logits and gate values for Gated Fusion) in source order.
+// The strategy's predictions (fused logits and gate values for Gated Fusion) in source order,
+// on the model's device; outputs are float32 on the CPU.
 Predictions predict_with_strategy(nn::ClassifierModule& model, CompatibilityStrategy& strategy, const InputSource& data,
-                                  const torch::Tensor& old_logits, std::int64_t batch_size);
+                                  const torch::Tensor& old_logits, std::int64_t batch_size,
+                                  Precision precision = Precision::kFloat32);
 
 // Runs the model in evaluation mode over the whole source, in cost-sorted batches (little
-// padding), and returns outputs in source order. `progress(done, total)` is optional.
+// padding), on the model's device, and returns float32 outputs on the CPU in source order.
+// `progress(done, total)` is optional.
 Predictions predict(nn::ClassifierModule& model, const InputSource& data, std::int64_t batch_size,
-                    const std::function<void(std::int64_t, std::int64_t)>& progress = {});
+                    const std::function<void(std::int64_t, std::int64_t)>& progress = {},
+                    Precision precision = Precision::kFloat32);
 
 // The same outputs as plain row-major arrays.
 models::ClassifierOutput as_classifier_output(const Predictions& predictions);

@@ -5,6 +5,9 @@
   layouts flipless loads (config.json, model.safetensors, vocab.txt), each with
   outputs.safetensors: a padded batch of inputs and the model's last hidden states and pooled
   output (BERT: the pooler; ELECTRA, RoBERTa without pooler: the [CLS] state).
+- tiny-bert-cls/, tiny-electra-cls/, tiny-roberta-cls/: *ForSequenceClassification checkpoints
+  (3 labels named in id2label) with outputs.safetensors holding the batch, the logits and the
+  embedding the head reads (BERT: the pooler output; ELECTRA, RoBERTa: the [CLS] state).
 - minilm_outputs.safetensors: the same for the real all-MiniLM-L6-v2 on a few sentences.
 
     generate.sh [MINILM_DIR]
@@ -15,7 +18,8 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
-from transformers import (BertConfig, BertModel, BertTokenizerFast, ElectraConfig, ElectraModel, RobertaConfig,
+from transformers import (BertConfig, BertForSequenceClassification, BertModel, BertTokenizerFast, ElectraConfig,
+                          ElectraForSequenceClassification, ElectraModel, RobertaConfig, RobertaForSequenceClassification,
                           RobertaModel)
 
 HERE = Path(__file__).resolve().parent
@@ -55,6 +59,25 @@ def tiny(name, model_cls, config, pooled_from_pooler, pad_id):
               str(out_dir / "outputs.safetensors"))
 
 
+def tiny_classifier(name, model_cls, config, pad_id):
+    torch.manual_seed(4321)
+    config.num_labels = 3
+    config.id2label = {0: "negative", 1: "neutral", 2: "positive"}
+    config.label2id = {v: k for k, v in config.id2label.items()}
+    model = model_cls(config).eval()
+    out_dir = HERE / name
+    out_dir.mkdir(exist_ok=True)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    (out_dir / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
+    ids, types, mask = batch(pad_id, config.vocab_size, pairs=config.type_vocab_size > 1)
+    with torch.no_grad():
+        out = model(input_ids=ids, token_type_ids=types, attention_mask=mask, output_hidden_states=True)
+        base = getattr(model, model.base_model_prefix)(input_ids=ids, token_type_ids=types, attention_mask=mask)
+    embedding = base.pooler_output if isinstance(model, BertForSequenceClassification) else base.last_hidden_state[:, 0]
+    save_file({"input_ids": ids, "token_type_ids": types, "attention_mask": mask, "logits": out.logits.contiguous(),
+               "embedding": embedding.contiguous()}, str(out_dir / "outputs.safetensors"))
+
+
 def main():
     common = dict(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
                   max_position_embeddings=64)
@@ -62,6 +85,10 @@ def main():
     tiny("tiny-electra", ElectraModel, ElectraConfig(embedding_size=16, **common), False, 0)
     tiny("tiny-roberta", lambda c: RobertaModel(c, add_pooling_layer=False),
          RobertaConfig(pad_token_id=1, type_vocab_size=1, **{**common, "max_position_embeddings": 66}), False, 1)
+    tiny_classifier("tiny-bert-cls", BertForSequenceClassification, BertConfig(**common), 0)
+    tiny_classifier("tiny-electra-cls", ElectraForSequenceClassification, ElectraConfig(embedding_size=16, **common), 0)
+    tiny_classifier("tiny-roberta-cls", RobertaForSequenceClassification,
+                    RobertaConfig(pad_token_id=1, type_vocab_size=1, **{**common, "max_position_embeddings": 66}), 1)
 
     minilm = Path(sys.argv[1])
     tok = BertTokenizerFast.from_pretrained(str(minilm))

@@ -75,12 +75,20 @@ TEST(ExperimentConfig, ParsesEveryPartWithDefaults) {
                                   "cache_experiment: {percents: [0, 50, 100], draws: 3}\n", "e.yaml");
   EXPECT_EQ(e.cache_experiment.percents, (std::vector<double>{0, 50, 100}));
   EXPECT_EQ(e.cache_experiment.draws, 3);
+  EXPECT_EQ(e.device, "cpu");
+  EXPECT_EQ(e.precision, "fp32");
+  const auto g = parse_experiment("tasks: [sst2]\nold: {kind: fasttext}\nnew: {kind: frozen, model: m}\ndevice: cuda:1\nprecision: fp16\n", "g.yaml");
+  EXPECT_EQ(g.device, "cuda:1");
+  EXPECT_EQ(g.precision, "fp16");
 }
 
 TEST(ExperimentConfig, EachMistakeIsOneLineNamingFileLineAndKey) {
   auto err = [](const std::string& yaml) { return error_of<ConfigError>([&] { parse_experiment(yaml, "e.yaml"); }); };
   const std::string base = "tasks: [sst2]\nold: {kind: fasttext}\nnew: {kind: frozen, model: m}\n";
-  EXPECT_EQ(err(base + "sedes: 3\n"), "e.yaml:4: sedes: unknown key (expected one of: name, tasks, seeds, validation_fraction, split_seed, old, new, methods, selection, threads, cache_experiment)");
+  EXPECT_EQ(err(base + "sedes: 3\n"), "e.yaml:4: sedes: unknown key (expected one of: name, tasks, seeds, validation_fraction, split_seed, old, new, methods, selection, threads, cache_experiment, device, precision)");
+  EXPECT_EQ(err(base + "device: gpu\n"), "e.yaml:4: device: 'gpu': expected cpu, cuda, cuda:N or auto");
+  EXPECT_EQ(err(base + "precision: fp8\n"), "e.yaml:4: precision: 'fp8': expected fp32, bf16 or fp16");
+  EXPECT_EQ(err(base + "precision: fp16\n"), "e.yaml:4: precision: fp16 needs a GPU (device: cuda or auto); on the CPU use bf16");
   EXPECT_EQ(err(base + "cache_experiment: {percents: [0, 150]}\n"), "e.yaml:4: cache_experiment.percents: a percentage in [0, 100], got 150");
   EXPECT_EQ(err(base + "cache_experiment: {percents: [50]}\n"), "e.yaml:4: cache_experiment: needs gated_fusion among the methods");
   EXPECT_EQ(err(base + "methods: {gated_fusion: {}}\ncache_experiment: {draws: 2}\n"),

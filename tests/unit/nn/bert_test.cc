@@ -6,7 +6,9 @@
 
 #include "../test_util.h"
 #include "flipless/core/error.h"
+#include "flipless/io/safetensors.h"
 #include "flipless/nn/bert.h"
+#include "flipless/nn/classifier.h"
 #include "flipless/nn/tensor_io.h"
 
 namespace flipless::nn {
@@ -48,6 +50,42 @@ TEST_P(TinyCheckpoints, MatchTransformers) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Layouts, TinyCheckpoints, ::testing::Values("tiny-bert", "tiny-electra", "tiny-roberta"));
+
+// *ForSequenceClassification checkpoints with their own heads: logits and the embedding the
+// head reads match transformers' on a padded batch; id2label names the labels.
+class TinyClassifiers : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(TinyClassifiers, OwnHeadsMatchTransformers) {
+  const auto dir = kGolden / GetParam();
+  ASSERT_TRUE(is_sequence_classification_checkpoint(dir));
+  PretrainedClassifier model(dir);
+  model.eval();
+  EXPECT_EQ(model.num_labels(), 3);
+  EXPECT_EQ(model.label_names(), (std::vector<std::string>{"negative", "neutral", "positive"}));
+  const auto golden = io::SafetensorsFile::open(dir / "outputs.safetensors");
+  torch::NoGradGuard no_grad;
+  const auto out = model.forward({torch::Tensor(), read_tensor(golden, "input_ids"), read_tensor(golden, "token_type_ids"),
+                                  read_tensor(golden, "attention_mask")});
+  const auto logits = read_tensor(golden, "logits"), embedding = read_tensor(golden, "embedding");
+  EXPECT_TRUE(torch::allclose(out.logits, logits, 1e-5, 1e-5)) << (out.logits - logits).abs().max().item<double>();
+  EXPECT_TRUE(torch::allclose(out.embedding, embedding, 1e-5, 1e-5)) << (out.embedding - embedding).abs().max().item<double>();
+}
+
+INSTANTIATE_TEST_SUITE_P(Layouts, TinyClassifiers, ::testing::Values("tiny-bert-cls", "tiny-electra-cls", "tiny-roberta-cls"));
+
+TEST(PretrainedClassifier, EncodersWithoutAHeadAndBadHeadsAreOneClearLine) {
+  EXPECT_FALSE(is_sequence_classification_checkpoint(kGolden / "tiny-bert"));
+  EXPECT_NE(error_of<ModelError>([] { PretrainedClassifier m(kGolden / "tiny-bert"); }).find("no classification head"), std::string::npos);
+  TempDir dir;
+  for (const char* f : {"config.json", "vocab.txt"}) std::filesystem::copy_file(kGolden / "tiny-bert-cls" / f, dir.path() / f);
+  auto tensors = std::map<std::string, torch::Tensor>();
+  const auto file = io::SafetensorsFile::open(kGolden / "tiny-bert-cls/model.safetensors");
+  for (const auto& t : file.tensors()) tensors[t.name] = read_tensor(file, t.name);
+  tensors["classifier.bias"] = torch::zeros({5});  // 3 rows of weights, 5 biases
+  write_tensors(dir.path() / "model.safetensors", tensors);
+  EXPECT_NE(error_of<ModelError>([&] { PretrainedClassifier m(dir.path()); }).find("tensor 'classifier.bias' has shape [5], expected [3]"),
+            std::string::npos);
+}
 
 TEST(Bert, RealMiniLmMatchesTransformers) {
   const auto dir = minilm_dir();

@@ -11,7 +11,7 @@ namespace {
 void force_gate(GatedFusion& gf, double bias) {
   torch::NoGradGuard no_grad;
   for (auto& p : gf->named_parameters()) {
-    if (p.key().rfind("net.5.", 0) == 0) p.value().fill_(p.key() == "net.5.bias" ? bias : 0.0);
+    if (p.key().rfind("net.6.", 0) == 0) p.value().fill_(p.key() == "net.6.bias" ? bias : 0.0);
   }
 }
 

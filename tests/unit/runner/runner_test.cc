@@ -56,7 +56,13 @@ class RunnerTest : public ::testing::Test {
                         << "methods:\n" << methods;
     return path;
   }
-  RunOptions options() const { return {dir_.path() / "run", dir_.path() / "features", 1}; }
+  RunOptions options() const {
+    RunOptions o;
+    o.out = dir_.path() / "run";
+    o.feature_cache = dir_.path() / "features";
+    o.threads = 1;
+    return o;
+  }
   TempDir dir_;
 };
 
@@ -174,6 +180,32 @@ TEST_F(RunnerTest, BcwiInterpolatesAnOldModelOfTheSameArchitecture) {
   const double alpha = r["chosen"]["setting"]["numbers"]["alpha"].get<double>();
   EXPECT_TRUE(alpha == 0.5 || alpha == 0.9);
   EXPECT_EQ(nlohmann::json::parse(std::ifstream(dir_.path() / "run" / "words" / "old" / "result.json"))["trained_on"], 60);
+}
+
+// Fine-tuned new models under bf16 autocast (the --precision override): every unit runs, the
+// model cards say bf16, and the fused predictions are float32 files like any other.
+TEST_F(RunnerTest, FineTunesUnderBf16AutocastAndRefusesAMissingGpu) {
+  const auto path = dir_.path() / "bf16.yaml";
+  std::ofstream(path) << "tasks:\n  - {name: words, train: " << (dir_.path() / "train.jsonl").string()
+                      << ", eval: " << (dir_.path() / "dev.jsonl").string() << "}\n"
+                      << "seeds: [0]\nvalidation_fraction: 0.25\nthreads: 1\nold: {kind: fasttext}\n"
+                      << "new: {kind: finetuned, model: " << kTinyBert.string() << ", epochs: 2, lr: 0.003, batch_size: 16}\n"
+                      << "methods:\n  gated_fusion: {drop_gate: 0.5, temperature: 1.0, lr2: 0.001}\n";
+  const auto config = load_experiment(path);
+  auto o = options();
+  o.precision = "bf16";
+  const auto summary = run_experiment(config, o);
+  EXPECT_EQ(summary.ran, 2u);
+  const auto unit = dir_.path() / "run" / "words" / "gated_fusion" / "seed-0";
+  const auto card = nlohmann::json::parse(std::ifstream(unit / "model" / "flipless_model.json"));
+  EXPECT_EQ(card["precision"], "bf16");
+  const auto r = nlohmann::json::parse(std::ifstream(unit / "result.json"));
+  EXPECT_GT(r["dev_accuracy"].get<double>(), 0.5) << r.dump();
+  auto gpu = options();
+  gpu.device = "cuda:99";  // no machine has it: "no GPU available" or "only N GPU(s) visible"
+  gpu.out = dir_.path() / "gpu-run";
+  const auto message = error_of<ConfigError>([&] { run_experiment(config, gpu); });
+  EXPECT_EQ(message.rfind("device 'cuda:99': ", 0), 0u) << message;
 }
 
 TEST_F(RunnerTest, AMissingModelIsOneErrorNamingTheConfigLine) {

@@ -6,6 +6,8 @@
 #include <torch/torch.h>
 
 #include <atomic>
+#include <fmt/ranges.h>
+#include <mutex>
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -211,6 +213,7 @@ class LiveServer {
     return c;
   }
   Server& server() { return server_; }
+  int port() const { return port_; }
 
  private:
   Server server_;
@@ -275,6 +278,16 @@ TEST_F(ServeTest, HttpPredictHealthzAndMetrics) {
   EXPECT_NE(m.find("flipless_predict_duration_seconds_count 5\n"), std::string::npos) << m;
 }
 
+// A second server on a port in use is refused: it must not share the port (SO_REUSEPORT) and
+// take a share of the first one's connections.
+TEST_F(ServeTest, ASecondServerOnAPortInUseIsRefused) {
+  LiveServer first(CompatiblePredictor::load(model_dir_, open_cache(true), nullptr), loopback());
+  auto o = loopback();
+  o.port = first.port();
+  Server second(CompatiblePredictor::load(model_dir_, open_cache(true), nullptr), o);
+  EXPECT_EQ(error_of<IoError>([&] { second.bind(); }), fmt::format("serve: cannot listen on 127.0.0.1:{}", first.port()));
+}
+
 TEST_F(ServeTest, ThousandRequestsAtConcurrencySixteenWithoutErrors) {
   auto o = loopback();
   o.max_batch = 16;
@@ -282,6 +295,8 @@ TEST_F(ServeTest, ThousandRequestsAtConcurrencySixteenWithoutErrors) {
   constexpr int kClients = 16, kPerClient = 63;  // 1,008 requests
   const std::vector<std::string> texts = {"the movie was good", "a boring film", "not very fun", "love the actors"};
   std::atomic<int> ok{0}, bad{0};
+  std::mutex failures_mutex;
+  std::vector<std::string> failures;
   std::vector<std::thread> clients;
   for (int c = 0; c < kClients; ++c) {
     clients.emplace_back([&, c] {
@@ -293,13 +308,15 @@ TEST_F(ServeTest, ThousandRequestsAtConcurrencySixteenWithoutErrors) {
           ++ok;
         } else {
           ++bad;
+          const std::lock_guard lock(failures_mutex);
+          failures.push_back(res ? fmt::format("HTTP {}: {}", res->status, res->body) : fmt::format("no response: {}", httplib::to_string(res.error())));
         }
       }
     });
   }
   for (auto& t : clients) t.join();
   EXPECT_EQ(ok.load(), kClients * kPerClient);
-  EXPECT_EQ(bad.load(), 0);
+  EXPECT_EQ(bad.load(), 0) << fmt::format("{}", fmt::join(failures, "\n"));
   const auto m = live.server().metrics_text();
   EXPECT_NE(m.find(fmt::format("flipless_model_batch_inputs_total {}\n", 2 * kClients * kPerClient)), std::string::npos) << m;
   // Requests were batched together: fewer model calls than requests.

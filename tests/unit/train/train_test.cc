@@ -221,6 +221,27 @@ TEST(Distributed, TwoProcessesFollowOneProcessWithTheGlobalBatch) {
   }
 }
 
+// A Hugging Face classifier checkpoint (no flipless card) loads as it is, with its own head and
+// id2label, and predicts what the module predicts.
+TEST(SavedModels, AHuggingFaceClassifierCheckpointLoadsWithItsOwnHead) {
+  const auto dir = std::filesystem::path(FLIPLESS_TEST_DIR) / "golden/nn/tiny-bert-cls";
+  const auto loaded = load_classifier(dir);
+  EXPECT_EQ(loaded->num_labels(), 3u);
+  EXPECT_NE(loaded->describe().find("own classification head"), std::string::npos) << loaded->describe();
+  EXPECT_EQ(label_names_of_model(dir), (std::vector<std::string>{"negative", "neutral", "positive"}));
+  const auto test_set = words_dataset(10, 3);
+  const auto out = loaded->predict(test_set.examples);
+  ASSERT_EQ(out.rows, 10u);
+  ASSERT_EQ(out.dim, 32u);
+  nn::PretrainedClassifier module(dir);
+  const auto tokenizer = text::WordPieceTokenizer::from_checkpoint_dir(dir);
+  const auto expected = predict(module, TokenSource(tokenizer, test_set, 128), 4).logits;
+  const auto got = torch::from_blob(const_cast<float*>(out.logits.data()), {10, 3}).clone();
+  EXPECT_TRUE(torch::allclose(got, expected, 1e-5, 1e-6));
+  // A plain encoder checkpoint is neither a flipless folder nor a classifier.
+  EXPECT_NE(error_of<ModelError>([&] { load_classifier(kTinyBert); }).find("no flipless_model.json"), std::string::npos);
+}
+
 TEST(SavedModels, BadFoldersAndNamesAreOneClearLine) {
   TempDir dir;
   EXPECT_NE(error_of<ModelError>([&] { load_classifier(dir.path()); }).find("no flipless_model.json"), std::string::npos);

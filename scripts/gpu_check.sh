@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# The GPU check, run on a machine with an NVIDIA GPU and PyTorch (whose libtorch flipless links)
+# after scripts/gpu_prepare.sh has written .gpu/ here. In one go, within BUDGET_S seconds:
+#   1. builds flipless against PyTorch's CUDA libtorch (cache and server off: libtorch, NCCL and
+#      the small libraries from .gpu/debs only);
+#   2. runs the whole test suite there (the Gpu.* tests run instead of skipping);
+#   3. times fine-tuning MiniLM on SST-2 on the GPU in fp32, bf16 and fp16 (8,192 examples, one
+#      epoch each), and a two-process data-parallel run (Gloo over CUDA tensors; NCCL needs a
+#      GPU per process);
+#   4. fine-tunes MiniLM on all of SST-2 with the paper's BERT-base recipe (SPEC.md: lr 1e-5,
+#      batch 16, 5 epochs) in bf16, if the budget allows, and reports dev accuracy.
+# Everything is logged to $OUT/gpu_check.log (the device tool brings $OUT back) or
+# build/gpu-out/. Usage: bash scripts/gpu_check.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+budget=${BUDGET_S:-560}
+out=${OUT:-build/gpu-out}
+mkdir -p "$out"
+exec > >(tee "$out/gpu_check.log") 2>&1
+left() { echo $((budget - SECONDS)); }
+step() { echo; echo "== [$SECONDS s] $*"; }
+
+[ -d .gpu/debs ] || { echo "gpu_check: .gpu/ missing: run scripts/gpu_prepare.sh where the network is, and carry .gpu"; exit 2; }
+step "machine"
+nvidia-smi -L || true
+python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "gpus", torch.cuda.device_count())'
+command -v c++ g++ ninja cmake || true
+
+step "unpack the libraries beside libtorch"
+sys=/tmp/flipless-sysroot
+mkdir -p "$sys"
+for deb in .gpu/debs/*.deb; do dpkg -x "$deb" "$sys"; done
+export PATH="$sys/usr/bin:$PATH"
+export PKG_CONFIG_SYSROOT_DIR="$sys"
+export PKG_CONFIG_LIBDIR="$sys/usr/lib/x86_64-linux-gnu/pkgconfig:$sys/usr/share/pkgconfig"
+export LD_LIBRARY_PATH="$sys/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
+torch_cmake=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
+
+step "configure and build (Release, FLIPLESS_WITH_CACHE=OFF, FLIPLESS_WITH_NCCL=ON)"
+cmake -S . -B build/gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$torch_cmake;$sys/usr" \
+  -DFLIPLESS_WITH_CACHE=OFF -DFLIPLESS_WITH_NCCL=ON -DFLIPLESS_BUILD_BENCH=OFF || exit 1
+cmake --build build/gpu -j "$(nproc)" || exit 1
+flipless=build/gpu/flipless
+$flipless devices
+
+step "test suite"
+ctest --test-dir build/gpu -j 8 --timeout 240 --output-on-failure | tail -40
+ctest --test-dir build/gpu -R '^(Gpu|MixedPrecision|Device|Autocast)\.' --output-on-failure -V | grep -E '^\S*[0-9]+: \[|Passed|Failed|Skipped' | tail -20
+
+step "fine-tuning throughput on the GPU: MiniLM, SST-2, 8,192 examples, batch 32, one epoch"
+for precision in fp32 bf16 fp16; do
+  $flipless train --model .gpu/minilm-l6 --task sst2 --max-train 8192 --epochs 1 --lr 3e-5 --batch-size 32 \
+    --device cuda --precision "$precision" --out "build/gpu-runs/speed-$precision" 2>&1 | grep -E "epoch 1:|accuracy|error"
+done
+step "two processes, one GPU (gloo over CUDA tensors), 8,192 examples"
+port=$((20000 + RANDOM % 20000))
+for rank in 0 1; do
+  $flipless train --model .gpu/minilm-l6 --task sst2 --max-train 8192 --epochs 1 --lr 3e-5 --batch-size 16 --device cuda \
+    --world-size 2 --rank $rank --master-port $port --backend gloo --out build/gpu-runs/ddp 2>&1 | grep -E "joined|epoch 1:|accuracy|error" &
+done
+wait
+
+if [ "$(left)" -gt 240 ]; then
+  step "SST-2, all 60k training sentences, paper recipe (lr 1e-5, batch 16, 5 epochs), bf16"
+  timeout $(( $(left) - 20 )) $flipless train --model .gpu/minilm-l6 --task sst2 --epochs 5 --lr 1e-5 --batch-size 16 \
+    --device cuda --precision bf16 --out build/gpu-runs/sst2-paper-bf16 2>&1 | grep -E "^data|epoch [0-9]:|accuracy|error"
+else
+  step "skipped the full SST-2 run: $(left) s of the budget left"
+fi
+for d in build/gpu-runs/*/; do [ -f "$d/train_log.json" ] && cp "$d/train_log.json" "$out/$(basename "$d").train_log.json"; done
+step "done"
