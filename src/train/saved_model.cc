@@ -94,6 +94,14 @@ class FrozenHeadClassifier : public models::Classifier {
   mutable std::mutex mutex_;
 };
 
+// Tokenises the examples and runs a model on token inputs over them, in batches of 64.
+models::ClassifierOutput predict_texts(nn::ClassifierModule& model, const text::WordPieceTokenizer& tokenizer,
+                                       std::span<const data::TextExample> examples, std::size_t max_length, Precision precision) {
+  const data::Dataset ds = as_dataset(examples);
+  const TokenSource source(tokenizer, ds, max_length);
+  return as_classifier_output(train::predict(model, source, 64, {}, precision));
+}
+
 // A fine-tuned encoder with its head.
 class FineTunedClassifier : public models::Classifier {
  public:
@@ -110,9 +118,7 @@ class FineTunedClassifier : public models::Classifier {
   std::size_t num_labels() const override { return static_cast<std::size_t>(model_.num_labels()); }
   models::ClassifierOutput predict(std::span<const data::TextExample> examples) const override {
     const std::lock_guard lock(mutex_);
-    const data::Dataset ds = as_dataset(examples);
-    const TokenSource source(tokenizer_, ds, card_.at("max_length").get<std::size_t>());
-    return as_classifier_output(train::predict(model_, source, 64, {}, precision_));
+    return predict_texts(model_, tokenizer_, examples, card_.at("max_length").get<std::size_t>(), precision_);
   }
   std::string describe() const override {
     return fmt::format("fine-tuned {} ({} layers) + {} head, {} labels", card_.at("base_model").get<std::string>(),
@@ -143,9 +149,7 @@ class PretrainedHeadClassifier : public models::Classifier {
   std::size_t num_labels() const override { return static_cast<std::size_t>(model_.num_labels()); }
   models::ClassifierOutput predict(std::span<const data::TextExample> examples) const override {
     const std::lock_guard lock(mutex_);
-    const data::Dataset ds = as_dataset(examples);
-    const TokenSource source(tokenizer_, ds, kMaxLength);
-    return as_classifier_output(train::predict(model_, source, 64, {}, precision_));
+    return predict_texts(model_, tokenizer_, examples, kMaxLength, precision_);
   }
   std::string describe() const override {
     return fmt::format("{} {} with its own classification head, {} labels", model_.encoder()->config().model_type, dir_.string(),

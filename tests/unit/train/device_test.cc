@@ -7,6 +7,7 @@
 #include <random>
 
 #include "../test_util.h"
+#include "words.h"
 #include "flipless/core/error.h"
 #include "flipless/nn/classifier.h"
 #include "flipless/train/device.h"
@@ -20,25 +21,9 @@ namespace {
 
 using flipless::testing::error_of;
 using flipless::testing::TempDir;
+using flipless::testing::words_dataset;
 
 const std::filesystem::path kTinyBert = std::filesystem::path(FLIPLESS_TEST_DIR) / "golden/nn/tiny-bert";
-
-data::Dataset sentiment_words(std::size_t n, std::uint64_t seed) {
-  const std::vector<std::string> pos = {"good", "great", "fun", "love"}, neg = {"bad", "boring", "hate", "not"};
-  const std::vector<std::string> filler = {"the", "movie", "film", "plot", "story", "actors", "was", "very", "a", "it", "is"};
-  std::mt19937_64 rng(seed);
-  data::Dataset ds;
-  ds.name = "words";
-  ds.label_names = {"0", "1"};
-  for (std::size_t i = 0; i < n; ++i) {
-    const int label = static_cast<int>(i % 2);
-    std::string text;
-    for (int w = 0; w < 5; ++w) text += filler[rng() % filler.size()] + " ";
-    text += (label ? pos : neg)[rng() % 4] + " " + filler[rng() % filler.size()];
-    ds.examples.push_back({"w" + std::to_string(i), text, std::nullopt, label});
-  }
-  return ds;
-}
 
 TEST(Device, NamesParseAndMissingGpusAreOneClearLine) {
   EXPECT_TRUE(parse_device("cpu").is_cpu());
@@ -124,7 +109,7 @@ std::pair<std::shared_ptr<nn::EncoderClassifier>, TrainResult> fine_tune(const t
 
 TEST(MixedPrecision, Bf16AutocastFineTunesTheTinyBertOnCpu) {
   const auto tokenizer = text::WordPieceTokenizer::from_checkpoint_dir(kTinyBert);
-  const auto train_set = sentiment_words(64, 5), test_set = sentiment_words(32, 6);
+  const auto train_set = words_dataset(64, 5), test_set = words_dataset(32, 6);
   const TokenSource train_source(tokenizer, train_set, 32), test_source(tokenizer, test_set, 32);
   const auto [model, result] = fine_tune(torch::kCPU, Precision::kBFloat16, train_source, test_source);
   EXPECT_LT(result.epochs.back().train_loss, result.epochs.front().train_loss);
@@ -158,7 +143,7 @@ TEST(MixedPrecision, Fp16IsRefusedOnTheCpuBeforeAnyWork) {
 TEST(Gpu, FineTunesInEveryPrecisionAndRoundTrips) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no GPU visible (runs in scripts/gpu_check.sh)";
   const auto tokenizer = text::WordPieceTokenizer::from_checkpoint_dir(kTinyBert);
-  const auto train_set = sentiment_words(64, 5), test_set = sentiment_words(32, 6);
+  const auto train_set = words_dataset(64, 5), test_set = words_dataset(32, 6);
   const TokenSource train_source(tokenizer, train_set, 32), test_source(tokenizer, test_set, 32);
   const torch::Device gpu = parse_device("cuda");
   for (const auto precision : {Precision::kFloat32, Precision::kBFloat16, Precision::kFloat16}) {

@@ -12,6 +12,7 @@
 #include <random>
 
 #include "../test_util.h"
+#include "words.h"
 #include "flipless/core/error.h"
 #include "flipless/data/readers.h"
 #include "flipless/models/fasttext_classifier.h"
@@ -29,26 +30,9 @@ namespace {
 
 using flipless::testing::error_of;
 using flipless::testing::TempDir;
+using flipless::testing::words_dataset;
 
 const std::filesystem::path kTinyBert = std::filesystem::path(FLIPLESS_TEST_DIR) / "golden/nn/tiny-bert";
-
-// Two-class data the tiny vocabulary covers: sentiment words decide the label.
-data::Dataset words_dataset(std::size_t n, std::uint64_t seed) {
-  const std::vector<std::string> pos = {"good", "great", "fun", "love"}, neg = {"bad", "boring", "hate", "not"};
-  const std::vector<std::string> filler = {"the", "movie", "film", "plot", "story", "actors", "was", "very", "a", "it", "is"};
-  std::mt19937_64 rng(seed);
-  data::Dataset ds;
-  ds.name = "words";
-  ds.label_names = {"0", "1"};
-  for (std::size_t i = 0; i < n; ++i) {
-    const int label = static_cast<int>(i % 2);
-    std::string text;
-    for (int w = 0; w < 5; ++w) text += filler[rng() % filler.size()] + " ";
-    text += (label ? pos : neg)[rng() % 4] + " " + filler[rng() % filler.size()];
-    ds.examples.push_back({"w" + std::to_string(i), text, std::nullopt, label});
-  }
-  return ds;
-}
 
 // Linearly separable features: the label is the sign of the first coordinate.
 FeatureSource separable(std::int64_t n, std::uint64_t seed) {
