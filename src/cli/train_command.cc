@@ -411,7 +411,7 @@ int run_models_list() {
 int run_devices() {
   std::printf("libtorch %s (%s)\n", TORCH_VERSION, at::hasCUDA() ? "CUDA build" : "CPU-only build");
   std::printf("%-8s %-16s %s\n", "device", "precision", "");
-  std::printf("%-8s %-16s %d threads\n", "cpu", "fp32, bf16", torch::get_num_threads());
+  std::printf("%-8s %-16s %u cores (--threads picks how many torch uses)\n", "cpu", "fp32, bf16", std::max(1u, std::thread::hardware_concurrency()));
   // device_count() is a size_t in libtorch 1.13 and an int in 2.x.
   const int gpus = torch::cuda::is_available() ? static_cast<int>(torch::cuda::device_count()) : 0;
   for (int i = 0; i < gpus; ++i) std::printf("%-8s %-16s\n", fmt::format("cuda:{}", i).c_str(), "fp32, bf16, fp16");

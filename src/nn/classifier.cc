@@ -76,48 +76,67 @@ void assign(const io::SafetensorsFile& file, const std::string& name, torch::Ten
   torch::NoGradGuard no_grad;
   param.copy_(value);
 }
-}  // namespace
-
-PretrainedClassifier::PretrainedClassifier(const std::filesystem::path& dir) {
-  if (!is_sequence_classification_checkpoint(dir)) {
+// The head's output layer ("classifier.out_proj.weight" after ELECTRA's and RoBERTa's dense
+// layer, "classifier.weight" for BERT's), checked for shape. Throws ModelError.
+const io::TensorInfo& head_output(const io::SafetensorsFile& file, const std::filesystem::path& dir) {
+  const auto* out = file.find("classifier.out_proj.weight");
+  if (out == nullptr) out = file.find("classifier.weight");
+  if (out == nullptr) {
     throw ModelError(fmt::format("{}: no classification head in model.safetensors ('classifier.weight' or 'classifier.out_proj.weight'): "
                                  "not a *ForSequenceClassification checkpoint", dir.string()));
   }
-  encoder_ = register_module("encoder", load_encoder(dir));
-  const auto& config = encoder_->config();
-  const auto file = io::SafetensorsFile::open(dir / "model.safetensors");
-  dense_head_ = file.find("classifier.out_proj.weight") != nullptr;
-  const auto out_weight = read_tensor(file, dense_head_ ? "classifier.out_proj.weight" : "classifier.weight");
-  if (out_weight.dim() != 2 || out_weight.size(1) != config.hidden_size) {
-    throw ModelError(fmt::format("{}: the classifier's weight has shape [{}], expected [num_labels, {}]", dir.string(),
-                                 fmt::join(out_weight.sizes(), ", "), config.hidden_size));
+  if (out->shape.size() != 2 || out->shape[0] < 2) {
+    throw ModelError(fmt::format("{}: the classifier's weight '{}' has shape [{}], expected [num_labels >= 2, hidden]", dir.string(),
+                                 out->name, fmt::join(out->shape, ", ")));
   }
-  num_labels_ = out_weight.size(0);
-  if (num_labels_ < 2) throw ModelError(fmt::format("{}: a classifier needs at least 2 labels, the head has {}", dir.string(), num_labels_));
-  // Labels by id from config.json; HF's default names LABEL_k mean "label k".
-  nlohmann::json json;
+  return *out;
+}
+
+nlohmann::json read_config_json(const std::filesystem::path& dir) {
   try {
-    json = nlohmann::json::parse(core::InputFile::open(dir / "config.json").bytes());
+    return nlohmann::json::parse(core::InputFile::open(dir / "config.json").bytes());
   } catch (const nlohmann::json::exception& e) {
     throw ModelError(fmt::format("{}: invalid JSON: {}", (dir / "config.json").string(), e.what()));
   }
-  for (std::int64_t k = 0; k < num_labels_; ++k) label_names_.push_back(std::to_string(k));
-  if (json.contains("id2label") && json["id2label"].is_object()) {
-    for (const auto& [key, value] : json["id2label"].items()) {
-      std::size_t id = 0;
-      try {
-        id = std::stoul(key);
-      } catch (const std::exception&) {
-        throw ModelError(fmt::format("{}: field 'id2label': key '{}' is not a label id", (dir / "config.json").string(), key));
-      }
-      if (id >= label_names_.size() || !value.is_string()) {
-        throw ModelError(fmt::format("{}: field 'id2label': entry '{}' does not name one of the head's {} labels",
-                                     (dir / "config.json").string(), key, num_labels_));
-      }
-      const auto name = value.get<std::string>();
-      label_names_[id] = name.rfind("LABEL_", 0) == 0 && name.substr(6) == std::to_string(id) ? std::to_string(id) : name;
+}
+
+// Labels by id from config.json's id2label; HF's default names LABEL_k mean "label k".
+std::vector<std::string> labels_of(const nlohmann::json& config, std::int64_t num_labels, const std::filesystem::path& dir) {
+  std::vector<std::string> names;
+  for (std::int64_t k = 0; k < num_labels; ++k) names.push_back(std::to_string(k));
+  if (!config.contains("id2label") || !config["id2label"].is_object()) return names;
+  for (const auto& [key, value] : config["id2label"].items()) {
+    std::size_t id = 0;
+    try {
+      id = std::stoul(key);
+    } catch (const std::exception&) {
+      throw ModelError(fmt::format("{}: field 'id2label': key '{}' is not a label id", (dir / "config.json").string(), key));
     }
+    if (id >= names.size() || !value.is_string()) {
+      throw ModelError(fmt::format("{}: field 'id2label': entry '{}' does not name one of the head's {} labels",
+                                   (dir / "config.json").string(), key, num_labels));
+    }
+    const auto name = value.get<std::string>();
+    names[id] = name.rfind("LABEL_", 0) == 0 && name.substr(6) == std::to_string(id) ? std::to_string(id) : name;
   }
+  return names;
+}
+}  // namespace
+
+std::vector<std::string> sequence_classification_labels(const std::filesystem::path& dir) {
+  const auto file = io::SafetensorsFile::open(dir / "model.safetensors");
+  return labels_of(read_config_json(dir), head_output(file, dir).shape[0], dir);
+}
+
+PretrainedClassifier::PretrainedClassifier(const std::filesystem::path& dir) {
+  const auto file = io::SafetensorsFile::open(dir / "model.safetensors");
+  const auto& out_weight = head_output(file, dir);
+  encoder_ = register_module("encoder", load_encoder(dir));
+  const auto& config = encoder_->config();
+  dense_head_ = out_weight.name == "classifier.out_proj.weight";
+  num_labels_ = out_weight.shape[0];
+  const auto json = read_config_json(dir);
+  label_names_ = labels_of(json, num_labels_, dir);
   const double drop = json.contains("classifier_dropout") && json["classifier_dropout"].is_number() ? json["classifier_dropout"].get<double>()
                                                                                                       : config.hidden_dropout_prob;
   dropout_ = register_module("dropout", torch::nn::Dropout(drop));

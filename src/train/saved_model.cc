@@ -169,7 +169,7 @@ class PretrainedHeadClassifier : public models::Classifier {
 
 std::vector<std::string> label_names_of_model(const std::filesystem::path& dir) {
   if (!std::filesystem::exists(dir / kModelCardName) && nn::is_sequence_classification_checkpoint(dir)) {
-    return nn::PretrainedClassifier(dir).label_names();
+    return nn::sequence_classification_labels(dir);
   }
   return label_names_of(read_model_card(dir));
 }

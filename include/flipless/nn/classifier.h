@@ -107,6 +107,10 @@ class PretrainedClassifier : public ClassifierModule {
   torch::nn::Linear dense_{nullptr}, out_{nullptr};
 };
 
+// A PretrainedClassifier's label names, from config.json and the head's shape alone (no weights
+// read). Throws ModelError.
+std::vector<std::string> sequence_classification_labels(const std::filesystem::path& dir);
+
 // Whether `dir/model.safetensors` holds a sequence-classification head ("classifier.weight" or
 // "classifier.out_proj.weight").
 bool is_sequence_classification_checkpoint(const std::filesystem::path& dir);

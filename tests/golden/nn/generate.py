@@ -43,14 +43,19 @@ def batch(pad_id, vocab_size, pairs=True):
     return ids, types, mask
 
 
-def tiny(name, model_cls, config, pooled_from_pooler, pad_id):
-    torch.manual_seed(1234)
-    model = model_cls(config).eval()
+def save_tiny(name, model, config, pad_id):
+    """Saves a checkpoint folder (weights, config, vocabulary); returns it and the test batch."""
     out_dir = HERE / name
     out_dir.mkdir(exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)
     (out_dir / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
-    ids, types, mask = batch(pad_id, config.vocab_size, pairs=config.type_vocab_size > 1)
+    return out_dir, batch(pad_id, config.vocab_size, pairs=config.type_vocab_size > 1)
+
+
+def tiny(name, model_cls, config, pooled_from_pooler, pad_id):
+    torch.manual_seed(1234)
+    model = model_cls(config).eval()
+    out_dir, (ids, types, mask) = save_tiny(name, model, config, pad_id)
     with torch.no_grad():
         out = model(input_ids=ids, token_type_ids=types, attention_mask=mask)
     pooled = out.pooler_output if pooled_from_pooler else out.last_hidden_state[:, 0]
@@ -65,13 +70,9 @@ def tiny_classifier(name, model_cls, config, pad_id):
     config.id2label = {0: "negative", 1: "neutral", 2: "positive"}
     config.label2id = {v: k for k, v in config.id2label.items()}
     model = model_cls(config).eval()
-    out_dir = HERE / name
-    out_dir.mkdir(exist_ok=True)
-    model.save_pretrained(out_dir, safe_serialization=True)
-    (out_dir / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
-    ids, types, mask = batch(pad_id, config.vocab_size, pairs=config.type_vocab_size > 1)
+    out_dir, (ids, types, mask) = save_tiny(name, model, config, pad_id)
     with torch.no_grad():
-        out = model(input_ids=ids, token_type_ids=types, attention_mask=mask, output_hidden_states=True)
+        out = model(input_ids=ids, token_type_ids=types, attention_mask=mask)
         base = getattr(model, model.base_model_prefix)(input_ids=ids, token_type_ids=types, attention_mask=mask)
     embedding = base.pooler_output if isinstance(model, BertForSequenceClassification) else base.last_hidden_state[:, 0]
     save_file({"input_ids": ids, "token_type_ids": types, "attention_mask": mask, "logits": out.logits.contiguous(),
