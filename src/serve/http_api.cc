@@ -265,6 +265,8 @@ struct Server::Impl {
   std::unique_ptr<Batcher> batcher;
   httplib::Server http;
   bool bound = false;
+  // run()'s progress, so stop() works whenever it comes (see stop()).
+  std::atomic<bool> run_started{false}, run_finished{false}, stopping{false};
 };
 
 Server::Server(std::shared_ptr<const CompatiblePredictor> predictor, ServerOptions options) : impl_(std::make_unique<Impl>()) {
@@ -357,11 +359,18 @@ int Server::bind() {
 
 void Server::run() {
   if (!impl_->bound) bind();
-  impl_->http.listen_after_bind();
+  impl_->run_started = true;
+  if (!impl_->stopping) impl_->http.listen_after_bind();
+  impl_->run_finished = true;
 }
 
 void Server::stop() {
-  if (impl_->http.is_running()) impl_->http.stop();
+  auto& m = *impl_;
+  m.stopping = true;
+  // httplib's stop() does nothing until its listen loop has begun: a stop that comes between
+  // run()'s start and that moment would be lost and the loop would run on. Wait for it.
+  while (m.run_started && !m.run_finished && !m.http.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  m.http.stop();
 }
 
 std::string Server::metrics_text() const { return impl_->metrics.text(); }
