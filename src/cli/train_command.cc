@@ -45,7 +45,7 @@ struct TrainArgs {
   bool frozen = false;
   std::int64_t layers = 0;
   std::string pooling = "mean";
-  nn::HeadConfig head;
+  nn::HeadConfig head{"auto", 256, 0.1};
   train::TrainConfig config;
   std::size_t max_length = 128;
   double validation_fraction = 0.1;
@@ -168,6 +168,7 @@ int run_train(const TrainArgs& a) {
     a.fasttext.validate();
   } else {
     model_dir = models::resolve_model(a.model);
+    if (a.head.kind == "auto") a.head.kind = a.frozen ? "linear" : "hf";  // fine-tuned: Hugging Face's head
     a.head.validate();
     train::FeatureSpec{model_dir, a.layers, a.pooling, a.max_length}.validate();
     const auto base = nn::BertConfig::from_json_file(model_dir / "config.json");
@@ -441,7 +442,8 @@ void add_train_commands(CLI::App& app, Runner& run) {
   cmd->add_flag("--frozen", a->frozen, "Freeze the encoder; train a head on cached features");
   cmd->add_option("--layers", a->layers, "Keep the encoder's first K layers (0: all)")->capture_default_str();
   cmd->add_option("--pooling", a->pooling, "Frozen features: mean, cls or pooler")->capture_default_str();
-  cmd->add_option("--head", a->head.kind, "linear or mlp")->capture_default_str();
+  cmd->add_option("--head", a->head.kind, "auto (hf when fine-tuning, else linear), linear, mlp, or hf: the encoder type's Hugging Face head")
+      ->capture_default_str();
   cmd->add_option("--head-hidden", a->head.hidden, "MLP head width")->capture_default_str();
   cmd->add_option("--dropout", a->head.dropout, "Dropout before the head")->capture_default_str();
   cmd->add_option("--epochs", a->config.epochs, "Epochs")->capture_default_str();

@@ -143,6 +143,7 @@ class Parser {
       allowed.push_back("cross_fit");
       allowed.push_back("seed");
       allowed.push_back("max_train");
+      allowed.push_back("per_seed");
     }
     only_keys(node, key, allowed);
     ModelConfig m;
@@ -157,6 +158,7 @@ class Parser {
         m.epochs = 3;
         m.batch_size = 32;
         m.dropout = 0.1;
+        m.head = "hf";
       }
     } else if (node["model"]) {
       fail(node["model"], key + ".model", "fastText models are trained by flipless; drop the key");
@@ -164,7 +166,10 @@ class Parser {
     auto k = [&](const char* name) { return key + "." + name; };
     if (node["layers"]) m.layers = count(node["layers"], k("layers"), 0);
     if (node["pooling"]) m.pooling = one_of(node["pooling"], k("pooling"), {"mean", "cls", "pooler"});
-    if (node["head"]) m.head = one_of(node["head"], k("head"), {"linear", "mlp"});
+    if (node["head"]) {
+      m.head = one_of(node["head"], k("head"), {"linear", "mlp", "hf"});
+      if (m.head == "hf" && m.kind != "finetuned") fail(node["head"], k("head"), "hf (Hugging Face's classification head) is for fine-tuned encoders");
+    }
     if (node["head_hidden"]) m.head_hidden = count(node["head_hidden"], k("head_hidden"), 1);
     if (node["dropout"]) {
       m.dropout = number(node["dropout"], k("dropout"));
@@ -195,6 +200,7 @@ class Parser {
     }
     if (node["max_train"]) m.max_train = static_cast<std::size_t>(count(node["max_train"], k("max_train"), 0));
     if (node["seed"]) m.seed = static_cast<std::uint64_t>(count(node["seed"], k("seed"), 0));
+    if (node["per_seed"]) m.per_seed = boolean(node["per_seed"], k("per_seed"));
     return m;
   }
 
@@ -307,8 +313,8 @@ class Parser {
     }
     if (root["precision"]) {
       c.precision = word(root["precision"], "precision");
-      if (c.precision != "fp32" && c.precision != "bf16" && c.precision != "fp16") {
-        fail(root["precision"], "precision", fmt::format("'{}': expected fp32, bf16 or fp16", c.precision));
+      if (c.precision != "auto" && c.precision != "fp32" && c.precision != "bf16" && c.precision != "fp16") {
+        fail(root["precision"], "precision", fmt::format("'{}': expected auto, fp32, bf16 or fp16", c.precision));
       }
       if (c.precision == "fp16" && c.device == "cpu") fail(root["precision"], "precision", "fp16 needs a GPU (device: cuda or auto); on the CPU use bf16");
     }
@@ -366,6 +372,22 @@ std::string Setting::describe() const {
 }
 
 std::vector<Setting> settings_of(const MethodConfig& method) {
+  std::vector<Setting> out = grid_of(method);
+  if (method.name != "gated_fusion") return out;
+  // Gated Fusion without warm-up trains fused from the first epoch at the schedule's rate: lr2
+  // (the warm-up's last-epoch rate) changes nothing there, so such settings carry no lr2 and
+  // appear once.
+  std::vector<Setting> unique;
+  for (auto s : out) {
+    if (s.numbers.count("warmup") && s.numbers.at("warmup") == 0) s.numbers.erase("lr2");
+    bool seen = false;
+    for (const auto& u : unique) seen |= u.numbers == s.numbers && u.words == s.words;
+    if (!seen) unique.push_back(std::move(s));
+  }
+  return unique;
+}
+
+std::vector<Setting> grid_of(const MethodConfig& method) {
   std::vector<Setting> out(1);
   for (const auto& [key, values] : method.numbers) {
     std::vector<Setting> next;
@@ -390,6 +412,10 @@ std::vector<Setting> settings_of(const MethodConfig& method) {
     out = std::move(next);
   }
   return out;
+}
+
+std::filesystem::path old_model_dir(const ExperimentConfig& config, const std::filesystem::path& task_dir, std::uint64_t seed) {
+  return config.old_model.per_seed ? task_dir / "old" / fmt::format("seed-{}", seed) : task_dir / "old";
 }
 
 bool ExperimentConfig::has_method(const std::string& method_name) const { return method(method_name) != nullptr; }

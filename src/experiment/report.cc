@@ -89,9 +89,17 @@ struct MethodRuns {
 struct TaskRuns {
   std::string name;
   std::vector<std::string> names, ids;
-  std::vector<std::int32_t> y, old_pred;
-  double old_acc = 0;
+  std::vector<std::int32_t> y, old_pred;  // old_pred: the one old model, or the first seed's
+  double old_acc = 0;                     // mean over old models
+  std::vector<double> old_accs;           // per old model (one, or one per seed with per_seed)
+  std::map<std::uint64_t, std::vector<std::int32_t>> old_by_seed;  // per_seed: each seed's old model
+  std::string precision;                  // the new model's math (from the vanilla units)
   std::vector<MethodRuns> methods;
+  // The old model's predictions that seed `seed`'s methods are measured against.
+  const std::vector<std::int32_t>& old(std::uint64_t seed) const {
+    const auto it = old_by_seed.find(seed);
+    return it != old_by_seed.end() ? it->second : old_pred;
+  }
   const MethodRuns* find(const std::string& folder) const {
     for (const auto& m : methods) {
       if (m.folder == folder) return &m;
@@ -126,6 +134,29 @@ const SeedRun* seed_of(const MethodRuns& m, std::uint64_t seed) {
   return nullptr;
 }
 
+// P(a < b) + P(a = b) / 2 for a from `low`, b from `high` (Mann-Whitney), or nullopt when a
+// side is empty.
+std::optional<double> lower_score_auc(const std::vector<float>& low, const std::vector<float>& high) {
+  if (low.empty() || high.empty()) return std::nullopt;
+  std::vector<std::pair<float, int>> all;
+  for (float x : low) all.emplace_back(x, 0);
+  for (float x : high) all.emplace_back(x, 1);
+  std::sort(all.begin(), all.end());
+  // Sum of the ranks (1-based, ties averaged) of the `high` scores.
+  double rank_sum = 0;
+  for (std::size_t i = 0; i < all.size();) {
+    std::size_t j = i;
+    while (j < all.size() && all[j].first == all[i].first) ++j;
+    const double rank = (static_cast<double>(i + 1) + static_cast<double>(j)) / 2.0;
+    for (std::size_t k = i; k < j; ++k) {
+      if (all[k].second == 1) rank_sum += rank;
+    }
+    i = j;
+  }
+  const double nh = static_cast<double>(high.size()), nl = static_cast<double>(low.size());
+  return (rank_sum - nh * (nh + 1) / 2.0) / (nh * nl);
+}
+
 struct Collected {
   ExperimentConfig config;
   std::vector<TaskRuns> tasks;
@@ -140,22 +171,30 @@ Collected collect(const fs::path& run) {
   for (const auto& t : c.config.tasks) {
     TaskRuns tr;
     tr.name = t.name;
-    const auto old_dir = run / t.name / "old";
     for (const auto& m : c.config.methods) {
       const std::vector<int> sizes = m.name == "new_ensemble" ? m.sizes : std::vector<int>{0};
       c.planned += sizes.size() * c.config.seeds.size();
     }
-    if (!fs::exists(old_dir / "result.json")) {
+    // The old model(s): one, or one per seed (the first present fixes labels and row order).
+    for (auto seed : c.config.seeds) {
+      const auto old_dir = old_model_dir(c.config, run / t.name, seed);
+      if (!fs::exists(old_dir / "result.json")) continue;
+      if (tr.names.empty()) tr.names = read_json_file(old_dir / "result.json").at("label_names").get<std::vector<std::string>>();
+      const auto old = read_preds(old_dir / "predictions" / "dev.jsonl", tr.names, tr.ids.empty() ? nullptr : &tr.ids);
+      if (tr.ids.empty()) {
+        tr.ids = old.ids;
+        tr.y = old.y;
+        tr.old_pred = old.pred;
+      }
+      tr.old_accs.push_back(accuracy_of(tr.y, old.pred));
+      if (!c.config.old_model.per_seed) break;
+      tr.old_by_seed[seed] = old.pred;
+    }
+    if (tr.ids.empty()) {
       c.tasks.push_back(std::move(tr));
       continue;
     }
-    const auto old_result = read_json_file(old_dir / "result.json");
-    tr.names = old_result.at("label_names").get<std::vector<std::string>>();
-    const auto old = read_preds(old_dir / "predictions" / "dev.jsonl", tr.names, nullptr);
-    tr.ids = old.ids;
-    tr.y = old.y;
-    tr.old_pred = old.pred;
-    tr.old_acc = accuracy_of(tr.y, tr.old_pred);
+    tr.old_acc = ms(tr.old_accs).mean;
     for (const auto& m : c.config.methods) {
       const std::vector<int> sizes = m.name == "new_ensemble" ? m.sizes : std::vector<int>{0};
       for (int size : sizes) {
@@ -182,7 +221,8 @@ Collected collect(const fs::path& run) {
           }
           if (fs::exists(dir / "cache.json")) s.cache = read_json_file(dir / "cache.json");
           s.acc = accuracy_of(tr.y, s.pred);
-          s.nfr = nfr_of(tr.y, tr.old_pred, s.pred);
+          s.nfr = nfr_of(tr.y, tr.old(seed), s.pred);
+          if (tr.precision.empty() && mr.method == "vanilla") tr.precision = s.result.value("precision", "");
           mr.seeds.push_back(std::move(s));
         }
         tr.methods.push_back(std::move(mr));
@@ -210,7 +250,7 @@ std::optional<Paired> paired_bootstrap(const TaskRuns& t, const MethodRuns& m, c
   std::vector<double> d(n, 0.0);
   for (const auto& [a, b] : pairs) {
     for (std::size_t i = 0; i < n; ++i) {
-      const bool old_right = t.old_pred[i] == t.y[i];
+      const bool old_right = t.old(a->seed)[i] == t.y[i];
       d[i] += static_cast<double>(old_right && a->pred[i] != t.y[i]) - static_cast<double>(old_right && b->pred[i] != t.y[i]);
     }
   }
@@ -369,7 +409,16 @@ ReportFiles write_experiment_report(const fs::path& run, const ReportOptions& op
     }
     points.push_back({"old model", 0.0, 100 * t.old_acc, 0, 0, "#000"});
     jt["old_accuracy"] = t.old_acc;
-    const std::string intro = fmt::format("Old model accuracy {:.2f}%; {} regression-set examples.", 100 * t.old_acc, t.y.size());
+    jt["old_accuracy_per_model"] = t.old_accs;
+    if (!t.precision.empty()) jt["precision"] = t.precision;
+    std::vector<double> old_pct;
+    for (double a : t.old_accs) old_pct.push_back(a);
+    const std::string old_line = t.old_by_seed.empty() ? fmt::format("Old model accuracy {:.2f}%", 100 * t.old_acc)
+                                                       : fmt::format("Old model accuracy {}% (one old model per seed, {} so far)", pct(old_pct), t.old_accs.size());
+    const std::string math = t.precision.empty() ? ""
+                             : t.precision == "bf16" ? "; new models trained and evaluated with bf16 autocast (parameters and optimizer in fp32)"
+                                                     : fmt::format("; new models in {}", t.precision);
+    const std::string intro = fmt::format("{}; {} regression-set examples{}.", old_line, t.y.size(), math);
     md += intro + "\n\n" + main.markdown() + "\n";
     html_body += "<p>" + report::html_escape(intro) + "</p>" + main.html();
     Table brief{{"method", "NFR %", "accuracy %", "NF reduction", "NFR - vanilla [95% CI]"}, {}};
@@ -396,8 +445,8 @@ ReportFiles write_experiment_report(const fs::path& run, const ReportOptions& op
         for (const auto& s : m.seeds) {
           const auto* v = seed_of(*vanilla, s.seed);
           if (!v) continue;
-          if (auto x = metrics::fix_rate(t.y, t.old_pred, v->pred, s.pred)) fr.push_back(*x);
-          if (auto x = metrics::new_fault_rate(t.y, t.old_pred, v->pred, s.pred)) nf.push_back(*x);
+          if (auto x = metrics::fix_rate(t.y, t.old(s.seed), v->pred, s.pred)) fr.push_back(*x);
+          if (auto x = metrics::new_fault_rate(t.y, t.old(s.seed), v->pred, s.pred)) nf.push_back(*x);
         }
         fixes.rows.push_back({pretty(m.folder), pct(fr), pct(nf)});
       }
@@ -418,7 +467,7 @@ ReportFiles write_experiment_report(const fs::path& run, const ReportOptions& op
       std::vector<double> a, n;
       for (const auto& s : gf->seeds) {
         a.push_back(accuracy_of(t.y, s.alone));
-        n.push_back(nfr_of(t.y, t.old_pred, s.alone));
+        n.push_back(nfr_of(t.y, t.old(s.seed), s.alone));
       }
       Table drop{{"Gated Fusion", "NFR %", "accuracy %"}, {{"with the old model", pct(nfrs(*gf)), pct(accs(*gf))}, {"old model dropped at inference", pct(n), pct(a)}}};
       md += "### Dropping the old model at inference (table 4)\n\n" + drop.markdown() + "\n";
@@ -556,23 +605,36 @@ ReportFiles write_experiment_report(const fs::path& run, const ReportOptions& op
         // Old model against vanilla of the same seed: where vanilla regresses, fixes, or neither.
         const std::vector<std::string> cats = {"regressions", "fixes", "both right", "both wrong"};
         std::vector<double> sum(4, 0), cnt(4, 0);
+        std::vector<double> aucs;  // per seed: P(gate of a vanilla regression < gate of another example)
         for (const auto& s : gf->seeds) {
           const auto* v = seed_of(*vanilla, s.seed);
           if (!v || s.gates.empty()) continue;
+          const auto& old = t.old(s.seed);
+          std::vector<float> flips, rest;
           for (std::size_t i = 0; i < t.y.size(); ++i) {
-            const bool o = t.old_pred[i] == t.y[i], n = v->pred[i] == t.y[i];
+            const bool o = old[i] == t.y[i], n = v->pred[i] == t.y[i];
             const std::size_t cat = o && !n ? 0 : !o && n ? 1 : o && n ? 2 : 3;
             sum[cat] += s.gates[i];
             cnt[cat] += 1;
+            (cat == 0 ? flips : rest).push_back(s.gates[i]);
           }
+          if (auto auc = lower_score_auc(flips, rest)) aucs.push_back(*auc);
         }
         std::vector<double> mean(4, 0);
         json jg;
+        Table routing{{"category (old vs vanilla)", "examples (all seeds)", "mean gate (1 = new model)"}, {}};
         for (std::size_t k = 0; k < 4; ++k) {
           mean[k] = cnt[k] > 0 ? sum[k] / cnt[k] : 0;
           jg[cats[k]] = {{"mean_gate", mean[k]}, {"examples", cnt[k]}};
+          routing.rows.push_back({cats[k], fmt::format("{:.0f}", cnt[k]), cnt[k] > 0 ? fmt::format("{:.3f}", mean[k]) : "–"});
         }
         jt["gate_by_category"] = jg;
+        if (!aucs.empty()) jt["gate_regression_auc"] = {{"mean", ms(aucs).mean}, {"std", ms(aucs).std}, {"per_seed", aucs}};
+        const auto auc_line = aucs.empty() ? std::string("AUC: undefined (no vanilla regressions)")
+                                           : fmt::format("AUC of the gate separating vanilla's negative flips from the rest (a lower gate, i.e. more of the old model, on the flips): "
+                                                         "{:.3f} ± {:.3f} over {} seeds (0.5 = no routing).", ms(aucs).mean, ms(aucs).std, aucs.size());
+        md += "### Does the gate route? (mean gate by category)\n\n" + routing.markdown() + "\n" + auc_line + "\n\n";
+        html_body += "<h3>Does the gate route? (mean gate by category)</h3>" + routing.html() + "<p>" + report::html_escape(auc_line) + "</p>";
         charts += report::svg_bar_chart(t.name + ": mean gate (1 = new) by old vs vanilla", cats, {{"Gated Fusion gate", mean, kColors[2]}});
       }
     }
@@ -589,7 +651,7 @@ ReportFiles write_experiment_report(const fs::path& run, const ReportOptions& op
         std::vector<double> per(t.names.size(), 0.0);
         for (const auto& s : m.seeds) {
           for (std::size_t i = 0; i < t.y.size(); ++i) {
-            if (t.old_pred[i] == t.y[i] && s.pred[i] != t.y[i] && t.y[i] >= 0) per[static_cast<std::size_t>(t.y[i])] += 1.0 / static_cast<double>(m.seeds.size());
+            if (t.old(s.seed)[i] == t.y[i] && s.pred[i] != t.y[i] && t.y[i] >= 0) per[static_cast<std::size_t>(t.y[i])] += 1.0 / static_cast<double>(m.seeds.size());
           }
         }
         series.push_back({pretty(m.folder), per, kColors[k++ % 10]});

@@ -62,6 +62,7 @@ BertConfig BertConfig::from_json_file(const std::filesystem::path& path) {
     c.hidden_dropout_prob = j.value("hidden_dropout_prob", c.hidden_dropout_prob);
     c.attention_probs_dropout_prob = j.value("attention_probs_dropout_prob", c.attention_probs_dropout_prob);
     c.pad_token_id = j.value("pad_token_id", c.pad_token_id);
+    c.initializer_range = j.value("initializer_range", c.initializer_range);
     if (j.contains("position_embedding_type") && j["position_embedding_type"] != "absolute") {
       throw ModelError(fmt::format("{}: field 'position_embedding_type': only \"absolute\" is supported, not {}", path.string(),
                                    j["position_embedding_type"].dump()));

@@ -15,13 +15,14 @@
 namespace flipless::nn {
 
 void HeadConfig::validate() const {
-  if (kind != "linear" && kind != "mlp") throw ConfigError(fmt::format("head '{}': expected linear or mlp", kind));
+  if (kind != "linear" && kind != "mlp" && kind != "hf") throw ConfigError(fmt::format("head '{}': expected linear, mlp or hf", kind));
   if (hidden <= 0) throw ConfigError(fmt::format("head hidden width must be positive, got {}", hidden));
   if (!(dropout >= 0 && dropout < 1)) throw ConfigError(fmt::format("head dropout must be in [0, 1), got {}", dropout));
 }
 
 ClassificationHeadImpl::ClassificationHeadImpl(std::int64_t in_dim, std::int64_t num_labels, const HeadConfig& config) {
   config.validate();
+  if (config.kind == "hf") throw ConfigError("head 'hf' (Hugging Face's classification head) is for fine-tuned encoders; use linear or mlp");
   if (num_labels < 2) throw ConfigError(fmt::format("a classifier needs at least 2 labels, got {}", num_labels));
   dropout_ = register_module("dropout", torch::nn::Dropout(config.dropout));
   layers_ = torch::nn::Sequential();
@@ -47,15 +48,46 @@ ModelOutput FeatureClassifier::forward(const ModelInputs& inputs) {
   return {head_(inputs.features), inputs.features};
 }
 
+SequenceClassificationHeadImpl::SequenceClassificationHeadImpl(const BertConfig& config, std::int64_t num_labels, double dropout)
+    : model_type_(config.model_type) {
+  if (num_labels < 2) throw ConfigError(fmt::format("a classifier needs at least 2 labels, got {}", num_labels));
+  if (!(dropout >= 0 && dropout < 1)) throw ConfigError(fmt::format("head dropout must be in [0, 1), got {}", dropout));
+  const auto h = config.hidden_size;
+  dropout_ = register_module("dropout", torch::nn::Dropout(dropout));
+  if (model_type_ != "bert") dense_ = register_module("dense", torch::nn::Linear(h, h));
+  out_proj_ = register_module("out_proj", torch::nn::Linear(h, num_labels));
+  torch::NoGradGuard no_grad;
+  for (auto& p : named_parameters()) {
+    if (p.key().find("bias") != std::string::npos) {
+      p.value().zero_();
+    } else {
+      p.value().normal_(0.0, config.initializer_range);
+    }
+  }
+}
+
+torch::Tensor SequenceClassificationHeadImpl::forward(const torch::Tensor& embedding) {
+  if (dense_.is_empty()) return out_proj_(dropout_(embedding));
+  auto x = dense_(dropout_(embedding));
+  x = model_type_ == "roberta" ? torch::tanh(x) : torch::gelu(x);  // transformers: tanh (RoBERTa), GELU (ELECTRA)
+  return out_proj_(dropout_(x));
+}
+
 EncoderClassifier::EncoderClassifier(BertEncoder encoder, std::int64_t num_labels, const HeadConfig& head)
     : num_labels_(num_labels) {
   encoder_ = register_module("encoder", std::move(encoder));
-  head_ = register_module("head", ClassificationHead(encoder_->config().hidden_size, num_labels, head));
+  if (head.kind == "hf") {
+    hf_head_ = register_module("head", SequenceClassificationHead(encoder_->config(), num_labels, head.dropout));
+  } else {
+    head_ = register_module("head", ClassificationHead(encoder_->config().hidden_size, num_labels, head));
+  }
 }
 
 ModelOutput EncoderClassifier::forward(const ModelInputs& inputs) {
   const auto out = encoder_->forward(inputs.input_ids, inputs.token_type_ids, inputs.attention_mask);
-  return {head_(out.pooled), out.pooled};
+  if (hf_head_.is_empty()) return {head_(out.pooled), out.pooled};
+  const auto embedding = hf_head_->reads_cls() ? out.last_hidden.select(1, 0) : out.pooled;
+  return {hf_head_(embedding), embedding};
 }
 
 bool is_sequence_classification_checkpoint(const std::filesystem::path& dir) {

@@ -12,6 +12,7 @@
 #include <set>
 #include <thread>
 
+#include "flipless/core/cpu.h"
 #include "flipless/core/error.h"
 #include "flipless/core/file.h"
 #include "flipless/core/hash.h"
@@ -144,11 +145,23 @@ struct Execution {
   train::Precision precision = train::Precision::kFloat32;
 };
 
+// The precision a model trains and predicts in. auto: bf16 autocast for fine-tuned encoders on a
+// CPU that multiplies bf16 natively (AVX512-BF16 or AMX), fp32 otherwise (frozen heads gain
+// nothing: their encoder ran once, in fp32, for the feature cache; GPUs keep the paper's fp32).
+train::Precision resolve_precision(const std::string& text, const torch::Device& device, const ModelConfig& model) {
+  if (text != "auto") return train::parse_precision(text);
+  if (model.kind == "finetuned" && device.is_cpu() && core::cpu_features().native_bf16()) return train::Precision::kBFloat16;
+  return train::Precision::kFloat32;
+}
+
 // A torch model kind over one task's data: sources per split and fresh models per seed.
 class Space {
  public:
-  Space(const ModelConfig& cfg, const TaskData& data, const fs::path& feature_cache, const RunObserver& observer, const Execution& exec)
+  Space(const ModelConfig& cfg, const TaskData& data, const fs::path& feature_cache, const RunObserver& observer, const Execution& exec,
+        const std::string& precision)
       : cfg_(cfg), data_(data), exec_(exec) {
+    exec_.precision = resolve_precision(precision, exec.device, cfg);
+    train::check_precision(exec_.device, exec_.precision);
     model_dir_ = models::resolve_model(cfg.model);
     const auto base = nn::BertConfig::from_json_file(model_dir_ / "config.json");
     if (cfg.layers > base.num_hidden_layers) {
@@ -176,6 +189,10 @@ class Space {
   }
 
   std::int64_t dim() const { return dim_; }
+  train::Precision precision() const { return exec_.precision; }
+  // Whether a run's state after an epoch can be continued bit for bit (shared warm-up): the CPU
+  // generator drives dropout only on the CPU; fp16 loss scaling keeps state of its own.
+  bool resumable() const { return exec_.device.is_cpu() && exec_.precision != train::Precision::kFloat16; }
   std::int64_t eval_batch() const { return cfg_.kind == "frozen" ? 512 : 64; }
 
   // Rows `rows` of a split (all when null).
@@ -309,10 +326,9 @@ Setting setting_from_json(const json& j) {
 class TaskRunner {
  public:
   TaskRunner(const ExperimentConfig& c, const TaskConfig& t, const RunOptions& o, const RunObserver& obs)
-      : c_(c), t_(t), o_(o), obs_(obs), dir_(o.out / t.name) {
+      : c_(c), t_(t), o_(o), obs_(obs), dir_(o.out / t.name), precision_(o.precision.empty() ? c.precision : o.precision) {
     exec_.device = train::parse_device(o.device.empty() ? c.device : o.device);
-    exec_.precision = train::parse_precision(o.precision.empty() ? c.precision : o.precision);
-    train::check_precision(exec_.device, exec_.precision);
+    if (precision_ != "auto") train::check_precision(exec_.device, train::parse_precision(precision_));
   }
 
   void say(const std::string& line) const {
@@ -333,27 +349,45 @@ class TaskRunner {
     if (obs_.on_progress) obs_.on_progress(what, done, total, detail);
   }
 
-  // Loads data, then the old model (trained once), then the new model's space.
+  // Loads data, then the old model (trained once, or once per seed), then the new model's space.
   void prepare() {
     data_ = load_task(c_, t_);
     say(fmt::format("{}: {} train, {} validation (carved from {}), {} dev ({})", t_.name, data_.train.size(), data_.validation.size(),
                     t_.train, data_.dev.size(), data_.dev.name));
     for (const char* s : kSplits) labels_[s] = labels_of(data_.split(s));
-    if (!fs::exists(dir_ / "old" / "result.json")) train_old();
-    for (const char* s : kSplits) old_[s] = logits_from_file(dir_ / "old" / "predictions" / (std::string(s) + ".jsonl"), data_.split(s), data_.num_labels);
-    const auto old_result = read_json_file(dir_ / "old" / "result.json");
+    if (!c_.old_model.per_seed) old(c_.seeds.front());
+    space_ = std::make_unique<Space>(c_.new_model, data_, feature_cache(), obs_, exec_, precision_);
+    say(fmt::format("{}: new model in {}{}", t_.name, train::to_string(space_->precision()),
+                    precision_ == "auto" ? " (precision: auto)" : ""));
+  }
+
+  fs::path old_dir(std::uint64_t seed) const { return old_model_dir(c_, dir_, seed); }
+  std::uint64_t old_seed(std::uint64_t seed) const { return c_.old_model.per_seed ? c_.old_model.seed + seed : c_.old_model.seed; }
+
+  // The old model's logits per split for experiment seed `seed` (the one old model, or seed's
+  // own with per_seed), trained when missing.
+  const std::map<std::string, torch::Tensor>& old(std::uint64_t seed) {
+    const auto key = c_.old_model.per_seed ? seed : 0;
+    if (const auto it = old_.find(key); it != old_.end()) return it->second;
+    const auto dir = old_dir(seed);
+    if (!fs::exists(dir / "result.json")) train_old(seed);
+    auto& logits = old_[key];
+    for (const char* s : kSplits) logits[s] = logits_from_file(dir / "predictions" / (std::string(s) + ".jsonl"), data_.split(s), data_.num_labels);
+    const auto old_result = read_json_file(dir / "result.json");
     say(fmt::format("{}: old model {}: validation {:.2f}%, dev {:.2f}%", t_.name, old_result.at("describe").get<std::string>(),
-                    100 * accuracy(old_["validation"], labels_["validation"]), 100 * accuracy(old_["dev"], labels_["dev"])));
-    space_ = std::make_unique<Space>(c_.new_model, data_, feature_cache(), obs_, exec_);
+                    100 * accuracy(logits["validation"], labels_["validation"]), 100 * accuracy(logits["dev"], labels_["dev"])));
+    return logits;
   }
 
   fs::path feature_cache() const { return o_.feature_cache.empty() ? models::models_dir().parent_path() / "features" : o_.feature_cache; }
 
-  // Logits of an old model for the rows of `part` of train, trained on `fit` rows.
-  void train_old() {
+  // The old model of experiment seed `seed` (see old()): its logits for every split, the
+  // training rows' cross-fitted when asked.
+  void train_old(std::uint64_t experiment_seed) {
     const auto started = Clock::now();
     const auto& cfg = c_.old_model;
-    const fs::path dir = dir_ / "old";
+    const std::uint64_t seed = old_seed(experiment_seed);
+    const fs::path dir = old_dir(experiment_seed);
     fs::create_directories(dir / "predictions");
     // The old model's own training rows (all of train, or its data-growth subsample).
     std::vector<std::int64_t> seen;
@@ -368,7 +402,7 @@ class TaskRunner {
     // fit(rows, what) trains on train rows and returns a predictor of (split, rows).
     using Predict = std::function<torch::Tensor(const std::string&, const std::vector<std::int64_t>*)>;
     std::unique_ptr<Space> space;
-    if (cfg.torch()) space = std::make_unique<Space>(cfg, data_, feature_cache(), obs_, exec_);
+    if (cfg.torch()) space = std::make_unique<Space>(cfg, data_, feature_cache(), obs_, exec_, precision_);
     std::shared_ptr<nn::ClassifierModule> last_torch;
     auto fit = [&](const std::vector<std::int64_t>& rows, const std::string& what) -> Predict {
       if (!cfg.torch()) {
@@ -377,7 +411,7 @@ class TaskRunner {
         ft.learning_rate = cfg.fasttext_lr;
         ft.dim = cfg.fasttext_dim;
         ft.word_ngrams = cfg.fasttext_ngrams;
-        ft.seed = cfg.seed;
+        ft.seed = seed;
         progress(what, 0, 1, "fastText");
         auto model = std::shared_ptr<models::FastTextClassifier>(models::FastTextClassifier::train(rows_subset(data_.train, rows), ft).release());
         progress(what, 1, 1, "fastText");
@@ -387,10 +421,10 @@ class TaskRunner {
           return torch::from_blob(const_cast<float*>(out.logits.data()), {static_cast<std::int64_t>(out.rows), data_.num_labels}).clone();
         };
       }
-      auto model = space->make(cfg.seed);
+      auto model = space->make(seed);
       const auto tr = space->source("train", &rows);
       const auto va = space->source("validation");
-      train::train(*model, *tr, va.get(), space->train_config(cfg.seed), train::cross_entropy_loss, train_observer(what));
+      train::train(*model, *tr, va.get(), space->train_config(seed), train::cross_entropy_loss, train_observer(what));
       last_torch = model;
       return [&space, model](const std::string& split, const std::vector<std::int64_t>* r) {
         return space->predict(*model, *space->source(split, r)).logits;
@@ -399,12 +433,16 @@ class TaskRunner {
     const auto full = fit(seen, "old model");
     std::map<std::string, torch::Tensor> logits;
     for (const char* s : kSplits) logits[s] = full(s, nullptr);
-    json result = {{"describe", cfg.torch() ? fmt::format("{} {} (seed {})", cfg.kind, cfg.model, cfg.seed) : fmt::format("fastText (seed {})", cfg.seed)},
+    json result = {{"describe", cfg.torch() ? fmt::format("{} {} (seed {})", cfg.kind, cfg.model, seed) : fmt::format("fastText (seed {})", seed)},
                    {"kind", cfg.kind},
+                   {"seed", seed},
                    {"label_names", data_.train.label_names},
                    {"trained_on", seen.size()},
                    {"cross_fit", cfg.cross_fit}};
-    if (cfg.torch()) space->save(dir / "model", *last_torch, {{"seed", cfg.seed}, {"train_data", t_.train}});
+    if (cfg.torch()) {
+      result["precision"] = train::to_string(space->precision());
+      space->save(dir / "model", *last_torch, {{"seed", seed}, {"train_data", t_.train}});
+    }
     // Cross-fitting: each seen training row gets the logits of a model trained without its fold.
     if (cfg.cross_fit >= 2) {
       data::write_predictions(dir / "predictions" / "train.in_sample.jsonl", rows_of(data_.train, logits["train"]));
@@ -428,15 +466,27 @@ class TaskRunner {
     write_json_file(dir / "result.json", result);
   }
 
+  // Whether Gated Fusion's warm-up epochs can be taken from the vanilla model's run (shared
+  // warm-up): a torch model trained for at least 2 epochs, resumable bit for bit.
+  bool shares_warmup() const { return space_->resumable() && c_.new_model.epochs >= 2 && c_.has_method("gated_fusion"); }
+  fs::path warm_state_dir(std::uint64_t seed) const { return dir_ / "vanilla" / fmt::format("seed-{}", seed) / "warm-state"; }
+
   // The logits of new model `seed` trained plainly (vanilla for experiment seeds, members
-  // otherwise), computed once and stored.
-  std::map<std::string, torch::Tensor> vanilla_logits(std::uint64_t seed, const fs::path& dir) {
+  // otherwise), computed once and stored. For experiment seeds whose Gated Fusion shares the
+  // warm-up, the loop's state after epoch N-1 is kept beside them.
+  std::map<std::string, torch::Tensor> vanilla_logits(std::uint64_t seed, const fs::path& dir, bool keep_warm_state = false) {
     const auto file = dir / "logits.safetensors";
     if (!fs::exists(file)) {
       auto model = space_->make(seed);
       const auto tr = space_->source("train");
       const auto va = space_->source("validation");
-      train::train(*model, *tr, va.get(), space_->train_config(seed), train::cross_entropy_loss, train_observer(fmt::format("new model seed {}", seed)));
+      auto config = space_->train_config(seed);
+      auto observer = train_observer(fmt::format("new model seed {}", seed));
+      if (keep_warm_state && shares_warmup()) {
+        config.state_after_epochs = c_.new_model.epochs - 1;
+        observer.on_state = [&](const train::TrainState& st) { st.save(warm_state_dir(seed)); };
+      }
+      train::train(*model, *tr, va.get(), config, train::cross_entropy_loss, observer);
       std::map<std::string, torch::Tensor> out;
       torch::Tensor dev_embedding;
       for (const char* s : kSplits) {
@@ -458,9 +508,28 @@ class TaskRunner {
   }
 
   std::map<std::string, torch::Tensor> member_logits(std::uint64_t seed, int j) {
-    if (j == 0) return vanilla_logits(seed, dir_ / "vanilla" / fmt::format("seed-{}", seed));
+    if (j == 0) return vanilla_logits(seed, dir_ / "vanilla" / fmt::format("seed-{}", seed), true);
     const auto s = member_seed(seed, j);
     return vanilla_logits(s, dir_ / "members" / fmt::format("seed-{}", s));
+  }
+
+  // The vanilla model of `seed` after its first N-1 epochs: kept by its own run, or trained here
+  // (those epochs only) when the vanilla unit ran without keeping it.
+  const train::TrainState& warm_state(std::uint64_t seed) {
+    if (const auto it = warm_.find(seed); it != warm_.end()) return it->second;
+    const auto dir = warm_state_dir(seed);
+    if (!fs::exists(dir / "state.json")) {
+      auto model = space_->make(seed);
+      const auto tr = space_->source("train");
+      const auto va = space_->source("validation");
+      auto config = space_->train_config(seed);
+      config.state_after_epochs = c_.new_model.epochs - 1;
+      config.stop_after_state = true;
+      auto observer = train_observer(fmt::format("new model seed {} (warm-up)", seed));
+      observer.on_state = [&](const train::TrainState& st) { st.save(dir); };
+      train::train(*model, *tr, va.get(), config, train::cross_entropy_loss, observer);
+    }
+    return warm_.emplace(seed, train::TrainState::load(dir)).first->second;
   }
 
   double vanilla_validation_accuracy(std::uint64_t seed) {
@@ -468,12 +537,17 @@ class TaskRunner {
   }
 
   json base_result(const std::string& method, std::uint64_t seed) const {
-    return {{"task", t_.name}, {"method", method}, {"seed", seed}};
+    return {{"task", t_.name}, {"method", method}, {"seed", seed}, {"precision", train::to_string(space_->precision())}};
   }
 
   void finish(const fs::path& dir, json result, const torch::Tensor& dev_logits, const Clock::time_point started) {
+    const auto seed = result.at("seed").get<std::uint64_t>();
     result["dev_accuracy"] = accuracy(dev_logits, labels_["dev"]);
-    result["dev_nfr"] = nfr(old_["dev"], dev_logits, labels_["dev"]);
+    result["dev_nfr"] = nfr(old(seed).at("dev"), dev_logits, labels_["dev"]);
+    if (!std::isfinite(result["dev_accuracy"].get<double>()) || !torch::isfinite(dev_logits).all().item<bool>()) {
+      throw ConfigError(fmt::format("{}: {} seed {}: the model's dev logits are not finite; the unit is not recorded", t_.name,
+                                    result.at("method").get<std::string>(), seed));
+    }
     result["seconds"] = since(started);
     write_json_file(dir / "result.json", result);
   }
@@ -491,7 +565,7 @@ class TaskRunner {
     data::write_predictions(dir / "predictions" / "dev.jsonl", rows_of(data_.dev, l.at("dev"), l.at("dev_embedding")));
     auto r = base_result("vanilla", seed);
     r["validation_accuracy"] = accuracy(l.at("validation"), labels_["validation"]);
-    r["validation_nfr"] = nfr(old_["validation"], l.at("validation"), labels_["validation"]);
+    r["validation_nfr"] = nfr(old(seed).at("validation"), l.at("validation"), labels_["validation"]);
     finish(dir, r, l.at("dev"), started);
   }
 
@@ -516,6 +590,7 @@ class TaskRunner {
     torch::Tensor validation_embedding, validation_gates, validation_alone;  // gated_fusion: for the cache experiment
     std::shared_ptr<nn::ClassifierModule> model;
     std::vector<torch::Tensor> gate_parameters;
+    std::int64_t gate_steps = 0;  // optimizer steps the gate took (fused, not dropped)
   };
 
   // distillation, focal_distillation, gated_fusion, elodi: one training per setting.
@@ -532,7 +607,7 @@ class TaskRunner {
     for (std::size_t i = 0; i < settings.size(); ++i) {
       const auto& s = settings[i];
       progress(fmt::format("{} seed {} grid", m.name, seed), static_cast<std::int64_t>(i), static_cast<std::int64_t>(settings.size()), s.describe());
-      std::map<std::string, torch::Tensor> fixed = old_;  // what the strategy reads in the old-logits slot
+      std::map<std::string, torch::Tensor> fixed = old(seed);  // what the strategy reads in the old-logits slot
       train::StrategyConfig sc;
       if (m.name == "distillation") {
         sc = train::DistillationConfig{s.number("lambda"), s.number("temperature")};
@@ -544,7 +619,7 @@ class TaskRunner {
           const int members = static_cast<int>(s.number("members"));
           auto& mean = references[members];
           if (mean.empty()) {
-            for (const char* split : {"train", "validation"}) mean[split] = torch::zeros_like(old_[split]);
+            for (const char* split : {"train", "validation"}) mean[split] = torch::zeros_like(old(seed).at(split));
             for (int j = 1; j <= members; ++j) {
               const auto l = member_logits(seed, j);
               for (const char* split : {"train", "validation"}) mean[split] += l.at(split) / members;
@@ -558,7 +633,7 @@ class TaskRunner {
         gf.gate.dropout = s.number("dropout");
         gf.gate.stop_gradient = s.number("stop_gradient") != 0;
         gf.drop_gate = s.number("drop_gate");
-        gf.lr2 = s.number("lr2");
+        if (s.numbers.count("lr2")) gf.lr2 = s.number("lr2");  // absent without warm-up: unused
         gf.warmup = s.number("warmup") != 0;
         gf.seed = seed;
         gf.embedding_dim = space_->dim();
@@ -566,17 +641,22 @@ class TaskRunner {
       }
       auto strategy = train::make_strategy(sc);
       auto model = space_->make(seed);
-      train::train_with_strategy(*model, *strategy, *tr, fixed["train"], va.get(), fixed["validation"], space_->train_config(seed),
-                                 train_observer(fmt::format("{} seed {} [{}/{}]", m.name, seed, i + 1, settings.size())));
+      auto config = space_->train_config(seed);
+      // Shared warm-up: Gated Fusion's first N-1 epochs are the vanilla model's (same seed, data
+      // order and schedule; the gate draws from no shared stream), so every setting starts
+      // its fused last epoch from the vanilla run's state.
+      if (m.name == "gated_fusion" && s.number("warmup") != 0 && shares_warmup()) config.resume = &warm_state(seed);
+      const auto trained = train::train_with_strategy(*model, *strategy, *tr, fixed["train"], va.get(), fixed["validation"], config,
+                                                      train_observer(fmt::format("{} seed {} [{}/{}]", m.name, seed, i + 1, settings.size())));
       Outcome o;
       o.candidate.setting = s;
-      const auto pv = space_->predict(*model, *strategy, *va, old_["validation"]);
+      const auto pv = space_->predict(*model, *strategy, *va, old(seed).at("validation"));
       o.candidate.validation_accuracy = accuracy(pv.logits, labels_["validation"]);
-      o.candidate.validation_nfr = nfr(old_["validation"], pv.logits, labels_["validation"]);
+      o.candidate.validation_nfr = nfr(old(seed).at("validation"), pv.logits, labels_["validation"]);
       o.candidate.on_par = o.candidate.validation_accuracy >= reference - c_.selection.tolerance;
       candidates.push_back(o.candidate);
       if (!better(o.candidate, best ? &best->candidate : nullptr)) continue;
-      const auto pd = space_->predict(*model, *strategy, *dev, old_["dev"]);
+      const auto pd = space_->predict(*model, *strategy, *dev, old(seed).at("dev"));
       o.validation = pv.logits;
       o.dev = pd.logits;
       o.dev_embedding = pd.embeddings;
@@ -589,6 +669,7 @@ class TaskRunner {
       }
       o.model = model;
       o.gate_parameters = strategy->parameters();
+      if (!trained.strategy_parameter_steps.empty()) o.gate_steps = trained.strategy_parameter_steps.back();
       best = std::move(o);
     }
     progress(fmt::format("{} seed {} grid", m.name, seed), static_cast<std::int64_t>(settings.size()), static_cast<std::int64_t>(settings.size()),
@@ -605,7 +686,7 @@ class TaskRunner {
     if (best->dev_alone.defined()) {
       data::write_predictions(dir / "predictions" / "dev.new_model_alone.jsonl", rows_of(data_.dev, best->dev_alone));
       r["dev_accuracy_new_model_alone"] = accuracy(best->dev_alone, labels_["dev"]);
-      r["dev_nfr_new_model_alone"] = nfr(old_["dev"], best->dev_alone, labels_["dev"]);
+      r["dev_nfr_new_model_alone"] = nfr(old(seed).at("dev"), best->dev_alone, labels_["dev"]);
     }
     if (!best->gate_parameters.empty()) {
       std::map<std::string, torch::Tensor> params;
@@ -618,6 +699,10 @@ class TaskRunner {
     r["chosen"] = candidate_json(best->candidate);
     r["candidates"] = json::array();
     for (const auto& c : candidates) r["candidates"].push_back(candidate_json(c));
+    if (gf) {
+      r["gate_steps"] = best->gate_steps;
+      r["shared_warmup"] = best->candidate.setting.number("warmup") != 0 && shares_warmup();
+    }
     r["reference_validation_accuracy"] = reference;
     r["fallback"] = !best->candidate.on_par;
     r["searched_on_seed"] = searched_on.is_null() ? json(seed) : searched_on;
@@ -660,7 +745,7 @@ class TaskRunner {
     r["size"] = size;
     r["member_seeds"] = seeds;
     r["validation_accuracy"] = accuracy(one_hot(vv.labels), labels_["validation"]);
-    r["validation_nfr"] = nfr(old_["validation"], one_hot(vv.labels), labels_["validation"]);
+    r["validation_nfr"] = nfr(old(seed).at("validation"), one_hot(vv.labels), labels_["validation"]);
     finish(dir, r, one_hot(vd.labels), started);
   }
 
@@ -670,13 +755,13 @@ class TaskRunner {
     const auto k = static_cast<std::size_t>(data_.num_labels);
     std::vector<std::int32_t> y;
     for (const auto& ex : data_.validation.examples) y.push_back(ex.label);
-    const auto ov = flat(old_["validation"]), nv = flat(l.at("validation"));
+    const auto ov = flat(old(seed).at("validation")), nv = flat(l.at("validation"));
     const auto choice = ensemble::choose_alpha(y, ov, nv, k, kind, m.numbers.at("alpha"), c_.selection.tolerance);
     auto scores = [&](const std::vector<float>& s, std::int64_t n) {
       auto t = torch::from_blob(const_cast<float*>(s.data()), {n, data_.num_labels}).clone();
       return kind == ensemble::Kind::kProbabilities ? t.clamp_min(1e-12).log() : t;
     };
-    const auto dev = scores(ensemble::combine(flat(old_["dev"]), flat(l.at("dev")), k, kind, choice.alpha), static_cast<std::int64_t>(data_.dev.size()));
+    const auto dev = scores(ensemble::combine(flat(old(seed).at("dev")), flat(l.at("dev")), k, kind, choice.alpha), static_cast<std::int64_t>(data_.dev.size()));
     const auto val = scores(ensemble::combine(ov, nv, k, kind, choice.alpha), static_cast<std::int64_t>(data_.validation.size()));
     fs::create_directories(dir / "predictions");
     data::write_predictions(dir / "predictions" / "validation.jsonl", rows_of(data_.validation, val));
@@ -712,8 +797,8 @@ class TaskRunner {
       return;
     }
     // Schumann et al. 2023: fine-tune starting from the old weights, then interpolate.
-    auto old_model = space_->make(c_.old_model.seed);
-    load_parameters(*old_model, dir_ / "old" / "model" / "weights.safetensors");
+    auto old_model = space_->make(old_seed(seed));
+    load_parameters(*old_model, old_dir(seed) / "model" / "weights.safetensors");
     auto tuned = space_->make(seed);
     train::interpolate_parameters(*tuned, *old_model, *old_model, 0.0);
     const auto tr = space_->source("train");
@@ -731,7 +816,7 @@ class TaskRunner {
       o.candidate.setting = s;
       o.validation = space_->predict(*mixed, *va).logits;
       o.candidate.validation_accuracy = accuracy(o.validation, labels_["validation"]);
-      o.candidate.validation_nfr = nfr(old_["validation"], o.validation, labels_["validation"]);
+      o.candidate.validation_nfr = nfr(old(seed).at("validation"), o.validation, labels_["validation"]);
       o.candidate.on_par = o.candidate.validation_accuracy >= reference - c_.selection.tolerance;
       candidates.push_back(o.candidate);
       if (!better(o.candidate, best ? &best->candidate : nullptr)) continue;
@@ -789,7 +874,10 @@ class TaskRunner {
   Execution exec_;
   fs::path dir_;
   TaskData data_;
-  std::map<std::string, torch::Tensor> labels_, old_;
+  std::string precision_;
+  std::map<std::string, torch::Tensor> labels_;
+  std::map<std::uint64_t, std::map<std::string, torch::Tensor>> old_;  // by experiment seed (0 without per_seed)
+  std::map<std::uint64_t, train::TrainState> warm_;
   std::unique_ptr<Space> space_;
 };
 
@@ -829,8 +917,8 @@ void write_cache_experiment(const ExperimentConfig& c, const fs::path& task_dir,
   const auto result = read_json_file(unit / "result.json");
   const auto label_names = train::read_model_card(unit / "model").at("label_names").get<std::vector<std::string>>();
   CacheExperimentInputs in;
-  in.validation = fusion_arrays(unit, task_dir / "old", "validation", label_names);
-  in.dev = fusion_arrays(unit, task_dir / "old", "dev", label_names);
+  in.validation = fusion_arrays(unit, old_model_dir(c, task_dir, seed), "validation", label_names);
+  in.dev = fusion_arrays(unit, old_model_dir(c, task_dir, seed), "dev", label_names);
   in.temperature = result.at("chosen").at("setting").at("numbers").at("temperature").get<double>();
   in.reference_validation_accuracy = result.at("reference_validation_accuracy").get<double>();
   in.tolerance = c.selection.tolerance;

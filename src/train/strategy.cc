@@ -2,8 +2,11 @@
 
 #include <torch/torch.h>
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <mutex>
 
 #include "flipless/core/error.h"
 
@@ -78,11 +81,30 @@ class FocalDistillation : public CompatibilityStrategy {
   FocalDistillationConfig c_;
 };
 
+// The gate's initial weights, drawn from a stream of its own (seeded by the unit's seed), leaving
+// the shared CPU generator as it was: building the gate changes none of the new model's draws,
+// so Gated Fusion's warm-up epochs are the vanilla model's, and a resumed run builds the same
+// gate as an uninterrupted one.
+nn::GatedFusion seeded_gate(const GatedFusionStrategyConfig& c) {
+  if (c.embedding_dim <= 0) throw ConfigError("gated_fusion needs the embedding size");
+  auto gen = at::detail::getDefaultCPUGenerator();
+  torch::Tensor saved;
+  {
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    saved = gen.get_state();
+    gen.set_current_seed(c.seed ^ 0x9e3779b97f4a7c15ULL);
+  }
+  nn::GatedFusion gate(c.embedding_dim, c.gate);
+  {
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(saved);
+  }
+  return gate;
+}
+
 class GatedFusionStrategy : public CompatibilityStrategy {
  public:
-  explicit GatedFusionStrategy(const GatedFusionStrategyConfig& c)
-      : c_(c), gate_(c.embedding_dim > 0 ? c.embedding_dim : throw ConfigError("gated_fusion needs the embedding size"), c.gate),
-        rng_(c.seed) {
+  explicit GatedFusionStrategy(const GatedFusionStrategyConfig& c) : c_(c), gate_(seeded_gate(c)), rng_(c.seed) {
     if (!(c_.drop_gate >= 0 && c_.drop_gate < 1)) throw ConfigError(fmt::format("drop-gate probability must be in [0, 1), got {}", c_.drop_gate));
     if (!(c_.lr2 > 0)) throw ConfigError(fmt::format("lr2 must be positive, got {}", c_.lr2));
   }

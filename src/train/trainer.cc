@@ -7,10 +7,19 @@
 #include <cmath>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <mutex>
 #include <numeric>
 #include <random>
+#include <sstream>
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <nlohmann/json.hpp>
 
 #include "flipless/core/error.h"
+#include "flipless/core/file.h"
+#include "flipless/io/safetensors.h"
+#include "flipless/nn/tensor_io.h"
 
 namespace flipless::train {
 
@@ -56,10 +65,10 @@ bool no_decay(const std::string& name) {
 void TrainConfig::validate() const {
   if (epochs < 1) throw ConfigError(fmt::format("epochs must be at least 1, got {}", epochs));
   if (batch_size < 1 || eval_batch_size < 1) throw ConfigError("batch sizes must be at least 1");
-  if (!(learning_rate > 0)) throw ConfigError(fmt::format("learning rate must be positive, got {}", learning_rate));
-  if (weight_decay < 0) throw ConfigError("weight decay must be >= 0");
+  if (!(learning_rate > 0) || !std::isfinite(learning_rate)) throw ConfigError(fmt::format("learning rate must be positive and finite, got {}", learning_rate));
+  if (!(weight_decay >= 0) || !std::isfinite(weight_decay)) throw ConfigError("weight decay must be finite and >= 0");
   if (!(warmup_ratio >= 0 && warmup_ratio < 1)) throw ConfigError("warm-up ratio must be in [0, 1)");
-  if (max_grad_norm < 0) throw ConfigError("max grad norm must be >= 0");
+  if (!(max_grad_norm >= 0) || !std::isfinite(max_grad_norm)) throw ConfigError("max grad norm must be finite and >= 0");
   check_precision(device, precision);
 }
 
@@ -92,6 +101,88 @@ struct LoopHooks {
   std::function<double()> validate;
 };
 
+// Every trainable parameter's gradient undefined: a parameter the step's loss does not reach keeps
+// an undefined gradient, and AdamW skips it (no moment decay, no weight decay). libtorch 1.13's
+// zero_grad() would leave zeros, which AdamW steps on; 2.x resets to undefined as here.
+void clear_gradients(const std::vector<torch::Tensor>& params) {
+  for (const auto& p : params) {
+    if (p.grad().defined()) p.mutable_grad() = torch::Tensor();
+  }
+}
+
+// Data parallel: which parameters some process's loss reached this step (the same answer on
+// every process), so all step the same parameters.
+std::vector<bool> touched_anywhere(const std::vector<torch::Tensor>& params, ProcessGroup& group) {
+  auto flags = torch::zeros({static_cast<std::int64_t>(params.size())}, torch::kFloat64);
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    if (params[i].grad().defined()) flags[static_cast<std::int64_t>(i)] = 1.0;
+  }
+  const auto on_device = flags.to(params.empty() ? torch::Device(torch::kCPU) : params.front().device());
+  group.average({on_device});
+  const auto back = on_device.to(torch::kCPU);
+  std::vector<bool> out(params.size());
+  for (std::size_t i = 0; i < params.size(); ++i) out[i] = back[static_cast<std::int64_t>(i)].item<double>() > 0;
+  return out;
+}
+
+std::string archive_bytes(const torch::optim::Optimizer& optimizer) {
+  torch::serialize::OutputArchive archive;
+  optimizer.save(archive);
+  std::ostringstream out;
+  archive.save_to(out);
+  return out.str();
+}
+
+void load_archive_bytes(torch::optim::Optimizer& optimizer, const std::string& bytes, const torch::Device& device) {
+  torch::serialize::InputArchive archive;
+  std::istringstream in(bytes);
+  archive.load_from(in, device);
+  optimizer.load(archive);
+}
+
+std::string rng_text(const std::mt19937_64& rng) {
+  std::ostringstream out;
+  out << rng;
+  return out.str();
+}
+
+torch::Tensor cpu_generator_state() {
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  return gen.get_state();
+}
+
+void set_cpu_generator_state(const torch::Tensor& state) {
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(state);
+}
+
+std::map<std::string, torch::Tensor> model_tensors(nn::ClassifierModule& model) {
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& p : model.named_parameters()) out[p.key()] = p.value().detach().to(torch::kCPU).clone();
+  for (const auto& b : model.named_buffers()) out["buffer:" + b.key()] = b.value().detach().to(torch::kCPU).clone();
+  return out;
+}
+
+void load_model_tensors(nn::ClassifierModule& model, const std::map<std::string, torch::Tensor>& tensors) {
+  torch::NoGradGuard no_grad;
+  std::size_t used = 0;
+  auto take = [&](const std::string& key, torch::Tensor& target) {
+    const auto it = tensors.find(key);
+    if (it == tensors.end()) throw InputError(fmt::format("training state: no tensor '{}' for this model", key));
+    if (it->second.sizes() != target.sizes()) {
+      throw InputError(fmt::format("training state: tensor '{}' has shape [{}], the model [{}]", key, fmt::join(it->second.sizes(), ", "),
+                                   fmt::join(target.sizes(), ", ")));
+    }
+    target.copy_(it->second);
+    ++used;
+  };
+  for (auto& p : model.named_parameters()) take(p.key(), p.value());
+  for (auto& b : model.named_buffers()) take("buffer:" + b.key(), b.value());
+  if (used != tensors.size()) throw InputError(fmt::format("training state: {} tensors, the model has {}", tensors.size(), used));
+}
+
 TrainResult run_loop(nn::ClassifierModule& model, const InputSource& train_data, const TrainConfig& config, const LossFn& loss,
                      const TrainObserver& observer, const LoopHooks& hooks) {
   config.validate();
@@ -103,17 +194,23 @@ TrainResult run_loop(nn::ClassifierModule& model, const InputSource& train_data,
   if (hooks.to_device) hooks.to_device(device);
   LossScaler scaler(config.precision == Precision::kFloat16);
 
+  // The model's parameters in two groups (weight decay, none on biases and norms); a strategy's
+  // own parameters in an optimizer of their own, so the model's optimizer is the same object
+  // with or without a strategy (a vanilla run's state continues a Gated Fusion run).
   std::vector<torch::Tensor> decay, plain;
   for (const auto& p : model.named_parameters()) {
     if (!p.value().requires_grad()) continue;
     (no_decay(p.key()) ? plain : decay).push_back(p.value());
   }
-  for (const auto& p : hooks.extra_parameters) decay.push_back(p);
   std::vector<torch::optim::OptimizerParamGroup> groups;
   groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(
                                  torch::optim::AdamWOptions(config.learning_rate).weight_decay(config.weight_decay)));
   groups.emplace_back(plain, std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(config.learning_rate).weight_decay(0.0)));
   torch::optim::AdamW optimizer(std::move(groups));
+  std::optional<torch::optim::AdamW> extra_optimizer;
+  if (!hooks.extra_parameters.empty()) {
+    extra_optimizer.emplace(hooks.extra_parameters, torch::optim::AdamWOptions(config.learning_rate).weight_decay(config.weight_decay));
+  }
 
   const std::int64_t n = train_data.size();
   const int world = config.group ? config.group->world_size() : 1;
@@ -125,7 +222,6 @@ TrainResult run_loop(nn::ClassifierModule& model, const InputSource& train_data,
     if (p.requires_grad()) trainable.push_back(p);
   }
   trainable.insert(trainable.end(), hooks.extra_parameters.begin(), hooks.extra_parameters.end());
-  if (config.group) config.group->broadcast_from_root(trainable);  // everyone starts from rank 0's weights
   const std::int64_t total_steps = steps_per_epoch * config.epochs;
   const auto warmup = static_cast<std::int64_t>(std::floor(config.warmup_ratio * static_cast<double>(total_steps)));
   auto lr_at = [&](std::int64_t step) {  // step is 0-based; linear warm-up, then linear decay to 0
@@ -140,7 +236,28 @@ TrainResult run_loop(nn::ClassifierModule& model, const InputSource& train_data,
   for (std::int64_t i = 1; i < n && !bucketed; ++i) bucketed = train_data.cost(i) != train_data.cost(0);
   TrainResult result;
   std::int64_t global_step = 0;
-  for (int epoch = 0; epoch < config.epochs; ++epoch) {
+  int first_epoch = 0;
+  if (config.resume != nullptr) {
+    const TrainState& st = *config.resume;
+    if (st.epochs_done < 1 || st.epochs_done >= config.epochs) {
+      throw ConfigError(fmt::format("a training state after {} epochs cannot continue a {}-epoch run", st.epochs_done, config.epochs));
+    }
+    if (st.order.numel() != n || st.global_step != steps_per_epoch * st.epochs_done) {
+      throw InputError(fmt::format("the training state is for {} rows and {} steps, this run has {} rows and {} steps per epoch",
+                                   st.order.numel(), st.global_step, n, steps_per_epoch));
+    }
+    load_model_tensors(model, st.model);
+    load_archive_bytes(optimizer, st.optimizer, device);
+    const auto o = st.order.to(torch::kInt64).contiguous();
+    order.assign(o.data_ptr<std::int64_t>(), o.data_ptr<std::int64_t>() + n);
+    std::istringstream(st.order_rng) >> rng;
+    set_cpu_generator_state(st.torch_rng);
+    global_step = st.global_step;
+    first_epoch = st.epochs_done;
+    result.epochs = st.history;
+  }
+  if (config.group) config.group->broadcast_from_root(trainable);  // everyone starts from rank 0's weights
+  for (int epoch = first_epoch; epoch < config.epochs; ++epoch) {
     model.train();
     if (hooks.set_training) hooks.set_training(true);
     const std::optional<double> epoch_lr = hooks.learning_rate ? hooks.learning_rate(epoch) : std::nullopt;
@@ -157,7 +274,10 @@ TrainResult run_loop(nn::ClassifierModule& model, const InputSource& train_data,
       const std::vector<std::int64_t> rows(order.begin() + first, order.begin() + last);
       const double lr = epoch_lr ? *epoch_lr : lr_at(global_step);
       for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
-      optimizer.zero_grad();
+      if (extra_optimizer) {
+        for (auto& group : extra_optimizer->param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+      }
+      clear_gradients(trainable);
       torch::Tensor value;
       if (!rows.empty()) {
         const auto host_rows = torch::tensor(rows, torch::kInt64);
@@ -177,10 +297,15 @@ TrainResult run_loop(nn::ClassifierModule& model, const InputSource& train_data,
       if (config.group) {
         // Weight each process's mean gradient by its share of this step's examples, so the
         // average is the mean over the whole global batch, short last batches included. A
-        // process without rows (a short last step) still joins with zeros.
+        // process without rows (a short last step), or whose loss did not reach a parameter
+        // another process's did, joins with zeros; a parameter no process reached stays
+        // without a gradient everywhere and is not stepped.
+        const auto touched = touched_anywhere(trainable, *config.group);
         const std::int64_t step_rows = std::min(n, (s + 1) * global_batch) - s * global_batch;
         const double scale = static_cast<double>(rows.size()) * world / static_cast<double>(step_rows);
-        for (auto& p : trainable) {
+        for (std::size_t i = 0; i < trainable.size(); ++i) {
+          auto& p = trainable[i];
+          if (!touched[i]) continue;
           if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
           p.mutable_grad().mul_(scale);
         }
@@ -192,6 +317,7 @@ TrainResult run_loop(nn::ClassifierModule& model, const InputSource& train_data,
       if (finite) {
         if (config.max_grad_norm > 0) torch::nn::utils::clip_grad_norm_(trainable, config.max_grad_norm);
         optimizer.step();
+        if (extra_optimizer) extra_optimizer->step();
       }
       scaler.update(finite);
       ++global_step;
@@ -209,9 +335,33 @@ TrainResult run_loop(nn::ClassifierModule& model, const InputSource& train_data,
     const double total_seen = config.group ? config.group->sum(static_cast<double>(seen)) : static_cast<double>(seen);
     stats.train_loss = total_loss / total_seen;
     stats.examples_per_second = total_seen / stats.seconds;
+    if (!std::isfinite(stats.train_loss)) {
+      throw ConfigError(fmt::format("epoch {}: the training loss is not finite ({}); lower the learning rate", epoch + 1, stats.train_loss));
+    }
     if (hooks.validate) stats.validation_accuracy = hooks.validate();
     if (observer.on_epoch) observer.on_epoch(stats);
     result.epochs.push_back(stats);
+    if (config.state_after_epochs == epoch + 1 && observer.on_state) {
+      TrainState st;
+      st.epochs_done = epoch + 1;
+      st.global_step = global_step;
+      st.history = result.epochs;
+      st.model = model_tensors(model);
+      st.optimizer = archive_bytes(optimizer);
+      st.order = torch::tensor(order, torch::kInt64);
+      st.order_rng = rng_text(rng);
+      st.torch_rng = cpu_generator_state();
+      observer.on_state(st);
+      if (config.stop_after_state) break;
+    }
+  }
+  if (extra_optimizer) {
+    // AdamW keeps state only for parameters it stepped; the rest were never stepped.
+    for (const auto& entry : extra_optimizer->state()) {
+      result.strategy_parameter_steps.push_back(static_cast<const torch::optim::AdamWParamState&>(*entry.second).step());
+    }
+    result.strategy_parameter_steps.resize(hooks.extra_parameters.size(), 0);
+    std::sort(result.strategy_parameter_steps.begin(), result.strategy_parameter_steps.end());
   }
   return result;
 }
@@ -321,6 +471,71 @@ Predictions predict(nn::ClassifierModule& model, const InputSource& data, std::i
   }
   model.train(was_training);
   return out;
+}
+
+}  // namespace flipless::train
+
+namespace flipless::train {
+
+namespace {
+const char* kStateFormat = "flipless-train-state-1";
+}  // namespace
+
+void TrainState::save(const std::filesystem::path& dir) const {
+  namespace fs = std::filesystem;
+  const fs::path tmp = dir.string() + ".partial";
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  std::map<std::string, torch::Tensor> tensors;
+  for (const auto& [name, t] : model) tensors["model." + name] = t;
+  tensors["order"] = order;
+  tensors["torch_rng"] = torch_rng;
+  nn::write_tensors(tmp / "tensors.safetensors", tensors, {{"format", kStateFormat}});
+  core::write_file_atomic(tmp / "optimizer.pt", optimizer);
+  nlohmann::json history_json = nlohmann::json::array();
+  for (const auto& e : history) {
+    nlohmann::json j = {{"epoch", e.epoch}, {"train_loss", e.train_loss}, {"examples_per_second", e.examples_per_second},
+                        {"seconds", e.seconds}, {"skipped_steps", e.skipped_steps}};
+    if (e.validation_accuracy) j["validation_accuracy"] = *e.validation_accuracy;
+    history_json.push_back(j);
+  }
+  const nlohmann::json j = {{"format", kStateFormat}, {"epochs_done", epochs_done}, {"global_step", global_step},
+                            {"order_rng", order_rng}, {"history", history_json}};
+  core::write_file_atomic(tmp / "state.json", j.dump(1));
+  fs::remove_all(dir);
+  fs::rename(tmp, dir);
+}
+
+TrainState TrainState::load(const std::filesystem::path& dir) {
+  const auto json_path = dir / "state.json";
+  TrainState st;
+  try {
+    const auto j = nlohmann::json::parse(core::InputFile::open(json_path).bytes());
+    if (j.value("format", "") != kStateFormat) throw InputError(fmt::format("{}: field 'format': not a flipless training state", json_path.string()));
+    st.epochs_done = j.at("epochs_done").get<int>();
+    st.global_step = j.at("global_step").get<std::int64_t>();
+    st.order_rng = j.at("order_rng").get<std::string>();
+    for (const auto& e : j.at("history")) {
+      EpochStats s;
+      s.epoch = e.at("epoch").get<int>();
+      s.train_loss = e.at("train_loss").get<double>();
+      s.examples_per_second = e.at("examples_per_second").get<double>();
+      s.seconds = e.at("seconds").get<double>();
+      s.skipped_steps = e.at("skipped_steps").get<std::int64_t>();
+      if (e.contains("validation_accuracy")) s.validation_accuracy = e.at("validation_accuracy").get<double>();
+      st.history.push_back(s);
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(fmt::format("{}: {}", json_path.string(), e.what()));
+  }
+  const auto file = io::SafetensorsFile::open(dir / "tensors.safetensors");
+  for (const auto& info : file.tensors()) {
+    if (info.name.rfind("model.", 0) == 0) st.model[info.name.substr(6)] = nn::read_tensor(file, info.name);
+  }
+  st.order = nn::read_tensor(file, "order");
+  st.torch_rng = nn::read_tensor(file, "torch_rng");
+  st.optimizer = std::string(core::InputFile::open(dir / "optimizer.pt").bytes());
+  return st;
 }
 
 }  // namespace flipless::train

@@ -15,7 +15,8 @@
 //   selection: {tolerance: 0.001, search: every_seed}
 //   cache_experiment: {percents: [0, 25, 50, 75, 100], draws: 5}
 //   device: auto                        # cpu (default), cuda, cuda:N, auto (a GPU when visible)
-//   precision: fp32                     # fp32 (default), bf16, fp16 (GPU): autocast for torch models
+//   precision: auto                     # auto (default): bf16 autocast for fine-tuned models where the
+//                                       # device multiplies bf16 natively, else fp32; fp32, bf16, fp16 (GPU)
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -32,7 +33,7 @@ struct ModelConfig {
   int line = 0;                 // where `model` is written, for errors found later
   std::int64_t layers = 0;      // 0: all
   std::string pooling = "mean";
-  std::string head = "linear";
+  std::string head = "linear";  // fine-tuned: hf (the encoder type's Hugging Face head) by default
   std::int64_t head_hidden = 256;
   double dropout = 0.1;
   int epochs = 10;
@@ -52,6 +53,9 @@ struct ModelConfig {
   // Old model only: it saw this many of the training examples (a data-growth upgrade); 0: all.
   std::size_t max_train = 0;
   std::uint64_t seed = 0;  // old model only; new models take the experiment's seeds
+  // Old model only: one old model per experiment seed S (trained with seed + S), each seed's
+  // methods measured against its own old model, as the paper reports the old model over seeds.
+  bool per_seed = false;
   bool torch() const { return kind != "fasttext"; }
 };
 
@@ -79,7 +83,11 @@ struct Setting {
   double number(const std::string& key) const { return numbers.at(key); }
   std::string describe() const;  // "drop_gate=0.5 lr2=0.001"
 };
+// The settings a method searches: its grid, less settings that cannot differ (Gated Fusion
+// without warm-up has no lr2).
 std::vector<Setting> settings_of(const MethodConfig& method);
+// The plain cartesian product of a method's grid.
+std::vector<Setting> grid_of(const MethodConfig& method);
 
 struct SelectionConfig {
   double tolerance = 0.001;  // accuracy on par with vanilla: >= vanilla - tolerance (validation)
@@ -108,10 +116,13 @@ struct ExperimentConfig {
   CacheExperimentConfig cache_experiment;  // needs gated_fusion among the methods
   int threads = 0;
   std::string device = "cpu";      // where torch models train and predict
-  std::string precision = "fp32";  // autocast precision of torch models
+  std::string precision = "auto";  // autocast precision of torch models (auto: see above)
   bool has_method(const std::string& method_name) const;
   const MethodConfig* method(const std::string& method_name) const;
 };
+
+// Where a task's old model lives in a run folder: TASK/old, or TASK/old/seed-S with per_seed.
+std::filesystem::path old_model_dir(const ExperimentConfig& config, const std::filesystem::path& task_dir, std::uint64_t seed);
 
 // Method names the runner knows, with the parameters each takes.
 const std::vector<std::string>& experiment_methods();

@@ -32,6 +32,7 @@ struct BertConfig {
   double hidden_dropout_prob = 0.1;
   double attention_probs_dropout_prob = 0.1;
   std::int64_t pad_token_id = 0;
+  double initializer_range = 0.02;       // std of transformers' N(0, range) initialisation
 
   // Reads a Hugging Face config.json; throws ModelError naming the file and field.
   static BertConfig from_json_file(const std::filesystem::path& path);

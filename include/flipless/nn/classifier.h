@@ -33,7 +33,9 @@ struct ModelOutput {
 };
 
 struct HeadConfig {
-  std::string kind = "linear";  // linear, or mlp (Linear, ReLU, Dropout, Linear)
+  // linear; mlp (Linear, ReLU, Dropout, Linear); or hf, fine-tuned encoders only: the head of the
+  // encoder type's Hugging Face *ForSequenceClassification (SequenceClassificationHead).
+  std::string kind = "linear";
   std::int64_t hidden = 256;    // mlp hidden width
   double dropout = 0.1;         // before the head (and inside the mlp)
   void validate() const;
@@ -49,6 +51,27 @@ class ClassificationHeadImpl : public torch::nn::Module {
   torch::nn::Sequential layers_{nullptr};
 };
 TORCH_MODULE(ClassificationHead);
+
+// Hugging Face's *ForSequenceClassification head for an encoder's model type, initialised as
+// transformers initialises it (weights N(0, initializer_range), biases 0):
+//   bert:            dropout, Linear(h -> k) on the pooler output (the [CLS] state when the
+//                    checkpoint has no pooler)
+//   electra:         dropout, Linear(h -> h), GELU, dropout, Linear(h -> k) on the [CLS] state
+//   roberta:         the same with tanh
+// Parameters: dropout, dense (electra, roberta), out_proj.
+class SequenceClassificationHeadImpl : public torch::nn::Module {
+ public:
+  SequenceClassificationHeadImpl(const BertConfig& config, std::int64_t num_labels, double dropout);
+  torch::Tensor forward(const torch::Tensor& embedding);  // (batch, h) -> (batch, num_labels)
+  // Whether the head reads the [CLS] state (electra, roberta) rather than the pooled output.
+  bool reads_cls() const { return !dense_.is_empty(); }
+
+ private:
+  std::string model_type_;
+  torch::nn::Dropout dropout_{nullptr};
+  torch::nn::Linear dense_{nullptr}, out_proj_{nullptr};
+};
+TORCH_MODULE(SequenceClassificationHead);
 
 // The interface the training loop drives.
 class ClassifierModule : public torch::nn::Module {
@@ -69,7 +92,9 @@ class FeatureClassifier : public ClassifierModule {
   ClassificationHead head_{nullptr};
 };
 
-// A BERT-family encoder fine-tuned with a head on its pooled embedding.
+// A BERT-family encoder fine-tuned with a head: `hf` (what the paper trained: the model type's
+// Hugging Face head), or a linear / mlp head on the pooled output. The embedding is what the
+// head reads (Gated Fusion's gate input).
 class EncoderClassifier : public ClassifierModule {
  public:
   EncoderClassifier(BertEncoder encoder, std::int64_t num_labels, const HeadConfig& head);
@@ -81,6 +106,7 @@ class EncoderClassifier : public ClassifierModule {
   std::int64_t num_labels_;
   BertEncoder encoder_{nullptr};
   ClassificationHead head_{nullptr};
+  SequenceClassificationHead hf_head_{nullptr};
 };
 
 // A Hugging Face *ForSequenceClassification checkpoint as it was fine-tuned: its encoder and

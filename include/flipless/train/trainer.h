@@ -7,8 +7,11 @@
 #include <torch/types.h>
 
 #include <cstdint>
+#include <filesystem>
 #include <functional>
+#include <map>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "flipless/models/classifier.h"
@@ -19,6 +22,9 @@
 #include "flipless/train/strategy.h"
 
 namespace flipless::train {
+
+struct EpochStats;
+struct TrainState;
 
 struct TrainConfig {
   int epochs = 3;
@@ -36,6 +42,14 @@ struct TrainConfig {
   // Data parallel: with a group of N processes each step takes N x batch_size examples, each
   // process its own batch_size share, and gradients are averaged. Null: one process.
   std::shared_ptr<ProcessGroup> group;
+  // Hand the loop's state after this many epochs to TrainObserver::on_state (0: never); with
+  // stop_after_state the loop then returns instead of going on.
+  int state_after_epochs = 0;
+  bool stop_after_state = false;
+  // Continue from a state taken after state->epochs_done epochs of a run with the same model
+  // kind, data, seed and schedule (shared warm-up: Gated Fusion's first N-1 epochs are the
+  // vanilla model's). Not owned; must outlive the call.
+  const TrainState* resume = nullptr;
   void validate() const;  // throws ConfigError
 };
 
@@ -60,15 +74,41 @@ struct EpochStats {
   std::optional<double> validation_accuracy;
 };
 
+// The training loop between two epochs: the model's weights, the optimizer's moments and step
+// counts, the row order and both random streams (data order and the CPU generator that drives
+// dropout). On the CPU, a run continued from a state is bit-identical to the uninterrupted run;
+// on a GPU, dropout draws from the device's generator, which is not kept.
+struct TrainState {
+  int epochs_done = 0;
+  std::int64_t global_step = 0;
+  std::vector<EpochStats> history;
+  std::map<std::string, torch::Tensor> model;  // parameters and buffers by name, on the CPU
+  std::string optimizer;                        // the model optimizer's libtorch archive
+  torch::Tensor order;                          // (n,) int64: the row order the next shuffle permutes
+  std::string order_rng;                        // std::mt19937_64 state, as text
+  torch::Tensor torch_rng;                      // the CPU generator's state (uint8)
+
+  // A folder of three files (state.json, tensors.safetensors, optimizer.pt), written atomically
+  // (a temporary folder renamed), read back exactly. load throws InputError naming the file.
+  void save(const std::filesystem::path& dir) const;
+  static TrainState load(const std::filesystem::path& dir);
+};
+
 struct TrainObserver {
   // After every step: epoch (1-based), step within the epoch, steps per epoch, running mean loss,
   // examples/s.
   std::function<void(int, std::int64_t, std::int64_t, double, double)> on_step;
   std::function<void(const EpochStats&)> on_epoch;
+  // With TrainConfig::state_after_epochs: the loop's state after that many epochs.
+  std::function<void(const TrainState&)> on_state;
 };
 
 struct TrainResult {
   std::vector<EpochStats> epochs;
+  // Optimizer steps taken on each of the strategy's own parameters (Gated Fusion's gate), one
+  // entry per parameter, ascending: a parameter that no process's loss reached in a step is not
+  // stepped (no moment decay, no weight decay).
+  std::vector<std::int64_t> strategy_parameter_steps;
 };
 
 // Trains `model` in place, on config.device (the model stays there). Deterministic on CPU for

@@ -76,10 +76,41 @@ TEST(ExperimentConfig, ParsesEveryPartWithDefaults) {
   EXPECT_EQ(e.cache_experiment.percents, (std::vector<double>{0, 50, 100}));
   EXPECT_EQ(e.cache_experiment.draws, 3);
   EXPECT_EQ(e.device, "cpu");
-  EXPECT_EQ(e.precision, "fp32");
+  EXPECT_EQ(e.precision, "auto");
+  EXPECT_EQ(e.new_model.head, "linear");
+  EXPECT_FALSE(e.old_model.per_seed);
   const auto g = parse_experiment("tasks: [sst2]\nold: {kind: fasttext}\nnew: {kind: frozen, model: m}\ndevice: cuda:1\nprecision: fp16\n", "g.yaml");
   EXPECT_EQ(g.device, "cuda:1");
   EXPECT_EQ(g.precision, "fp16");
+}
+
+// Fine-tuned models train Hugging Face's head by default; the old model may be one per seed;
+// Gated Fusion without warm-up has no lr2 to search.
+TEST(ExperimentConfig, FineTunedDefaultsPerSeedOldModelsAndTheNoWarmupGrid) {
+  const auto c = parse_experiment("tasks: [sst2]\nold: {kind: finetuned, model: m, layers: 2, per_seed: true, seed: 10}\n"
+                                  "new: {kind: finetuned, model: m}\n"
+                                  "methods: {gated_fusion: {drop_gate: [0.5], temperature: [1, 1.4], lr2: [1e-5, 3e-5], warmup: [true, false]}}\n",
+                                  "f.yaml");
+  EXPECT_EQ(c.new_model.head, "hf");
+  EXPECT_EQ(c.old_model.head, "hf");
+  EXPECT_TRUE(c.old_model.per_seed);
+  EXPECT_EQ(old_model_dir(c, "run/sst2", 3), std::filesystem::path("run/sst2/old/seed-3"));
+  const auto gf = settings_of(*c.method("gated_fusion"));
+  // 2 T x (2 lr2 with warm-up + 1 without): lr2 is not searched where it changes nothing.
+  ASSERT_EQ(gf.size(), 6u);
+  std::size_t without = 0;
+  for (const auto& s : gf) {
+    if (s.number("warmup") == 0) {
+      ++without;
+      EXPECT_EQ(s.numbers.count("lr2"), 0u) << s.describe();
+    } else {
+      EXPECT_EQ(s.numbers.count("lr2"), 1u) << s.describe();
+    }
+  }
+  EXPECT_EQ(without, 2u);
+  EXPECT_EQ(grid_of(*c.method("gated_fusion")).size(), 8u);
+  const auto d = parse_experiment("tasks: [sst2]\nold: {kind: fasttext}\nnew: {kind: frozen, model: m}\n", "d.yaml");
+  EXPECT_EQ(old_model_dir(d, "run/sst2", 3), std::filesystem::path("run/sst2/old"));
 }
 
 TEST(ExperimentConfig, EachMistakeIsOneLineNamingFileLineAndKey) {
@@ -87,7 +118,11 @@ TEST(ExperimentConfig, EachMistakeIsOneLineNamingFileLineAndKey) {
   const std::string base = "tasks: [sst2]\nold: {kind: fasttext}\nnew: {kind: frozen, model: m}\n";
   EXPECT_EQ(err(base + "sedes: 3\n"), "e.yaml:4: sedes: unknown key (expected one of: name, tasks, seeds, validation_fraction, split_seed, old, new, methods, selection, threads, cache_experiment, device, precision)");
   EXPECT_EQ(err(base + "device: gpu\n"), "e.yaml:4: device: 'gpu': expected cpu, cuda, cuda:N or auto");
-  EXPECT_EQ(err(base + "precision: fp8\n"), "e.yaml:4: precision: 'fp8': expected fp32, bf16 or fp16");
+  EXPECT_EQ(err(base + "precision: fp8\n"), "e.yaml:4: precision: 'fp8': expected auto, fp32, bf16 or fp16");
+  EXPECT_EQ(err("tasks: [sst2]\nold: {kind: fasttext}\nnew: {kind: frozen, model: m, head: hf}\n"),
+            "e.yaml:3: new.head: hf (Hugging Face's classification head) is for fine-tuned encoders");
+  EXPECT_EQ(err("tasks: [sst2]\nold: {kind: fasttext, per_seed: maybe}\nnew: {kind: frozen, model: m}\n"),
+            "e.yaml:2: old.per_seed: expected true or false, got 'maybe'");
   EXPECT_EQ(err(base + "precision: fp16\n"), "e.yaml:4: precision: fp16 needs a GPU (device: cuda or auto); on the CPU use bf16");
   EXPECT_EQ(err(base + "cache_experiment: {percents: [0, 150]}\n"), "e.yaml:4: cache_experiment.percents: a percentage in [0, 100], got 150");
   EXPECT_EQ(err(base + "cache_experiment: {percents: [50]}\n"), "e.yaml:4: cache_experiment: needs gated_fusion among the methods");

@@ -208,6 +208,66 @@ TEST_F(RunnerTest, FineTunesUnderBf16AutocastAndRefusesAMissingGpu) {
   EXPECT_EQ(message.rfind("device 'cuda:99': ", 0), 0u) << message;
 }
 
+std::string file_text(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// The real-upgrade set-up: fine-tuned old (one per seed, fewer layers) and new models. Gated
+// Fusion starts its last epoch from the vanilla run's state (shared warm-up); a unit redone
+// after a crash, with or without that state on disk, gives the same bytes as the first run.
+TEST_F(RunnerTest, PerSeedOldModelsSharedWarmupAndResumeEqualsUninterrupted) {
+  const auto path = dir_.path() / "ft.yaml";
+  std::ofstream(path) << "tasks:\n  - {name: words, train: " << (dir_.path() / "train.jsonl").string()
+                      << ", eval: " << (dir_.path() / "dev.jsonl").string() << "}\n"
+                      << "seeds: [0, 1]\nvalidation_fraction: 0.25\nthreads: 1\nprecision: fp32\n"
+                      << "old: {kind: finetuned, model: " << kTinyBert.string() << ", layers: 1, epochs: 2, lr: 0.003, batch_size: 16, per_seed: true}\n"
+                      << "new: {kind: finetuned, model: " << kTinyBert.string() << ", epochs: 2, lr: 0.003, batch_size: 16}\n"
+                      << "methods:\n  gated_fusion: {drop_gate: 0.5, temperature: [1.0, 1.4], lr2: 0.001, warmup: [true, false]}\n";
+  const auto config = load_experiment(path);
+  const auto summary = run_experiment(config, options());
+  EXPECT_EQ(summary.ran, 4u);
+  const auto run = dir_.path() / "run" / "words";
+  // One old model per seed, each trained with its own seed; each seed measured against its own.
+  const auto old0 = nlohmann::json::parse(std::ifstream(run / "old" / "seed-0" / "result.json"));
+  const auto old1 = nlohmann::json::parse(std::ifstream(run / "old" / "seed-1" / "result.json"));
+  EXPECT_EQ(old0["seed"], 0);
+  EXPECT_EQ(old1["seed"], 1);
+  EXPECT_FALSE(fs::exists(run / "old" / "result.json"));
+  const auto unit = run / "gated_fusion" / "seed-1";
+  const auto r = nlohmann::json::parse(std::ifstream(unit / "result.json"));
+  EXPECT_TRUE(r["shared_warmup"].get<bool>());
+  EXPECT_EQ(r["candidates"].size(), 4u);  // 2 T with warm-up + 2 T without (no lr2 there)
+  EXPECT_GT(r["gate_steps"].get<std::int64_t>(), 0);
+  EXPECT_TRUE(fs::exists(run / "vanilla" / "seed-1" / "warm-state" / "state.json"));
+  // The fine-tuned head is Hugging Face's (BERT: linear on the pooler output).
+  const auto card = nlohmann::json::parse(std::ifstream(unit / "model" / "flipless_model.json"));
+  EXPECT_EQ(card["head"]["kind"], "hf");
+
+  const auto dev_before = file_text(unit / "predictions" / "dev.jsonl");
+  const auto validation_before = file_text(unit / "predictions" / "validation.jsonl");
+  // Lost in a crash: redone alone, bit for bit.
+  fs::remove_all(unit);
+  EXPECT_EQ(run_experiment(config, options()).ran, 1u);
+  EXPECT_EQ(file_text(unit / "predictions" / "dev.jsonl"), dev_before);
+  EXPECT_EQ(file_text(unit / "predictions" / "validation.jsonl"), validation_before);
+  // Without the kept warm-up state: trained again up to epoch N-1, the same bytes again.
+  fs::remove_all(unit);
+  fs::remove_all(run / "vanilla" / "seed-1" / "warm-state");
+  EXPECT_EQ(run_experiment(config, options()).ran, 1u);
+  EXPECT_EQ(file_text(unit / "predictions" / "dev.jsonl"), dev_before);
+  const auto again = nlohmann::json::parse(std::ifstream(unit / "result.json"));
+  EXPECT_EQ(again["dev_nfr"], r["dev_nfr"]);
+  EXPECT_EQ(again["chosen"], r["chosen"]);
+
+  // The report: the old model over seeds, each seed's NFR against its own old model.
+  const auto files = write_experiment_report(dir_.path() / "run");
+  const auto report = nlohmann::json::parse(std::ifstream(files.json));
+  EXPECT_EQ(report["tasks"][0]["old_accuracy_per_model"].size(), 2u);
+  EXPECT_EQ(report["tasks"][0]["precision"], "fp32");
+  ASSERT_TRUE(report["tasks"][0].contains("gate_regression_auc") || report["tasks"][0].contains("gate_by_category"));
+}
+
 TEST_F(RunnerTest, AMissingModelIsOneErrorNamingTheConfigLine) {
   const auto path = dir_.path() / "bad.yaml";
   std::ofstream(path) << "tasks: [sst2]\nold: {kind: fasttext}\nnew:\n  kind: frozen\n  model: /no/such/checkpoint\n";

@@ -1,18 +1,23 @@
-// One process of the data-parallel test (train_test's Distributed suite): trains a small head
-// on fixed data as rank R of W and writes its final parameters.
-//   ddp_worker WORLD RANK PORT BATCH OUT.safetensors
+// One process of the data-parallel tests (train_test's Distributed and GatedFusionExact suites):
+// trains a small head on fixed data as rank R of W and writes its final parameters; with `gf`,
+// trains it with Gated Fusion and writes the gate's parameters after every step instead.
+//   ddp_worker WORLD RANK PORT BATCH OUT.safetensors [gf]
 #include <torch/torch.h>
+
+#include <fmt/format.h>
 
 #include <cstdio>
 #include <string>
 
 #include "flipless/core/error.h"
 #include "flipless/nn/tensor_io.h"
+#include "flipless/train/strategy.h"
 #include "flipless/train/trainer.h"
 
 int main(int argc, char** argv) {
   using namespace flipless;
-  if (argc != 6) return 2;
+  if (argc != 6 && !(argc == 7 && std::string(argv[6]) == "gf")) return 2;
+  const bool gated_fusion = argc == 7;
   torch::set_num_threads(1);
   try {
     train::DistributedConfig dist;
@@ -35,6 +40,29 @@ int main(int argc, char** argv) {
     if (dist.world_size == 1) {
       torch::manual_seed(100);  // rank 0's initial weights
       model = nn::FeatureClassifier(8, 2, nn::HeadConfig{"mlp", 16, 0.0});
+    }
+    if (gated_fusion) {
+      torch::manual_seed(12);
+      const auto old_logits = torch::randn({250, 2});
+      train::GatedFusionStrategyConfig gf;
+      gf.embedding_dim = 8;
+      gf.drop_gate = 0.5;
+      gf.lr2 = 0.01;
+      gf.seed = 7;
+      auto strategy = train::make_strategy(gf);
+      const auto gate = strategy->parameters();
+      std::map<std::string, torch::Tensor> out;
+      for (std::size_t i = 0; i < gate.size(); ++i) out[fmt::format("initial.{}", i)] = gate[i].detach().clone();
+      int step = 0;
+      train::TrainObserver observer;
+      observer.on_step = [&](int, std::int64_t, std::int64_t, double, double) {
+        for (std::size_t i = 0; i < gate.size(); ++i) out[fmt::format("step{}.{}", step, i)] = gate[i].detach().clone();
+        ++step;
+      };
+      const auto result = train::train_with_strategy(model, *strategy, data, old_logits, nullptr, {}, config, observer);
+      out["gate_steps"] = torch::tensor(result.strategy_parameter_steps, torch::kInt64);
+      nn::write_tensors(argv[5], out);
+      return 0;
     }
     train::train(model, data, nullptr, config);
     std::map<std::string, torch::Tensor> params;
