@@ -132,6 +132,8 @@ train::TrainObserver bar_observer(std::unique_ptr<ProgressBar>& bar, nlohmann::j
 }
 
 int run_train(const TrainArgs& a) {
+  nn::HeadConfig head = a.head;
+  if (head.kind == "auto") head.kind = a.frozen ? "linear" : "hf";  // fine-tuned: Hugging Face's head
   set_threads(a.threads);
   const auto started = Clock::now();
   std::string train_spec = a.train_spec, eval_spec = a.eval_spec;
@@ -168,8 +170,7 @@ int run_train(const TrainArgs& a) {
     a.fasttext.validate();
   } else {
     model_dir = models::resolve_model(a.model);
-    if (a.head.kind == "auto") a.head.kind = a.frozen ? "linear" : "hf";  // fine-tuned: Hugging Face's head
-    a.head.validate();
+    head.validate();
     train::FeatureSpec{model_dir, a.layers, a.pooling, a.max_length}.validate();
     const auto base = nn::BertConfig::from_json_file(model_dir / "config.json");
     if (a.layers > base.num_hidden_layers) {
@@ -222,7 +223,7 @@ int run_train(const TrainArgs& a) {
   } else {
     card["base_model"] = std::filesystem::absolute(model_dir).string();
     card["max_length"] = a.max_length;
-    card["head"] = {{"kind", a.head.kind}, {"hidden", a.head.hidden}, {"dropout", a.head.dropout}};
+    card["head"] = {{"kind", head.kind}, {"hidden", head.hidden}, {"dropout", head.dropout}};
     card["train_config"] = {{"epochs", a.config.epochs}, {"batch_size", a.config.batch_size}, {"learning_rate", a.config.learning_rate},
                             {"weight_decay", a.config.weight_decay}, {"warmup_ratio", a.config.warmup_ratio},
                             {"precision", train::to_string(config.precision)}};
@@ -298,7 +299,7 @@ int run_train(const TrainArgs& a) {
         features[name] = train::cached_features(extractor, *ds, cache, [&](std::int64_t done, std::int64_t) { progress.update(done); }, &hit);
         progress.update(static_cast<std::int64_t>(ds->size()), hit ? "cached" : "computed");
       }
-      nn::FeatureClassifier model(extractor.dim(), static_cast<std::int64_t>(full_train.num_labels()), a.head);
+      nn::FeatureClassifier model(extractor.dim(), static_cast<std::int64_t>(full_train.num_labels()), head);
       const train::FeatureSource train_source(features["train"], train::label_tensor(train_set));
       const train::FeatureSource val_source(features["validation"], train::label_tensor(validation));
       fit(model, train_source, val_source);
@@ -316,7 +317,7 @@ int run_train(const TrainArgs& a) {
       auto encoder = nn::load_encoder(model_dir, a.layers);
       const bool pooler = encoder->has_pooler();
       const auto layers = encoder->config().num_hidden_layers;
-      nn::EncoderClassifier model(std::move(encoder), static_cast<std::int64_t>(full_train.num_labels()), a.head);
+      nn::EncoderClassifier model(std::move(encoder), static_cast<std::int64_t>(full_train.num_labels()), head);
       const auto tokenizer = text::WordPieceTokenizer::from_checkpoint_dir(model_dir);
       const train::TokenSource train_source(tokenizer, train_set, a.max_length);
       const train::TokenSource val_source(tokenizer, validation, a.max_length);

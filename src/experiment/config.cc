@@ -7,6 +7,7 @@
 #include <fmt/ranges.h>
 #include <regex>
 #include <set>
+#include <tuple>
 
 #include "flipless/core/error.h"
 #include "flipless/core/file.h"
@@ -416,6 +417,43 @@ std::vector<Setting> grid_of(const MethodConfig& method) {
 
 std::filesystem::path old_model_dir(const ExperimentConfig& config, const std::filesystem::path& task_dir, std::uint64_t seed) {
   return config.old_model.per_seed ? task_dir / "old" / fmt::format("seed-{}", seed) : task_dir / "old";
+}
+
+namespace {
+bool same_model(const ModelConfig& a, const ModelConfig& b) {
+  return std::tie(a.kind, a.model, a.layers, a.pooling, a.head, a.head_hidden, a.dropout, a.epochs, a.lr, a.batch_size, a.weight_decay, a.warmup,
+                  a.max_length, a.fasttext_epochs, a.fasttext_lr, a.fasttext_dim, a.fasttext_ngrams, a.cross_fit, a.max_train, a.seed, a.per_seed) ==
+         std::tie(b.kind, b.model, b.layers, b.pooling, b.head, b.head_hidden, b.dropout, b.epochs, b.lr, b.batch_size, b.weight_decay, b.warmup,
+                  b.max_length, b.fasttext_epochs, b.fasttext_lr, b.fasttext_dim, b.fasttext_ngrams, b.cross_fit, b.max_train, b.seed, b.per_seed);
+}
+bool same_task(const TaskConfig& a, const TaskConfig& b) {
+  return std::tie(a.name, a.train, a.eval, a.max_train, a.max_validation) == std::tie(b.name, b.train, b.eval, b.max_train, b.max_validation);
+}
+}  // namespace
+
+std::string incompatible_change(const ExperimentConfig& stored, const ExperimentConfig& now) {
+  if (stored.tasks.size() != now.tasks.size() ||
+      !std::equal(stored.tasks.begin(), stored.tasks.end(), now.tasks.begin(), same_task)) {
+    return "its tasks differ";
+  }
+  if (stored.validation_fraction != now.validation_fraction || stored.split_seed != now.split_seed) return "its validation split differs";
+  if (!same_model(stored.old_model, now.old_model)) return "its old model differs";
+  if (!same_model(stored.new_model, now.new_model)) return "its new model differs";
+  if (stored.selection.tolerance != now.selection.tolerance || stored.selection.search != now.selection.search) return "its selection differs";
+  if (stored.cache_experiment.percents != now.cache_experiment.percents || stored.cache_experiment.draws != now.cache_experiment.draws) {
+    return "its cache experiment differs";
+  }
+  if (stored.device != now.device || stored.precision != now.precision) return "its device or precision differs";
+  if (now.seeds.empty() || stored.seeds.front() != now.seeds.front()) return "its first seed differs";
+  for (auto seed : stored.seeds) {
+    if (std::find(now.seeds.begin(), now.seeds.end(), seed) == now.seeds.end()) return fmt::format("seed {} is gone", seed);
+  }
+  for (const auto& m : stored.methods) {
+    const auto* n = now.method(m.name);
+    if (n == nullptr) return fmt::format("method {} is gone", m.name);
+    if (n->numbers != m.numbers || n->words != m.words || n->sizes != m.sizes) return fmt::format("method {} has another grid", m.name);
+  }
+  return "";
 }
 
 bool ExperimentConfig::has_method(const std::string& method_name) const { return method(method_name) != nullptr; }

@@ -970,25 +970,49 @@ void preflight(const ExperimentConfig& c) {
   }
 }
 
+namespace {
+void run_units(const ExperimentConfig& c, const RunOptions& o, const RunObserver& observer, RunSummary& summary);
+}  // namespace
+
 RunSummary run_experiment(const ExperimentConfig& c, const RunOptions& o, const RunObserver& observer) {
   const auto started = Clock::now();
   preflight(c);
   const int threads = o.threads > 0 ? o.threads : c.threads > 0 ? c.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   torch::set_num_threads(threads);
+  const bool fresh = !fs::exists(o.out);
   fs::create_directories(o.out);
+  RunSummary summary;
+  try {
+    run_units(c, o, observer, summary);
+  } catch (const Error&) {
+    // A run refused before any unit finished leaves nothing behind in a folder it created, so
+    // the corrected config can use the same folder.
+    if (fresh && summary.ran == 0) fs::remove_all(o.out);
+    throw;
+  }
+  summary.seconds = since(started);
+  return summary;
+}
+
+namespace {
+void run_units(const ExperimentConfig& c, const RunOptions& o, const RunObserver& observer, RunSummary& summary) {
   const auto stored = o.out / "experiment.yaml";
   const auto text = config_text(c);
   if (fs::exists(stored)) {
     const auto file = core::InputFile::open(stored);
     if (std::string(file.bytes()) != text) {
-      throw ConfigError(fmt::format("{} holds the results of a different experiment ({}); give another --out, or delete it to start over",
-                                    o.out.string(), stored.string()));
+      // An extension (more methods or seeds, every existing unit unchanged) continues the run.
+      const auto why = incompatible_change(parse_experiment(std::string(file.bytes()), stored), c);
+      if (!why.empty()) {
+        throw ConfigError(fmt::format("{} holds the results of a different experiment ({}: {}); give another --out, or delete it to start over",
+                                      o.out.string(), stored.string(), why));
+      }
+      core::write_file_atomic(stored, text);
     }
   } else {
     core::write_file_atomic(stored, text);
   }
   const auto units = plan_units(c);
-  RunSummary summary;
   summary.units = units.size();
   std::size_t next = 0;
   for (const auto& t : c.tasks) {
@@ -1020,8 +1044,7 @@ RunSummary run_experiment(const ExperimentConfig& c, const RunOptions& o, const 
       }
     }
   }
-  summary.seconds = since(started);
-  return summary;
 }
+}  // namespace
 
 }  // namespace flipless::experiment

@@ -124,6 +124,12 @@ struct ExperimentConfig {
 // Where a task's old model lives in a run folder: TASK/old, or TASK/old/seed-S with per_seed.
 std::filesystem::path old_model_dir(const ExperimentConfig& config, const std::filesystem::path& task_dir, std::uint64_t seed);
 
+// Why a run folder made with `stored` cannot take `now`, or "" when it can: `now` may add
+// methods and seeds (keeping the first seed, on which first_seed searches) but must train and
+// judge every existing unit the same way (tasks, split, old and new models, grids of existing
+// methods, selection, cache experiment, device and precision).
+std::string incompatible_change(const ExperimentConfig& stored, const ExperimentConfig& now);
+
 // Method names the runner knows, with the parameters each takes.
 const std::vector<std::string>& experiment_methods();
 

@@ -268,6 +268,28 @@ TEST_F(RunnerTest, PerSeedOldModelsSharedWarmupAndResumeEqualsUninterrupted) {
   ASSERT_TRUE(report["tasks"][0].contains("gate_regression_auc") || report["tasks"][0].contains("gate_by_category"));
 }
 
+// A config that adds methods or seeds continues its run folder; one that changes what existing
+// units trained is refused; a run refused before any unit leaves no folder behind.
+TEST_F(RunnerTest, ARunFolderTakesAnExtensionAndARefusedRunLeavesNothing) {
+  const std::string old_model = "{kind: fasttext, fasttext_epochs: 5}";
+  EXPECT_EQ(run_experiment(load_experiment(write_config(old_model, "  vanilla: {}\n")), options()).ran, 2u);
+  const auto more = run_experiment(load_experiment(write_config(old_model, "  vanilla: {}\n  old_new_logit_ensemble: {}\n")), options());
+  EXPECT_EQ(more.ran, 2u);
+  EXPECT_EQ(more.skipped, 2u);
+  const auto changed = load_experiment(write_config("{kind: fasttext, fasttext_epochs: 6}", "  vanilla: {}\n"));
+  const auto message = error_of<ConfigError>([&] { run_experiment(changed, options()); });
+  EXPECT_NE(message.find("its old model differs"), std::string::npos) << message;
+
+  const auto path = dir_.path() / "missing.yaml";
+  std::ofstream(path) << "tasks:\n  - {name: words, train: " << (dir_.path() / "nope.jsonl").string() << ", eval: "
+                      << (dir_.path() / "dev.jsonl").string() << "}\nseeds: [0]\nthreads: 1\nold: {kind: fasttext}\n"
+                      << "new: {kind: frozen, model: " << kTinyBert.string() << "}\n";
+  auto o = options();
+  o.out = dir_.path() / "refused";
+  EXPECT_THROW(run_experiment(load_experiment(path), o), Error);
+  EXPECT_FALSE(fs::exists(o.out));
+}
+
 TEST_F(RunnerTest, AMissingModelIsOneErrorNamingTheConfigLine) {
   const auto path = dir_.path() / "bad.yaml";
   std::ofstream(path) << "tasks: [sst2]\nold: {kind: fasttext}\nnew:\n  kind: frozen\n  model: /no/such/checkpoint\n";
