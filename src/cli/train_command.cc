@@ -247,12 +247,14 @@ int run_train(const TrainArgs& a) {
       } else {
         train::GatedFusionStrategyConfig gf = a.gf;
         gf.embedding_dim = embedding_dim;
+        gf.num_labels = static_cast<std::int64_t>(full_train.num_labels());
+        gf.gate.old_confidence = a.method == "gated_fusion_confidence";
         gf.seed = a.config.seed;
         gf.gate.stop_gradient = !a.gf_no_stop_gradient;
         gf.warmup = !a.gf_no_warmup;
         if (gf.lr2 <= 0) gf.lr2 = a.frozen ? a.config.learning_rate : 1e-5;  // frozen heads train at head scale
         strategy = train::make_strategy(gf);
-        card["method"] = {{"name", "gated_fusion"}, {"drop_gate", gf.drop_gate}, {"temperature", gf.gate.temperature},
+        card["method"] = {{"name", a.method}, {"drop_gate", gf.drop_gate}, {"temperature", gf.gate.temperature},
                           {"lr2", gf.lr2}, {"stop_gradient", gf.gate.stop_gradient}, {"warmup", gf.warmup}};
       }
       card["method"]["old_run"] = std::filesystem::absolute(a.old_run).string();
@@ -276,7 +278,7 @@ int run_train(const TrainArgs& a) {
       }
       accuracy[name] = accuracy_of_rows(rows);
       data::write_predictions(out / "predictions" / (name + ".jsonl"), rows);
-      if (a.method == "gated_fusion") {  // the paper's table 4 ablation: the GF-trained new model alone
+      if (a.method == "gated_fusion" || a.method == "gated_fusion_confidence") {  // table 4: the GF-trained new model alone
         const auto alone = rows_of(ds, train::as_classifier_output(train::predict(model, source, batch, {}, config.precision)));
         accuracy[name + "_new_model_alone"] = accuracy_of_rows(alone);
         data::write_predictions(out / "predictions" / (name + ".new_model_alone.jsonl"), alone);

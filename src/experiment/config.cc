@@ -32,6 +32,15 @@ struct MethodSpec {
   bool sizes = false;
 };
 
+std::vector<ParamSpec> gated_fusion_params() {
+  return {{"drop_gate", Type::kNumber, {0.4, 0.5, 0.6, 0.8}, {}, {}},
+          {"temperature", Type::kNumber, {1.0, 1.2, 1.4, 1.6}, {}, {}},
+          {"lr2", Type::kNumber, {5e-7, 1e-6, 3e-6, 1e-5, 3e-5}, {}, {}},
+          {"dropout", Type::kNumber, {0.1}, {}, {}},
+          {"stop_gradient", Type::kBool, {1}, {}, {}},
+          {"warmup", Type::kBool, {1}, {}, {}}};
+}
+
 const std::vector<MethodSpec>& method_specs() {
   static const std::vector<MethodSpec> kSpecs = {
       {"vanilla", {}},
@@ -41,13 +50,9 @@ const std::vector<MethodSpec>& method_specs() {
         {"beta", Type::kNumber, {5}, {}, {}},
         {"temperature", Type::kNumber, {1}, {}, {}},
         {"distance", Type::kWord, {}, {"kl"}, {"kl", "l2"}}}},
-      {"gated_fusion",
-       {{"drop_gate", Type::kNumber, {0.4, 0.5, 0.6, 0.8}, {}, {}},
-        {"temperature", Type::kNumber, {1.0, 1.2, 1.4, 1.6}, {}, {}},
-        {"lr2", Type::kNumber, {5e-7, 1e-6, 3e-6, 1e-5, 3e-5}, {}, {}},
-        {"dropout", Type::kNumber, {0.1}, {}, {}},
-        {"stop_gradient", Type::kBool, {1}, {}, {}},
-        {"warmup", Type::kBool, {1}, {}, {}}}},
+      {"gated_fusion", gated_fusion_params()},
+      // A flipless variant (not the paper's): the gate also reads the old and new probabilities.
+      {"gated_fusion_confidence", gated_fusion_params()},
       {"elodi",
        {{"lambda", Type::kNumber, {1}, {}, {}},
         {"xi", Type::kNumber, {0}, {}, {}},
@@ -354,7 +359,7 @@ class Parser {
         c.cache_experiment.percents.push_back(v);
       }
       if (ce["draws"]) c.cache_experiment.draws = static_cast<int>(count(ce["draws"], "cache_experiment.draws", 1));
-      if (!c.has_method("gated_fusion")) fail(ce, "cache_experiment", "needs gated_fusion among the methods");
+      if (!c.has_method("gated_fusion")) fail(ce, "cache_experiment", "needs gated_fusion among the methods");  // the paper's gate only
     }
     return c;
   }
@@ -374,7 +379,7 @@ std::string Setting::describe() const {
 
 std::vector<Setting> settings_of(const MethodConfig& method) {
   std::vector<Setting> out = grid_of(method);
-  if (method.name != "gated_fusion") return out;
+  if (!is_gated_fusion(method.name)) return out;
   // Gated Fusion without warm-up trains fused from the first epoch at the schedule's rate: lr2
   // (the warm-up's last-epoch rate) changes nothing there, so such settings carry no lr2 and
   // appear once.
@@ -414,6 +419,8 @@ std::vector<Setting> grid_of(const MethodConfig& method) {
   }
   return out;
 }
+
+bool is_gated_fusion(const std::string& method_name) { return method_name == "gated_fusion" || method_name == "gated_fusion_confidence"; }
 
 std::filesystem::path old_model_dir(const ExperimentConfig& config, const std::filesystem::path& task_dir, std::uint64_t seed) {
   return config.old_model.per_seed ? task_dir / "old" / fmt::format("seed-{}", seed) : task_dir / "old";

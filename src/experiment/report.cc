@@ -83,7 +83,7 @@ struct MethodRuns {
   int size = 0;
   std::vector<SeedRun> seeds;
   std::string not_applicable;
-  bool baseline() const { return method != "vanilla" && method != "gated_fusion"; }
+  bool baseline() const { return method != "vanilla" && !is_gated_fusion(method); }
 };
 
 struct TaskRuns {
@@ -299,6 +299,7 @@ std::string pretty(const std::string& folder) {
       {"vanilla", "new model (vanilla)"},         {"distillation", "distillation"},
       {"focal_distillation", "focal distillation"}, {"old_new_prob_ensemble", "old-new probs ensemble"},
       {"old_new_logit_ensemble", "old-new logits ensemble"}, {"gated_fusion", "Gated Fusion"},
+      {"gated_fusion_confidence", "GF + old/new confidence (flipless variant)"},
       {"bcwi", "BCWI (weight interpolation)"},      {"elodi", "ELODI (logit-difference inhibition)"}};
   if (const auto it = kNames.find(folder); it != kNames.end()) return it->second;
   if (folder.rfind("new_ensemble-", 0) == 0) return fmt::format("new-model ensemble ({})", folder.substr(13));
@@ -463,7 +464,7 @@ ReportFiles write_experiment_report(const fs::path& run, const ReportOptions& op
     // The paper's claims for Gated Fusion (and any variant), met or not, with the numbers.
     if (vanilla && !vanilla->seeds.empty()) {
       for (const auto& m : t.methods) {
-        if (m.method.rfind("gated_fusion", 0) != 0 || m.seeds.empty()) continue;
+        if (!is_gated_fusion(m.method) || m.seeds.empty()) continue;
         const double acc_change = ms(accs(m)).mean - ms(accs(*vanilla)).mean;
         // Plain values with flags (GCC 12 misreads optionals of this struct as uninitialised).
         Paired pv, ps;
@@ -726,7 +727,7 @@ ReportFiles write_experiment_report(const fs::path& run, const ReportOptions& op
       std::vector<report::BarSeries> series;
       std::size_t k = 0;
       for (const auto& m : t.methods) {
-        if (m.seeds.empty() || !(m.method == "vanilla" || m.method == "gated_fusion" || &m == strongest)) {
+        if (m.seeds.empty() || !(m.method == "vanilla" || is_gated_fusion(m.method) || &m == strongest)) {
           ++k;
           continue;
         }

@@ -468,7 +468,8 @@ class TaskRunner {
 
   // Whether Gated Fusion's warm-up epochs can be taken from the vanilla model's run (shared
   // warm-up): a torch model trained for at least 2 epochs, resumable bit for bit.
-  bool shares_warmup() const { return space_->resumable() && c_.new_model.epochs >= 2 && c_.has_method("gated_fusion"); }
+  bool shares_warmup() const { return space_->resumable() && c_.new_model.epochs >= 2 &&
+                                  (c_.has_method("gated_fusion") || c_.has_method("gated_fusion_confidence")); }
   fs::path warm_state_dir(std::uint64_t seed) const { return dir_ / "vanilla" / fmt::format("seed-{}", seed) / "warm-state"; }
 
   // The logits of new model `seed` trained plainly (vanilla for experiment seeds, members
@@ -637,6 +638,8 @@ class TaskRunner {
         gf.warmup = s.number("warmup") != 0;
         gf.seed = seed;
         gf.embedding_dim = space_->dim();
+        gf.num_labels = data_.num_labels;
+        gf.gate.old_confidence = m.name == "gated_fusion_confidence";
         sc = gf;
       }
       auto strategy = train::make_strategy(sc);
@@ -645,7 +648,7 @@ class TaskRunner {
       // Shared warm-up: Gated Fusion's first N-1 epochs are the vanilla model's (same seed, data
       // order and schedule; the gate draws from no shared stream), so every setting starts
       // its fused last epoch from the vanilla run's state.
-      if (m.name == "gated_fusion" && s.number("warmup") != 0 && shares_warmup()) config.resume = &warm_state(seed);
+      if (is_gated_fusion(m.name) && s.number("warmup") != 0 && shares_warmup()) config.resume = &warm_state(seed);
       const auto trained = train::train_with_strategy(*model, *strategy, *tr, fixed["train"], va.get(), fixed["validation"], config,
                                                       train_observer(fmt::format("{} seed {} [{}/{}]", m.name, seed, i + 1, settings.size())));
       Outcome o;
@@ -661,7 +664,7 @@ class TaskRunner {
       o.dev = pd.logits;
       o.dev_embedding = pd.embeddings;
       o.dev_gates = pd.gates;
-      if (m.name == "gated_fusion") {
+      if (is_gated_fusion(m.name)) {
         o.dev_alone = space_->predict(*model, *dev).logits;
         o.validation_embedding = pv.embeddings;
         o.validation_gates = pv.gates;
@@ -675,7 +678,7 @@ class TaskRunner {
     progress(fmt::format("{} seed {} grid", m.name, seed), static_cast<std::int64_t>(settings.size()), static_cast<std::int64_t>(settings.size()),
              best->candidate.setting.describe());
     fs::create_directories(dir / "predictions");
-    const bool gf = m.name == "gated_fusion";
+    const bool gf = is_gated_fusion(m.name);
     data::write_predictions(dir / "predictions" / "validation.jsonl",
                             rows_of(data_.validation, best->validation, gf ? best->validation_embedding : torch::Tensor(),
                                     gf ? best->validation_gates : torch::Tensor()));

@@ -94,7 +94,7 @@ nn::GatedFusion seeded_gate(const GatedFusionStrategyConfig& c) {
     saved = gen.get_state();
     gen.set_current_seed(c.seed ^ 0x9e3779b97f4a7c15ULL);
   }
-  nn::GatedFusion gate(c.embedding_dim, c.gate);
+  nn::GatedFusion gate(c.embedding_dim, c.gate, c.num_labels);
   {
     std::lock_guard<std::mutex> lock(gen.mutex());
     gen.set_state(saved);
@@ -108,7 +108,7 @@ class GatedFusionStrategy : public CompatibilityStrategy {
     if (!(c_.drop_gate >= 0 && c_.drop_gate < 1)) throw ConfigError(fmt::format("drop-gate probability must be in [0, 1), got {}", c_.drop_gate));
     if (!(c_.lr2 > 0)) throw ConfigError(fmt::format("lr2 must be positive, got {}", c_.lr2));
   }
-  std::string name() const override { return "gated_fusion"; }
+  std::string name() const override { return c_.gate.old_confidence ? "gated_fusion_confidence" : "gated_fusion"; }
 
   bool fused_epoch(int epoch, int epochs) const { return !c_.warmup || epoch == epochs - 1; }
 
@@ -228,6 +228,7 @@ const std::vector<MethodInfo>& registered_methods() {
       {"distillation", "CE + lambda * KL(old || new) at temperature T where p_old(y) > p_new(y) (Xie et al. 2021)"},
       {"focal_distillation", "CE + (alpha + beta * [old right]) * KL or logit-L2 to the old model (Yan et al. 2021)"},
       {"gated_fusion", "a gate on the new model's pooled embedding mixes old and new logits (Lai et al. 2023)"},
+      {"gated_fusion_confidence", "flipless variant of Gated Fusion: the gate also reads the old and new models' probabilities"},
       {"elodi", "CE + lambda * squared logit differences above xi to a reference ensemble (Zhao et al. 2022)"},
       {"new_ensemble", "majority vote of k new models trained with different seeds (flipless vote; experiments)", false},
       {"old_new_prob_ensemble", "(1 - a) p_old + a p_new, a chosen on validation (flipless ensemble --kind prob)", false},

@@ -21,6 +21,10 @@ struct GatedFusionConfig {
   double dropout = 0.1;        // both gate dropouts
   double temperature = 1.0;    // T on the old logits (search space 1.0-1.6)
   bool stop_gradient = true;   // false: the paper's "no stop-gradient" ablation
+  // A flipless variant, not the paper's: the gate also reads the old and the new model's
+  // probabilities, softmax(l_old) and softmax(l_new) (no gradient through either), so it can
+  // see where the old model is sure and the new one is not.
+  bool old_confidence = false;
   void validate() const;       // throws ConfigError
 };
 
@@ -31,12 +35,15 @@ struct FusionOutput {
 
 class GatedFusionImpl : public torch::nn::Module {
  public:
-  GatedFusionImpl(std::int64_t embedding_dim, GatedFusionConfig config);
+  // `num_labels` is needed (>= 2) only with old_confidence.
+  GatedFusionImpl(std::int64_t embedding_dim, GatedFusionConfig config, std::int64_t num_labels = 0);
 
   // new_embedding (batch, dim), new_logits and old_logits (batch, num_labels).
   FusionOutput forward(const torch::Tensor& new_embedding, const torch::Tensor& new_logits, const torch::Tensor& old_logits);
-  // a(x) alone: (batch,).
+  // a(x) alone: (batch,). The embedding-only form is the paper's gate; with old_confidence it
+  // throws ConfigError (that gate reads the logits too).
   torch::Tensor gate(const torch::Tensor& new_embedding);
+  torch::Tensor gate(const torch::Tensor& new_embedding, const torch::Tensor& new_logits, const torch::Tensor& old_logits);
   // l_GF for a given gate value (batch,): also used with a forced gate (tests, ablations).
   torch::Tensor fuse(const torch::Tensor& gate, const torch::Tensor& new_logits, const torch::Tensor& old_logits) const;
 

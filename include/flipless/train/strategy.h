@@ -86,6 +86,7 @@ struct GatedFusionStrategyConfig {
   bool drop_old_at_inference = false;  // the paper's table 4 ablation: predict with l_new alone
   std::uint64_t seed = 0;       // the drop-gate coin
   std::int64_t embedding_dim = 0;  // the new model's pooled embedding size
+  std::int64_t num_labels = 0;     // needed by gate.old_confidence (gated_fusion_confidence)
 };
 
 // 8. ELODI-style logit-difference inhibition (Zhao et al. 2022): CE + lambda * mean over the

@@ -86,3 +86,33 @@ TEST(GatedFusion, ArchitectureAndConfigChecks) {
 
 }  // namespace
 }  // namespace flipless::nn
+
+namespace flipless::nn {
+namespace {
+
+// The flipless variant's gate reads the old and new probabilities beside the embedding: its
+// first layer is wider by 2k, its value moves with the old logits, and the embedding-only form
+// (the paper's gate, used when serving) refuses it.
+TEST(GatedFusionConfidence, TheGateReadsBothModelsProbabilities) {
+  GatedFusionConfig c;
+  c.old_confidence = true;
+  c.dropout = 0.0;
+  torch::manual_seed(0);
+  GatedFusion gate(8, c, 3);
+  EXPECT_EQ(gate->parameters().front().size(1), 8 + 2 * 3);
+  const auto e = torch::randn({4, 8});
+  const auto new_logits = torch::randn({4, 3});
+  const auto a = gate->gate(e, new_logits, torch::zeros({4, 3}));
+  const auto b = gate->gate(e, new_logits, torch::tensor({{9.0, 0.0, 0.0}}).expand({4, 3}));
+  EXPECT_EQ(a.sizes(), (std::vector<std::int64_t>{4}));
+  EXPECT_GT((a - b).abs().max().item<double>(), 1e-6);
+  EXPECT_THROW(gate->gate(e), ConfigError);
+  EXPECT_THROW(GatedFusion(8, c, 0), ConfigError);
+  // No gradient reaches the logits through the gate's inputs.
+  const auto l = torch::randn({4, 3}, torch::requires_grad());
+  gate->gate(e, l, torch::zeros({4, 3})).sum().backward();
+  EXPECT_FALSE(l.grad().defined());
+}
+
+}  // namespace
+}  // namespace flipless::nn

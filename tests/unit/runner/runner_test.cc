@@ -77,6 +77,7 @@ TEST_F(RunnerTest, EveryMethodRunsAndARerunSkipsFinishedUnits) {
       "  old_new_prob_ensemble: {alpha: [0.5, 0.9]}\n"
       "  bcwi: {}\n"
       "  gated_fusion: {drop_gate: [0.5], temperature: [1.0, 1.4], lr2: [0.01]}\n"
+      "  gated_fusion_confidence: {drop_gate: [0.5], temperature: [1.0], lr2: [0.01]}\n"
 #ifdef FLIPLESS_WITH_CACHE
       "cache_experiment: {percents: [0, 50, 100], draws: 2}\n"
 #endif
@@ -87,8 +88,8 @@ TEST_F(RunnerTest, EveryMethodRunsAndARerunSkipsFinishedUnits) {
     if (!skipped) started.push_back(u.method + "/" + std::to_string(u.seed));
   };
   const auto first = run_experiment(config, options(), observer);
-  EXPECT_EQ(first.units, 9u * 2u);
-  EXPECT_EQ(first.ran, 18u);
+  EXPECT_EQ(first.units, 10u * 2u);
+  EXPECT_EQ(first.ran, 20u);
   const auto run = dir_.path() / "run" / "words";
   // The old model's training rows carry cross-fitted (held-out) logits.
   const auto old = nlohmann::json::parse(std::ifstream(run / "old" / "result.json"));
@@ -140,7 +141,7 @@ TEST_F(RunnerTest, EveryMethodRunsAndARerunSkipsFinishedUnits) {
   started.clear();
   const auto second = run_experiment(config, options(), observer);
   EXPECT_EQ(second.ran, 0u);
-  EXPECT_EQ(second.skipped, 18u);
+  EXPECT_EQ(second.skipped, 20u);
   EXPECT_TRUE(started.empty());
   // A unit lost in a crash (no result.json) is redone, alone, with the same outcome.
   const auto lost = run / "distillation" / "seed-1" / "result.json";
@@ -156,12 +157,17 @@ TEST_F(RunnerTest, EveryMethodRunsAndARerunSkipsFinishedUnits) {
   // The report reads it all.
   const auto files = write_experiment_report(dir_.path() / "run");
   const auto report = nlohmann::json::parse(std::ifstream(files.json));
-  EXPECT_EQ(report["units_finished"], 18);
+  EXPECT_EQ(report["units_finished"], 20);
 #ifdef FLIPLESS_WITH_CACHE
   ASSERT_TRUE(report["tasks"][0].contains("cache_experiment"));
   EXPECT_EQ(report["tasks"][0]["cache_experiment"].size(), 3u);
 #endif
-  EXPECT_EQ(report["tasks"][0]["methods"].size(), 9u);
+  EXPECT_EQ(report["tasks"][0]["methods"].size(), 10u);
+  // The flipless variant writes what Gated Fusion writes: gate values and the new model alone.
+  const auto variant = run / "gated_fusion_confidence" / "seed-0";
+  EXPECT_TRUE(fs::exists(variant / "predictions" / "dev.new_model_alone.jsonl"));
+  EXPECT_TRUE(fs::exists(variant / "model" / "gate.safetensors"));
+  EXPECT_EQ(report["tasks"][0]["claims"].size(), 2u);  // Gated Fusion and the variant
 
   // Another experiment in the same folder is refused.
   const auto other = load_experiment(write_config("{kind: fasttext}", "  vanilla: {}\n"));

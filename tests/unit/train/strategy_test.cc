@@ -18,10 +18,14 @@ std::vector<std::pair<std::string, StrategyConfig>> every_strategy() {
   gf.embedding_dim = 8;
   gf.warmup = false;  // fused from the first step, so the contract sees the gate train
   gf.drop_gate = 0.0;
+  GatedFusionStrategyConfig conf = gf;
+  conf.gate.old_confidence = true;
+  conf.num_labels = 3;
   return {{"vanilla", VanillaConfig{}},
           {"distillation", DistillationConfig{1.0, 2.0}},
           {"focal_distillation", FocalDistillationConfig{1.0, 5.0, "kl", 1.0}},
           {"gated_fusion", gf},
+          {"gated_fusion_confidence", conf},
           {"elodi", ElodiConfig{1.0, 0.1}}};
 }
 

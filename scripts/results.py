@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""Published experiment results, and the numbers quoted from them in RESULTS.md and README.md.
+
+Every finished experiment's report is committed under results/<experiment>/ (report.json,
+report.md and the experiment.yaml it ran), so every number quoted in the docs can be re-checked
+without rerunning anything. The quoted tables live between markers the script owns:
+
+    <!-- results:EXPERIMENT:TASK -->
+    ...table rendered from results/EXPERIMENT/report.json...
+    <!-- /results -->
+
+  scripts/results.py publish RUN_DIR        copy RUN_DIR's report and config into results/NAME/
+  scripts/results.py update                 re-render every marked block in RESULTS.md and README.md
+  scripts/results.py check                  exit 1 when a marked block differs from its report (CI)
+  scripts/results.py show EXPERIMENT TASK   print the block for one experiment and task
+"""
+import json
+import pathlib
+import re
+import shutil
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "results"
+DOCS = [ROOT / "RESULTS.md", ROOT / "README.md"]
+BLOCK = re.compile(r"(<!-- results:([\w.-]+):([\w.-]+) -->\n)(.*?)(<!-- /results -->)", re.S)
+
+NAMES = {
+    "vanilla": "new model (vanilla)",
+    "distillation": "distillation",
+    "focal_distillation": "focal distillation",
+    "old_new_prob_ensemble": "old-new probs ensemble",
+    "old_new_logit_ensemble": "old-new logits ensemble",
+    "gated_fusion": "**Gated Fusion**",
+    "gated_fusion_confidence": "GF + old/new confidence (flipless variant)",
+    "bcwi": "BCWI",
+    "elodi": "ELODI",
+}
+
+
+def pretty(folder):
+    if folder in NAMES:
+        return NAMES[folder]
+    if folder.startswith("new_ensemble-"):
+        return f"new-model ensemble ({folder[len('new_ensemble-'):]})"
+    return folder
+
+
+def mean_std(x):
+    return f"{100 * x['mean']:.2f}±{100 * x['std']:.2f}"
+
+
+def pct(x):
+    return "–" if x is None else f"{100 * x:.1f}%"
+
+
+def render(experiment, task_name):
+    path = RESULTS / experiment / "report.json"
+    if not path.exists():
+        raise SystemExit(f"results.py: {path} is missing (publish the run first)")
+    report = json.loads(path.read_text())
+    task = next((t for t in report["tasks"] if t["task"] == task_name), None)
+    if task is None:
+        raise SystemExit(f"results.py: {path}: no task '{task_name}'")
+    lines = []
+    seeds = report["seeds"]
+    old = task.get("old_accuracy_per_model", [])
+    if len(old) > 1:
+        mean = sum(old) / len(old)
+        std = (sum((a - mean) ** 2 for a in old) / (len(old) - 1)) ** 0.5
+        lines.append(f"Old model {100 * mean:.2f}±{100 * std:.2f}% (one per seed); "
+                     f"{report['units_finished']} of {report['units_planned']} units; seeds {', '.join(map(str, seeds))}; "
+                     f"new models in {task.get('precision', 'fp32')}.")
+    else:
+        lines.append(f"Old model {100 * task.get('old_accuracy', 0):.2f}%; {report['units_finished']} of {report['units_planned']} units; "
+                     f"seeds {', '.join(map(str, seeds))}; new models in {task.get('precision', 'fp32')}.")
+    up = task.get("upgrade")
+    if up:
+        verdict = "an upgrade" if up["is_upgrade"] else "**not an upgrade**"
+        lines.append(f"Upgrade check: vanilla {100 * up['new_accuracy']:.2f}% vs old {100 * up['old_accuracy']:.2f}%, "
+                     f"{100 * up['gain']:+.2f} points: {verdict}.")
+    lines.append("")
+    lines.append("| method | seeds | NFR % | accuracy % | NF reduction vs vanilla | vs strongest baseline | NFR − vanilla [95% CI] |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|")
+    for m in task["methods"]:
+        if "not_applicable" in m:
+            continue
+        if m.get("seeds", 0) == 0:
+            continue
+        ci = m.get("nfr_minus_vanilla")
+        ci_text = "–" if ci is None else f"{100 * ci['mean']:+.2f} [{100 * ci['lo']:+.2f}, {100 * ci['hi']:+.2f}]"
+        lines.append(f"| {pretty(m['method'])} | {m['seeds']} | {mean_std(m['nfr'])} | {mean_std(m['accuracy'])} | "
+                     f"{pct(m.get('relative_nf_reduction_vs_vanilla'))} | {pct(m.get('relative_nf_reduction_vs_strongest_baseline'))} | {ci_text} |")
+    for c in task.get("claims", []):
+        rv, rs = c.get("relative_reduction_vs_vanilla"), c.get("relative_reduction_vs_strongest")
+        def interval(r):
+            return "–" if r is None else f"{100 * r['value']:.1f}% [{100 * r['lo']:.1f}, {100 * r['hi']:.1f}]"
+        ok = lambda b: "met" if b else "not met"
+        lines.append("")
+        lines.append(f"Claims for {pretty(c['method'])}: removes ≥ 70% of vanilla's flips at accuracy ≥ vanilla − 0.2 "
+                     f"({interval(rv)}, accuracy {100 * c['accuracy_change_vs_vanilla']:+.2f}): {ok(c['removes_70_percent_at_par'])}; "
+                     f"≥ 30% fewer than the strongest baseline, {pretty(c.get('strongest_baseline', '–'))} ({interval(rs)}): "
+                     f"{ok(c['30_percent_fewer_than_strongest'])}; interval vs vanilla excludes 0: {ok(c['interval_vs_vanilla_excludes_0'])}; "
+                     f"vs the strongest: {ok(c['interval_vs_strongest_excludes_0'])}.")
+    auc = task.get("gate_regression_auc")
+    if auc:
+        lines.append("")
+        gates = task.get("gate_by_category", {})
+        by = ", ".join(f"{k} {v['mean_gate']:.3f}" for k, v in gates.items() if v.get("examples"))
+        lines.append(f"Gate routing: mean gate (1 = new model) by category: {by}; AUC of the gate separating vanilla's "
+                     f"flips from the rest {auc['mean']:.3f}±{auc['std']:.3f}.")
+    return "\n".join(lines) + "\n"
+
+
+def blocks(text):
+    return BLOCK.finditer(text)
+
+
+def update(check):
+    bad = 0
+    for doc in DOCS:
+        if not doc.exists():
+            continue
+        text = doc.read_text()
+        def replace(m):
+            nonlocal bad
+            fresh = render(m.group(2), m.group(3))
+            if fresh != m.group(4):
+                bad += 1
+                if check:
+                    print(f"{doc.name}: block results:{m.group(2)}:{m.group(3)} differs from results/{m.group(2)}/report.json", file=sys.stderr)
+            return m.group(1) + fresh + m.group(5)
+        new = BLOCK.sub(replace, text)
+        if not check and new != text:
+            doc.write_text(new)
+            print(f"results.py: updated {doc.name}")
+    if check:
+        count = sum(len(list(blocks(d.read_text()))) for d in DOCS if d.exists())
+        print(f"results.py: {count - bad} of {count} quoted result blocks match their reports")
+    return 1 if (check and bad) else 0
+
+
+def publish(run_dir):
+    run = pathlib.Path(run_dir)
+    report = run / "report" / "report.json"
+    config = run / "experiment.yaml"
+    for p in (report, config):
+        if not p.exists():
+            raise SystemExit(f"results.py: {p} is missing (run `flipless experiment report {run}` first)")
+    name = json.loads(report.read_text())["experiment"]
+    out = RESULTS / name
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(report, out / "report.json")
+    shutil.copyfile(run / "report" / "report.md", out / "report.md")
+    shutil.copyfile(config, out / "experiment.yaml")
+    print(f"results.py: {run} -> {out.relative_to(ROOT)}")
+
+
+def main(argv):
+    if len(argv) >= 2 and argv[1] == "publish" and len(argv) == 3:
+        publish(argv[2])
+        return 0
+    if len(argv) == 2 and argv[1] in ("update", "check"):
+        return update(argv[1] == "check")
+    if len(argv) == 4 and argv[1] == "show":
+        sys.stdout.write(render(argv[2], argv[3]))
+        return 0
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
