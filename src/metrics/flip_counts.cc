@@ -27,8 +27,11 @@ void check_inputs(std::size_t n_true, std::size_t n_old, std::size_t n_new, std:
 }
 }  // namespace detail
 
-FlipCounts count_flips(std::span<const std::int32_t> y_true, std::span<const std::int32_t> old_pred,
-                       std::span<const std::int32_t> new_pred, std::span<const double> weights) {
+namespace {
+
+template <typename Label>
+FlipCounts count_flips_of(std::span<const Label> y_true, std::span<const Label> old_pred, std::span<const Label> new_pred,
+                          std::span<const double> weights) {
   detail::check_inputs(y_true.size(), old_pred.size(), new_pred.size(), weights);
   // Integer counting per cell keeps unweighted counts exact and the loop branch-free.
   if (weights.empty()) {
@@ -48,6 +51,18 @@ FlipCounts count_flips(std::span<const std::int32_t> y_true, std::span<const std
     cells[old_ok * 2 + new_ok] += weights[i];
   }
   return FlipCounts{cells[3], cells[2], cells[1], cells[0]};
+}
+
+}  // namespace
+
+FlipCounts count_flips(std::span<const std::int32_t> y_true, std::span<const std::int32_t> old_pred,
+                       std::span<const std::int32_t> new_pred, std::span<const double> weights) {
+  return count_flips_of(y_true, old_pred, new_pred, weights);
+}
+
+FlipCounts count_flips(std::span<const std::int64_t> y_true, std::span<const std::int64_t> old_pred,
+                       std::span<const std::int64_t> new_pred, std::span<const double> weights) {
+  return count_flips_of(y_true, old_pred, new_pred, weights);
 }
 
 std::vector<ClassFlips> per_class_flips(std::span<const std::int32_t> y_true, std::span<const std::int32_t> old_pred,
