@@ -15,6 +15,7 @@ import os as _os
 from . import _flipless
 from ._cache import CacheVersion, Lookups, OldLogitCache, cache_key, normalize_text, open_cache
 from ._compare import Report, compare
+from ._data import Dataset, load_dataset
 from ._errors import ConfigError, Error, InputError, IoError, ModelError, UndefinedMetricError
 from ._metrics import (FlipCounts, Metrics, accuracy, backward_error_compatibility, backward_trust_compatibility, bec,
                        btc, flip_counts, mcnemar_p, metrics, negative_flip_impact, negative_flip_rate, nfi, nfr, pfr,
@@ -39,6 +40,6 @@ __all__ = [
     "metrics", "flip_counts", "accuracy", "negative_flip_rate", "positive_flip_rate", "negative_flip_impact",
     "backward_trust_compatibility", "backward_error_compatibility", "nfr", "pfr", "nfi", "btc", "bec", "mcnemar_p",
     "FlipCounts", "Metrics", "compare", "Report", "OldLogitCache", "open_cache", "CacheVersion", "Lookups",
-    "cache_key", "normalize_text", "Error", "InputError", "ConfigError", "ModelError", "IoError",
+    "cache_key", "normalize_text", "Dataset", "load_dataset", "Error", "InputError", "ConfigError", "ModelError", "IoError",
     "UndefinedMetricError",
 ]

@@ -74,8 +74,9 @@ def _matrix(values: Any, name: str, rows: int) -> np.ndarray:
 class OldLogitCache:
     """An old-logit cache file: SQLite in WAL mode, every ``put`` one transaction.
 
-    ``num_labels`` and ``dim`` (embedding width, 0 for exact look-ups only) are needed to create
-    a cache and checked against an existing one (0: take them from the file). ``index`` is
+    ``num_labels`` and ``dim`` (the embedding width) are needed to create a cache and checked
+    against an existing one (0: take them from the file); entries may still come without
+    embeddings, for exact look-ups only. ``index`` is
     "auto", "exact" or "hnsw" for nearest-neighbour look-ups. Use as a context manager, or call
     ``close()``.
     """
@@ -161,7 +162,7 @@ class OldLogitCache:
         self.close()
 
     def __repr__(self) -> str:
-        if self.closed:
+        if not hasattr(self, "_core") or self.closed:
             return "<flipless.OldLogitCache closed>"
         return f"<flipless.OldLogitCache {self.path!r} num_labels={self.num_labels} dim={self.dim}>"
 

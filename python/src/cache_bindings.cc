@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/string_view.h>
 #include <nanobind/stl/tuple.h>
 #include <nanobind/stl/vector.h>
 
@@ -155,7 +156,10 @@ void bind_cache(nb::module_& m) {
       .def("close", &Cache::close, "Closes the database; later calls raise IoError.");
   m.def("open_cache", &open, "path"_a, "num_labels"_a = 0, "dim"_a = 0, "read_only"_a = false, "index"_a = "auto",
         "exact_threshold"_a = 20000, "ef_search"_a = 256, "Opens (or creates) an old-logit cache.");
-  m.def("cache_key", &cache::cache_key, "text"_a, "text_pair"_a = nb::none(),
+  m.def(
+      "cache_key",
+      [](const std::string& text, const std::optional<std::string>& text_pair) { return cache::cache_key(text, text_pair); },
+      "text"_a, "text_pair"_a.none() = nb::none(),
         "The cache key of an input: \"k\" + 32 hex digits of a 128-bit hash of the normalised text(s).");
   m.def(
       "cache_keys",
@@ -169,7 +173,7 @@ void bind_cache(nb::module_& m) {
         }
         return keys;
       },
-      "texts"_a, "text_pairs"_a = nb::none(), "cache_key of each text (and its pair).");
+      "texts"_a, "text_pairs"_a.none() = nb::none(), "cache_key of each text (and its pair).");
   m.def("normalize_text", &cache::normalize_text, "text"_a,
         "The normalised form of a text: Unicode NFC, runs of whitespace as one space, trimmed.");
 }

@@ -248,12 +248,47 @@ void bind_compare(nb::module_& m) {
            "Every negative flip as a dict (id, label, old_pred, new_pred, old_confidence, new_confidence, text, text_pair).")
       .def_prop_ro("ids", [](const Report& r) { return r.comparison.ids; }, "Example ids, in the old predictions' order.")
       .def_prop_ro("y_true", [](const Report& r) { auto v = r.comparison.y_true; const auto n = v.size(); return to_numpy(std::move(v), n); },
-                   "True labels (n,), as class indices.")
+                   nb::rv_policy::move, "True labels (n,), as class indices.")
       .def_prop_ro("old_pred", [](const Report& r) { auto v = r.comparison.old_pred; const auto n = v.size(); return to_numpy(std::move(v), n); },
-                   "The old model's predictions (n,).")
+                   nb::rv_policy::move, "The old model's predictions (n,).")
       .def_prop_ro("new_pred", [](const Report& r) { auto v = r.comparison.new_pred; const auto n = v.size(); return to_numpy(std::move(v), n); },
-                   "The new model's predictions (n,).");
-  m.def("compare_files", &compare_files, "old"_a, "new"_a, "data"_a = nb::none(), "label_names"_a = std::vector<std::string>{},
+                   nb::rv_policy::move, "The new model's predictions (n,).");
+  m.def(
+      "load_dataset",
+      [](const std::string& spec, const std::string& text_column, const std::string& text_pair_column,
+         const std::string& label_column, const std::string& id_column) {
+        data::ColumnSpec columns;
+        columns.text = text_column;
+        columns.text_pair = text_pair_column;
+        columns.label = label_column;
+        columns.id = id_column;
+        data::Dataset ds;
+        {
+          nb::gil_scoped_release release;
+          ds = data::load_dataset(spec, columns);
+        }
+        nb::list ids, texts, pairs;
+        std::vector<std::int32_t> labels;
+        for (const auto& e : ds.examples) {
+          ids.append(e.id);
+          texts.append(e.text_a);
+          if (e.text_b) pairs.append(*e.text_b);
+          labels.push_back(e.label);
+        }
+        nb::dict out;
+        out["name"] = ds.name;
+        out["label_names"] = ds.label_names;
+        out["ids"] = ids;
+        out["texts"] = texts;
+        out["text_pairs"] = ds.has_text_pair() ? nb::object(pairs) : nb::none();
+        const auto n = labels.size();
+        out["labels"] = to_numpy(std::move(labels), n);
+        return out;
+      },
+      "spec"_a, "text_column"_a = "text", "text_pair_column"_a = "", "label_column"_a = "label", "id_column"_a = "",
+      "Reads a dataset (\"sst2:dev\", \"qnli:PATH\", a CSV/TSV/JSONL path): a dict of name, label_names, ids, texts, "
+      "text_pairs (or None) and labels (int32, -1 where unlabelled).");
+  m.def("compare_files", &compare_files, "old"_a, "new"_a, "data"_a.none() = nb::none(), "label_names"_a = std::vector<std::string>{},
         "top"_a = 10, "bootstrap"_a = 1000, "seed"_a = 0, "text_column"_a = "text", "text_pair_column"_a = "",
         "label_column"_a = "label", "id_column"_a = "",
         "Compares two prediction files (JSONL or CSV), true labels from the files or from a dataset spec (data).");
