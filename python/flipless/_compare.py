@@ -130,11 +130,8 @@ def _side(values: Any, name: str, scores: str) -> Tuple[Any, Any, str]:
     return as_int32(a, name), None, "none"
 
 
-def _strings(values: Optional[Sequence[Any]], name: str) -> Optional[List[str]]:
-    if values is None:
-        return None
-    out = [str(v) for v in values]
-    return out
+def _strings(values: Optional[Sequence[Any]]) -> Optional[List[str]]:
+    return None if values is None else [str(v) for v in values]
 
 
 def compare(
@@ -173,7 +170,7 @@ def compare(
     """
     if scores not in ("auto", "probs", "logits"):
         raise ConfigError(f"scores: '{scores}'; expected auto, probs or logits")
-    names = _strings(label_names, "label_names") or []
+    names = _strings(label_names) or []
     if _is_path(old) != _is_path(new):
         raise ConfigError("compare: give both models as prediction files, or both as arrays")
     if _is_path(old):
@@ -191,8 +188,8 @@ def compare(
     old_labels, old_scores, old_kind = _side(old, "old", scores)
     new_labels, new_scores, new_kind = _side(new, "new", scores)
     y = as_int32(labels, "labels")
-    row_ids = _strings(ids, "ids") if ids is not None else [str(i) for i in range(len(y))]
+    row_ids = _strings(ids) if ids is not None else [str(i) for i in range(len(y))]
     core = _flipless.compare_arrays(
         old_labels, old_scores, old_kind, new_labels, new_scores, new_kind, y, row_ids,
-        _strings(texts, "texts"), _strings(text_pairs, "text_pairs"), names, top, bootstrap, seed)
+        _strings(texts), _strings(text_pairs), names, top, bootstrap, seed)
     return Report(core)

@@ -51,8 +51,8 @@ Cache open(const std::string& path, std::size_t num_labels, std::size_t dim, boo
   return Cache(cache::OldLogitCache::open(path, options));
 }
 
-void put(const Cache& self, const std::string& tag, const std::vector<std::string>& keys, const In<float, nb::ndim<2>>& old_logits,
-         const nb::object& embeddings, const std::string& embedding_model) {
+void put(const Cache& self, const std::string& tag, const std::vector<std::string>& keys,
+         const In<float, nb::ndim<2>>& old_logits, const nb::object& embeddings, const std::string& embedding_model) {
   const std::size_t n = keys.size();
   if (old_logits.shape(0) != n) {
     throw InputError(fmt::format("old_logits: {} rows for {} inputs", old_logits.shape(0), n));
@@ -109,7 +109,8 @@ nb::tuple lookup(const Cache& self, const std::vector<std::string>& keys, const 
   for (std::size_t i = 0; i < n; ++i) {
     paths.append(std::string(cache::path_name(found[i].path)));
     if (found[i].path == cache::LookupPath::kMiss) continue;
-    std::copy(found[i].old_logits.begin(), found[i].old_logits.end(), logits.begin() + static_cast<std::ptrdiff_t>(i * k));
+    std::copy(found[i].old_logits.begin(), found[i].old_logits.end(),
+              logits.begin() + static_cast<std::ptrdiff_t>(i * k));
     distances[i] = found[i].distance;
   }
   return nb::make_tuple(paths, to_numpy(std::move(logits), n, k), to_numpy(std::move(distances), n));
@@ -119,12 +120,16 @@ nb::tuple lookup(const Cache& self, const std::vector<std::string>& keys, const 
 
 void bind_cache(nb::module_& m) {
   nb::class_<Cache>(m, "OldLogitCache", "An old-logit cache file (SQLite); see flipless.OldLogitCache.")
-      .def_prop_ro("num_labels", [](const Cache& c) { return c.get().num_labels(); }, "Logits per entry.")
-      .def_prop_ro("dim", [](const Cache& c) { return c.get().dim(); }, "Embedding width; 0 when the cache holds none.")
-      .def_prop_ro("path", [](const Cache& c) { return c.get().path().string(); }, "The cache file.")
+      .def_prop_ro(
+          "num_labels", [](const Cache& c) { return c.get().num_labels(); }, "Logits per entry.")
+      .def_prop_ro(
+          "dim", [](const Cache& c) { return c.get().dim(); }, "Embedding width; 0 when the cache holds none.")
+      .def_prop_ro(
+          "path", [](const Cache& c) { return c.get().path().string(); }, "The cache file.")
       .def_prop_ro("closed", &Cache::closed, "True once close() has run.")
       .def("put", &put, "tag"_a, "keys"_a, "old_logits"_a.noconvert(), "embeddings"_a.none(), "embedding_model"_a,
-           "Adds or replaces entries (keys (n,), float32 old_logits (n, k), float32 embeddings (n, d) or None) of version "
+           "Adds or replaces entries (keys (n,), float32 old_logits (n, k), float32 embeddings (n, d) or None) of "
+           "version "
            "tag in one transaction.")
       .def("lookup", &lookup, "keys"_a, "embeddings"_a.none(), "version"_a, "nearest"_a, "max_distance"_a.none(),
            "Exact, then nearest look-ups: (paths, old_logits with NaN rows on a miss, distances).")
@@ -143,9 +148,12 @@ void bind_cache(nb::module_& m) {
             return out;
           },
           "Every version, oldest first, as dicts (tag, embedding_model, created, entries).")
-      .def("latest_version", [](const Cache& c) { return c.get().latest_version(); }, "The newest version's tag, or None.")
-      .def("size", [](const Cache& c, const std::string& tag) { return c.get().size(tag); }, "tag"_a = "",
-           "Entries of a version (the latest when empty); 0 for an unknown tag.")
+      .def(
+          "latest_version", [](const Cache& c) { return c.get().latest_version(); },
+          "The newest version's tag, or None.")
+      .def(
+          "size", [](const Cache& c, const std::string& tag) { return c.get().size(tag); }, "tag"_a = "",
+          "Entries of a version (the latest when empty); 0 for an unknown tag.")
       .def(
           "prepare",
           [](const Cache& c, const std::string& tag) {
@@ -158,9 +166,11 @@ void bind_cache(nb::module_& m) {
         "exact_threshold"_a = 20000, "ef_search"_a = 256, "Opens (or creates) an old-logit cache.");
   m.def(
       "cache_key",
-      [](const std::string& text, const std::optional<std::string>& text_pair) { return cache::cache_key(text, text_pair); },
+      [](const std::string& text, const std::optional<std::string>& text_pair) {
+        return cache::cache_key(text, text_pair);
+      },
       "text"_a, "text_pair"_a.none() = nb::none(),
-        "The cache key of an input: \"k\" + 32 hex digits of a 128-bit hash of the normalised text(s).");
+      "The cache key of an input: \"k\" + 32 hex digits of a 128-bit hash of the normalised text(s).");
   m.def(
       "cache_keys",
       [](const std::vector<std::string>& texts, const std::optional<std::vector<std::string>>& pairs) {

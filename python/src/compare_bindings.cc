@@ -62,8 +62,8 @@ void align_confidences(Report& r, const data::PredictionFile& old_file, const da
 
 Report compare_files(const std::string& old_path, const std::string& new_path, const std::optional<std::string>& data,
                      const std::vector<std::string>& label_names, std::size_t top, int bootstrap, std::uint64_t seed,
-                     const std::string& text_column, const std::string& text_pair_column, const std::string& label_column,
-                     const std::string& id_column) {
+                     const std::string& text_column, const std::string& text_pair_column,
+                     const std::string& label_column, const std::string& id_column) {
   const auto options = options_of(label_names, top, bootstrap, seed);
   nb::gil_scoped_release release;
   Report r;
@@ -100,7 +100,8 @@ data::PredictionFile file_of(const std::string& source, const std::vector<std::s
     if (a.shape(0) != n) throw InputError(fmt::format("{}: {} predictions for {} ids", source, a.shape(0), n));
     f.preds.assign(a.data(), a.data() + n);
     for (std::size_t i = 0; i < n; ++i) {
-      if (f.preds[i] < 0) fail(i, "pred", fmt::format("label {} is negative; labels are class indices 0, 1, ...", f.preds[i]));
+      if (f.preds[i] < 0)
+        fail(i, "pred", fmt::format("label {} is negative; labels are class indices 0, 1, ...", f.preds[i]));
     }
     return f;
   }
@@ -110,7 +111,8 @@ data::PredictionFile file_of(const std::string& source, const std::vector<std::s
   const std::string_view field = probs ? "probs" : "logits";
   const std::size_t k = s.shape(1);
   if (s.shape(0) != n) throw InputError(fmt::format("{}: {} rows of scores for {} ids", source, s.shape(0), n));
-  if (k < 2) throw InputError(fmt::format("{}: field '{}': expected at least 2 scores per row, found {}", source, field, k));
+  if (k < 2)
+    throw InputError(fmt::format("{}: field '{}': expected at least 2 scores per row, found {}", source, field, k));
   f.score_kind = probs ? data::ScoreKind::kProbs : data::ScoreKind::kLogits;
   f.num_scores = k;
   f.preds.resize(n);
@@ -143,8 +145,8 @@ Report compare_arrays(const nb::object& old_labels, const nb::object& old_scores
                       const nb::object& new_labels, const nb::object& new_scores, const std::string& new_kind,
                       const nb::object& y_true, const std::vector<std::string>& ids,
                       const std::optional<std::vector<std::string>>& texts,
-                      const std::optional<std::vector<std::string>>& text_pairs, const std::vector<std::string>& label_names,
-                      std::size_t top, int bootstrap, std::uint64_t seed) {
+                      const std::optional<std::vector<std::string>>& text_pairs,
+                      const std::vector<std::string>& label_names, std::size_t top, int bootstrap, std::uint64_t seed) {
   auto options = options_of(label_names, top, bootstrap, seed);
   const auto old_file = file_of("old", ids, old_labels, old_scores, old_kind);
   auto new_file = file_of("new", ids, new_labels, new_scores, new_kind);
@@ -155,7 +157,8 @@ Report compare_arrays(const nb::object& old_labels, const nb::object& old_scores
     if (a.shape(0) != n) throw InputError(fmt::format("labels: {} true labels for {} predictions", a.shape(0), n));
     truth.assign(a.data(), a.data() + n);
     for (std::size_t i = 0; i < n; ++i) {
-      if (truth[i] < 0) throw InputError(fmt::format("labels:{}: field 'label': label {} is negative", i + 1, truth[i]));
+      if (truth[i] < 0)
+        throw InputError(fmt::format("labels:{}: field 'label': label {} is negative", i + 1, truth[i]));
     }
   } else {
     throw InputError("labels: the true labels are needed to compare arrays (labels=...)");
@@ -188,8 +191,8 @@ Report compare_arrays(const nb::object& old_labels, const nb::object& old_scores
       if (text_pairs) e.text_b = (*text_pairs)[i];
       e.label = truth[i];
       if (static_cast<std::size_t>(truth[i]) >= ds.label_names.size()) {
-        throw InputError(fmt::format("labels:{}: field 'label': label {} is not in the label set [0, {}]", i + 1, truth[i],
-                                     ds.label_names.size() - 1));
+        throw InputError(fmt::format("labels:{}: field 'label': label {} is not in the label set [0, {}]", i + 1,
+                                     truth[i], ds.label_names.size() - 1));
       }
     }
     r.dataset = std::move(ds);
@@ -242,17 +245,41 @@ nb::list negative_flips(const Report& r) {
 
 void bind_compare(nb::module_& m) {
   nb::class_<Report>(m, "Comparison", "A comparison of an old and a new model; see flipless.compare.")
-      .def("render", [](const Report& r, const std::string& format) { return report::render(r.comparison, report::parse_compare_format(format)); },
-           "format"_a, "The report as \"text\", \"json\", \"markdown\" or \"html\" (one self-contained page).")
+      .def(
+          "render",
+          [](const Report& r, const std::string& format) {
+            return report::render(r.comparison, report::parse_compare_format(format));
+          },
+          "format"_a, "The report as \"text\", \"json\", \"markdown\" or \"html\" (one self-contained page).")
       .def("negative_flips", &negative_flips,
-           "Every negative flip as a dict (id, label, old_pred, new_pred, old_confidence, new_confidence, text, text_pair).")
-      .def_prop_ro("ids", [](const Report& r) { return r.comparison.ids; }, "Example ids, in the old predictions' order.")
-      .def_prop_ro("y_true", [](const Report& r) { auto v = r.comparison.y_true; const auto n = v.size(); return to_numpy(std::move(v), n); },
-                   nb::rv_policy::move, "True labels (n,), as class indices.")
-      .def_prop_ro("old_pred", [](const Report& r) { auto v = r.comparison.old_pred; const auto n = v.size(); return to_numpy(std::move(v), n); },
-                   nb::rv_policy::move, "The old model's predictions (n,).")
-      .def_prop_ro("new_pred", [](const Report& r) { auto v = r.comparison.new_pred; const auto n = v.size(); return to_numpy(std::move(v), n); },
-                   nb::rv_policy::move, "The new model's predictions (n,).");
+           "Every negative flip as a dict (id, label, old_pred, new_pred, old_confidence, new_confidence, text, "
+           "text_pair).")
+      .def_prop_ro(
+          "ids", [](const Report& r) { return r.comparison.ids; }, "Example ids, in the old predictions' order.")
+      .def_prop_ro(
+          "y_true",
+          [](const Report& r) {
+            auto v = r.comparison.y_true;
+            const auto n = v.size();
+            return to_numpy(std::move(v), n);
+          },
+          nb::rv_policy::move, "True labels (n,), as class indices.")
+      .def_prop_ro(
+          "old_pred",
+          [](const Report& r) {
+            auto v = r.comparison.old_pred;
+            const auto n = v.size();
+            return to_numpy(std::move(v), n);
+          },
+          nb::rv_policy::move, "The old model's predictions (n,).")
+      .def_prop_ro(
+          "new_pred",
+          [](const Report& r) {
+            auto v = r.comparison.new_pred;
+            const auto n = v.size();
+            return to_numpy(std::move(v), n);
+          },
+          nb::rv_policy::move, "The new model's predictions (n,).");
   m.def(
       "load_dataset",
       [](const std::string& spec, const std::string& text_column, const std::string& text_pair_column,
@@ -288,13 +315,13 @@ void bind_compare(nb::module_& m) {
       "spec"_a, "text_column"_a = "text", "text_pair_column"_a = "", "label_column"_a = "label", "id_column"_a = "",
       "Reads a dataset (\"sst2:dev\", \"qnli:PATH\", a CSV/TSV/JSONL path): a dict of name, label_names, ids, texts, "
       "text_pairs (or None) and labels (int32, -1 where unlabelled).");
-  m.def("compare_files", &compare_files, "old"_a, "new"_a, "data"_a.none() = nb::none(), "label_names"_a = std::vector<std::string>{},
-        "top"_a = 10, "bootstrap"_a = 1000, "seed"_a = 0, "text_column"_a = "text", "text_pair_column"_a = "",
-        "label_column"_a = "label", "id_column"_a = "",
+  m.def("compare_files", &compare_files, "old"_a, "new"_a, "data"_a.none() = nb::none(),
+        "label_names"_a = std::vector<std::string>{}, "top"_a = 10, "bootstrap"_a = 1000, "seed"_a = 0,
+        "text_column"_a = "text", "text_pair_column"_a = "", "label_column"_a = "label", "id_column"_a = "",
         "Compares two prediction files (JSONL or CSV), true labels from the files or from a dataset spec (data).");
-  m.def("compare_arrays", &compare_arrays, "old_labels"_a.none(), "old_scores"_a.none(), "old_kind"_a, "new_labels"_a.none(),
-        "new_scores"_a.none(), "new_kind"_a, "y_true"_a.none(), "ids"_a, "texts"_a.none(), "text_pairs"_a.none(),
-        "label_names"_a, "top"_a, "bootstrap"_a, "seed"_a,
+  m.def("compare_arrays", &compare_arrays, "old_labels"_a.none(), "old_scores"_a.none(), "old_kind"_a,
+        "new_labels"_a.none(), "new_scores"_a.none(), "new_kind"_a, "y_true"_a.none(), "ids"_a, "texts"_a.none(),
+        "text_pairs"_a.none(), "label_names"_a, "top"_a, "bootstrap"_a, "seed"_a,
         "Compares predictions given as arrays: for each side int32 labels (n,) or float64 scores (n, k) of kind "
         "\"probs\" or \"logits\"; y_true int32 (n,); ids (n,).");
 }

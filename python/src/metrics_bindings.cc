@@ -51,8 +51,10 @@ metrics::FlipCounts counts_of(const Cells& cells) {
 
 void bind_metrics(nb::module_& m) {
   constexpr const char* kCountDoc =
-      "count_flips(y_true, old_pred, new_pred, weights=None) -> (both_correct, negative_flips, positive_flips, both_wrong)\n\n"
-      "The flip table of C-contiguous int32 or int64 label arrays of one length (all three of one type), counted in place; "
+      "count_flips(y_true, old_pred, new_pred, weights=None) -> (both_correct, negative_flips, positive_flips, "
+      "both_wrong)\n\n"
+      "The flip table of C-contiguous int32 or int64 label arrays of one length (all three of one type), counted in "
+      "place; "
       "weights: None or a C-contiguous float64 array, each finite and >= 0.";
   m.def("count_flips", &count<std::int32_t>, "y_true"_a.noconvert(), "old_pred"_a.noconvert(), "new_pred"_a.noconvert(),
         "weights"_a = nb::none(), kCountDoc);
@@ -81,14 +83,16 @@ void bind_metrics(nb::module_& m) {
       },
       "cells"_a, "name"_a, "One metric of a flip table by name or alias (\"nfr\", \"acc_new\"); None where undefined.");
   m.def(
-      "metric_names", [] {
+      "metric_names",
+      [] {
         std::vector<std::string> names;
         for (const auto metric : metrics::kAllMetrics) names.emplace_back(metrics::metric_name(metric));
         return names;
       },
       "Short names of every metric, in the C++ library's order.");
   m.def(
-      "metric_label", [](const std::string& name) -> std::string {
+      "metric_label",
+      [](const std::string& name) -> std::string {
         const auto metric = metrics::metric_from_name(name);
         if (!metric) throw nb::value_error(("unknown metric '" + name + "'").c_str());
         return std::string(metrics::metric_label(*metric));

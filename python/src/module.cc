@@ -21,7 +21,9 @@ struct ErrorClasses {
 };
 ErrorClasses error_classes;
 
-void set_error(PyObject* cls, PyObject* fallback, const char* what) { PyErr_SetString(cls != nullptr ? cls : fallback, what); }
+void set_error(PyObject* cls, PyObject* fallback, const char* what) {
+  PyErr_SetString(cls != nullptr ? cls : fallback, what);
+}
 
 void translate(const std::exception_ptr& p, void*) {
   try {
@@ -55,7 +57,8 @@ NB_MODULE(_flipless, m) {
   nanobind::register_exception_translator(fp::translate);
   m.def(
       "_set_error_classes",
-      [](nanobind::handle error, nanobind::handle input, nanobind::handle config, nanobind::handle model, nanobind::handle io) {
+      [](nanobind::handle error, nanobind::handle input, nanobind::handle config, nanobind::handle model,
+         nanobind::handle io) {
         fp::keep(fp::error_classes.error, error);
         fp::keep(fp::error_classes.input, input);
         fp::keep(fp::error_classes.config, config);

@@ -30,8 +30,8 @@ void check_inputs(std::size_t n_true, std::size_t n_old, std::size_t n_new, std:
 namespace {
 
 template <typename Label>
-FlipCounts count_flips_of(std::span<const Label> y_true, std::span<const Label> old_pred, std::span<const Label> new_pred,
-                          std::span<const double> weights) {
+FlipCounts count_flips_of(std::span<const Label> y_true, std::span<const Label> old_pred,
+                          std::span<const Label> new_pred, std::span<const double> weights) {
   detail::check_inputs(y_true.size(), old_pred.size(), new_pred.size(), weights);
   // Integer counts keep unweighted tables exact. Three sums (old right, new right, both right)
   // instead of a histogram: no store-to-load chain through a cell array, so the compiler
