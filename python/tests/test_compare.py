@@ -104,7 +104,7 @@ def test_bad_files_name_the_file_line_and_field(tmp_path):
     bad.write_text('{"id": "a", "label": 0, "pred": 0}\n{"id": "b", "label": 1, "probs": [0.2, 0.3]}\n')
     with pytest.raises(flipless.InputError) as err:
         flipless.compare(bad, bad)
-    assert err.value.filename == str(bad) and err.value.line == 2
+    assert (err.value.filename, err.value.line, err.value.field) == (str(bad), 2, "probs")
     assert isinstance(err.value, ValueError)
     with pytest.raises(flipless.IoError) as io:
         flipless.compare(tmp_path / "missing.jsonl", bad)
