@@ -438,7 +438,8 @@ bool same_task(const TaskConfig& a, const TaskConfig& b) {
 }
 }  // namespace
 
-std::string incompatible_change(const ExperimentConfig& stored, const ExperimentConfig& now) {
+std::string incompatible_change(const ExperimentConfig& stored, const ExperimentConfig& now,
+                                const std::function<bool(const std::string&)>& has_results) {
   if (stored.tasks.size() != now.tasks.size() ||
       !std::equal(stored.tasks.begin(), stored.tasks.end(), now.tasks.begin(), same_task)) {
     return "its tasks differ";
@@ -456,6 +457,7 @@ std::string incompatible_change(const ExperimentConfig& stored, const Experiment
     if (std::find(now.seeds.begin(), now.seeds.end(), seed) == now.seeds.end()) return fmt::format("seed {} is gone", seed);
   }
   for (const auto& m : stored.methods) {
+    if (has_results && !has_results(m.name)) continue;  // nothing of it to invalidate
     const auto* n = now.method(m.name);
     if (n == nullptr) return fmt::format("method {} is gone", m.name);
     if (n->numbers != m.numbers || n->words != m.words || n->sizes != m.sizes) return fmt::format("method {} has another grid", m.name);

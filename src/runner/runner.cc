@@ -1005,7 +1005,22 @@ void run_units(const ExperimentConfig& c, const RunOptions& o, const RunObserver
     const auto file = core::InputFile::open(stored);
     if (std::string(file.bytes()) != text) {
       // An extension (more methods or seeds, every existing unit unchanged) continues the run.
-      const auto why = incompatible_change(parse_experiment(std::string(file.bytes()), stored), c);
+      const auto previous = parse_experiment(std::string(file.bytes()), stored);
+      const auto has_results = [&](const std::string& method) {
+        for (const auto& t : previous.tasks) {
+          const auto task_dir = o.out / t.name;
+          if (!fs::exists(task_dir)) continue;
+          for (const auto& e : fs::directory_iterator(task_dir)) {
+            const auto name = e.path().filename().string();
+            if (name != method && name.rfind(method + "-", 0) != 0) continue;  // new_ensemble-5
+            for (const auto& unit : fs::directory_iterator(e.path())) {
+              if (fs::exists(unit.path() / "result.json")) return true;
+            }
+          }
+        }
+        return false;
+      };
+      const auto why = incompatible_change(previous, c, has_results);
       if (!why.empty()) {
         throw ConfigError(fmt::format("{} holds the results of a different experiment ({}: {}); give another --out, or delete it to start over",
                                       o.out.string(), stored.string(), why));

@@ -20,6 +20,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -131,8 +132,10 @@ std::filesystem::path old_model_dir(const ExperimentConfig& config, const std::f
 // Why a run folder made with `stored` cannot take `now`, or "" when it can: `now` may add
 // methods and seeds (keeping the first seed, on which first_seed searches) but must train and
 // judge every existing unit the same way (tasks, split, old and new models, grids of existing
-// methods, selection, cache experiment, device and precision).
-std::string incompatible_change(const ExperimentConfig& stored, const ExperimentConfig& now);
+// methods, selection, cache experiment, device and precision). A method for which
+// `has_results(name)` is false (none of its units finished) may change its grid or go.
+std::string incompatible_change(const ExperimentConfig& stored, const ExperimentConfig& now,
+                                const std::function<bool(const std::string&)>& has_results = {});
 
 // Method names the runner knows, with the parameters each takes.
 const std::vector<std::string>& experiment_methods();

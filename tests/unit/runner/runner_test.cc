@@ -282,6 +282,13 @@ TEST_F(RunnerTest, ARunFolderTakesAnExtensionAndARefusedRunLeavesNothing) {
   const auto more = run_experiment(load_experiment(write_config(old_model, "  vanilla: {}\n  old_new_logit_ensemble: {}\n")), options());
   EXPECT_EQ(more.ran, 2u);
   EXPECT_EQ(more.skipped, 2u);
+  // A method none of whose units finished may change its grid; one with results may not.
+  EXPECT_NE(error_of<ConfigError>([&] {
+              run_experiment(load_experiment(write_config(old_model, "  vanilla: {}\n  old_new_logit_ensemble: {alpha: [0.6]}\n")), options());
+            }).find("method old_new_logit_ensemble has another grid"),
+            std::string::npos);
+  fs::remove_all(dir_.path() / "run" / "words" / "old_new_logit_ensemble");  // as if it had not run yet
+  EXPECT_EQ(run_experiment(load_experiment(write_config(old_model, "  vanilla: {}\n  old_new_logit_ensemble: {alpha: [0.6]}\n")), options()).ran, 2u);
   const auto changed = load_experiment(write_config("{kind: fasttext, fasttext_epochs: 6}", "  vanilla: {}\n"));
   const auto message = error_of<ConfigError>([&] { run_experiment(changed, options()); });
   EXPECT_NE(message.find("its old model differs"), std::string::npos) << message;

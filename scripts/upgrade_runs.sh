@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Runs the six real-upgrade experiments of configs/upgrade/ (two scenarios x MRPC, SST-2, QNLI)
+# one after another into runs/upgrade/, resumable: stop it at any time (or let a session end)
+# and run it again; finished units are skipped. After each experiment it writes the report, and
+# publishes finished ones to results/ (scripts/results.py).
+#
+# The new model (MiniLM-L6 fine-tuned on the same task data, seeds, schedule and precision) is
+# the same computation in both scenarios of a task, so before a scenario runs, the other
+# scenario's finished vanilla models (weights, logits, the kept warm-up state) and ensemble
+# members are hard-linked into its run folder; the runner then only measures them against its
+# own old model. That happens only when the two configs' tasks, seeds and new model read the
+# same, line for line.
+#   scripts/upgrade_runs.sh [TASK...]      (default: mrpc sst2 qnli; log in runs/upgrade/NAME.log)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=build/release/flipless
+[ -x "$bin" ] || { echo "upgrade_runs: build first (scripts/setup.sh)" >&2; exit 2; }
+tasks=("$@")
+[ ${#tasks[@]} -gt 0 ] || tasks=(mrpc sst2 qnli)
+scenarios=(fasttext-to-minilm minilm-l2-to-l6)
+
+# The lines of a config that decide the new model's runs: tasks, seeds, and the new: block.
+shared_part() { sed -n '/^tasks:/,/^old:/{/^old:/!p};/^new:/,/^methods:/{/^methods:/!p}' "$1"; }
+
+# Hard-links the finished new-model runs of run folder $1 into run folder $2 (task $3).
+share() {
+  local from=$1/$3 to=$2/$3
+  [ -d "$from" ] || return 0
+  for kind in vanilla members; do
+    [ -d "$from/$kind" ] || continue
+    for seed_dir in "$from/$kind"/seed-*; do
+      [ -f "$seed_dir/logits.safetensors" ] || continue
+      local dest="$to/$kind/$(basename "$seed_dir")"
+      [ -f "$dest/logits.safetensors" ] && continue
+      mkdir -p "$dest"
+      for part in logits.safetensors model warm-state; do
+        [ -e "$seed_dir/$part" ] && cp -al "$seed_dir/$part" "$dest/"
+      done
+      echo "upgrade_runs: shared $kind/$(basename "$seed_dir") from $from"
+    done
+  done
+}
+
+mkdir -p runs/upgrade
+for task in "${tasks[@]}"; do
+  for scenario in "${scenarios[@]}"; do
+    name=$scenario-$task
+    config=configs/upgrade/$name.yaml
+    out=runs/upgrade/$name
+    for other in "${scenarios[@]}"; do
+      [ "$other" = "$scenario" ] && continue
+      if [ "$(shared_part "$config")" = "$(shared_part "configs/upgrade/$other-$task.yaml")" ]; then
+        share "runs/upgrade/$other-$task" "$out" "$task"
+      fi
+    done
+    echo "upgrade_runs: $name ($(date -u +%H:%M:%S))"
+    "$bin" experiment run "$config" --out "$out" >>"runs/upgrade/$name.log" 2>&1
+    "$bin" experiment report "$out" >/dev/null
+    if python3 -c "import json,sys; r=json.load(open('$out/report/report.json')); sys.exit(r['units_finished'] != r['units_planned'])"; then
+      python3 scripts/results.py publish "$out"
+    fi
+  done
+done
