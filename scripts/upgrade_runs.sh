@@ -10,7 +10,10 @@
 # members are hard-linked into its run folder; the runner then only measures them against its
 # own old model. That happens only when the two configs' tasks, seeds and new model read the
 # same, line for line.
-#   scripts/upgrade_runs.sh [TASK...]      (default: mrpc sst2 qnli; log in runs/upgrade/NAME.log)
+# The configs train on one thread each (deterministic for a thread count; on 2 cores two
+# experiments side by side avoid OpenMP threads spinning while the other core is busy):
+#   scripts/upgrade_runs.sh mrpc qnli & scripts/upgrade_runs.sh sst2 &     (logs: runs/upgrade/NAME.log)
+#   scripts/upgrade_runs.sh [TASK...]      (default: mrpc sst2 qnli, one after another)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=build/release/flipless
