@@ -26,6 +26,7 @@
 namespace flipless::train {
 namespace {
 
+using flipless::testing::free_port;
 using flipless::testing::TempDir;
 
 struct Fixture {
@@ -207,18 +208,6 @@ TEST(GatedFusionExact, ANonFiniteLossStopsTraining) {
   const LossFn diverges = [](const StepInputs& step) { return cross_entropy_loss(step) * std::numeric_limits<float>::quiet_NaN(); };
   const auto message = flipless::testing::error_of<ConfigError>([&] { train(model, data, nullptr, c, diverges); });
   EXPECT_NE(message.find("epoch 1: the training loss is not finite"), std::string::npos) << message;
-}
-
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
 }
 
 // Two processes: a parameter that neither process's loss reached is not stepped by either (the

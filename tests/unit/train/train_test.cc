@@ -29,6 +29,7 @@ namespace flipless::train {
 namespace {
 
 using flipless::testing::error_of;
+using flipless::testing::free_port;
 using flipless::testing::TempDir;
 using flipless::testing::words_dataset;
 
@@ -175,18 +176,6 @@ TEST(LogitsFile, StoredOldLogitsAreLookedUpById) {
 }
 
 // A free TCP port on loopback for the process group's store.
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
 TEST(Distributed, TwoProcessesFollowOneProcessWithTheGlobalBatch) {
   TempDir dir;
   const std::string worker = FLIPLESS_DDP_WORKER;
