@@ -342,11 +342,15 @@ class Session : public std::enable_shared_from_this<Session> {
     });
   }
 
-  // The server is stopping: a connection between requests closes now; one with a request in
-  // flight closes after answering it.
+  // The server is stopping: a keep-alive connection between requests closes now; one with a
+  // request in flight, or whose request has (partly) arrived, closes after answering it; a new
+  // one that has sent nothing yet gets a second for its first request (its client may be
+  // sending it right now, and would see a close, not an answer).
   void on_stop() {
     net::dispatch(stream_.get_executor(), [self = shared_from_this()] {
-      if (!self->busy_) self->close();
+      if (self->busy_ || self->request_arrived()) return;
+      if (self->served_ > 0) return self->close();
+      self->stream_.expires_after(millis(std::min(1.0, self->options().idle_timeout_s)));
     });
   }
 
@@ -360,9 +364,15 @@ class Session : public std::enable_shared_from_this<Session> {
  private:
   const ServerOptions& options() const { return shared_.options; }
 
+  // Bytes of a request are here: buffered, or waiting in the socket.
+  bool request_arrived() {
+    beast::error_code ec;
+    return buffer_.size() > 0 || stream_.socket().available(ec) > 0;
+  }
+
   void next_request() {
     busy_ = false;
-    if (shared_.stopping) return close();
+    if (shared_.stopping && served_ > 0 && !request_arrived()) return close();
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(options().max_header_bytes, UINT32_MAX)));
     // No body limit while the head is read (the parser would refuse a large Content-Length
@@ -371,7 +381,7 @@ class Session : public std::enable_shared_from_this<Session> {
     handler_ = "other";
     if (buffer_.size() > 0) return read_header();  // a pipelined request is already here
     // Idle between requests: wait for the next one's first byte at most idle_timeout_s.
-    stream_.expires_after(millis(options().idle_timeout_s));
+    stream_.expires_after(millis(shared_.stopping ? std::min(1.0, options().idle_timeout_s) : options().idle_timeout_s));
     stream_.async_read_some(buffer_.prepare(4096), [self = shared_from_this()](beast::error_code ec, std::size_t n) {
       self->buffer_.commit(n);
       if (ec || n == 0) return self->close();
@@ -629,7 +639,21 @@ struct Server::Impl {
   // On the io_context: stop accepting, close idle connections, let busy ones finish, and after
   // drain_timeout_s close whatever is left.
   void begin_drain() {
+    // Connections already in the listen queue have been told they are connected and may have
+    // sent their requests: accept them too rather than reset them with the socket.
     beast::error_code ec;
+    acceptor.non_blocking(true, ec);
+    for (std::size_t n = 0; !ec && n < shared.options.max_connections; ++n) {
+      tcp::socket socket(net::make_strand(io));
+      acceptor.accept(socket, ec);
+      if (ec) break;
+      auto session = std::make_shared<Session>(std::move(socket), shared);
+      {
+        std::lock_guard lock(shared.sessions_mutex);
+        shared.sessions.emplace(session.get(), session);
+      }
+      session->start();
+    }
     acceptor.close(ec);
     accept_timer.cancel();
     for (const auto& s : live_sessions()) s->on_stop();

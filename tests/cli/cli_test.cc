@@ -10,6 +10,9 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
+#include <thread>
+#include <vector>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -402,9 +405,45 @@ TEST(CliTrain, FastTextFrozenAndFineTunedModelsTrainPredictAndCompare) {
                                      std::to_string(body.size()) + "\r\n\r\n" + body);
   EXPECT_NE(answer.find("200 OK"), std::string::npos) << answer;
   EXPECT_NE(answer.find("\"path\":\"exact\""), std::string::npos) << answer;  // a dev sentence: cached
+  // SIGTERM under load (issue 14, 6): every request the server took is answered. 8 clients
+  // send requests on fresh connections; a refused connection (the server has stopped
+  // listening) ends a client, a request sent and never answered is a failure.
+  std::atomic<bool> stop_clients{false};
+  std::atomic<int> sent{0}, unanswered{0};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < 8; ++c) {
+    clients.emplace_back([&] {
+      while (!stop_clients) {
+        const int fd = socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_port = htons(static_cast<std::uint16_t>(port));
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+          close(fd);
+          return;
+        }
+        const std::string request = "POST /v1/predict HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: " +
+                                    std::to_string(body.size()) + "\r\n\r\n" + body;
+        if (send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size())) {
+          ++sent;
+          std::string reply;
+          char buffer[4096];
+          for (ssize_t n; (n = read(fd, buffer, sizeof buffer)) > 0;) reply.append(buffer, static_cast<std::size_t>(n));
+          if (reply.find("200 OK") == std::string::npos) ++unanswered;
+        }
+        close(fd);
+      }
+    });
+  }
+  usleep(1000000);
   kill(server, SIGTERM);
   int status = 0;
   waitpid(server, &status, 0);
+  stop_clients = true;
+  for (auto& t : clients) t.join();
+  EXPECT_GT(sent.load(), 0);
+  EXPECT_EQ(unanswered.load(), 0) << "of " << sent.load();
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << slurp(log);
   EXPECT_NE(slurp(log).find("flipless serve: stopped"), std::string::npos) << slurp(log);
   expect_user_error(run(dir, "serve '" + old_dir.string() + "'"), "not a Gated Fusion model");
