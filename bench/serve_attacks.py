@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Hostile-but-fair clients against a running `flipless serve`, on loopback, bounded in count and time.
 
-    python3 bench/serve_attacks.py --port 8080 [--pid PID] [--sigterm]
+    python3 bench/serve_attacks.py --port 8080 [--pid PID] [--sigterm] [--throughput SECONDS]
 
 Prints one line per attack with what the server did. --pid reads the server's resident memory
 (/proc/PID/status) around the chunked-body attack; --sigterm ends with a SIGTERM under load and
@@ -205,6 +205,31 @@ def sigterm_under_load(port, pid, clients):
     print(f"6 SIGTERM under load ({clients} clients): {sent[0]} requests sent, {sent[0] - answered[0]} without a response")
 
 
+def throughput(port, clients, seconds):
+    """Requests per second from `clients` threads, each on one keep-alive connection."""
+    done, stop = [0] * clients, threading.Event()
+
+    def client(i):
+        s = connect(port)
+        while not stop.is_set():
+            s.sendall(post(PREDICT))
+            if not read_responses(s, 1, 10):
+                s.close()
+                s = connect(port)
+                continue
+            done[i] += 1
+        s.close()
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    time.sleep(seconds)
+    stop.set()
+    for t in threads:
+        t.join()
+    print(f"0 throughput: {sum(done) / seconds:.0f} requests/s ({clients} keep-alive clients, {seconds:.0f} s)")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--port", type=int, required=True)
@@ -214,8 +239,11 @@ def main():
     ap.add_argument("--slow-seconds", type=float, default=15)
     ap.add_argument("--idle", type=int, default=64)
     ap.add_argument("--sigterm", action="store_true")
+    ap.add_argument("--throughput", type=float, default=0, help="seconds of a throughput run first (0: none)")
     a = ap.parse_args()
     print(f"normal request: {normal_request(a.port):.3f} s")
+    if a.throughput:
+        throughput(a.port, 8, a.throughput)
     chunked(a.port, a.pid, a.chunked_mb)
     slow_clients(a.port, a.slow, a.slow_seconds)
     idle_keepalive(a.port, a.idle)
