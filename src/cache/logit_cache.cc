@@ -112,8 +112,9 @@ struct OldLogitCache::Impl {
   [[noreturn]] void fail(std::string_view what) const {
     const int code = sqlite3_errcode(db.get());
     if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB) {
-      throw IoError(fmt::format("{}: old-logit cache is damaged ({}: {}); restore it from a backup or rebuild it with 'flipless cache add'",
-                                path.string(), what, sqlite3_errmsg(db.get())));
+      throw IoError(fmt::format(
+          "{}: old-logit cache is damaged ({}: {}); restore it from a backup or rebuild it with 'flipless cache add'",
+          path.string(), what, sqlite3_errmsg(db.get())));
     }
     throw IoError(fmt::format("{}: old-logit cache: {}: {}", path.string(), what, sqlite3_errmsg(db.get())));
   }
@@ -123,15 +124,18 @@ struct OldLogitCache::Impl {
     if (check == IntegrityCheck::kNone) return;
     const char* pragma = check == IntegrityCheck::kFull ? "integrity_check" : "quick_check";
     sqlite3_stmt* raw = nullptr;
-    if (sqlite3_prepare_v2(db.get(), fmt::format("PRAGMA {}(1)", pragma).c_str(), -1, &raw, nullptr) != SQLITE_OK) fail(pragma);
+    if (sqlite3_prepare_v2(db.get(), fmt::format("PRAGMA {}(1)", pragma).c_str(), -1, &raw, nullptr) != SQLITE_OK)
+      fail(pragma);
     Stmt s(raw);
     const int rc = sqlite3_step(raw);
     if (rc != SQLITE_ROW) fail(pragma);
     std::string first = reinterpret_cast<const char*>(sqlite3_column_text(raw, 0));
     if (first != "ok") {
       std::replace(first.begin(), first.end(), '\n', ' ');  // one line: the CLI prints it as it is
-      throw IoError(fmt::format("{}: old-logit cache is damaged (SQLite {}: {}); restore it from a backup or rebuild it with 'flipless cache add'",
-                                path.string(), pragma, first));
+      throw IoError(
+          fmt::format("{}: old-logit cache is damaged (SQLite {}: {}); restore it from a backup or rebuild it with "
+                      "'flipless cache add'",
+                      path.string(), pragma, first));
     }
   }
 
@@ -285,8 +289,9 @@ struct OldLogitCache::Impl {
     auto out = floats_of(sqlite3_column_blob(s, column), bytes);
     for (const float v : out) {
       if (!std::isfinite(v)) {
-        throw IoError(fmt::format("{}: old-logit cache is damaged (an entry's logits are not finite); rebuild it with 'flipless cache add'",
-                                  path.string()));
+        throw IoError(fmt::format(
+            "{}: old-logit cache is damaged (an entry's logits are not finite); rebuild it with 'flipless cache add'",
+            path.string()));
       }
     }
     return out;
@@ -321,12 +326,14 @@ std::unique_ptr<OldLogitCache> OldLogitCache::open(const std::filesystem::path& 
     }
     Stmt stmt(s);
     const int stepped = sqlite3_step(s);
-    if (stepped == SQLITE_NOTADB) throw IoError(fmt::format("{}: not a flipless old-logit cache (not an SQLite database)", path.string()));
+    if (stepped == SQLITE_NOTADB)
+      throw IoError(fmt::format("{}: not a flipless old-logit cache (not an SQLite database)", path.string()));
     if (stepped != SQLITE_ROW) impl->fail("read the application id");
     application_id = sqlite3_column_int64(s, 0);
     s = nullptr;
-    if (sqlite3_prepare_v2(raw, "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name", -1, &s,
-                           nullptr) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(
+            raw, "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name", -1,
+            &s, nullptr) != SQLITE_OK) {
       throw IoError(fmt::format("{}: not a flipless old-logit cache ({})", path.string(), sqlite3_errmsg(raw)));
     }
     stmt.reset(s);
@@ -335,18 +342,23 @@ std::unique_ptr<OldLogitCache> OldLogitCache::open(const std::filesystem::path& 
   const auto has = [&](std::string_view t) { return std::find(tables.begin(), tables.end(), t) != tables.end(); };
   const bool ours = has("meta") && has("versions") && has("entries");
   if (application_id != 0 && application_id != kCacheApplicationId) {
-    throw IoError(fmt::format("{}: not a flipless old-logit cache (an SQLite database of another application, id {:#x}); nothing was written",
-                              path.string(), application_id));
+    throw IoError(fmt::format(
+        "{}: not a flipless old-logit cache (an SQLite database of another application, id {:#x}); nothing was written",
+        path.string(), application_id));
   }
   if (!tables.empty() && !ours) {
-    throw IoError(fmt::format("{}: not a flipless old-logit cache (an SQLite database with tables {}); nothing was written", path.string(),
-                              fmt::join(tables, ", ")));
+    throw IoError(
+        fmt::format("{}: not a flipless old-logit cache (an SQLite database with tables {}); nothing was written",
+                    path.string(), fmt::join(tables, ", ")));
   }
   if (tables.empty()) {
     if (application_id == kCacheApplicationId) {
-      throw IoError(fmt::format("{}: old-logit cache is damaged (its tables are missing); rebuild it with 'flipless cache add'", path.string()));
+      throw IoError(
+          fmt::format("{}: old-logit cache is damaged (its tables are missing); rebuild it with 'flipless cache add'",
+                      path.string()));
     }
-    if (options.read_only) throw IoError(fmt::format("{}: not a flipless old-logit cache (an empty database)", path.string()));
+    if (options.read_only)
+      throw IoError(fmt::format("{}: not a flipless old-logit cache (an empty database)", path.string()));
     if (options.num_labels == 0 || options.dim == 0) {
       throw ConfigError(fmt::format("{}: a new old-logit cache needs num_labels and dim", path.string()));
     }
@@ -357,11 +369,12 @@ std::unique_ptr<OldLogitCache> OldLogitCache::open(const std::filesystem::path& 
         "CREATE TABLE meta(name TEXT PRIMARY KEY, value TEXT NOT NULL);"
         "CREATE TABLE versions(id INTEGER PRIMARY KEY AUTOINCREMENT, tag TEXT NOT NULL UNIQUE,"
         " embedding_model TEXT NOT NULL, created TEXT NOT NULL, generation INTEGER NOT NULL DEFAULT 0);"
-        "CREATE TABLE entries(id INTEGER PRIMARY KEY, version INTEGER NOT NULL REFERENCES versions(id), key TEXT NOT NULL,"
+        "CREATE TABLE entries(id INTEGER PRIMARY KEY, version INTEGER NOT NULL REFERENCES versions(id), key TEXT NOT "
+        "NULL,"
         " old_logits BLOB NOT NULL, embedding BLOB, UNIQUE(version, key));");
-    const std::string insert_meta =
-        fmt::format("INSERT INTO meta VALUES ('format', '{}'), ('version', '{}'), ('num_labels', '{}'), ('dim', '{}'); COMMIT;",
-                    kFormat, kFormatVersion, options.num_labels, options.dim);
+    const std::string insert_meta = fmt::format(
+        "INSERT INTO meta VALUES ('format', '{}'), ('version', '{}'), ('num_labels', '{}'), ('dim', '{}'); COMMIT;",
+        kFormat, kFormatVersion, options.num_labels, options.dim);
     impl->exec(insert_meta.c_str());
   } else if (!memory) {
     impl->check_integrity(options.check);
@@ -378,7 +391,8 @@ std::unique_ptr<OldLogitCache> OldLogitCache::open(const std::filesystem::path& 
                               impl->meta("version").value_or(""), kFormatVersion));
   }
   // A cache written before the application id: mark it, now that its meta table says it is one.
-  if (application_id == 0 && !options.read_only) impl->exec(fmt::format("PRAGMA application_id = {}", kCacheApplicationId).c_str());
+  if (application_id == 0 && !options.read_only)
+    impl->exec(fmt::format("PRAGMA application_id = {}", kCacheApplicationId).c_str());
   impl->num_labels = impl->meta_size("num_labels");
   impl->dim = impl->meta_size("dim");
   if (options.num_labels != 0 && options.num_labels != impl->num_labels) {
@@ -417,10 +431,13 @@ void OldLogitCache::put(std::string_view tag, std::span<const CacheEntry> entrie
       throw InputError(fmt::format("old-logit cache: entry {} has a {}-d embedding, the cache holds {}-d", e.key, e.embedding.size(), m.dim));
     }
     for (const float v : e.old_logits) {
-      if (!std::isfinite(v)) throw InputError(fmt::format("old-logit cache: entry {} has a logit that is not finite ({})", e.key, v));
+      if (!std::isfinite(v))
+        throw InputError(fmt::format("old-logit cache: entry {} has a logit that is not finite ({})", e.key, v));
     }
     for (const float v : e.embedding) {
-      if (!std::isfinite(v)) throw InputError(fmt::format("old-logit cache: entry {} has an embedding value that is not finite ({})", e.key, v));
+      if (!std::isfinite(v))
+        throw InputError(
+            fmt::format("old-logit cache: entry {} has an embedding value that is not finite ({})", e.key, v));
     }
   }
   std::int64_t version_id = 0;

@@ -37,7 +37,9 @@ struct CacheAddArgs {
   data::ColumnSpec columns;
 };
 
-cache::IntegrityCheck check_of(bool full) { return full ? cache::IntegrityCheck::kFull : cache::IntegrityCheck::kQuick; }
+cache::IntegrityCheck check_of(bool full) {
+  return full ? cache::IntegrityCheck::kFull : cache::IntegrityCheck::kQuick;
+}
 
 int run_cache_add(const CacheAddArgs& a) {
   if (a.embeddings.empty() == a.model.empty()) throw ConfigError("cache add: give exactly one of --embeddings FILE or --model DIR");
@@ -101,8 +103,8 @@ int run_cache_info(const std::string& path, bool full_check) {
   co.read_only = true;
   co.check = check_of(full_check);
   const auto c = cache::OldLogitCache::open(path, co);
-  fmt::print("{}: old-logit cache, {} labels, {}-d embeddings; integrity: ok (SQLite {})\n", path, c->num_labels(), c->dim(),
-             full_check ? "integrity_check" : "quick_check");
+  fmt::print("{}: old-logit cache, {} labels, {}-d embeddings; integrity: ok (SQLite {})\n", path, c->num_labels(),
+             c->dim(), full_check ? "integrity_check" : "quick_check");
   const auto versions = c->versions();
   if (versions.empty()) fmt::print("  no versions yet\n");
   for (std::size_t i = 0; i < versions.size(); ++i) {
@@ -128,7 +130,8 @@ void add_cache_commands(CLI::App& app, Runner& run) {
   add->add_option("--version", a->version, "Legacy version tag of these logits")->capture_default_str();
   add->add_option("--embedding-space", a->embedding_space, "Name of the embeddings' space (default: from --model)");
   add->add_option("--batch", a->batch, "Entries per transaction")->capture_default_str()->check(CLI::PositiveNumber);
-  add->add_flag("--full-check", a->full_check, "Check an existing cache with SQLite's full integrity_check (default: quick_check)");
+  add->add_flag("--full-check", a->full_check,
+                "Check an existing cache with SQLite's full integrity_check (default: quick_check)");
   add_column_options(add, a->columns);
   add->callback([&run, a] { run = [a] { return run_cache_add(*a); }; });
   auto path = std::make_shared<std::string>();

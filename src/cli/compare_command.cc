@@ -85,8 +85,9 @@ void add_compare_command(CLI::App& app, Runner& run) {
                   "CSV/TSV/JSONL path");
   add_column_options(cmd, args->columns);
   cmd->add_option("--label-names", args->label_names, "Comma-separated label set, in score-column order, when no --data gives it");
-  cmd->add_flag("--unknown-preds-wrong", args->unknown_preds_wrong,
-                "Count a predicted label outside the task's label set as wrong (default: an error naming it and its line)");
+  cmd->add_flag(
+      "--unknown-preds-wrong", args->unknown_preds_wrong,
+      "Count a predicted label outside the task's label set as wrong (default: an error naming it and its line)");
   cmd->add_option("--format", args->format, "text, json, markdown or html")->capture_default_str();
   cmd->add_option("--out", args->out, "Write the report here (atomically) instead of stdout");
   cmd->add_option("--fail-if", args->fail_if, "Exit 1 when a check holds, e.g. nfr>0.02 or btc<0.97 (repeatable)");

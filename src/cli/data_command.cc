@@ -63,11 +63,15 @@ void add_data_command(CLI::App& app, Runner& run) {
 }
 
 void add_column_options(CLI::App* cmd, data::ColumnSpec& columns) {
-  cmd->add_option("--text-column", columns.text, "Text column of a generic CSV/TSV/JSONL dataset")->capture_default_str();
+  cmd->add_option("--text-column", columns.text, "Text column of a generic CSV/TSV/JSONL dataset")
+      ->capture_default_str();
   cmd->add_option("--text-pair-column", columns.text_pair, "Second text column of a generic dataset (pair tasks)");
   cmd->add_option("--label-column", columns.label, "Label column of a generic dataset")->capture_default_str();
-  auto* id = cmd->add_option("--id-column", columns.id, "Id column of a generic dataset (default: 'id' when there is one, else content hashes)");
-  cmd->add_flag("--hash-ids", columns.hash_ids, "Ids of a generic dataset are content hashes of the texts, even with an 'id' column")->excludes(id);
+  auto* id = cmd->add_option("--id-column", columns.id,
+                             "Id column of a generic dataset (default: 'id' when there is one, else content hashes)");
+  cmd->add_flag("--hash-ids", columns.hash_ids,
+                "Ids of a generic dataset are content hashes of the texts, even with an 'id' column")
+      ->excludes(id);
 }
 
 }  // namespace flipless::cli

@@ -1,10 +1,11 @@
 #include "flipless/compare/compare.h"
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
-#include <fmt/format.h>
-#include <fmt/ranges.h>
 #include <optional>
 #include <set>
 #include <string_view>
@@ -55,7 +56,8 @@ constexpr std::string_view kUnknownLabel = "<not a label of the task>";
 // `unknown_preds_wrong` a class of its own that is never the true one.
 class LabelResolver {
  public:
-  LabelResolver(const PredictionFile& old_file, const PredictionFile& new_file, std::vector<std::string> names, bool unknown_preds_wrong)
+  LabelResolver(const PredictionFile& old_file, const PredictionFile& new_file, std::vector<std::string> names,
+                bool unknown_preds_wrong)
       : names_(std::move(names)) {
     const PredictionFile* files[] = {&old_file, &new_file};
     if (names_.empty()) {
@@ -74,10 +76,11 @@ class LabelResolver {
           const std::string& tok = f->tokens[t];
           if (truth.contains(tok) || as_index(tok) || used_in(f->labels, t)) continue;
           if (!unknown_preds_wrong) {
-            throw InputError(fmt::format("{}:{}: field 'pred': label '{}' is not a label of the task [{}] (the true labels' set); "
-                                         "pass --label-names when the task has more labels, or --unknown-preds-wrong to count such "
-                                         "predictions as wrong",
-                                         f->source, first_pred_use(*f, -1 - static_cast<std::int32_t>(t)), tok, fmt::join(truth, ", ")));
+            throw InputError(fmt::format(
+                "{}:{}: field 'pred': label '{}' is not a label of the task [{}] (the true labels' set); "
+                "pass --label-names when the task has more labels, or --unknown-preds-wrong to count such "
+                "predictions as wrong",
+                f->source, first_pred_use(*f, -1 - static_cast<std::int32_t>(t)), tok, fmt::join(truth, ", ")));
           }
           if (const auto at = std::find(names_.begin(), names_.end(), tok); at != names_.end()) names_.erase(at);
         }
@@ -105,9 +108,10 @@ class LabelResolver {
           map.push_back(static_cast<std::int32_t>(known));
         } else {
           const auto [line, field] = first_use(*f, -1 - static_cast<std::int32_t>(t));
-          throw InputError(fmt::format("{}:{}: field '{}': label '{}' is not in the label set [{}]{}", f->source, line, field, tok,
-                                       fmt::join(names_.begin(), names_.begin() + static_cast<std::ptrdiff_t>(known), ", "),
-                                       field == "pred" ? "; pass --unknown-preds-wrong to count such predictions as wrong" : ""));
+          throw InputError(
+              fmt::format("{}:{}: field '{}': label '{}' is not in the label set [{}]{}", f->source, line, field, tok,
+                          fmt::join(names_.begin(), names_.begin() + static_cast<std::ptrdiff_t>(known), ", "),
+                          field == "pred" ? "; pass --unknown-preds-wrong to count such predictions as wrong" : ""));
         }
       }
       maps_.push_back(std::move(map));
@@ -173,7 +177,8 @@ Comparison compare_predictions(const PredictionFile& old_file, const PredictionF
   Comparison out;
   out.old_source = old_file.source;
   out.new_source = new_file.source;
-  const LabelResolver labels(old_file, new_file, dataset ? dataset->label_names : options.label_names, options.unknown_preds_wrong);
+  const LabelResolver labels(old_file, new_file, dataset ? dataset->label_names : options.label_names,
+                             options.unknown_preds_wrong);
   out.label_names = labels.names();
 
   // Join by id, in the old file's order.

@@ -1,11 +1,12 @@
 #include "flipless/data/predictions.h"
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <limits>
-#include <fmt/format.h>
-#include <fmt/ranges.h>
 #include <optional>
 #include <string_view>
 #include <unordered_map>

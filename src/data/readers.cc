@@ -39,7 +39,8 @@ Dataset read_delimited(const core::InputFile& file, char delimiter, bool quoting
     const std::size_t label = columns.label.empty() ? none : column_index(header, columns.label, source);
     // An "id" column is the id unless told otherwise (prediction files carry ids by that name).
     std::string id_name = columns.id;
-    if (id_name.empty() && !columns.hash_ids && std::find(header.begin(), header.end(), "id") != header.end()) id_name = "id";
+    if (id_name.empty() && !columns.hash_ids && std::find(header.begin(), header.end(), "id") != header.end())
+      id_name = "id";
     const std::size_t id = id_name.empty() ? none : column_index(header, id_name, source);
     detail::DatasetBuilder builder(source, columns.label_names, label != none);
     while (reader.next(fields)) {
@@ -51,8 +52,8 @@ Dataset read_delimited(const core::InputFile& file, char delimiter, bool quoting
       std::string row_id = id == none ? std::string() : fields[id];
       builder.add(reader.line(), std::move(row_id), std::move(fields[text]),
                   pair == none ? std::nullopt : std::optional<std::string>(std::move(fields[pair])),
-                  label == none ? std::string() : std::move(fields[label]), id_name, columns.text,
-                  columns.text_pair, columns.label);
+                  label == none ? std::string() : std::move(fields[label]), id_name, columns.text, columns.text_pair,
+                  columns.label);
     }
     return std::move(builder).finish(source);
   } catch (const detail::DelimitedSyntaxError& e) {
@@ -97,8 +98,9 @@ Dataset read_jsonl(const core::InputFile& file, const ColumnSpec& columns) {
       first_line = n;
       if (id_name.empty() && !columns.hash_ids && row.find("id") != nullptr) id_name = "id";
     } else if (id_name.empty() && !columns.hash_ids && row.find("id") != nullptr) {
-      throw InputError(fmt::format("{}:{}: field 'id': present here but not on line {}; give every row an id, or pass --hash-ids", source,
-                                   n, first_line));
+      throw InputError(
+          fmt::format("{}:{}: field 'id': present here but not on line {}; give every row an id, or pass --hash-ids",
+                      source, n, first_line));
     }
     std::string id = id_name.empty() ? std::string() : json_field_text(row.find(id_name), id_name, true, source, n);
     std::string text = json_field_text(row.find(columns.text), columns.text, false, source, n);
@@ -124,7 +126,8 @@ TableFormat format_from_path(const std::filesystem::path& path) {
 
 Dataset read_table(const core::InputFile& file, TableFormat format, const ColumnSpec& columns) {
   if (columns.text.empty()) throw ConfigError("the text column name must not be empty");
-  if (!columns.id.empty() && columns.hash_ids) throw ConfigError("an id column and content-hash ids exclude each other: give one");
+  if (!columns.id.empty() && columns.hash_ids)
+    throw ConfigError("an id column and content-hash ids exclude each other: give one");
   switch (format) {
     case TableFormat::kCsv: return read_delimited(file, ',', true, columns);
     case TableFormat::kTsv: return read_delimited(file, '\t', false, columns);

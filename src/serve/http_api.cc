@@ -1,5 +1,9 @@
 #include "flipless/serve/http_api.h"
 
+#include <fmt/format.h>
+
+#include <array>
+#include <atomic>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -9,19 +13,15 @@
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <fmt/format.h>
-#include <nlohmann/json.hpp>
-
-#include <array>
-#include <atomic>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <deque>
-#include <cmath>
 #include <functional>
 #include <limits>
 #include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <thread>
 #include <unordered_map>
@@ -37,15 +37,20 @@ void ServerOptions::validate() const {
   if (threads == 0) throw ConfigError("threads must be positive");
   if (max_batch == 0) throw ConfigError("max_batch must be positive");
   if (max_wait_us < 0) throw ConfigError("max_wait_us must not be negative");
-  if (max_body_bytes == 0 || max_header_bytes == 0 || max_inputs == 0 || max_text_bytes == 0) throw ConfigError("size limits must be positive");
-  if (max_connections == 0 || max_keepalive_requests == 0) throw ConfigError("max_connections and max_keepalive_requests must be positive");
+  if (max_body_bytes == 0 || max_header_bytes == 0 || max_inputs == 0 || max_text_bytes == 0)
+    throw ConfigError("size limits must be positive");
+  if (max_connections == 0 || max_keepalive_requests == 0)
+    throw ConfigError("max_connections and max_keepalive_requests must be positive");
   using Limit = std::pair<const char*, double>;
-  for (const auto& [name, value] : {Limit{"idle_timeout_s", idle_timeout_s}, Limit{"request_timeout_s", request_timeout_s},
-                                    Limit{"write_timeout_s", write_timeout_s}, Limit{"drain_timeout_s", drain_timeout_s}}) {
-    if (!(value > 0 && value <= 86400)) throw ConfigError(fmt::format("{} must be in (0, 86400] seconds, got {}", name, value));
+  for (const auto& [name, value] :
+       {Limit{"idle_timeout_s", idle_timeout_s}, Limit{"request_timeout_s", request_timeout_s},
+        Limit{"write_timeout_s", write_timeout_s}, Limit{"drain_timeout_s", drain_timeout_s}}) {
+    if (!(value > 0 && value <= 86400))
+      throw ConfigError(fmt::format("{} must be in (0, 86400] seconds, got {}", name, value));
   }
   for (const char c : auth_token) {
-    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) throw ConfigError("the auth token must be printable ASCII without spaces");
+    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f)
+      throw ConfigError("the auth token must be printable ASCII without spaces");
   }
 }
 
@@ -159,7 +164,9 @@ struct Metrics {
     out += fmt::format("flipless_model_batches_total {}\n", batches.load());
     out += "# HELP flipless_model_batch_inputs_total Inputs run through the model.\n# TYPE flipless_model_batch_inputs_total counter\n";
     out += fmt::format("flipless_model_batch_inputs_total {}\n", batch_inputs.load());
-    out += "# HELP flipless_http_requests_in_flight Requests received and not yet answered.\n# TYPE flipless_http_requests_in_flight gauge\n";
+    out +=
+        "# HELP flipless_http_requests_in_flight Requests received and not yet answered.\n# TYPE "
+        "flipless_http_requests_in_flight gauge\n";
     out += fmt::format("flipless_http_requests_in_flight {}\n", in_flight.load());
     return out;
   }
@@ -251,8 +258,9 @@ class Batcher {
         auto all = predict(inputs);
         std::size_t offset = 0;
         for (auto& j : jobs) {
-          std::vector<Prediction> mine(std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(offset)),
-                                       std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(offset + j.inputs.size())));
+          std::vector<Prediction> mine(
+              std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(offset)),
+              std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(offset + j.inputs.size())));
           offset += j.inputs.size();
           finish(j, std::move(mine));
         }
@@ -293,7 +301,9 @@ using Response = http::response<http::string_body>;
 
 std::string error_body(std::string_view message) { return json{{"error", message}}.dump(); }
 
-std::chrono::milliseconds millis(double seconds) { return std::chrono::milliseconds(static_cast<std::int64_t>(std::ceil(seconds * 1000))); }
+std::chrono::milliseconds millis(double seconds) {
+  return std::chrono::milliseconds(static_cast<std::int64_t>(std::ceil(seconds * 1000)));
+}
 
 // Equal strings, in time independent of where they differ (the auth token).
 bool same_secret(std::string_view a, std::string_view b) {
@@ -381,7 +391,8 @@ class Session : public std::enable_shared_from_this<Session> {
     handler_ = "other";
     if (buffer_.size() > 0) return read_header();  // a pipelined request is already here
     // Idle between requests: wait for the next one's first byte at most idle_timeout_s.
-    stream_.expires_after(millis(shared_.stopping ? std::min(1.0, options().idle_timeout_s) : options().idle_timeout_s));
+    stream_.expires_after(
+        millis(shared_.stopping ? std::min(1.0, options().idle_timeout_s) : options().idle_timeout_s));
     stream_.async_read_some(buffer_.prepare(4096), [self = shared_from_this()](beast::error_code ec, std::size_t n) {
       self->buffer_.commit(n);
       if (ec || n == 0) return self->close();
@@ -412,8 +423,8 @@ class Session : public std::enable_shared_from_this<Session> {
     // A timeout has closed the socket already (request_timeout_s: a client too slow to send its
     // request); a client that went away or a stop needs no answer either.
     if (ec == beast::error::timeout || ec == http::error::end_of_stream || ec == http::error::partial_message ||
-        ec == net::error::operation_aborted || ec == net::error::connection_reset || ec == net::error::eof || !parser_ ||
-        !parser_->got_some()) {
+        ec == net::error::operation_aborted || ec == net::error::connection_reset || ec == net::error::eof ||
+        !parser_ || !parser_->got_some()) {
       return close();
     }
     // Malformed HTTP: the parser's reason, then close (the stream's framing is lost).
@@ -443,20 +454,25 @@ class Session : public std::enable_shared_from_this<Session> {
     if (!known) {
       refusal_ = Refusal{http::status::not_found, error_body(kNoSuchEndpoint), {}};
     } else if (req.method() != want) {
-      refusal_ = Refusal{http::status::method_not_allowed, error_body(fmt::format("{} takes {} only", path, allowed)), {{http::field::allow, allowed}}};
+      refusal_ = Refusal{http::status::method_not_allowed,
+                         error_body(fmt::format("{} takes {} only", path, allowed)),
+                         {{http::field::allow, allowed}}};
     } else if (!options().auth_token.empty() && path != "/healthz") {
       const auto given = req[http::field::authorization];
       const std::string_view value(given.data(), given.size());
       constexpr std::string_view kBearer = "Bearer ";
-      if (value.size() <= kBearer.size() || !beast::iequals(beast::string_view(value.data(), kBearer.size()), "Bearer ") ||
+      if (value.size() <= kBearer.size() ||
+          !beast::iequals(beast::string_view(value.data(), kBearer.size()), "Bearer ") ||
           !same_secret(value.substr(kBearer.size()), options().auth_token)) {
-        refusal_ = Refusal{http::status::unauthorized, error_body("missing or wrong bearer token (Authorization: Bearer <token>)"),
+        refusal_ = Refusal{http::status::unauthorized,
+                           error_body("missing or wrong bearer token (Authorization: Bearer <token>)"),
                            {{http::field::www_authenticate, "Bearer"}}};
       }
     }
     if (const auto length = parser_->content_length(); length && *length > options().max_body_bytes) {
-      return respond(http::status::payload_too_large,
-                     error_body(fmt::format("request body: {} bytes, the limit is {}", *length, options().max_body_bytes)), true);
+      return respond(
+          http::status::payload_too_large,
+          error_body(fmt::format("request body: {} bytes, the limit is {}", *length, options().max_body_bytes)), true);
     }
     parser_->body_limit(options().max_body_bytes);  // counted while a chunked body is read
     if (parser_->is_done()) return handle();
@@ -475,7 +491,8 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void read_body() {
-    stream_.expires_after(millis(std::max(0.001, options().request_timeout_s - std::chrono::duration<double>(Clock::now() - started_).count())));
+    stream_.expires_after(millis(
+        std::max(0.001, options().request_timeout_s - std::chrono::duration<double>(Clock::now() - started_).count())));
     http::async_read(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
       if (ec) return self->read_failed(ec);
       self->handle();
@@ -488,7 +505,9 @@ class Session : public std::enable_shared_from_this<Session> {
     if (refusal_) return respond(refusal_->status, std::move(refusal_->body), false, std::move(refusal_->extra));
     if (handler_ == "/healthz") {
       return respond(http::status::ok,
-                     json{{"status", "ok"}, {"model", s.predictor->model_name()}, {"labels", s.predictor->label_names()},
+                     json{{"status", "ok"},
+                          {"model", s.predictor->model_name()},
+                          {"labels", s.predictor->label_names()},
                           {"cache_version", s.predictor->lookup_version()}}
                          .dump(),
                      false);
@@ -507,7 +526,8 @@ class Session : public std::enable_shared_from_this<Session> {
       return respond(http::status::bad_request, error_body(e.what()), false);
     }
     parser_->get().body().clear();
-    s.batcher->submit(std::move(inputs), [self = shared_from_this()](std::vector<Prediction> predictions, std::exception_ptr failure) {
+    s.batcher->submit(std::move(inputs), [self = shared_from_this()](std::vector<Prediction> predictions,
+                                                                     std::exception_ptr failure) {
       net::post(self->stream_.get_executor(), [self, predictions = std::move(predictions), failure]() mutable {
         self->answer(std::move(predictions), failure);
       });
@@ -542,16 +562,19 @@ class Session : public std::enable_shared_from_this<Session> {
   // Writes one response; closes afterwards when `close_after` (the rest of the request was not
   // read, or the stream is broken), when the client asked to, at the keep-alive limit, or when
   // the server is stopping. Counted in the metrics under the request's handler.
-  void respond(http::status status, std::string body, bool close_after, std::vector<std::pair<http::field, std::string>> extra = {},
+  void respond(http::status status, std::string body, bool close_after,
+               std::vector<std::pair<http::field, std::string>> extra = {},
                std::string_view content_type = "application/json") {
     busy_ = true;
     ++served_;
     if (in_flight_) --shared_.metrics.in_flight;
     in_flight_ = false;
     const unsigned version = parser_ && parser_->is_header_done() ? parser_->get().version() : 11;
-    const bool keep_alive = !close_after && parser_ && parser_->is_header_done() && parser_->get().keep_alive() && !shared_.stopping &&
-                            served_ < options().max_keepalive_requests;
-    if (!counted_) shared_.metrics.request(handler_, static_cast<int>(status), std::chrono::duration<double>(Clock::now() - started_).count());
+    const bool keep_alive = !close_after && parser_ && parser_->is_header_done() && parser_->get().keep_alive() &&
+                            !shared_.stopping && served_ < options().max_keepalive_requests;
+    if (!counted_)
+      shared_.metrics.request(handler_, static_cast<int>(status),
+                              std::chrono::duration<double>(Clock::now() - started_).count());
     counted_ = false;
     auto res = std::make_shared<Response>(status, version);
     res->set(http::field::server, "flipless");
@@ -592,8 +615,8 @@ class Session : public std::enable_shared_from_this<Session> {
   std::string handler_ = "other";
   Clock::time_point started_ = Clock::now();
   std::size_t served_ = 0;
-  bool busy_ = false;     // a request is being answered
-  bool counted_ = false;  // the handler counted its own request
+  bool busy_ = false;       // a request is being answered
+  bool counted_ = false;    // the handler counted its own request
   bool in_flight_ = false;  // counted in the in-flight gauge
   std::optional<Refusal> refusal_;
   std::array<char, 16384> scratch_{};
@@ -629,8 +652,10 @@ struct Server::Impl {
           refused = shared.stopping || shared.sessions.size() >= shared.options.max_connections;
           shared.sessions.emplace(session.get(), session);
         }
-        if (refused) session->refuse();
-        else session->start();
+        if (refused)
+          session->refuse();
+        else
+          session->start();
       }
       accept();
     });
@@ -688,7 +713,8 @@ struct Server::Impl {
   }
 };
 
-Server::Server(std::shared_ptr<const CompatiblePredictor> predictor, ServerOptions options) : impl_(std::make_unique<Impl>()) {
+Server::Server(std::shared_ptr<const CompatiblePredictor> predictor, ServerOptions options)
+    : impl_(std::make_unique<Impl>()) {
   options.validate();
   auto& s = impl_->shared;
   s.predictor = std::move(predictor);

@@ -77,16 +77,20 @@ std::string space_of(const json& card, const fs::path& model_dir) {
 void check_max_length(const json& card, const fs::path& model_dir) {
   if (!card.contains("max_length")) return;
   fs::path config;
-  if (card.value("kind", "") == "frozen-head" && card.contains("base_model")) config = fs::path(card.at("base_model").get<std::string>()) / "config.json";
-  else config = model_dir / "encoder" / "config.json";
+  if (card.value("kind", "") == "frozen-head" && card.contains("base_model"))
+    config = fs::path(card.at("base_model").get<std::string>()) / "config.json";
+  else
+    config = model_dir / "encoder" / "config.json";
   if (!fs::exists(config)) return;  // not an encoder model (fastText has no positions)
   const auto encoder = nn::BertConfig::from_json_file(config);
   // RoBERTa's positions start after its padding index (as the encoder counts them).
-  const std::int64_t positions = encoder.max_position_embeddings - (encoder.model_type == "roberta" ? encoder.pad_token_id + 1 : 0);
+  const std::int64_t positions =
+      encoder.max_position_embeddings - (encoder.model_type == "roberta" ? encoder.pad_token_id + 1 : 0);
   const auto& field = card.at("max_length");
   if (!field.is_number_integer() || field.get<std::int64_t>() < 2 || field.get<std::int64_t>() > positions) {
-    throw ModelError(fmt::format("{}: field 'max_length': {} tokens, but the encoder ({}) has {} positions; set it to at most {}",
-                                 (model_dir / train::kModelCardName).string(), field.dump(), config.string(), positions, positions));
+    throw ModelError(
+        fmt::format("{}: field 'max_length': {} tokens, but the encoder ({}) has {} positions; set it to at most {}",
+                    (model_dir / train::kModelCardName).string(), field.dump(), config.string(), positions, positions));
   }
 }
 

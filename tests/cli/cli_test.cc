@@ -1,7 +1,7 @@
 // Runs the built `flipless` binary as a user would: exit codes, one-line errors, --help for
 // every subcommand, and the README's main command on the bundled example.
-#include <gtest/gtest.h>
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -11,13 +11,13 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
-#include <thread>
-#include <vector>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "../unit/test_util.h"
 
@@ -124,13 +124,17 @@ TEST(Cli, CacheAddAndInfoOnHostileFiles) {
   TempDir dir;
   std::string data, old, emb;
   for (int i = 0; i < 3000; ++i) {
-    data += "{\"id\": \"r" + std::to_string(i) + "\", \"text\": \"sentence number " + std::to_string(i) + "\", \"label\": " + std::to_string(i % 2) + "}\n";
+    data += "{\"id\": \"r" + std::to_string(i) + "\", \"text\": \"sentence number " + std::to_string(i) +
+            "\", \"label\": " + std::to_string(i % 2) + "}\n";
     old += "{\"id\": \"r" + std::to_string(i) + "\", \"logits\": [" + std::to_string(i % 7) + ", 1]}\n";
-    emb += "{\"id\": \"r" + std::to_string(i) + "\", \"pred\": 0, \"embedding\": [" + std::to_string(i) + ", 1, 2, 3, 4, 5, 6, 7]}\n";
+    emb += "{\"id\": \"r" + std::to_string(i) + "\", \"pred\": 0, \"embedding\": [" + std::to_string(i) +
+           ", 1, 2, 3, 4, 5, 6, 7]}\n";
   }
-  const auto data_file = dir.write("data.jsonl", data), old_file = dir.write("old.jsonl", old), emb_file = dir.write("emb.jsonl", emb);
+  const auto data_file = dir.write("data.jsonl", data), old_file = dir.write("old.jsonl", old),
+             emb_file = dir.write("emb.jsonl", emb);
   const auto cache = dir.path() / "c.sqlite";
-  const std::string add = "cache add '" + cache.string() + "' --data '" + data_file.string() + "' --embeddings '" + emb_file.string() + "' --old ";
+  const std::string add = "cache add '" + cache.string() + "' --data '" + data_file.string() + "' --embeddings '" +
+                          emb_file.string() + "' --old ";
   // The dataset's "id" column is its id, as in the prediction files.
   Result r = run(dir, add + "'" + old_file.string() + "'");
   ASSERT_EQ(r.code, 0) << r.err;
@@ -140,15 +144,19 @@ TEST(Cli, CacheAddAndInfoOnHostileFiles) {
   EXPECT_NE(r.out.find("integrity: ok (SQLite integrity_check)"), std::string::npos) << r.out;
   expect_user_error(run(dir, add + "'" + old_file.string() + "' --hash-ids"), "no row with id");
   // Logits past float's range: the file, line and field.
-  const auto huge = dir.write("huge.jsonl", "{\"id\": \"r0\", \"logits\": [0, 1]}\n{\"id\": \"r1\", \"logits\": [1e39, 0]}\n");
+  const auto huge =
+      dir.write("huge.jsonl", "{\"id\": \"r0\", \"logits\": [0, 1]}\n{\"id\": \"r1\", \"logits\": [1e39, 0]}\n");
   expect_user_error(run(dir, add + "'" + huge.string() + "' --version v2"),
                     huge.string() + ":2: field 'logits': scores must be finite 32-bit floats, found 1e+39");
   // Another SQLite database: refused, and left as it was.
   const auto other = dir.path() / "other.sqlite";
-  ASSERT_EQ(std::system(("python3 -c \"import sqlite3; c = sqlite3.connect('" + other.string() + "'); c.execute('CREATE TABLE t(x)'); c.commit()\"").c_str()), 0);
+  ASSERT_EQ(std::system(("python3 -c \"import sqlite3; c = sqlite3.connect('" + other.string() +
+                         "'); c.execute('CREATE TABLE t(x)'); c.commit()\"")
+                            .c_str()),
+            0);
   const auto size = std::filesystem::file_size(other);
-  expect_user_error(run(dir, "cache add '" + other.string() + "' --data '" + data_file.string() + "' --embeddings '" + emb_file.string() +
-                                 "' --old '" + old_file.string() + "'"),
+  expect_user_error(run(dir, "cache add '" + other.string() + "' --data '" + data_file.string() + "' --embeddings '" +
+                                 emb_file.string() + "' --old '" + old_file.string() + "'"),
                     "not a flipless old-logit cache (an SQLite database with tables t); nothing was written");
   EXPECT_EQ(std::filesystem::file_size(other), size);
   expect_user_error(run(dir, "cache info '" + other.string() + "'"), "not a flipless old-logit cache");
@@ -159,7 +167,8 @@ TEST(Cli, CacheAddAndInfoOnHostileFiles) {
     f.seekp(static_cast<std::streamoff>(pages / 2 * 4096));
     f.write(std::string(64, '\x5a').data(), 64);
   }
-  expect_user_error(run(dir, "cache info '" + cache.string() + "'"), "old-logit cache is damaged (SQLite quick_check: ");
+  expect_user_error(run(dir, "cache info '" + cache.string() + "'"),
+                    "old-logit cache is damaged (SQLite quick_check: ");
   expect_user_error(run(dir, add + "'" + old_file.string() + "' --version v3"), "old-logit cache is damaged");
 }
 #endif
@@ -167,11 +176,13 @@ TEST(Cli, CacheAddAndInfoOnHostileFiles) {
 // Issue 14, 15: a predicted label the task does not have.
 TEST(Cli, ComparePredictionsWithALabelOutsideTheTask) {
   TempDir dir;
-  const auto old_file = dir.write("old.jsonl", "{\"id\":\"a\",\"label\":1,\"pred\":1}\n{\"id\":\"b\",\"label\":0,\"pred\":0}\n");
+  const auto old_file =
+      dir.write("old.jsonl", "{\"id\":\"a\",\"label\":1,\"pred\":1}\n{\"id\":\"b\",\"label\":0,\"pred\":0}\n");
   const auto new_file = dir.write("new.jsonl", "{\"id\":\"a\",\"pred\":1}\n{\"id\":\"b\",\"pred\":\"positive\"}\n");
   expect_user_error(run(dir, "compare '" + old_file.string() + "' '" + new_file.string() + "'"),
                     new_file.string() + ":2: field 'pred': label 'positive' is not a label of the task [0, 1]");
-  const Result r = run(dir, "compare '" + old_file.string() + "' '" + new_file.string() + "' --unknown-preds-wrong --format json");
+  const Result r =
+      run(dir, "compare '" + old_file.string() + "' '" + new_file.string() + "' --unknown-preds-wrong --format json");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("<not a label of the task>"), std::string::npos) << r.out;
 }
@@ -354,8 +365,9 @@ TEST(CliTrain, FastTextFrozenAndFineTunedModelsTrainPredictAndCompare) {
   for (const char* method : {"gated_fusion", "distillation"}) {
     const auto method_dir = dir.path() / method;
     // --max-length 64: the tiny BERT's positions (serve refuses a card that asks for more).
-    r = run(dir, "train --model '" + tiny + "' --frozen --layers 1 --epochs 2 --lr 0.01 --max-length 64 --cache '" + (dir.path() / "cache").string() +
-                 "' --method " + method + " --old '" + old_dir.string() + "'" + data + " --out '" + method_dir.string() + "'");
+    r = run(dir, "train --model '" + tiny + "' --frozen --layers 1 --epochs 2 --lr 0.01 --max-length 64 --cache '" +
+                     (dir.path() / "cache").string() + "' --method " + method + " --old '" + old_dir.string() + "'" +
+                     data + " --out '" + method_dir.string() + "'");
     ASSERT_EQ(r.code, 0) << method << ": " << r.err;
     const std::string dev_file = slurp(method_dir / "predictions/dev.jsonl");
     EXPECT_EQ(dev_file.find("\"gate\":") != std::string::npos, std::string(method) == "gated_fusion") << method;

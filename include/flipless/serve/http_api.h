@@ -39,18 +39,18 @@ struct ServerOptions {
   std::size_t threads = 2;              // I/O event loops (the model runs on its own thread)
   std::size_t max_batch = 64;           // inputs per model call
   int max_wait_us = 2000;               // how long a batch waits for more inputs
-  std::size_t max_body_bytes = 1 << 20; // larger bodies get 413, refused while reading
-  std::size_t max_header_bytes = 16384; // larger request heads get 431
+  std::size_t max_body_bytes = 1 << 20;  // larger bodies get 413, refused while reading
+  std::size_t max_header_bytes = 16384;  // larger request heads get 431
   std::size_t max_inputs = 256;         // inputs per request; more get 413
   std::size_t max_text_bytes = 20000;   // bytes per text; longer get 413
   std::size_t max_connections = 512;    // open connections; more are answered 503 and closed
   std::size_t max_keepalive_requests = 1000;  // requests per connection, then it is closed
-  double idle_timeout_s = 5;            // a keep-alive connection idle this long is closed
-  double request_timeout_s = 10;        // a request (head and body) must arrive within this
-  double write_timeout_s = 10;          // a client must take a response within this
-  double drain_timeout_s = 10;          // stop(): how long requests already received may take
-  std::string auth_token;               // non-empty: every request but /healthz needs
-                                        // "Authorization: Bearer <auth_token>" (else 401)
+  double idle_timeout_s = 5;                  // a keep-alive connection idle this long is closed
+  double request_timeout_s = 10;              // a request (head and body) must arrive within this
+  double write_timeout_s = 10;                // a client must take a response within this
+  double drain_timeout_s = 10;                // stop(): how long requests already received may take
+  std::string auth_token;                     // non-empty: every request but /healthz needs
+                                              // "Authorization: Bearer <auth_token>" (else 401)
   void validate() const;                // throws ConfigError
 };
 

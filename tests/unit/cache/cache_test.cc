@@ -1,7 +1,9 @@
 // The old-logit cache: keys, the vector indexes (HNSW against the exact oracle), the SQLite
 // store (look-up paths, versions, persistence, corrupt files) and durability under SIGKILL.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -9,6 +11,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <set>
 
@@ -18,10 +21,6 @@
 #include "flipless/cache/vector_index.h"
 #include "flipless/core/error.h"
 #include "flipless/data/predictions.h"
-
-#include <fmt/format.h>
-#include <nlohmann/json.hpp>
-#include <sqlite3.h>
 
 namespace flipless::cache {
 namespace {
@@ -306,7 +305,8 @@ std::string sql(const std::filesystem::path& path, const std::string& statement)
   sqlite3_stmt* s = nullptr;
   EXPECT_EQ(sqlite3_prepare_v2(raw, statement.c_str(), -1, &s, nullptr), SQLITE_OK) << sqlite3_errmsg(raw);
   std::string out;
-  if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_text(s, 0) != nullptr) out = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
+  if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_text(s, 0) != nullptr)
+    out = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
   while (sqlite3_step(s) == SQLITE_ROW) {
   }
   sqlite3_finalize(s);
@@ -319,14 +319,17 @@ TEST(OldLogitCache, OtherSqliteDatabasesAreRefusedUntouched) {
   const auto other = dir.path() / "other.sqlite";
   sql(other, "CREATE TABLE t(x)");
   const auto before = std::filesystem::file_size(other);
-  EXPECT_EQ(error_of<IoError>([&] { OldLogitCache::open(other, sized(2, 2)); }),
-            other.string() + ": not a flipless old-logit cache (an SQLite database with tables t); nothing was written");
+  EXPECT_EQ(
+      error_of<IoError>([&] { OldLogitCache::open(other, sized(2, 2)); }),
+      other.string() + ": not a flipless old-logit cache (an SQLite database with tables t); nothing was written");
   EXPECT_EQ(sql(other, "SELECT group_concat(name) FROM sqlite_schema"), "t");
   EXPECT_EQ(std::filesystem::file_size(other), before);
   const auto app = dir.path() / "app.sqlite";
   sql(app, "PRAGMA application_id = 1234");
   EXPECT_EQ(error_of<IoError>([&] { OldLogitCache::open(app, sized(2, 2)); }),
-            app.string() + ": not a flipless old-logit cache (an SQLite database of another application, id 0x4d2); nothing was written");
+            app.string() +
+                ": not a flipless old-logit cache (an SQLite database of another application, id 0x4d2); nothing was "
+                "written");
   // A new cache carries the mark; one written before it (application_id 0) is read as it is
   // and marked when opened for writing.
   const auto path = dir.path() / "cache.sqlite";
@@ -347,7 +350,8 @@ TEST(OldLogitCache, DamagedFilesAreRefusedOnOpen) {
   std::vector<CacheEntry> entries;
   const auto emb = random_vectors(2000, 64, 5);
   for (int i = 0; i < 2000; ++i) {
-    entries.push_back(entry(fmt::format("text {}", i), {float(i), 0}, std::vector<float>(emb.begin() + i * 64, emb.begin() + (i + 1) * 64)));
+    entries.push_back(entry(fmt::format("text {}", i), {float(i), 0},
+                            std::vector<float>(emb.begin() + i * 64, emb.begin() + (i + 1) * 64)));
   }
   OldLogitCache::open(path, sized(2, 64))->put("v1", entries);  // closed: checkpointed into the file
   CacheOptions full = read_only();
@@ -367,7 +371,8 @@ TEST(OldLogitCache, DamagedFilesAreRefusedOnOpen) {
     o.read_only = !writable;
     const auto message = error_of<IoError>([&] { OldLogitCache::open(path, o); });
     EXPECT_EQ(message.rfind(path.string() + ": old-logit cache is damaged (SQLite quick_check: ", 0), 0u) << message;
-    EXPECT_NE(message.find("restore it from a backup or rebuild it with 'flipless cache add'"), std::string::npos) << message;
+    EXPECT_NE(message.find("restore it from a backup or rebuild it with 'flipless cache add'"), std::string::npos)
+        << message;
     EXPECT_EQ(message.find('\n'), std::string::npos) << message;
   }
 }
@@ -376,7 +381,9 @@ TEST(OldLogitCache, DamagedFilesAreRefusedOnOpen) {
 TEST(OldLogitCache, NonFiniteLogitsAndEmbeddingsAreRefused) {
   auto c = OldLogitCache::open(":memory:", sized(2, 2));
   const float inf = std::numeric_limits<float>::infinity();
-  EXPECT_EQ(error_of<InputError>([&] { c->put("v1", std::vector<CacheEntry>{entry("a", {inf, 0}, {})}); }),
+  EXPECT_EQ(error_of<InputError>([&] {
+              c->put("v1", std::vector<CacheEntry>{entry("a", {inf, 0}, {})});
+            }),
             fmt::format("old-logit cache: entry {} has a logit that is not finite (inf)", cache_key("a")));
   EXPECT_THROW(c->put("v1", std::vector<CacheEntry>{entry("a", {0, 0}, {std::nanf(""), 0})}), InputError);
   EXPECT_EQ(c->size("v1"), 0u);

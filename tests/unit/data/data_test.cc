@@ -202,7 +202,8 @@ TEST(GenericReaders, JsonlAndTsvInferLabels) {
 // Issue 14, 16: an "id" column is the id unless told otherwise, as prediction files expect.
 TEST(GenericReaders, AnIdColumnIsTheIdByDefault) {
   TempDir dir;
-  const auto j = dir.write("d.jsonl", "{\"id\": \"r1\", \"text\": \"a\", \"label\": 1}\n{\"id\": 7, \"text\": \"b\", \"label\": 0}\n");
+  const auto j = dir.write(
+      "d.jsonl", "{\"id\": \"r1\", \"text\": \"a\", \"label\": 1}\n{\"id\": 7, \"text\": \"b\", \"label\": 0}\n");
   const Dataset ds = read_table_file(j, {});
   EXPECT_EQ(ds.examples[0].id, "r1");
   EXPECT_EQ(ds.examples[1].id, "7");
@@ -212,21 +213,26 @@ TEST(GenericReaders, AnIdColumnIsTheIdByDefault) {
   ColumnSpec hashed;
   hashed.hash_ids = true;
   EXPECT_EQ(read_table_file(j, hashed).examples[0].id, core::content_id("a", std::nullopt));
-  EXPECT_EQ(read_table_file(dir.write("n.csv", "text,label\na,1\n"), {}).examples[0].id, core::content_id("a", std::nullopt));
+  EXPECT_EQ(read_table_file(dir.write("n.csv", "text,label\na,1\n"), {}).examples[0].id,
+            core::content_id("a", std::nullopt));
   // Another column named explicitly; both at once is a contradiction.
   ColumnSpec named;
   named.id = "label";
   EXPECT_EQ(read_table_file(c, named).examples[0].id, "1");
   named.hash_ids = true;
-  EXPECT_EQ(error_of<ConfigError>([&] { read_table_file(c, named); }), "an id column and content-hash ids exclude each other: give one");
+  EXPECT_EQ(error_of<ConfigError>([&] { read_table_file(c, named); }),
+            "an id column and content-hash ids exclude each other: give one");
   // The first JSONL row decides; a row that disagrees is an error naming it.
-  const auto some = dir.write("s.jsonl", "{\"text\": \"a\", \"label\": 1}\n{\"id\": \"x\", \"text\": \"b\", \"label\": 0}\n");
+  const auto some =
+      dir.write("s.jsonl", "{\"text\": \"a\", \"label\": 1}\n{\"id\": \"x\", \"text\": \"b\", \"label\": 0}\n");
   EXPECT_EQ(error_of<InputError>([&] { read_table_file(some, {}); }),
             some.string() + ":2: field 'id': present here but not on line 1; give every row an id, or pass --hash-ids");
-  const auto missing = dir.write("m.jsonl", "{\"id\": \"x\", \"text\": \"a\", \"label\": 1}\n{\"text\": \"b\", \"label\": 0}\n");
+  const auto missing =
+      dir.write("m.jsonl", "{\"id\": \"x\", \"text\": \"a\", \"label\": 1}\n{\"text\": \"b\", \"label\": 0}\n");
   EXPECT_EQ(error_of<InputError>([&] { read_table_file(missing, {}); }), missing.string() + ":2: missing field 'id'");
   const auto dup = dir.write("dup.csv", "id,text,label\nr1,a,1\nr1,b,0\n");
-  EXPECT_EQ(error_of<InputError>([&] { read_table_file(dup, {}); }), dup.string() + ":3: column 'id': duplicate id 'r1' (first on line 2)");
+  EXPECT_EQ(error_of<InputError>([&] { read_table_file(dup, {}); }),
+            dup.string() + ":3: column 'id': duplicate id 'r1' (first on line 2)");
 }
 
 TEST(Split, StratifiedDeterministicAndOrderFree) {

@@ -1,22 +1,21 @@
 // CompatiblePredictor (the three look-up paths, a live old model, recording) on a tiny frozen
 // BERT with a random head and gate, and the HTTP service on a loopback port.
-#include <gtest/gtest.h>
 #include <fmt/format.h>
-#include <httplib.h>
-#include <torch/torch.h>
-
-#include <atomic>
 #include <fmt/ranges.h>
-#include <mutex>
-#include <cmath>
-#include <nlohmann/json.hpp>
-#include <thread>
-
+#include <gtest/gtest.h>
+#include <httplib.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <torch/torch.h>
 #include <unistd.h>
+
+#include <atomic>
+#include <cmath>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <thread>
 
 #include "../test_util.h"
 #include "flipless/cache/logit_cache.h"
@@ -45,9 +44,12 @@ void write_model(const fs::path& dir, std::uint64_t seed, bool gated, int max_le
   torch::manual_seed(seed);
   nn::HeadConfig head;
   nn::FeatureClassifier model(32, 2, head);
-  json card = {{"kind", "frozen-head"},     {"label_names", {"negative", "positive"}},
-               {"base_model", kTinyBert.string()}, {"layers", 2},
-               {"pooling", "mean"},         {"max_length", max_length},
+  json card = {{"kind", "frozen-head"},
+               {"label_names", {"negative", "positive"}},
+               {"base_model", kTinyBert.string()},
+               {"layers", 2},
+               {"pooling", "mean"},
+               {"max_length", max_length},
                {"head", {{"kind", head.kind}, {"hidden", head.hidden}, {"dropout", head.dropout}}}};
   if (gated) {
     card["method"] = {{"name", "gated_fusion"}, {"temperature", kTemperature}};
@@ -192,7 +194,13 @@ TEST(ParsePredictRequest, AcceptsTextsAndPairsAndNamesTheBadField) {
   EXPECT_EQ(xs[1].text_b, "b");
   EXPECT_EQ(error_of<InputError>([&] { parse_predict_request("{", o); }), "request body: invalid JSON");
   // nlohmann's parser stops at a NUL byte: the valid first half must not hide the rest.
-  EXPECT_EQ(error_of<InputError>([&] { parse_predict_request(std::string(R"({"inputs":["a"]})" "\0" R"({"inputs":[1]})", 31), o); }),
+  EXPECT_EQ(error_of<InputError>([&] {
+              parse_predict_request(std::string(R"({"inputs":["a"]})"
+                                                "\0"
+                                                R"({"inputs":[1]})",
+                                                31),
+                                    o);
+            }),
             "request body: invalid JSON (a NUL byte at offset 16)");
   EXPECT_EQ(error_of<InputError>([&] { parse_predict_request(R"({"texts": []})", o); }), "request body: unknown field 'texts' (expected 'inputs')");
   EXPECT_EQ(error_of<InputError>([&] { parse_predict_request(R"({"inputs": []})", o); }), "inputs: empty");
@@ -336,13 +344,13 @@ TEST_F(ServeTest, ThousandRequestsAtConcurrencySixteenWithoutErrors) {
   EXPECT_LT(batches, kClients * kPerClient);
 }
 
-
 TEST_F(ServeTest, ACardWhoseMaxLengthExceedsTheEncodersPositionsIsRefusedAtStart) {
   const auto long_dir = dir_.path() / "gf-long";
   write_model(long_dir, 1, true, 700);  // the tiny BERT has 64 positions
-  EXPECT_EQ(error_of<ModelError>([&] { CompatiblePredictor::load(long_dir, nullptr, nullptr); }),
-            fmt::format("{}: field 'max_length': 700 tokens, but the encoder ({}) has 64 positions; set it to at most 64",
-                        (long_dir / train::kModelCardName).string(), (kTinyBert / "config.json").string()));
+  EXPECT_EQ(
+      error_of<ModelError>([&] { CompatiblePredictor::load(long_dir, nullptr, nullptr); }),
+      fmt::format("{}: field 'max_length': 700 tokens, but the encoder ({}) has 64 positions; set it to at most 64",
+                  (long_dir / train::kModelCardName).string(), (kTinyBert / "config.json").string()));
 }
 
 // ---- Hostile clients, each through the real server on 127.0.0.1 (issue 14's list) ----
@@ -398,7 +406,8 @@ class Socket {
         if (head_end == std::string::npos) break;
         std::size_t length = 0;
         const auto head = data_.substr(0, head_end);
-        if (const auto at = head.find("Content-Length: "); at != std::string::npos) length = std::stoul(head.substr(at + 16));
+        if (const auto at = head.find("Content-Length: "); at != std::string::npos)
+          length = std::stoul(head.substr(at + 16));
         if (data_.size() < head_end + 4 + length) break;
         heads_.push_back(head);
         out.emplace_back(std::stoi(head.substr(9, 3)), data_.substr(head_end + 4, length));
@@ -429,8 +438,9 @@ class Socket {
 };
 
 std::string post(std::string_view body, std::string_view extra_headers = "") {
-  return fmt::format("POST /v1/predict HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n{}Content-Length: {}\r\n\r\n{}",
-                     extra_headers, body.size(), body);
+  return fmt::format(
+      "POST /v1/predict HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n{}Content-Length: {}\r\n\r\n{}",
+      extra_headers, body.size(), body);
 }
 constexpr std::string_view kGood = R"({"inputs": ["the movie was good"]})";
 constexpr std::string_view kHealthz = "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
@@ -540,7 +550,8 @@ TEST_F(ServeTest, ConnectionsOverTheCapAreAnswered503) {
 TEST_F(ServeTest, PipelinedRequestsAreAnsweredInOrder) {
   LiveServer live(CompatiblePredictor::load(model_dir_, open_cache(true), nullptr), loopback());
   Socket s(live.port());
-  ASSERT_TRUE(s.send(std::string(kHealthz) + post(kGood) + "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n" + std::string(kHealthz)));
+  ASSERT_TRUE(
+      s.send(std::string(kHealthz) + post(kGood) + "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n" + std::string(kHealthz)));
   const auto got = s.responses(4, 5000);
   ASSERT_EQ(got.size(), 4u);
   EXPECT_EQ(json::parse(got[0].second)["status"], "ok");
@@ -559,7 +570,10 @@ TEST_F(ServeTest, PipelinedRequestsAreAnsweredInOrder) {
 TEST_F(ServeTest, ANulByteInTheBodyIsRefused) {
   LiveServer live(CompatiblePredictor::load(model_dir_, open_cache(true), nullptr), loopback());
   Socket s(live.port());
-  ASSERT_TRUE(s.send(post(std::string(R"({"inputs":["a"]})" "\0" R"({"inputs":[1]})", 31))));
+  ASSERT_TRUE(s.send(post(std::string(R"({"inputs":["a"]})"
+                                      "\0"
+                                      R"({"inputs":[1]})",
+                                      31))));
   const auto got = s.responses(1);
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].first, 400);
@@ -587,7 +601,8 @@ TEST_F(ServeTest, OneClientsFailingInputDoesNotFailOtherClients) {
   const auto failed = bad.responses(1);
   ASSERT_EQ(failed.size(), 1u);
   EXPECT_EQ(failed[0].first, 400);
-  EXPECT_NE(json::parse(failed[0].second)["error"].get<std::string>().find("exceeds the model's 64 positions"), std::string::npos);
+  EXPECT_NE(json::parse(failed[0].second)["error"].get<std::string>().find("exceeds the model's 64 positions"),
+            std::string::npos);
   for (auto& s : others) {
     const auto got = s->responses(1);
     ASSERT_EQ(got.size(), 1u);
@@ -615,10 +630,12 @@ TEST_F(ServeTest, StopAnswersRequestsInFlight) {
   ASSERT_TRUE(idle.send(kHealthz));
   ASSERT_EQ(idle.responses(1).size(), 1u);
   // Stop once the server holds all 16 requests.
-  for (int i = 0; i < 1000 && server->metrics_text().find("flipless_http_requests_in_flight 16\n") == std::string::npos; ++i) {
+  for (int i = 0; i < 1000 && server->metrics_text().find("flipless_http_requests_in_flight 16\n") == std::string::npos;
+       ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
-  ASSERT_NE(server->metrics_text().find("flipless_http_requests_in_flight 16\n"), std::string::npos) << server->metrics_text();
+  ASSERT_NE(server->metrics_text().find("flipless_http_requests_in_flight 16\n"), std::string::npos)
+      << server->metrics_text();
   server->stop();
   for (auto& c : clients) {
     const auto got = c->responses(1);
@@ -628,8 +645,8 @@ TEST_F(ServeTest, StopAnswersRequestsInFlight) {
     EXPECT_TRUE(c->closed_within(3000));
     c.reset();
   }
-  EXPECT_TRUE(idle.closed_within(3000));  // between requests: closed at once
-  loop.join();                            // run() returned
+  EXPECT_TRUE(idle.closed_within(3000));   // between requests: closed at once
+  loop.join();                             // run() returned
   EXPECT_FALSE(Socket(port).connected());  // and nothing listens
 }
 
@@ -640,7 +657,8 @@ TEST_F(ServeTest, BearerTokenHealthzWithoutPathsAndWrongMethods) {
   o.auth_token = "s3cret-token";
   LiveServer live(CompatiblePredictor::load(model_dir_, open_cache(true), nullptr), o);
   Socket s(live.port());
-  ASSERT_TRUE(s.send(post(kGood) + post(kGood, "Authorization: Bearer wrong-token!\r\n") + post(kGood, "Authorization: Bearer s3cret-token\r\n") +
+  ASSERT_TRUE(s.send(post(kGood) + post(kGood, "Authorization: Bearer wrong-token!\r\n") +
+                     post(kGood, "Authorization: Bearer s3cret-token\r\n") +
                      "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n" + std::string(kHealthz) +
                      "POST /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n" +
                      "GET /v1/predict HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer s3cret-token\r\n\r\n"));
