@@ -77,7 +77,10 @@ int run_serve(ServeArgs a) {
   std::shared_ptr<const models::Classifier> old;
   const auto device = train::parse_device(a.device);
   const auto precision = train::parse_precision(a.precision);
-  if (!a.old_model.empty()) old = train::load_classifier(a.old_model, device, precision);
+  if (!a.old_model.empty()) {
+    serve::check_encoder_limits(a.old_model);
+    old = train::load_classifier(a.old_model, device, precision);
+  }
   serve::PredictorOptions po;
   po.device = a.device;
   po.precision = a.precision;

@@ -98,6 +98,11 @@ void check_max_length(const json& card, const fs::path& model_dir) {
 
 std::string embedding_space_of(const fs::path& model_dir) { return space_of(train::read_model_card(model_dir), model_dir); }
 
+void check_encoder_limits(const fs::path& model_dir) {
+  if (!fs::exists(model_dir / train::kModelCardName)) return;  // a Hugging Face checkpoint: its own limits
+  check_max_length(train::read_model_card(model_dir), model_dir);
+}
+
 struct CompatiblePredictor::Impl {
   fs::path dir;
   std::unique_ptr<models::Classifier> model;

@@ -89,6 +89,11 @@ class CompatiblePredictor {
   std::unique_ptr<Impl> impl_;
 };
 
+// Throws ModelError when a saved model's card asks for more tokens (max_length) than its
+// encoder has positions: a text that long would fail its whole batch. Folders without a card
+// (Hugging Face checkpoints) and models without an encoder pass.
+void check_encoder_limits(const std::filesystem::path& model_dir);
+
 // The embedding space a saved model's pooled embeddings live in (see embedding_space()).
 std::string embedding_space_of(const std::filesystem::path& model_dir);
 

@@ -351,6 +351,11 @@ TEST_F(ServeTest, ACardWhoseMaxLengthExceedsTheEncodersPositionsIsRefusedAtStart
       error_of<ModelError>([&] { CompatiblePredictor::load(long_dir, nullptr, nullptr); }),
       fmt::format("{}: field 'max_length': 700 tokens, but the encoder ({}) has 64 positions; set it to at most 64",
                   (long_dir / train::kModelCardName).string(), (kTinyBert / "config.json").string()));
+  // The same check for a live old model (flipless serve --old-model).
+  const auto long_old = dir_.path() / "old-long";
+  write_model(long_old, 2, false, 65);
+  EXPECT_NE(error_of<ModelError>([&] { check_encoder_limits(long_old); }).find("65 tokens, but the encoder"), std::string::npos);
+  check_encoder_limits(old_dir_);  // 32 of 64: fine
 }
 
 // ---- Hostile clients, each through the real server on 127.0.0.1 (issue 14's list) ----
