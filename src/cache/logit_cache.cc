@@ -2,11 +2,14 @@
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <sqlite3.h>
 #include <utf8proc.h>
 
+#include <algorithm>
 #include <bit>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -107,7 +110,33 @@ struct OldLogitCache::Impl {
   mutable std::map<std::int64_t, VersionIndex> indexes;  // version id -> derived index
 
   [[noreturn]] void fail(std::string_view what) const {
+    const int code = sqlite3_errcode(db.get());
+    if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB) {
+      throw IoError(fmt::format(
+          "{}: old-logit cache is damaged ({}: {}); restore it from a backup or rebuild it with 'flipless cache add'",
+          path.string(), what, sqlite3_errmsg(db.get())));
+    }
     throw IoError(fmt::format("{}: old-logit cache: {}: {}", path.string(), what, sqlite3_errmsg(db.get())));
+  }
+
+  // PRAGMA quick_check or integrity_check; throws IoError naming SQLite's first complaint.
+  void check_integrity(IntegrityCheck check) const {
+    if (check == IntegrityCheck::kNone) return;
+    const char* pragma = check == IntegrityCheck::kFull ? "integrity_check" : "quick_check";
+    sqlite3_stmt* raw = nullptr;
+    if (sqlite3_prepare_v2(db.get(), fmt::format("PRAGMA {}(1)", pragma).c_str(), -1, &raw, nullptr) != SQLITE_OK)
+      fail(pragma);
+    Stmt s(raw);
+    const int rc = sqlite3_step(raw);
+    if (rc != SQLITE_ROW) fail(pragma);
+    std::string first = reinterpret_cast<const char*>(sqlite3_column_text(raw, 0));
+    if (first != "ok") {
+      std::replace(first.begin(), first.end(), '\n', ' ');  // one line: the CLI prints it as it is
+      throw IoError(
+          fmt::format("{}: old-logit cache is damaged (SQLite {}: {}); restore it from a backup or rebuild it with "
+                      "'flipless cache add'",
+                      path.string(), pragma, first));
+    }
   }
 
   void exec(const char* sql) const {
@@ -257,7 +286,15 @@ struct OldLogitCache::Impl {
       throw IoError(fmt::format("{}: old-logit cache: an entry has {} bytes of logits, want {}", path.string(), bytes,
                                 num_labels * sizeof(float)));
     }
-    return floats_of(sqlite3_column_blob(s, column), bytes);
+    auto out = floats_of(sqlite3_column_blob(s, column), bytes);
+    for (const float v : out) {
+      if (!std::isfinite(v)) {
+        throw IoError(fmt::format(
+            "{}: old-logit cache is damaged (an entry's logits are not finite); rebuild it with 'flipless cache add'",
+            path.string()));
+      }
+    }
+    return out;
   }
 };
 
@@ -280,33 +317,67 @@ std::unique_ptr<OldLogitCache> OldLogitCache::open(const std::filesystem::path& 
   if (rc != SQLITE_OK) impl->fail("cannot open");
   sqlite3_busy_timeout(raw, 10000);
   // Reading the schema is the first access: a file that is not a database fails here.
+  std::int64_t application_id = 0;
+  std::vector<std::string> tables;
   {
     sqlite3_stmt* s = nullptr;
-    if (sqlite3_prepare_v2(raw, "SELECT count(*) FROM sqlite_schema WHERE name = 'meta'", -1, &s, nullptr) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(raw, "PRAGMA application_id", -1, &s, nullptr) != SQLITE_OK) {
       throw IoError(fmt::format("{}: not a flipless old-logit cache ({})", path.string(), sqlite3_errmsg(raw)));
     }
     Stmt stmt(s);
-    if (!impl->step(s)) impl->fail("read schema");
-    const bool has_meta = sqlite3_column_int(s, 0) > 0;
-    stmt.reset();
-    if (!has_meta) {
-      if (options.read_only) throw IoError(fmt::format("{}: not a flipless old-logit cache (no meta table)", path.string()));
-      if (options.num_labels == 0 || options.dim == 0) {
-        throw ConfigError(fmt::format("{}: a new old-logit cache needs num_labels and dim", path.string()));
-      }
-      if (!memory) impl->exec("PRAGMA journal_mode = WAL");
-      impl->exec(
-          "BEGIN IMMEDIATE;"
-          "CREATE TABLE meta(name TEXT PRIMARY KEY, value TEXT NOT NULL);"
-          "CREATE TABLE versions(id INTEGER PRIMARY KEY AUTOINCREMENT, tag TEXT NOT NULL UNIQUE,"
-          " embedding_model TEXT NOT NULL, created TEXT NOT NULL, generation INTEGER NOT NULL DEFAULT 0);"
-          "CREATE TABLE entries(id INTEGER PRIMARY KEY, version INTEGER NOT NULL REFERENCES versions(id), key TEXT NOT NULL,"
-          " old_logits BLOB NOT NULL, embedding BLOB, UNIQUE(version, key));");
-      const std::string insert_meta =
-          fmt::format("INSERT INTO meta VALUES ('format', '{}'), ('version', '{}'), ('num_labels', '{}'), ('dim', '{}'); COMMIT;",
-                      kFormat, kFormatVersion, options.num_labels, options.dim);
-      impl->exec(insert_meta.c_str());
+    const int stepped = sqlite3_step(s);
+    if (stepped == SQLITE_NOTADB)
+      throw IoError(fmt::format("{}: not a flipless old-logit cache (not an SQLite database)", path.string()));
+    if (stepped != SQLITE_ROW) impl->fail("read the application id");
+    application_id = sqlite3_column_int64(s, 0);
+    s = nullptr;
+    if (sqlite3_prepare_v2(
+            raw, "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name", -1,
+            &s, nullptr) != SQLITE_OK) {
+      throw IoError(fmt::format("{}: not a flipless old-logit cache ({})", path.string(), sqlite3_errmsg(raw)));
     }
+    stmt.reset(s);
+    while (impl->step(s)) tables.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(s, 0)));
+  }
+  const auto has = [&](std::string_view t) { return std::find(tables.begin(), tables.end(), t) != tables.end(); };
+  const bool ours = has("meta") && has("versions") && has("entries");
+  if (application_id != 0 && application_id != kCacheApplicationId) {
+    throw IoError(fmt::format(
+        "{}: not a flipless old-logit cache (an SQLite database of another application, id {:#x}); nothing was written",
+        path.string(), application_id));
+  }
+  if (!tables.empty() && !ours) {
+    throw IoError(
+        fmt::format("{}: not a flipless old-logit cache (an SQLite database with tables {}); nothing was written",
+                    path.string(), fmt::join(tables, ", ")));
+  }
+  if (tables.empty()) {
+    if (application_id == kCacheApplicationId) {
+      throw IoError(
+          fmt::format("{}: old-logit cache is damaged (its tables are missing); rebuild it with 'flipless cache add'",
+                      path.string()));
+    }
+    if (options.read_only)
+      throw IoError(fmt::format("{}: not a flipless old-logit cache (an empty database)", path.string()));
+    if (options.num_labels == 0 || options.dim == 0) {
+      throw ConfigError(fmt::format("{}: a new old-logit cache needs num_labels and dim", path.string()));
+    }
+    if (!memory) impl->exec("PRAGMA journal_mode = WAL");
+    impl->exec(fmt::format("PRAGMA application_id = {}", kCacheApplicationId).c_str());
+    impl->exec(
+        "BEGIN IMMEDIATE;"
+        "CREATE TABLE meta(name TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "CREATE TABLE versions(id INTEGER PRIMARY KEY AUTOINCREMENT, tag TEXT NOT NULL UNIQUE,"
+        " embedding_model TEXT NOT NULL, created TEXT NOT NULL, generation INTEGER NOT NULL DEFAULT 0);"
+        "CREATE TABLE entries(id INTEGER PRIMARY KEY, version INTEGER NOT NULL REFERENCES versions(id), key TEXT NOT "
+        "NULL,"
+        " old_logits BLOB NOT NULL, embedding BLOB, UNIQUE(version, key));");
+    const std::string insert_meta = fmt::format(
+        "INSERT INTO meta VALUES ('format', '{}'), ('version', '{}'), ('num_labels', '{}'), ('dim', '{}'); COMMIT;",
+        kFormat, kFormatVersion, options.num_labels, options.dim);
+    impl->exec(insert_meta.c_str());
+  } else if (!memory) {
+    impl->check_integrity(options.check);
   }
   if (!memory && !options.read_only) impl->exec("PRAGMA journal_mode = WAL");
   // WAL + NORMAL: a committed transaction survives a killed process (not a power cut mid-sync).
@@ -319,6 +390,9 @@ std::unique_ptr<OldLogitCache> OldLogitCache::open(const std::filesystem::path& 
     throw IoError(fmt::format("{}: old-logit cache format version '{}' is not supported (this build reads {})", path.string(),
                               impl->meta("version").value_or(""), kFormatVersion));
   }
+  // A cache written before the application id: mark it, now that its meta table says it is one.
+  if (application_id == 0 && !options.read_only)
+    impl->exec(fmt::format("PRAGMA application_id = {}", kCacheApplicationId).c_str());
   impl->num_labels = impl->meta_size("num_labels");
   impl->dim = impl->meta_size("dim");
   if (options.num_labels != 0 && options.num_labels != impl->num_labels) {
@@ -355,6 +429,15 @@ void OldLogitCache::put(std::string_view tag, std::span<const CacheEntry> entrie
     }
     if (!e.embedding.empty() && e.embedding.size() != m.dim) {
       throw InputError(fmt::format("old-logit cache: entry {} has a {}-d embedding, the cache holds {}-d", e.key, e.embedding.size(), m.dim));
+    }
+    for (const float v : e.old_logits) {
+      if (!std::isfinite(v))
+        throw InputError(fmt::format("old-logit cache: entry {} has a logit that is not finite ({})", e.key, v));
+    }
+    for (const float v : e.embedding) {
+      if (!std::isfinite(v))
+        throw InputError(
+            fmt::format("old-logit cache: entry {} has an embedding value that is not finite ({})", e.key, v));
     }
   }
   std::int64_t version_id = 0;

@@ -2,6 +2,7 @@
 // embeddings) and show what it holds.
 #include <fmt/format.h>
 
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <span>
@@ -32,11 +33,25 @@ struct CacheAddArgs {
   std::string version = "v1";
   std::string embedding_space;
   std::size_t batch = 2000;
+  bool full_check = false;
+  data::ColumnSpec columns;
 };
+
+cache::IntegrityCheck check_of(bool full) {
+  return full ? cache::IntegrityCheck::kFull : cache::IntegrityCheck::kQuick;
+}
 
 int run_cache_add(const CacheAddArgs& a) {
   if (a.embeddings.empty() == a.model.empty()) throw ConfigError("cache add: give exactly one of --embeddings FILE or --model DIR");
-  const auto dataset = data::load_dataset(a.data);
+  // An existing file is checked before the (possibly long) work: another SQLite database or a
+  // damaged cache is refused now, and nothing is written to it.
+  if (std::filesystem::exists(a.cache)) {
+    cache::CacheOptions check;
+    check.read_only = true;
+    check.check = check_of(a.full_check);
+    cache::OldLogitCache::open(a.cache, check);
+  }
+  const auto dataset = data::load_dataset(a.data, a.columns);
   data::PredictionReadOptions ro;
   ro.keep_scores = true;
   const auto old = data::read_predictions_file(a.old_predictions, ro);
@@ -70,6 +85,7 @@ int run_cache_add(const CacheAddArgs& a) {
   cache::CacheOptions co;
   co.num_labels = old.num_scores;
   co.dim = entries.empty() ? 0 : entries.front().embedding.size();
+  co.check = check_of(a.full_check);
   auto c = cache::OldLogitCache::open(a.cache, co);
   ProgressBar bar("caching", static_cast<std::int64_t>(entries.size()), "entries");
   for (std::size_t start = 0; start < entries.size(); start += a.batch) {
@@ -82,11 +98,13 @@ int run_cache_add(const CacheAddArgs& a) {
   return 0;
 }
 
-int run_cache_info(const std::string& path) {
+int run_cache_info(const std::string& path, bool full_check) {
   cache::CacheOptions co;
   co.read_only = true;
+  co.check = check_of(full_check);
   const auto c = cache::OldLogitCache::open(path, co);
-  fmt::print("{}: old-logit cache, {} labels, {}-d embeddings\n", path, c->num_labels(), c->dim());
+  fmt::print("{}: old-logit cache, {} labels, {}-d embeddings; integrity: ok (SQLite {})\n", path, c->num_labels(),
+             c->dim(), full_check ? "integrity_check" : "quick_check");
   const auto versions = c->versions();
   if (versions.empty()) fmt::print("  no versions yet\n");
   for (std::size_t i = 0; i < versions.size(); ++i) {
@@ -112,11 +130,16 @@ void add_cache_commands(CLI::App& app, Runner& run) {
   add->add_option("--version", a->version, "Legacy version tag of these logits")->capture_default_str();
   add->add_option("--embedding-space", a->embedding_space, "Name of the embeddings' space (default: from --model)");
   add->add_option("--batch", a->batch, "Entries per transaction")->capture_default_str()->check(CLI::PositiveNumber);
+  add->add_flag("--full-check", a->full_check,
+                "Check an existing cache with SQLite's full integrity_check (default: quick_check)");
+  add_column_options(add, a->columns);
   add->callback([&run, a] { run = [a] { return run_cache_add(*a); }; });
   auto path = std::make_shared<std::string>();
-  CLI::App* info = cmd->add_subcommand("info", "Show a cache's versions and sizes");
+  auto full = std::make_shared<bool>(false);
+  CLI::App* info = cmd->add_subcommand("info", "Check a cache (SQLite quick_check) and show its versions and sizes");
   info->add_option("cache", *path, "Cache file")->required();
-  info->callback([&run, path] { run = [path] { return run_cache_info(*path); }; });
+  info->add_flag("--full-check", *full, "SQLite's full integrity_check (also every index against its table; slower)");
+  info->callback([&run, path, full] { run = [path, full] { return run_cache_info(*path, *full); }; });
 }
 
 }  // namespace flipless::cli

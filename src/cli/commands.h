@@ -6,12 +6,18 @@
 #include <string>
 #include <vector>
 
+#include "flipless/data/readers.h"
+
 namespace flipless::cli {
 
 using Runner = std::function<int()>;
 
 // "a,b,,c" -> {"a", "b", "", "c"}.
 std::vector<std::string> split_commas(const std::string& s);
+
+// The column options of a generic CSV/TSV/JSONL dataset (--text-column, --text-pair-column,
+// --label-column, --id-column, --hash-ids), the same on every command that reads one.
+void add_column_options(CLI::App* cmd, data::ColumnSpec& columns);
 
 void add_compare_command(CLI::App& app, Runner& run);
 void add_data_command(CLI::App& app, Runner& run);

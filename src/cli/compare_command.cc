@@ -27,6 +27,7 @@ struct CompareArgs {
   int top_k = 10;
   int resamples = 1000;
   std::uint64_t seed = 0;
+  bool unknown_preds_wrong = false;
 };
 
 int run_compare(const CompareArgs& a) {
@@ -40,6 +41,7 @@ int run_compare(const CompareArgs& a) {
   options.top_k = static_cast<std::size_t>(a.top_k);
   options.bootstrap.resamples = a.resamples;
   options.bootstrap.seed = a.seed;
+  options.unknown_preds_wrong = a.unknown_preds_wrong;
   if (!a.label_names.empty()) options.label_names = split_commas(a.label_names);
 
   std::optional<data::Dataset> dataset;
@@ -81,11 +83,11 @@ void add_compare_command(CLI::App& app, Runner& run) {
   cmd->add_option("--data", args->data,
                   "Dataset giving true labels and texts: sst2:dev, mrpc:train (bundled), qnli:PATH (a GLUE file) or a "
                   "CSV/TSV/JSONL path");
-  cmd->add_option("--text-column", args->columns.text, "Text column of a generic --data file")->capture_default_str();
-  cmd->add_option("--text-pair-column", args->columns.text_pair, "Second text column of a generic --data file");
-  cmd->add_option("--label-column", args->columns.label, "Label column of a generic --data file")->capture_default_str();
-  cmd->add_option("--id-column", args->columns.id, "Id column of a generic --data file (default: content hash)");
+  add_column_options(cmd, args->columns);
   cmd->add_option("--label-names", args->label_names, "Comma-separated label set, in score-column order, when no --data gives it");
+  cmd->add_flag(
+      "--unknown-preds-wrong", args->unknown_preds_wrong,
+      "Count a predicted label outside the task's label set as wrong (default: an error naming it and its line)");
   cmd->add_option("--format", args->format, "text, json, markdown or html")->capture_default_str();
   cmd->add_option("--out", args->out, "Write the report here (atomically) instead of stdout");
   cmd->add_option("--fail-if", args->fail_if, "Exit 1 when a check holds, e.g. nfr>0.02 or btc<0.97 (repeatable)");

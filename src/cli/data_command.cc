@@ -55,14 +55,23 @@ void add_data_command(CLI::App& app, Runner& run) {
   auto args = std::make_shared<InspectArgs>();
   auto inspect = cmd->add_subcommand("inspect", "Read a dataset, check it, and print its size, labels and validation split");
   inspect->add_option("dataset", args->spec, "sst2:dev, mrpc:train, qnli:PATH or a CSV/TSV/JSONL path")->required();
-  inspect->add_option("--text-column", args->columns.text, "Text column of a generic file")->capture_default_str();
-  inspect->add_option("--text-pair-column", args->columns.text_pair, "Second text column of a generic file");
-  inspect->add_option("--label-column", args->columns.label, "Label column of a generic file")->capture_default_str();
-  inspect->add_option("--id-column", args->columns.id, "Id column of a generic file (default: content hash)");
+  add_column_options(inspect, args->columns);
   inspect->add_option("--label-names", args->label_names, "Comma-separated label set; other labels are errors");
   inspect->add_option("--validation-fraction", args->validation_fraction, "Share of each label carved out for validation")->capture_default_str();
   inspect->add_option("--seed", args->seed, "Split seed")->capture_default_str();
   inspect->callback([&run, args] { run = [args] { return run_inspect(*args); }; });
+}
+
+void add_column_options(CLI::App* cmd, data::ColumnSpec& columns) {
+  cmd->add_option("--text-column", columns.text, "Text column of a generic CSV/TSV/JSONL dataset")
+      ->capture_default_str();
+  cmd->add_option("--text-pair-column", columns.text_pair, "Second text column of a generic dataset (pair tasks)");
+  cmd->add_option("--label-column", columns.label, "Label column of a generic dataset")->capture_default_str();
+  auto* id = cmd->add_option("--id-column", columns.id,
+                             "Id column of a generic dataset (default: 'id' when there is one, else content hashes)");
+  cmd->add_flag("--hash-ids", columns.hash_ids,
+                "Ids of a generic dataset are content hashes of the texts, even with an 'id' column")
+      ->excludes(id);
 }
 
 }  // namespace flipless::cli

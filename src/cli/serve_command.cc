@@ -1,12 +1,12 @@
 // flipless serve MODEL_DIR: Gated Fusion behind HTTP, old logits from a cache.
 #include <fmt/format.h>
 #include <signal.h>
+#include <torch/torch.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <torch/torch.h>
-
 #include <algorithm>
+#include <cerrno>
+#include <fstream>
 #include <memory>
 #include <thread>
 
@@ -33,8 +33,24 @@ struct ServeArgs {
   int torch_threads = 0;
   std::string device = "cpu";
   std::string precision = "fp32";
+  std::string auth_token_file;
+  bool full_check = false;
   serve::ServerOptions server;
 };
+
+// The token in `path`: its first line, without surrounding whitespace. Throws ConfigError.
+std::string read_token(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw IoError(fmt::format("{}: cannot read the auth token file", path));
+  std::string token;
+  std::getline(in, token);
+  const auto first = token.find_first_not_of(" \t\r");
+  const auto last = token.find_last_not_of(" \t\r");
+  token = first == std::string::npos ? "" : token.substr(first, last - first + 1);
+  if (token.size() < 16)
+    throw ConfigError(fmt::format("{}:1: the auth token must be at least 16 characters, found {}", path, token.size()));
+  return token;
+}
 
 // SIGINT/SIGTERM write a byte to a pipe (all a signal handler may safely do); a watcher thread
 // reads it and stops the server, so a stop is graceful whichever thread the signal lands on.
@@ -44,7 +60,9 @@ extern "C" void on_stop_signal(int) {
   [[maybe_unused]] const auto n = write(stop_pipe[1], &byte, 1);
 }
 
-int run_serve(const ServeArgs& a) {
+int run_serve(ServeArgs a) {
+  if (!a.auth_token_file.empty()) a.server.auth_token = read_token(a.auth_token_file);
+  a.server.validate();
   torch::set_num_threads(a.torch_threads > 0 ? a.torch_threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   std::shared_ptr<cache::OldLogitCache> c;
   if (!a.cache.empty()) {
@@ -53,12 +71,16 @@ int run_serve(const ServeArgs& a) {
     co.read_only = a.record.empty();
     co.index.hnsw.threads = std::max(1u, std::thread::hardware_concurrency());
     co.index.hnsw.ef_search = a.ef_search;
+    co.check = a.full_check ? cache::IntegrityCheck::kFull : cache::IntegrityCheck::kQuick;
     c = cache::OldLogitCache::open(a.cache, co);
   }
   std::shared_ptr<const models::Classifier> old;
   const auto device = train::parse_device(a.device);
   const auto precision = train::parse_precision(a.precision);
-  if (!a.old_model.empty()) old = train::load_classifier(a.old_model, device, precision);
+  if (!a.old_model.empty()) {
+    serve::check_encoder_limits(a.old_model);
+    old = train::load_classifier(a.old_model, device, precision);
+  }
   serve::PredictorOptions po;
   po.device = a.device;
   po.precision = a.precision;
@@ -70,8 +92,9 @@ int run_serve(const ServeArgs& a) {
   predictor->warm_up();
   serve::Server server(predictor, a.server);
   const int port = server.bind();
-  fmt::print("flipless serve: {}\nlistening on http://{}:{} (POST /v1/predict, GET /healthz, GET /metrics); Ctrl-C stops\n",
-             predictor->describe(), a.server.host, port);
+  fmt::print(
+      "flipless serve: {}\nlistening on http://{}:{} (POST /v1/predict, GET /healthz, GET /metrics){}; Ctrl-C stops\n",
+      predictor->describe(), a.server.host, port, a.server.auth_token.empty() ? "" : ", bearer token required");
   std::fflush(stdout);
   if (pipe(stop_pipe) != 0) throw IoError("serve: cannot create the stop pipe");
   struct sigaction action {};
@@ -113,7 +136,8 @@ void add_serve_command(CLI::App& app, Runner& run) {
       ->capture_default_str();
   cmd->add_option("--host", a->server.host, "Address to listen on")->capture_default_str();
   cmd->add_option("--port", a->server.port, "Port (0: any free port)")->capture_default_str();
-  cmd->add_option("--threads", a->server.threads, "HTTP worker threads")->capture_default_str();
+  cmd->add_option("--threads", a->server.threads, "HTTP event loops (the model runs on its own thread)")
+      ->capture_default_str();
   cmd->add_option("--torch-threads", a->torch_threads, "Threads for the model (0: all cores)")->capture_default_str();
   cmd->add_option("--device", a->device, "Where the models run: cpu, cuda, cuda:N, auto")->capture_default_str();
   cmd->add_option("--precision", a->precision, "fp32, bf16, or fp16 (GPU only)")->capture_default_str();
@@ -121,6 +145,21 @@ void add_serve_command(CLI::App& app, Runner& run) {
   cmd->add_option("--max-wait-us", a->server.max_wait_us, "How long a batch waits to fill, in microseconds")->capture_default_str();
   cmd->add_option("--max-body-bytes", a->server.max_body_bytes, "Largest request body")->capture_default_str();
   cmd->add_option("--max-inputs", a->server.max_inputs, "Most inputs per request")->capture_default_str();
+  cmd->add_option("--max-text-bytes", a->server.max_text_bytes, "Longest text, in bytes")->capture_default_str();
+  cmd->add_option("--max-connections", a->server.max_connections, "Open connections; more are answered 503")
+      ->capture_default_str();
+  cmd->add_option("--idle-timeout", a->server.idle_timeout_s, "Seconds a keep-alive connection may sit idle")
+      ->capture_default_str();
+  cmd->add_option("--request-timeout", a->server.request_timeout_s, "Seconds a client has to send a whole request")
+      ->capture_default_str();
+  cmd->add_option("--drain-timeout", a->server.drain_timeout_s,
+                  "On SIGTERM/SIGINT: seconds to finish requests already received")
+      ->capture_default_str();
+  cmd->add_option(
+      "--auth-token-file", a->auth_token_file,
+      "File whose first line is a bearer token every request but GET /healthz must send (Authorization: Bearer ...)");
+  cmd->add_flag("--full-check", a->full_check,
+                "Check the cache with SQLite's full integrity_check at start (default: quick_check)");
   cmd->callback([&run, a] { run = [a] { return run_serve(*a); }; });
 }
 

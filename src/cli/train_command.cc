@@ -42,6 +42,7 @@ struct TrainArgs {
   std::string task;
   std::string train_spec;
   std::string eval_spec;
+  data::ColumnSpec columns;  // of generic --train/--eval files
   bool frozen = false;
   std::int64_t layers = 0;
   std::string pooling = "mean";
@@ -177,8 +178,8 @@ int run_train(const TrainArgs& a) {
       throw ConfigError(fmt::format("--layers: asked for {} layers, the model has {}", a.layers, base.num_hidden_layers));
     }
   }
-  const data::Dataset full_train = data::load_dataset(train_spec);
-  const data::Dataset dev = data::load_dataset(eval_spec);
+  const data::Dataset full_train = data::load_dataset(train_spec, a.columns);
+  const data::Dataset dev = data::load_dataset(eval_spec, a.columns);
   if (full_train.label_names != dev.label_names) {
     throw InputError(fmt::format("{} and {} have different label sets [{}] vs [{}]", full_train.name, dev.name,
                                  fmt::join(full_train.label_names, ", "), fmt::join(dev.label_names, ", ")));
@@ -354,6 +355,7 @@ int run_train(const TrainArgs& a) {
 struct PredictArgs {
   std::string model_dir;
   std::string data;
+  data::ColumnSpec columns;
   std::string out;
   int threads = 0;
   std::string device = "cpu";
@@ -363,7 +365,7 @@ struct PredictArgs {
 int run_predict(const PredictArgs& a) {
   set_threads(a.threads);
   const auto classifier = train::load_classifier(a.model_dir, train::parse_device(a.device), train::parse_precision(a.precision));
-  const data::Dataset ds = data::load_dataset(a.data);
+  const data::Dataset ds = data::load_dataset(a.data, a.columns);
   const auto names = train::label_names_of_model(a.model_dir);
   if (ds.has_labels() && ds.label_names != names) {
     throw InputError(fmt::format("{}: labels [{}] differ from the model's [{}]", ds.name, fmt::join(ds.label_names, ", "), fmt::join(names, ", ")));
@@ -442,6 +444,7 @@ void add_train_commands(CLI::App& app, Runner& run) {
   cmd->add_option("--task", a->task, "Bundled task: its train split (minus validation) and dev (sst2, mrpc)");
   cmd->add_option("--train", a->train_spec, "Training data (dataset spec, e.g. qnli:/data/QNLI/train_subset.tsv)");
   cmd->add_option("--eval", a->eval_spec, "Regression set, never used to choose anything (e.g. qnli:/data/QNLI/dev.tsv)");
+  add_column_options(cmd, a->columns);
   cmd->add_flag("--frozen", a->frozen, "Freeze the encoder; train a head on cached features");
   cmd->add_option("--layers", a->layers, "Keep the encoder's first K layers (0: all)")->capture_default_str();
   cmd->add_option("--pooling", a->pooling, "Frozen features: mean, cls or pooler")->capture_default_str();
@@ -498,6 +501,7 @@ void add_train_commands(CLI::App& app, Runner& run) {
       ->required();
   predict->add_option("--data", p->data, "Dataset spec (sst2:dev, qnli:PATH, a CSV/TSV/JSONL path)")->required();
   predict->add_option("--out", p->out, "Prediction file (JSONL) to write")->required();
+  add_column_options(predict, p->columns);
   predict->add_option("--threads", p->threads, "CPU threads (0: all cores)")->capture_default_str();
   predict->add_option("--device", p->device, "cpu, cuda, cuda:N, or auto")->capture_default_str();
   predict->add_option("--precision", p->precision, "fp32, bf16, or fp16 (GPU only)")->capture_default_str();

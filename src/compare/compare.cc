@@ -1,10 +1,12 @@
 #include "flipless/compare/compare.h"
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
-#include <fmt/format.h>
-#include <fmt/ranges.h>
+#include <optional>
 #include <set>
 #include <string_view>
 #include <unordered_map>
@@ -33,30 +35,83 @@ std::pair<std::uint32_t, std::string_view> first_use(const PredictionFile& file,
   return {0, "label"};
 }
 
-// Maps each file's label tokens to class indices and fixes the label set.
+// The first line of `file` whose pred uses `code`.
+std::uint32_t first_pred_use(const PredictionFile& file, std::int32_t code) {
+  for (std::size_t i = 0; i < file.size(); ++i) {
+    if (file.preds[i] == code) return file.lines[i];
+  }
+  return 0;
+}
+
+// Whether token `t` of `file` is used as a true label / as a prediction.
+bool used_in(const std::vector<std::int32_t>& codes, std::size_t t) {
+  const auto code = -1 - static_cast<std::int32_t>(t);
+  return std::find(codes.begin(), codes.end(), code) != codes.end();
+}
+
+constexpr std::string_view kUnknownLabel = "<not a label of the task>";
+
+// Maps each file's label tokens to class indices and fixes the label set. A predicted label
+// outside the task's set is an error (almost always a label-mapping mistake), or with
+// `unknown_preds_wrong` a class of its own that is never the true one.
 class LabelResolver {
  public:
-  LabelResolver(const PredictionFile& old_file, const PredictionFile& new_file, std::vector<std::string> names)
+  LabelResolver(const PredictionFile& old_file, const PredictionFile& new_file, std::vector<std::string> names,
+                bool unknown_preds_wrong)
       : names_(std::move(names)) {
     const PredictionFile* files[] = {&old_file, &new_file};
-    if (names_.empty()) infer_names(files);
+    if (names_.empty()) {
+      infer_names(files);
+      // Inferred from the files: the task's labels are those the true labels use. A prediction
+      // named by text outside them ('positive' where the labels are 0 and 1) is not a class of
+      // the task.
+      std::set<std::string> truth;
+      for (const PredictionFile* f : files) {
+        for (std::size_t t = 0; t < f->tokens.size(); ++t) {
+          if (used_in(f->labels, t)) truth.insert(f->tokens[t]);
+        }
+      }
+      for (const PredictionFile* f : files) {
+        for (std::size_t t = 0; t < f->tokens.size() && !truth.empty(); ++t) {
+          const std::string& tok = f->tokens[t];
+          if (truth.contains(tok) || as_index(tok) || used_in(f->labels, t)) continue;
+          if (!unknown_preds_wrong) {
+            throw InputError(fmt::format(
+                "{}:{}: field 'pred': label '{}' is not a label of the task [{}] (the true labels' set); "
+                "pass --label-names when the task has more labels, or --unknown-preds-wrong to count such "
+                "predictions as wrong",
+                f->source, first_pred_use(*f, -1 - static_cast<std::int32_t>(t)), tok, fmt::join(truth, ", ")));
+          }
+          if (const auto at = std::find(names_.begin(), names_.end(), tok); at != names_.end()) names_.erase(at);
+        }
+      }
+    }
     for (const PredictionFile* f : files) {
       if (f->num_scores != 0 && f->num_scores != names_.size()) {
         throw InputError(fmt::format("{}: rows have {} scores but the label set has {} labels [{}]", f->source,
                                      f->num_scores, names_.size(), fmt::join(names_, ", ")));
       }
+    }
+    const std::size_t known = names_.size();
+    for (const PredictionFile* f : files) {
       std::vector<std::int32_t> map;
       for (std::size_t t = 0; t < f->tokens.size(); ++t) {
         const std::string& tok = f->tokens[t];
-        const auto it = std::find(names_.begin(), names_.end(), tok);
-        if (it != names_.end()) {
+        const auto it = std::find(names_.begin(), names_.begin() + static_cast<std::ptrdiff_t>(known), tok);
+        if (it != names_.begin() + static_cast<std::ptrdiff_t>(known)) {
           map.push_back(static_cast<std::int32_t>(it - names_.begin()));
-        } else if (auto idx = as_index(tok); idx && static_cast<std::size_t>(*idx) < names_.size()) {
+        } else if (auto idx = as_index(tok); idx && static_cast<std::size_t>(*idx) < known) {
           map.push_back(static_cast<std::int32_t>(*idx));
+        } else if (unknown_preds_wrong && !used_in(f->labels, t)) {
+          // One extra class for every unknown prediction: never a true label, so always wrong.
+          if (names_.size() == known) names_.emplace_back(kUnknownLabel);
+          map.push_back(static_cast<std::int32_t>(known));
         } else {
           const auto [line, field] = first_use(*f, -1 - static_cast<std::int32_t>(t));
-          throw InputError(fmt::format("{}:{}: field '{}': label '{}' is not in the label set [{}]", f->source, line,
-                                       field, tok, fmt::join(names_, ", ")));
+          throw InputError(
+              fmt::format("{}:{}: field '{}': label '{}' is not in the label set [{}]{}", f->source, line, field, tok,
+                          fmt::join(names_.begin(), names_.begin() + static_cast<std::ptrdiff_t>(known), ", "),
+                          field == "pred" ? "; pass --unknown-preds-wrong to count such predictions as wrong" : ""));
         }
       }
       maps_.push_back(std::move(map));
@@ -122,7 +177,8 @@ Comparison compare_predictions(const PredictionFile& old_file, const PredictionF
   Comparison out;
   out.old_source = old_file.source;
   out.new_source = new_file.source;
-  const LabelResolver labels(old_file, new_file, dataset ? dataset->label_names : options.label_names);
+  const LabelResolver labels(old_file, new_file, dataset ? dataset->label_names : options.label_names,
+                             options.unknown_preds_wrong);
   out.label_names = labels.names();
 
   // Join by id, in the old file's order.

@@ -1,10 +1,12 @@
 #include "flipless/data/predictions.h"
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
-#include <fmt/format.h>
-#include <fmt/ranges.h>
+#include <limits>
 #include <optional>
 #include <string_view>
 #include <unordered_map>
@@ -67,7 +69,10 @@ class Sink {
       double sum = 0.0;
       for (std::size_t k = 0; k < scores.size(); ++k) {
         const double s = scores[k];
-        if (!std::isfinite(s)) fail(line, score_field, "scores must be finite numbers");
+        // Scores are kept as 32-bit floats: one past float's range (1e39) would become infinity.
+        if (!(std::fabs(s) <= std::numeric_limits<float>::max())) {
+          fail(line, score_field, fmt::format("scores must be finite 32-bit floats, found {}", s));
+        }
         if (kind == ScoreKind::kProbs && (s < 0.0 || s > 1.0)) fail(line, score_field, "probabilities must lie in [0, 1]");
         if (s > scores[static_cast<std::size_t>(argmax)]) argmax = static_cast<std::int32_t>(k);
         sum += s;
@@ -113,7 +118,9 @@ class Sink {
       fail(line, "embedding", fmt::format("expected {} numbers as in the first row, found {}", out_.dim, value->items.size()));
     }
     for (const auto& item : value->items) {
-      if (item.kind != Kind::kNumber || !std::isfinite(item.number)) fail(line, "embedding", "expected finite numbers");
+      if (item.kind != Kind::kNumber || !(std::fabs(item.number) <= std::numeric_limits<float>::max())) {
+        fail(line, "embedding", "expected finite numbers within 32-bit float range");
+      }
       out_.embeddings.push_back(static_cast<float>(item.number));
     }
   }

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <algorithm>
+
 #include "builder.h"
 #include "delimited.h"
 #include "flipless/core/error.h"
@@ -35,17 +37,23 @@ Dataset read_delimited(const core::InputFile& file, char delimiter, bool quoting
     const std::size_t none = static_cast<std::size_t>(-1);
     const std::size_t pair = columns.text_pair.empty() ? none : column_index(header, columns.text_pair, source);
     const std::size_t label = columns.label.empty() ? none : column_index(header, columns.label, source);
-    const std::size_t id = columns.id.empty() ? none : column_index(header, columns.id, source);
+    // An "id" column is the id unless told otherwise (prediction files carry ids by that name).
+    std::string id_name = columns.id;
+    if (id_name.empty() && !columns.hash_ids && std::find(header.begin(), header.end(), "id") != header.end())
+      id_name = "id";
+    const std::size_t id = id_name.empty() ? none : column_index(header, id_name, source);
     detail::DatasetBuilder builder(source, columns.label_names, label != none);
     while (reader.next(fields)) {
       if (fields.size() != header.size()) {
         throw InputError(fmt::format("{}:{}: expected {} fields as in the header, found {}", source, reader.line(),
                                      header.size(), fields.size()));
       }
-      builder.add(reader.line(), id == none ? std::string() : std::move(fields[id]), std::move(fields[text]),
+      // The id is copied first: its column may also be the text or the label, moved below.
+      std::string row_id = id == none ? std::string() : fields[id];
+      builder.add(reader.line(), std::move(row_id), std::move(fields[text]),
                   pair == none ? std::nullopt : std::optional<std::string>(std::move(fields[pair])),
-                  label == none ? std::string() : std::move(fields[label]), columns.id, columns.text,
-                  columns.text_pair, columns.label);
+                  label == none ? std::string() : std::move(fields[label]), id_name, columns.text, columns.text_pair,
+                  columns.label);
     }
     return std::move(builder).finish(source);
   } catch (const detail::DelimitedSyntaxError& e) {
@@ -68,6 +76,10 @@ Dataset read_jsonl(const core::InputFile& file, const ColumnSpec& columns) {
   const std::string& source = file.source();
   if (file.bytes().empty()) throw InputError(fmt::format("{}: file is empty", source));
   detail::DatasetBuilder builder(source, columns.label_names, !columns.label.empty());
+  // An "id" field is the id unless told otherwise; whether there is one is decided by the first
+  // row, and then every row must agree.
+  std::string id_name = columns.id;
+  std::size_t first_line = 0;
   core::LineCursor lines(file.bytes());
   std::string_view line;
   while (lines.next(line)) {
@@ -82,12 +94,20 @@ Dataset read_jsonl(const core::InputFile& file, const ColumnSpec& columns) {
     if (row.kind != detail::JsonValue::Kind::kObject) {
       throw InputError(fmt::format("{}:{}: expected a JSON object, found a {}", source, n, detail::json_kind_name(row.kind)));
     }
-    std::string id = columns.id.empty() ? std::string() : json_field_text(row.find(columns.id), columns.id, true, source, n);
+    if (first_line == 0) {
+      first_line = n;
+      if (id_name.empty() && !columns.hash_ids && row.find("id") != nullptr) id_name = "id";
+    } else if (id_name.empty() && !columns.hash_ids && row.find("id") != nullptr) {
+      throw InputError(
+          fmt::format("{}:{}: field 'id': present here but not on line {}; give every row an id, or pass --hash-ids",
+                      source, n, first_line));
+    }
+    std::string id = id_name.empty() ? std::string() : json_field_text(row.find(id_name), id_name, true, source, n);
     std::string text = json_field_text(row.find(columns.text), columns.text, false, source, n);
     std::optional<std::string> pair;
     if (!columns.text_pair.empty()) pair = json_field_text(row.find(columns.text_pair), columns.text_pair, false, source, n);
     std::string label = columns.label.empty() ? std::string() : json_field_text(row.find(columns.label), columns.label, true, source, n);
-    builder.add(n, std::move(id), std::move(text), std::move(pair), std::move(label), columns.id, columns.text,
+    builder.add(n, std::move(id), std::move(text), std::move(pair), std::move(label), id_name, columns.text,
                 columns.text_pair, columns.label);
   }
   return std::move(builder).finish(source);
@@ -106,6 +126,8 @@ TableFormat format_from_path(const std::filesystem::path& path) {
 
 Dataset read_table(const core::InputFile& file, TableFormat format, const ColumnSpec& columns) {
   if (columns.text.empty()) throw ConfigError("the text column name must not be empty");
+  if (!columns.id.empty() && columns.hash_ids)
+    throw ConfigError("an id column and content-hash ids exclude each other: give one");
   switch (format) {
     case TableFormat::kCsv: return read_delimited(file, ',', true, columns);
     case TableFormat::kTsv: return read_delimited(file, '\t', false, columns);

@@ -11,6 +11,7 @@
 #include "flipless/core/error.h"
 #include "flipless/core/hash.h"
 #include "flipless/io/safetensors.h"
+#include "flipless/nn/bert.h"
 #include "flipless/nn/gated_fusion.h"
 #include "flipless/nn/tensor_io.h"
 #include "flipless/train/saved_model.h"
@@ -71,9 +72,36 @@ std::string space_of(const json& card, const fs::path& model_dir) {
   return fmt::format("model:{:016x}", fs::exists(weights) ? core::hash_file(weights, h) : h);
 }
 
+// The model card's max_length against the encoder's positions: tokens past the last position
+// fail the forward pass, so a text long enough to reach them would fail its whole batch.
+void check_max_length(const json& card, const fs::path& model_dir) {
+  if (!card.contains("max_length")) return;
+  fs::path config;
+  if (card.value("kind", "") == "frozen-head" && card.contains("base_model"))
+    config = fs::path(card.at("base_model").get<std::string>()) / "config.json";
+  else
+    config = model_dir / "encoder" / "config.json";
+  if (!fs::exists(config)) return;  // not an encoder model (fastText has no positions)
+  const auto encoder = nn::BertConfig::from_json_file(config);
+  // RoBERTa's positions start after its padding index (as the encoder counts them).
+  const std::int64_t positions =
+      encoder.max_position_embeddings - (encoder.model_type == "roberta" ? encoder.pad_token_id + 1 : 0);
+  const auto& field = card.at("max_length");
+  if (!field.is_number_integer() || field.get<std::int64_t>() < 2 || field.get<std::int64_t>() > positions) {
+    throw ModelError(
+        fmt::format("{}: field 'max_length': {} tokens, but the encoder ({}) has {} positions; set it to at most {}",
+                    (model_dir / train::kModelCardName).string(), field.dump(), config.string(), positions, positions));
+  }
+}
+
 }  // namespace
 
 std::string embedding_space_of(const fs::path& model_dir) { return space_of(train::read_model_card(model_dir), model_dir); }
+
+void check_encoder_limits(const fs::path& model_dir) {
+  if (!fs::exists(model_dir / train::kModelCardName)) return;  // a Hugging Face checkpoint: its own limits
+  check_max_length(train::read_model_card(model_dir), model_dir);
+}
 
 struct CompatiblePredictor::Impl {
   fs::path dir;
@@ -104,6 +132,7 @@ std::unique_ptr<CompatiblePredictor> CompatiblePredictor::load(const fs::path& m
   m->dir = model_dir;
   const auto card = train::read_model_card(model_dir);
   m->temperature = temperature_of(card, model_dir);
+  check_max_length(card, model_dir);
   const auto gate_path = model_dir / "gate.safetensors";
   if (!fs::exists(gate_path)) throw ModelError(fmt::format("{}: missing; a Gated Fusion model folder holds its gate there", gate_path.string()));
   m->model = train::load_classifier(model_dir, train::parse_device(options.device), train::parse_precision(options.precision));
@@ -250,6 +279,10 @@ std::size_t CompatiblePredictor::num_labels() const { return impl_->label_names.
 double CompatiblePredictor::temperature() const { return impl_->temperature; }
 const std::string& CompatiblePredictor::embedding_space() const { return impl_->space; }
 const std::string& CompatiblePredictor::lookup_version() const { return impl_->version; }
+std::string CompatiblePredictor::model_name() const {
+  const auto& dir = impl_->dir;
+  return (dir.has_filename() ? dir.filename() : dir.parent_path().filename()).string();
+}
 
 std::string CompatiblePredictor::describe() const {
   const auto& m = *impl_;

@@ -1,7 +1,7 @@
 // Runs the built `flipless` binary as a user would: exit codes, one-line errors, --help for
 // every subcommand, and the README's main command on the bundled example.
-#include <gtest/gtest.h>
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -10,11 +10,14 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "../unit/test_util.h"
 
@@ -114,7 +117,75 @@ TEST(Cli, CacheCommandsRefuseBadInputWithOneLine) {
                     "no row with id");
   EXPECT_FALSE(std::filesystem::exists(dir.path() / "c.sqlite"));  // nothing half-made
 }
+
+// Issue 14, 8-10 and 16 through the binary: ids from an "id" column, logits past float's range,
+// SQLite files that are not caches, damaged caches.
+TEST(Cli, CacheAddAndInfoOnHostileFiles) {
+  TempDir dir;
+  std::string data, old, emb;
+  for (int i = 0; i < 3000; ++i) {
+    data += "{\"id\": \"r" + std::to_string(i) + "\", \"text\": \"sentence number " + std::to_string(i) +
+            "\", \"label\": " + std::to_string(i % 2) + "}\n";
+    old += "{\"id\": \"r" + std::to_string(i) + "\", \"logits\": [" + std::to_string(i % 7) + ", 1]}\n";
+    emb += "{\"id\": \"r" + std::to_string(i) + "\", \"pred\": 0, \"embedding\": [" + std::to_string(i) +
+           ", 1, 2, 3, 4, 5, 6, 7]}\n";
+  }
+  const auto data_file = dir.write("data.jsonl", data), old_file = dir.write("old.jsonl", old),
+             emb_file = dir.write("emb.jsonl", emb);
+  const auto cache = dir.path() / "c.sqlite";
+  const std::string add = "cache add '" + cache.string() + "' --data '" + data_file.string() + "' --embeddings '" +
+                          emb_file.string() + "' --old ";
+  // The dataset's "id" column is its id, as in the prediction files.
+  Result r = run(dir, add + "'" + old_file.string() + "'");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("3000 entries"), std::string::npos) << r.out;
+  r = run(dir, "cache info '" + cache.string() + "' --full-check");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("integrity: ok (SQLite integrity_check)"), std::string::npos) << r.out;
+  expect_user_error(run(dir, add + "'" + old_file.string() + "' --hash-ids"), "no row with id");
+  // Logits past float's range: the file, line and field.
+  const auto huge =
+      dir.write("huge.jsonl", "{\"id\": \"r0\", \"logits\": [0, 1]}\n{\"id\": \"r1\", \"logits\": [1e39, 0]}\n");
+  expect_user_error(run(dir, add + "'" + huge.string() + "' --version v2"),
+                    huge.string() + ":2: field 'logits': scores must be finite 32-bit floats, found 1e+39");
+  // Another SQLite database: refused, and left as it was.
+  const auto other = dir.path() / "other.sqlite";
+  ASSERT_EQ(std::system(("python3 -c \"import sqlite3; c = sqlite3.connect('" + other.string() +
+                         "'); c.execute('CREATE TABLE t(x)'); c.commit()\"")
+                            .c_str()),
+            0);
+  const auto size = std::filesystem::file_size(other);
+  expect_user_error(run(dir, "cache add '" + other.string() + "' --data '" + data_file.string() + "' --embeddings '" +
+                                 emb_file.string() + "' --old '" + old_file.string() + "'"),
+                    "not a flipless old-logit cache (an SQLite database with tables t); nothing was written");
+  EXPECT_EQ(std::filesystem::file_size(other), size);
+  expect_user_error(run(dir, "cache info '" + other.string() + "'"), "not a flipless old-logit cache");
+  // 64 bytes over a page in the middle: info and add refuse it with one line, exit 2.
+  const auto pages = std::filesystem::file_size(cache) / 4096;
+  {
+    std::fstream f(cache, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(pages / 2 * 4096));
+    f.write(std::string(64, '\x5a').data(), 64);
+  }
+  expect_user_error(run(dir, "cache info '" + cache.string() + "'"),
+                    "old-logit cache is damaged (SQLite quick_check: ");
+  expect_user_error(run(dir, add + "'" + old_file.string() + "' --version v3"), "old-logit cache is damaged");
+}
 #endif
+
+// Issue 14, 15: a predicted label the task does not have.
+TEST(Cli, ComparePredictionsWithALabelOutsideTheTask) {
+  TempDir dir;
+  const auto old_file =
+      dir.write("old.jsonl", "{\"id\":\"a\",\"label\":1,\"pred\":1}\n{\"id\":\"b\",\"label\":0,\"pred\":0}\n");
+  const auto new_file = dir.write("new.jsonl", "{\"id\":\"a\",\"pred\":1}\n{\"id\":\"b\",\"pred\":\"positive\"}\n");
+  expect_user_error(run(dir, "compare '" + old_file.string() + "' '" + new_file.string() + "'"),
+                    new_file.string() + ":2: field 'pred': label 'positive' is not a label of the task [0, 1]");
+  const Result r =
+      run(dir, "compare '" + old_file.string() + "' '" + new_file.string() + "' --unknown-preds-wrong --format json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("<not a label of the task>"), std::string::npos) << r.out;
+}
 
 TEST(Cli, CompareOnTheBundledExample) {
   TempDir dir;
@@ -293,8 +364,10 @@ TEST(CliTrain, FastTextFrozenAndFineTunedModelsTrainPredictAndCompare) {
   // Compatibility methods train the new model against the old run's stored logits.
   for (const char* method : {"gated_fusion", "distillation"}) {
     const auto method_dir = dir.path() / method;
-    r = run(dir, "train --model '" + tiny + "' --frozen --layers 1 --epochs 2 --lr 0.01 --cache '" + (dir.path() / "cache").string() +
-                 "' --method " + method + " --old '" + old_dir.string() + "'" + data + " --out '" + method_dir.string() + "'");
+    // --max-length 64: the tiny BERT's positions (serve refuses a card that asks for more).
+    r = run(dir, "train --model '" + tiny + "' --frozen --layers 1 --epochs 2 --lr 0.01 --max-length 64 --cache '" +
+                     (dir.path() / "cache").string() + "' --method " + method + " --old '" + old_dir.string() + "'" +
+                     data + " --out '" + method_dir.string() + "'");
     ASSERT_EQ(r.code, 0) << method << ": " << r.err;
     const std::string dev_file = slurp(method_dir / "predictions/dev.jsonl");
     EXPECT_EQ(dev_file.find("\"gate\":") != std::string::npos, std::string(method) == "gated_fusion") << method;
@@ -344,12 +417,59 @@ TEST(CliTrain, FastTextFrozenAndFineTunedModelsTrainPredictAndCompare) {
                                      std::to_string(body.size()) + "\r\n\r\n" + body);
   EXPECT_NE(answer.find("200 OK"), std::string::npos) << answer;
   EXPECT_NE(answer.find("\"path\":\"exact\""), std::string::npos) << answer;  // a dev sentence: cached
+  // SIGTERM under load (issue 14, 6): every request the server took is answered. 8 clients
+  // send requests on fresh connections; a refused connection (the server has stopped
+  // listening) ends a client, a request sent and never answered is a failure.
+  std::atomic<bool> stop_clients{false};
+  std::atomic<int> sent{0}, unanswered{0};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < 8; ++c) {
+    clients.emplace_back([&] {
+      while (!stop_clients) {
+        const int fd = socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_port = htons(static_cast<std::uint16_t>(port));
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+          close(fd);
+          return;
+        }
+        const std::string request = "POST /v1/predict HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: " +
+                                    std::to_string(body.size()) + "\r\n\r\n" + body;
+        if (send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size())) {
+          ++sent;
+          std::string reply;
+          char buffer[4096];
+          for (ssize_t n; (n = read(fd, buffer, sizeof buffer)) > 0;) reply.append(buffer, static_cast<std::size_t>(n));
+          if (reply.find("200 OK") == std::string::npos) ++unanswered;
+        }
+        close(fd);
+      }
+    });
+  }
+  usleep(1000000);
   kill(server, SIGTERM);
   int status = 0;
   waitpid(server, &status, 0);
+  stop_clients = true;
+  for (auto& t : clients) t.join();
+  EXPECT_GT(sent.load(), 0);
+  EXPECT_EQ(unanswered.load(), 0) << "of " << sent.load();
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << slurp(log);
   EXPECT_NE(slurp(log).find("flipless serve: stopped"), std::string::npos) << slurp(log);
   expect_user_error(run(dir, "serve '" + old_dir.string() + "'"), "not a Gated Fusion model");
+  const auto short_token = dir.write("token.txt", "short\n");
+  expect_user_error(run(dir, "serve '" + gf_dir.string() + "' --auth-token-file '" + short_token.string() + "'"),
+                    short_token.string() + ":1: the auth token must be at least 16 characters, found 5");
+  // A damaged cache is refused at start, never served.
+  {
+    std::fstream f(cache, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(std::filesystem::file_size(cache) / 4096 / 2 * 4096));
+    f.write(std::string(64, '\x5a').data(), 64);
+  }
+  expect_user_error(run(dir, "serve '" + gf_dir.string() + "' --cache '" + cache.string() + "' --exact-only --port 0"),
+                    "old-logit cache is damaged");
   expect_user_error(run(dir, "serve '" + gf_dir.string() + "' --device tpu"), "device 'tpu': expected cpu, cuda, cuda:N or auto");
   expect_user_error(run(dir, "serve '" + gf_dir.string() + "' --precision fp16"), "precision fp16 needs a GPU");
   EXPECT_EQ(run(dir, "serve --help").code, 0);

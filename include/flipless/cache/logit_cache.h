@@ -3,7 +3,10 @@
 // is retired (SPEC.md, "Inference with a cache"; the paper's section 3.3), persistent in SQLite.
 //
 // On disk, one SQLite database in WAL mode (every put() is one transaction; an entry is
-// acknowledged once its transaction commits and survives a killed process):
+// acknowledged once its transaction commits and survives a killed process), marked with
+// PRAGMA application_id = 0x464C5043 ("FLPC") so other SQLite files are told apart before
+// anything is written to them (files from before the mark, with format version 1 in meta and an
+// application_id of 0, are read as they are and marked when next opened for writing):
 //   meta(name TEXT PRIMARY KEY, value TEXT)    format = "flipless-old-logit-cache", version = 1,
 //                                              num_labels, dim
 //   versions(id INTEGER PRIMARY KEY, tag TEXT UNIQUE, embedding_model TEXT, created TEXT,
@@ -19,6 +22,10 @@
 // hash; a later open loads it when all three match and rebuilds it otherwise, so deleting the
 // folder is always safe. `key` is cache_key() of the input, so the same text finds its entry
 // whatever its id.
+//
+// Opening a file runs SQLite's PRAGMA quick_check (page structure; a full integrity_check, which
+// also matches indexes against their tables, on request): a damaged cache is refused with one
+// IoError, never served. Logits and embeddings must be finite 32-bit floats.
 //
 // Several legacy versions live side by side (the paper's section 6, a chain of upgrades);
 // look-ups use the latest version unless told otherwise. `embedding_model` names the model whose
@@ -74,18 +81,29 @@ struct Lookup {
   float distance = 0;             // Euclidean distance to the neighbour used (0 on an exact hit)
 };
 
+// How much of an existing cache file open() checks: kQuick is SQLite's quick_check (every
+// page's structure, in one pass over the file); kFull its integrity_check (also every index
+// against its table: slower).
+enum class IntegrityCheck { kNone, kQuick, kFull };
+
 struct CacheOptions {
   std::size_t num_labels = 0;  // for a new cache; 0: take it from the existing one
   std::size_t dim = 0;         // embedding width for a new cache; 0: take it from the existing one
   IndexOptions index;          // how nearest-neighbour look-ups search
   bool read_only = false;      // open an existing cache without writing
+  IntegrityCheck check = IntegrityCheck::kQuick;  // run on open for a file (not ":memory:")
 };
+
+// The SQLite application_id of a flipless cache file ("FLPC").
+inline constexpr std::int32_t kCacheApplicationId = 0x464C5043;
 
 class OldLogitCache {
  public:
   // Opens (or creates, unless read_only) the cache at `path`; ":memory:" gives a private
-  // in-memory cache. Throws IoError for an unreadable file or one that is not a flipless cache,
-  // ConfigError when num_labels/dim disagree with an existing cache.
+  // in-memory cache. A new cache is only created in a missing or empty file. Throws IoError for
+  // an unreadable or damaged file or one that is not a flipless cache (another SQLite database
+  // is refused before anything is written to it), ConfigError when num_labels/dim disagree with
+  // an existing cache.
   static std::unique_ptr<OldLogitCache> open(const std::filesystem::path& path, const CacheOptions& options = {});
   ~OldLogitCache();
   OldLogitCache(const OldLogitCache&) = delete;
@@ -96,7 +114,8 @@ class OldLogitCache {
   const std::filesystem::path& path() const;
 
   // Adds or replaces entries of version `tag` in one transaction (the version is created with
-  // `embedding_model` when new). Returns once committed. Throws InputError on a wrong width.
+  // `embedding_model` when new). Returns once committed. Throws InputError on a wrong width or
+  // a logit or embedding value that is not finite.
   void put(std::string_view tag, std::span<const CacheEntry> entries, std::string_view embedding_model = "");
 
   // Every version, oldest first.

@@ -19,6 +19,8 @@ struct CompareOptions {
   std::vector<std::string> label_names;  // label set when no dataset gives one; empty: inferred
   metrics::BootstrapOptions bootstrap;   // 1000 resamples, 95%, seed 0
   std::size_t top_k = 10;                // negative flips listed in the report
+  bool unknown_preds_wrong = false;      // a predicted label outside the task's set: false an
+                                         // error naming it and its line; true counted as wrong
 };
 
 // One example shown in the report.

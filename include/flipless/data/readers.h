@@ -19,7 +19,9 @@ struct ColumnSpec {
   std::string text = "text";       // required
   std::string text_pair;           // empty: single-text task
   std::string label = "label";     // empty: unlabelled data
-  std::string id;                  // empty: ids are content hashes of the text(s)
+  std::string id;                  // empty: the "id" column when the file has one (JSONL: when
+                                   // its first row has one), else content hashes of the text(s)
+  bool hash_ids = false;           // ids are content hashes even when there is an "id" column
   std::vector<std::string> label_names;  // empty: the sorted set of labels found
 };
 

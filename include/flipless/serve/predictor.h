@@ -51,7 +51,8 @@ class CompatiblePredictor {
   // Loads a Gated Fusion model folder (`flipless train --method gated_fusion --out DIR`, or an
   // experiment's gated_fusion/seed-S/model): the new model, gate.safetensors and T from the
   // card. `cache` may be null (then every input misses); `live_old` may be null.
-  // Throws ModelError for a folder without a gate, ConfigError for a cache of another width.
+  // Throws ModelError for a folder without a gate or whose card's max_length exceeds the
+  // encoder's positions, ConfigError for a cache of another width.
   static std::unique_ptr<CompatiblePredictor> load(const std::filesystem::path& model_dir, std::shared_ptr<cache::OldLogitCache> cache,
                                                    std::shared_ptr<const models::Classifier> live_old, PredictorOptions options);
   // With default options. (An overload rather than a default argument: GCC 12 warns of a
@@ -77,7 +78,9 @@ class CompatiblePredictor {
   const std::string& embedding_space() const;
   // The cache version look-ups use (empty without a cache or with an empty one).
   const std::string& lookup_version() const;
-  // One line: model, gate, T, cache and its version, look-up policy.
+  // The model folder's name, without its path (what /healthz shows).
+  std::string model_name() const;
+  // One line: model, gate, T, cache and its version, look-up policy (with file paths: for logs).
   std::string describe() const;
 
  private:
@@ -85,6 +88,11 @@ class CompatiblePredictor {
   explicit CompatiblePredictor(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+// Throws ModelError when a saved model's card asks for more tokens (max_length) than its
+// encoder has positions: a text that long would fail its whole batch. Folders without a card
+// (Hugging Face checkpoints) and models without an encoder pass.
+void check_encoder_limits(const std::filesystem::path& model_dir);
 
 // The embedding space a saved model's pooled embeddings live in (see embedding_space()).
 std::string embedding_space_of(const std::filesystem::path& model_dir);

@@ -1,7 +1,9 @@
 // The old-logit cache: keys, the vector indexes (HNSW against the exact oracle), the SQLite
 // store (look-up paths, versions, persistence, corrupt files) and durability under SIGKILL.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -9,6 +11,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <set>
 
@@ -18,9 +21,6 @@
 #include "flipless/cache/vector_index.h"
 #include "flipless/core/error.h"
 #include "flipless/data/predictions.h"
-
-#include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 namespace flipless::cache {
 namespace {
@@ -294,6 +294,99 @@ TEST(OldLogitCache, RefusesWrongWidthsAndFilesThatAreNotCaches) {
   EXPECT_NE(error_of<IoError>([&] { OldLogitCache::open(text); }).find("not a flipless old-logit cache"), std::string::npos);
   EXPECT_THROW(OldLogitCache::open(dir.path() / "missing.sqlite", read_only()), IoError);
   EXPECT_THROW(OldLogitCache::open(dir.path() / "new.sqlite"), ConfigError);  // a new cache needs its widths
+}
+
+// Runs one SQL statement on a database file outside the cache; returns the first column of the
+// first row ("" when none).
+std::string sql(const std::filesystem::path& path, const std::string& statement) {
+  sqlite3* raw = nullptr;
+  EXPECT_EQ(sqlite3_open(path.string().c_str(), &raw), SQLITE_OK);
+  std::unique_ptr<sqlite3, decltype(&sqlite3_close)> db(raw, &sqlite3_close);
+  sqlite3_stmt* s = nullptr;
+  EXPECT_EQ(sqlite3_prepare_v2(raw, statement.c_str(), -1, &s, nullptr), SQLITE_OK) << sqlite3_errmsg(raw);
+  std::string out;
+  if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_text(s, 0) != nullptr)
+    out = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
+  while (sqlite3_step(s) == SQLITE_ROW) {
+  }
+  sqlite3_finalize(s);
+  return out;
+}
+
+// Issue 14, 10: another SQLite database is refused before anything is written to it.
+TEST(OldLogitCache, OtherSqliteDatabasesAreRefusedUntouched) {
+  TempDir dir;
+  const auto other = dir.path() / "other.sqlite";
+  sql(other, "CREATE TABLE t(x)");
+  const auto before = std::filesystem::file_size(other);
+  EXPECT_EQ(
+      error_of<IoError>([&] { OldLogitCache::open(other, sized(2, 2)); }),
+      other.string() + ": not a flipless old-logit cache (an SQLite database with tables t); nothing was written");
+  EXPECT_EQ(sql(other, "SELECT group_concat(name) FROM sqlite_schema"), "t");
+  EXPECT_EQ(std::filesystem::file_size(other), before);
+  const auto app = dir.path() / "app.sqlite";
+  sql(app, "PRAGMA application_id = 1234");
+  EXPECT_EQ(error_of<IoError>([&] { OldLogitCache::open(app, sized(2, 2)); }),
+            app.string() +
+                ": not a flipless old-logit cache (an SQLite database of another application, id 0x4d2); nothing was "
+                "written");
+  // A new cache carries the mark; one written before it (application_id 0) is read as it is
+  // and marked when opened for writing.
+  const auto path = dir.path() / "cache.sqlite";
+  OldLogitCache::open(path, sized(2, 2))->put("v1", std::vector<CacheEntry>{entry("a", {1, 2}, {0, 0})});
+  EXPECT_EQ(sql(path, "PRAGMA application_id"), std::to_string(kCacheApplicationId));
+  sql(path, "PRAGMA application_id = 0");
+  EXPECT_EQ(OldLogitCache::open(path, read_only())->size(), 1u);
+  EXPECT_EQ(sql(path, "PRAGMA application_id"), "0");
+  EXPECT_EQ(OldLogitCache::open(path)->size(), 1u);
+  EXPECT_EQ(sql(path, "PRAGMA application_id"), std::to_string(kCacheApplicationId));
+}
+
+// Issue 14, 9: a cache with damaged pages is refused on open (read-only or for writing), with
+// one line naming the file and SQLite's complaint.
+TEST(OldLogitCache, DamagedFilesAreRefusedOnOpen) {
+  TempDir dir;
+  const auto path = dir.path() / "cache.sqlite";
+  std::vector<CacheEntry> entries;
+  const auto emb = random_vectors(2000, 64, 5);
+  for (int i = 0; i < 2000; ++i) {
+    entries.push_back(entry(fmt::format("text {}", i), {float(i), 0},
+                            std::vector<float>(emb.begin() + i * 64, emb.begin() + (i + 1) * 64)));
+  }
+  OldLogitCache::open(path, sized(2, 64))->put("v1", entries);  // closed: checkpointed into the file
+  CacheOptions full = read_only();
+  full.check = IntegrityCheck::kFull;
+  EXPECT_EQ(OldLogitCache::open(path, full)->size(), 2000u);  // healthy: both checks pass
+  // 64 bytes over the head of a page in the middle of the file.
+  const auto pages = std::filesystem::file_size(path) / 4096;
+  ASSERT_GT(pages, 20u);
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(pages / 2 * 4096));
+    const std::string junk(64, '\xA5');
+    f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+  }
+  for (const bool writable : {false, true}) {
+    CacheOptions o = read_only();
+    o.read_only = !writable;
+    const auto message = error_of<IoError>([&] { OldLogitCache::open(path, o); });
+    EXPECT_EQ(message.rfind(path.string() + ": old-logit cache is damaged (SQLite quick_check: ", 0), 0u) << message;
+    EXPECT_NE(message.find("restore it from a backup or rebuild it with 'flipless cache add'"), std::string::npos)
+        << message;
+    EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+  }
+}
+
+// Issue 14, 8: logits that are not finite are refused, not stored as infinity.
+TEST(OldLogitCache, NonFiniteLogitsAndEmbeddingsAreRefused) {
+  auto c = OldLogitCache::open(":memory:", sized(2, 2));
+  const float inf = std::numeric_limits<float>::infinity();
+  EXPECT_EQ(error_of<InputError>([&] {
+              c->put("v1", std::vector<CacheEntry>{entry("a", {inf, 0}, {})});
+            }),
+            fmt::format("old-logit cache: entry {} has a logit that is not finite (inf)", cache_key("a")));
+  EXPECT_THROW(c->put("v1", std::vector<CacheEntry>{entry("a", {0, 0}, {std::nanf(""), 0})}), InputError);
+  EXPECT_EQ(c->size("v1"), 0u);
 }
 
 TEST(OldLogitCache, TruncatedFileThrowsInsteadOfCrashing) {

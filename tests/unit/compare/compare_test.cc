@@ -82,7 +82,42 @@ TEST(Compare, ResolvesLabelNamesAgainstScores) {
             "new.jsonl: rows have 2 scores but the label set has 3 labels [neg, pos, mixed]");
   options.label_names = {"negative", "positive"};
   EXPECT_EQ(error_of<InputError>([&] { compare_predictions(old_file, new_file, nullptr, options); }),
-            "old.jsonl:1: field 'pred': label 'neg' is not in the label set [negative, positive]");
+            "old.jsonl:1: field 'pred': label 'neg' is not in the label set [negative, positive]; pass "
+            "--unknown-preds-wrong to count "
+            "such predictions as wrong");
+}
+
+// Issue 14, 15: a predicted label the task does not have is an error naming it and its line
+// (or, when asked, a prediction that is always wrong), not a class of its own at 0% accuracy.
+TEST(Compare, APredictedLabelOutsideTheTaskIsAnError) {
+  const auto old_file =
+      parse("old.jsonl", "{\"id\":\"a\",\"label\":1,\"pred\":1}\n{\"id\":\"b\",\"label\":0,\"pred\":1}\n");
+  const auto new_file = parse("new.jsonl", "{\"id\":\"a\",\"pred\":\"positive\"}\n{\"id\":\"b\",\"pred\":0}\n");
+  EXPECT_EQ(error_of<InputError>([&] { compare_predictions(old_file, new_file, nullptr); }),
+            "new.jsonl:1: field 'pred': label 'positive' is not a label of the task [0, 1] (the true labels' set); "
+            "pass --label-names "
+            "when the task has more labels, or --unknown-preds-wrong to count such predictions as wrong");
+  CompareOptions options;
+  options.unknown_preds_wrong = true;
+  const Comparison c = compare_predictions(old_file, new_file, nullptr, options);
+  EXPECT_EQ(c.label_names, (std::vector<std::string>{"0", "1", "<not a label of the task>"}));
+  EXPECT_DOUBLE_EQ(*c.summary.value(Metric::kOldAccuracy), 0.5);
+  EXPECT_DOUBLE_EQ(*c.summary.value(Metric::kNewAccuracy), 0.5);  // b right, a wrong
+  EXPECT_DOUBLE_EQ(*c.summary.value(Metric::kNfr), 0.5);
+  // With the label set given, the same: an error unless asked.
+  options = {};
+  options.label_names = {"0", "1"};
+  EXPECT_EQ(error_of<InputError>([&] { compare_predictions(old_file, new_file, nullptr, options); }),
+            "new.jsonl:1: field 'pred': label 'positive' is not in the label set [0, 1]; pass --unknown-preds-wrong to "
+            "count such "
+            "predictions as wrong");
+  options.unknown_preds_wrong = true;
+  EXPECT_DOUBLE_EQ(*compare_predictions(old_file, new_file, nullptr, options).summary.value(Metric::kNewAccuracy), 0.5);
+  // A true label outside the set stays an error whatever the flag.
+  const auto bad_truth =
+      parse("t.jsonl", "{\"id\":\"a\",\"label\":\"maybe\",\"pred\":1}\n{\"id\":\"b\",\"label\":0,\"pred\":1}\n");
+  EXPECT_EQ(error_of<InputError>([&] { compare_predictions(bad_truth, new_file, nullptr, options); }),
+            "t.jsonl:1: field 'label': label 'maybe' is not in the label set [0, 1]");
 }
 
 TEST(Compare, DatasetGivesLabelsTextsAndSlices) {

@@ -199,6 +199,42 @@ TEST(GenericReaders, JsonlAndTsvInferLabels) {
   EXPECT_EQ(t.examples[0].text_a, "x \"y");
 }
 
+// Issue 14, 16: an "id" column is the id unless told otherwise, as prediction files expect.
+TEST(GenericReaders, AnIdColumnIsTheIdByDefault) {
+  TempDir dir;
+  const auto j = dir.write(
+      "d.jsonl", "{\"id\": \"r1\", \"text\": \"a\", \"label\": 1}\n{\"id\": 7, \"text\": \"b\", \"label\": 0}\n");
+  const Dataset ds = read_table_file(j, {});
+  EXPECT_EQ(ds.examples[0].id, "r1");
+  EXPECT_EQ(ds.examples[1].id, "7");
+  const auto c = dir.write("d.csv", "text,id,label\na,r1,1\nb,r2,0\n");
+  EXPECT_EQ(read_table_file(c, {}).examples[1].id, "r2");
+  // --hash-ids: content hashes even so; no id column: content hashes as before.
+  ColumnSpec hashed;
+  hashed.hash_ids = true;
+  EXPECT_EQ(read_table_file(j, hashed).examples[0].id, core::content_id("a", std::nullopt));
+  EXPECT_EQ(read_table_file(dir.write("n.csv", "text,label\na,1\n"), {}).examples[0].id,
+            core::content_id("a", std::nullopt));
+  // Another column named explicitly; both at once is a contradiction.
+  ColumnSpec named;
+  named.id = "label";
+  EXPECT_EQ(read_table_file(c, named).examples[0].id, "1");
+  named.hash_ids = true;
+  EXPECT_EQ(error_of<ConfigError>([&] { read_table_file(c, named); }),
+            "an id column and content-hash ids exclude each other: give one");
+  // The first JSONL row decides; a row that disagrees is an error naming it.
+  const auto some =
+      dir.write("s.jsonl", "{\"text\": \"a\", \"label\": 1}\n{\"id\": \"x\", \"text\": \"b\", \"label\": 0}\n");
+  EXPECT_EQ(error_of<InputError>([&] { read_table_file(some, {}); }),
+            some.string() + ":2: field 'id': present here but not on line 1; give every row an id, or pass --hash-ids");
+  const auto missing =
+      dir.write("m.jsonl", "{\"id\": \"x\", \"text\": \"a\", \"label\": 1}\n{\"text\": \"b\", \"label\": 0}\n");
+  EXPECT_EQ(error_of<InputError>([&] { read_table_file(missing, {}); }), missing.string() + ":2: missing field 'id'");
+  const auto dup = dir.write("dup.csv", "id,text,label\nr1,a,1\nr1,b,0\n");
+  EXPECT_EQ(error_of<InputError>([&] { read_table_file(dup, {}); }),
+            dup.string() + ":3: column 'id': duplicate id 'r1' (first on line 2)");
+}
+
 TEST(Split, StratifiedDeterministicAndOrderFree) {
   const Dataset dev = load_dataset("sst2:dev");
   const auto a = split_train_validation(dev, 0.25, 1);

@@ -85,6 +85,18 @@ TEST(Predictions, BadRowsNameFileLineAndField) {
   EXPECT_EQ(error_of<InputError>([] { parse("p.csv", "id,prob_0,prob_1\na,0.5,x\n"); }), "p.csv:2: field 'prob_1': 'x' is not a number");
   EXPECT_EQ(error_of<InputError>([] { parse("p.csv", "id,pred\na,1,2\n"); }), "p.csv:2: expected 2 fields as in the header, found 3");
   EXPECT_EQ(error_of<InputError>([] { parse("p.jsonl", "\n\n"); }), "p.jsonl: no prediction rows");
+  // Issue 14, 8: scores are 32-bit floats; 1e39 would become infinity.
+  EXPECT_EQ(error_of<InputError>([] {
+              parse("p.jsonl", "{\"id\": \"a\", \"logits\": [1, 2]}\n{\"id\": \"b\", \"logits\": [1e39, 0]}\n");
+            }),
+            "p.jsonl:2: field 'logits': scores must be finite 32-bit floats, found 1e+39");
+  EXPECT_EQ(error_of<InputError>([] { parse("p.csv", "id,logit_0,logit_1\na,-1e39,0\n"); }),
+            "p.csv:2: field 'logit_*': scores must be finite 32-bit floats, found -1e+39");
+  PredictionReadOptions with_embeddings;
+  with_embeddings.keep_embeddings = true;
+  EXPECT_EQ(error_of<InputError>(
+                [&] { parse("p.jsonl", "{\"id\": \"a\", \"pred\": 1, \"embedding\": [1, 4e38]}\n", with_embeddings); }),
+            "p.jsonl:1: field 'embedding': expected finite numbers within 32-bit float range");
 }
 
 }  // namespace

@@ -1,14 +1,19 @@
 // CompatiblePredictor (the three look-up paths, a live old model, recording) on a tiny frozen
 // BERT with a random head and gate, and the HTTP service on a loopback port.
-#include <gtest/gtest.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <gtest/gtest.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <torch/torch.h>
+#include <unistd.h>
 
 #include <atomic>
-#include <fmt/ranges.h>
-#include <mutex>
 #include <cmath>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -35,13 +40,16 @@ constexpr double kTemperature = 1.5;
 
 // A frozen tiny BERT + random linear head (seed `seed`) saved as a model folder; with a gate
 // when `gated`.
-void write_model(const fs::path& dir, std::uint64_t seed, bool gated) {
+void write_model(const fs::path& dir, std::uint64_t seed, bool gated, int max_length = 32) {
   torch::manual_seed(seed);
   nn::HeadConfig head;
   nn::FeatureClassifier model(32, 2, head);
-  json card = {{"kind", "frozen-head"},     {"label_names", {"negative", "positive"}},
-               {"base_model", kTinyBert.string()}, {"layers", 2},
-               {"pooling", "mean"},         {"max_length", 32},
+  json card = {{"kind", "frozen-head"},
+               {"label_names", {"negative", "positive"}},
+               {"base_model", kTinyBert.string()},
+               {"layers", 2},
+               {"pooling", "mean"},
+               {"max_length", max_length},
                {"head", {{"kind", head.kind}, {"hidden", head.hidden}, {"dropout", head.dropout}}}};
   if (gated) {
     card["method"] = {{"name", "gated_fusion"}, {"temperature", kTemperature}};
@@ -185,6 +193,15 @@ TEST(ParsePredictRequest, AcceptsTextsAndPairsAndNamesTheBadField) {
   ASSERT_EQ(xs.size(), 2u);
   EXPECT_EQ(xs[1].text_b, "b");
   EXPECT_EQ(error_of<InputError>([&] { parse_predict_request("{", o); }), "request body: invalid JSON");
+  // nlohmann's parser stops at a NUL byte: the valid first half must not hide the rest.
+  EXPECT_EQ(error_of<InputError>([&] {
+              parse_predict_request(std::string(R"({"inputs":["a"]})"
+                                                "\0"
+                                                R"({"inputs":[1]})",
+                                                31),
+                                    o);
+            }),
+            "request body: invalid JSON (a NUL byte at offset 16)");
   EXPECT_EQ(error_of<InputError>([&] { parse_predict_request(R"({"texts": []})", o); }), "request body: unknown field 'texts' (expected 'inputs')");
   EXPECT_EQ(error_of<InputError>([&] { parse_predict_request(R"({"inputs": []})", o); }), "inputs: empty");
   EXPECT_EQ(error_of<InputError>([&] { parse_predict_request(R"({"inputs": ["a", 3]})", o); }),
@@ -325,6 +342,348 @@ TEST_F(ServeTest, ThousandRequestsAtConcurrencySixteenWithoutErrors) {
   const int batches = std::stoi(m.substr(at + 30));
   EXPECT_GT(batches, 0);
   EXPECT_LT(batches, kClients * kPerClient);
+}
+
+TEST_F(ServeTest, ACardWhoseMaxLengthExceedsTheEncodersPositionsIsRefusedAtStart) {
+  const auto long_dir = dir_.path() / "gf-long";
+  write_model(long_dir, 1, true, 700);  // the tiny BERT has 64 positions
+  EXPECT_EQ(
+      error_of<ModelError>([&] { CompatiblePredictor::load(long_dir, nullptr, nullptr); }),
+      fmt::format("{}: field 'max_length': 700 tokens, but the encoder ({}) has 64 positions; set it to at most 64",
+                  (long_dir / train::kModelCardName).string(), (kTinyBert / "config.json").string()));
+  // The same check for a live old model (flipless serve --old-model).
+  const auto long_old = dir_.path() / "old-long";
+  write_model(long_old, 2, false, 65);
+  EXPECT_NE(error_of<ModelError>([&] { check_encoder_limits(long_old); }).find("65 tokens, but the encoder"), std::string::npos);
+  check_encoder_limits(old_dir_);  // 32 of 64: fine
+}
+
+// ---- Hostile clients, each through the real server on 127.0.0.1 (issue 14's list) ----
+
+// A raw TCP client: what a misbehaving peer sends, byte for byte.
+class Socket {
+ public:
+  explicit Socket(int port) : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(static_cast<std::uint16_t>(port));
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ = ::connect(fd_, reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0;
+    int one = 1;
+    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
+  ~Socket() { ::close(fd_); }
+  Socket(const Socket&) = delete;
+  Socket& operator=(const Socket&) = delete;
+
+  bool connected() const { return connected_; }
+  // False once the peer has closed or reset.
+  bool send(std::string_view bytes) {
+    while (!bytes.empty()) {
+      const auto n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      bytes.remove_prefix(static_cast<std::size_t>(n));
+    }
+    return true;
+  }
+  // True when something (data or a close) can be read within `ms`.
+  bool readable(int ms) const {
+    pollfd p{fd_, POLLIN, 0};
+    return ::poll(&p, 1, ms) > 0;
+  }
+  // Reads until `count` whole responses (Content-Length framed) came, the peer closed, or
+  // `ms` passed; returns the responses' status codes and bodies.
+  std::vector<std::pair<int, std::string>> responses(std::size_t count, int ms = 10000) {
+    std::vector<std::pair<int, std::string>> out;
+    const auto deadline = Clock::now() + std::chrono::milliseconds(ms);
+    while (out.size() < count) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+      if (left <= 0 || !readable(static_cast<int>(left))) break;
+      char chunk[65536];
+      const auto n = ::recv(fd_, chunk, sizeof chunk, 0);
+      if (n <= 0) {
+        closed_ = true;
+        break;
+      }
+      data_.append(chunk, static_cast<std::size_t>(n));
+      for (;;) {
+        const auto head_end = data_.find("\r\n\r\n");
+        if (head_end == std::string::npos) break;
+        std::size_t length = 0;
+        const auto head = data_.substr(0, head_end);
+        if (const auto at = head.find("Content-Length: "); at != std::string::npos)
+          length = std::stoul(head.substr(at + 16));
+        if (data_.size() < head_end + 4 + length) break;
+        heads_.push_back(head);
+        out.emplace_back(std::stoi(head.substr(9, 3)), data_.substr(head_end + 4, length));
+        data_.erase(0, head_end + 4 + length);
+      }
+    }
+    return out;
+  }
+  // True when the peer closes within `ms` (reading and dropping anything it sends first).
+  bool closed_within(int ms) {
+    const auto deadline = Clock::now() + std::chrono::milliseconds(ms);
+    while (!closed_) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+      if (left <= 0 || !readable(static_cast<int>(left))) return false;
+      char chunk[4096];
+      if (::recv(fd_, chunk, sizeof chunk, 0) <= 0) closed_ = true;
+    }
+    return true;
+  }
+  const std::vector<std::string>& heads() const { return heads_; }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  int fd_;
+  bool connected_ = false, closed_ = false;
+  std::string data_;
+  std::vector<std::string> heads_;
+};
+
+std::string post(std::string_view body, std::string_view extra_headers = "") {
+  return fmt::format(
+      "POST /v1/predict HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n{}Content-Length: {}\r\n\r\n{}",
+      extra_headers, body.size(), body);
+}
+constexpr std::string_view kGood = R"({"inputs": ["the movie was good"]})";
+constexpr std::string_view kHealthz = "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
+
+// Issue 14, 1: a chunked body is counted while it is read: 413 long before 64 MiB are sent.
+TEST_F(ServeTest, AChunkedBodyOverTheLimitIsRefusedWhileItIsRead) {
+  LiveServer live(CompatiblePredictor::load(model_dir_, open_cache(true), nullptr), loopback());  // 4096-byte bodies
+  Socket s(live.port());
+  ASSERT_TRUE(s.send("POST /v1/predict HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"));
+  const std::string chunk = fmt::format("{:x}\r\n{}\r\n", 65536, std::string(65536, 'a'));
+  std::size_t sent = 0;
+  while (sent < (64u << 20) && !s.readable(0) && s.send(chunk)) sent += 65536;
+  const auto got = s.responses(1);
+  ASSERT_EQ(got.size(), 1u) << "after " << sent << " bytes";
+  EXPECT_EQ(got[0].first, 413);
+  EXPECT_EQ(json::parse(got[0].second)["error"], "request body: over 4096 bytes, the limit");
+  EXPECT_LT(sent, 64u << 20);
+  // A Content-Length over the limit is refused from the head alone, before any body.
+  Socket t(live.port());
+  ASSERT_TRUE(t.send("POST /v1/predict HTTP/1.1\r\nHost: t\r\nContent-Length: 1073741824\r\n\r\n"));
+  const auto early = t.responses(1);
+  ASSERT_EQ(early.size(), 1u);
+  EXPECT_EQ(early[0].first, 413);
+  EXPECT_EQ(json::parse(early[0].second)["error"], "request body: 1073741824 bytes, the limit is 4096");
+}
+
+// Issue 14, 2: clients that trickle their requests byte by byte hold a connection each, never
+// a thread: a normal client is answered meanwhile, and a trickler is cut off at the request
+// timeout.
+TEST_F(ServeTest, SlowClientsDoNotHoldUpOthersAndAreCutOffAtTheRequestTimeout) {
+  auto o = loopback();
+  o.threads = 2;
+  o.request_timeout_s = 1;
+  LiveServer live(CompatiblePredictor::load(model_dir_, open_cache(true), nullptr), o);
+  std::vector<std::unique_ptr<Socket>> slow;
+  const std::string request = post(kGood);
+  for (int i = 0; i < 50; ++i) {
+    slow.push_back(std::make_unique<Socket>(live.port()));
+    ASSERT_TRUE(slow.back()->send(request.substr(0, 1)));
+  }
+  // 4 more bytes each, 100 ms apart, while a normal client asks twice.
+  for (std::size_t b = 1; b < 5; ++b) {
+    for (auto& s : slow) s->send(request.substr(b, 1));
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  Socket normal(live.port());
+  ASSERT_TRUE(normal.send(request + request));
+  const auto got = normal.responses(2, 5000);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].first, 200);
+  EXPECT_EQ(got[1].first, 200);
+  // The tricklers have had their second; the server closes each (a request takes at most 1 s).
+  for (auto& s : slow) EXPECT_TRUE(s->closed_within(3000));
+}
+
+// Issue 14, 2: idle keep-alive connections do not stall a new client, and are closed after the
+// idle timeout.
+TEST_F(ServeTest, IdleKeepAliveConnectionsDoNotStallANewClientAndTimeOut) {
+  auto o = loopback();
+  o.idle_timeout_s = 1;
+  LiveServer live(CompatiblePredictor::load(model_dir_, open_cache(true), nullptr), o);
+  std::vector<std::unique_ptr<Socket>> idle;
+  for (int i = 0; i < 64; ++i) {
+    idle.push_back(std::make_unique<Socket>(live.port()));
+    ASSERT_TRUE(idle.back()->send(kHealthz));
+    ASSERT_EQ(idle.back()->responses(1).size(), 1u);
+  }
+  Socket fresh(live.port());
+  ASSERT_TRUE(fresh.send(post(kGood)));
+  const auto got = fresh.responses(1, 5000);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].first, 200);
+  for (auto& s : idle) EXPECT_TRUE(s->closed_within(3000));
+}
+
+// Issue 14, 2: over max_connections a client is told so (503) and the connection closed.
+TEST_F(ServeTest, ConnectionsOverTheCapAreAnswered503) {
+  auto o = loopback();
+  o.max_connections = 4;
+  LiveServer live(CompatiblePredictor::load(model_dir_, open_cache(true), nullptr), o);
+  std::vector<std::unique_ptr<Socket>> open;
+  for (int i = 0; i < 4; ++i) {
+    open.push_back(std::make_unique<Socket>(live.port()));
+    ASSERT_TRUE(open.back()->send(kHealthz));
+    ASSERT_EQ(open.back()->responses(1).size(), 1u);
+  }
+  {
+    Socket fifth(live.port());
+    const auto refused = fifth.responses(1);
+    ASSERT_EQ(refused.size(), 1u);
+    EXPECT_EQ(refused[0].first, 503);
+    EXPECT_TRUE(fifth.closed_within(3000));
+  }
+  open.pop_back();  // one leaves: a newcomer is served again
+  bool served = false;
+  for (int attempt = 0; attempt < 50 && !served; ++attempt) {
+    Socket again(live.port());
+    again.send(kHealthz);
+    const auto r = again.responses(1);
+    served = r.size() == 1 && r[0].first == 200;
+    if (!served) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_TRUE(served);
+}
+
+// Issue 14, 3: pipelined requests are answered, in order, on the same connection.
+TEST_F(ServeTest, PipelinedRequestsAreAnsweredInOrder) {
+  LiveServer live(CompatiblePredictor::load(model_dir_, open_cache(true), nullptr), loopback());
+  Socket s(live.port());
+  ASSERT_TRUE(
+      s.send(std::string(kHealthz) + post(kGood) + "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n" + std::string(kHealthz)));
+  const auto got = s.responses(4, 5000);
+  ASSERT_EQ(got.size(), 4u);
+  EXPECT_EQ(json::parse(got[0].second)["status"], "ok");
+  EXPECT_EQ(json::parse(got[1].second)["predictions"][0]["path"], "exact");
+  EXPECT_NE(got[2].second.find("flipless_http_requests_total"), std::string::npos);
+  EXPECT_EQ(json::parse(got[3].second)["status"], "ok");
+  // A malformed head, a head over the limit: an answer, then the connection closes.
+  Socket bad(live.port());
+  ASSERT_TRUE(bad.send("GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: " + std::string(20000, 'x') + "\r\n\r\n"));
+  const auto big = bad.responses(1);
+  ASSERT_EQ(big.size(), 1u);
+  EXPECT_EQ(big[0].first, 431);
+}
+
+// Issue 14, 4: a NUL byte does not end the JSON body.
+TEST_F(ServeTest, ANulByteInTheBodyIsRefused) {
+  LiveServer live(CompatiblePredictor::load(model_dir_, open_cache(true), nullptr), loopback());
+  Socket s(live.port());
+  ASSERT_TRUE(s.send(post(std::string(R"({"inputs":["a"]})"
+                                      "\0"
+                                      R"({"inputs":[1]})",
+                                      31))));
+  const auto got = s.responses(1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].first, 400);
+  EXPECT_EQ(json::parse(got[0].second)["error"], "request body: invalid JSON (a NUL byte at offset 16)");
+}
+
+// Issue 14, 5: an input that fails the model (here a text longer than a live old model's
+// encoder takes) fails its own request only, not the requests batched with it.
+TEST_F(ServeTest, OneClientsFailingInputDoesNotFailOtherClients) {
+  const auto long_old = dir_.path() / "old-long";
+  write_model(long_old, 2, false, 1000);  // the tiny BERT has 64 positions
+  PredictorOptions po;
+  po.lookup.nearest = false;
+  auto o = loopback();
+  o.max_body_bytes = 1 << 16;
+  o.max_wait_us = 200000;  // requests wait long enough to share a batch
+  LiveServer live(CompatiblePredictor::load(model_dir_, open_cache(true), train::load_classifier(long_old), po), o);
+  std::string long_text;
+  for (int i = 0; i < 200; ++i) long_text += "good movie ";
+  std::vector<std::unique_ptr<Socket>> others;
+  Socket bad(live.port());
+  for (int i = 0; i < 10; ++i) others.push_back(std::make_unique<Socket>(live.port()));
+  ASSERT_TRUE(bad.send(post(json{{"inputs", {long_text}}}.dump())));
+  for (auto& s : others) ASSERT_TRUE(s->send(post(R"({"inputs": ["a fine film", "the movie was good"]})")));
+  const auto failed = bad.responses(1);
+  ASSERT_EQ(failed.size(), 1u);
+  EXPECT_EQ(failed[0].first, 400);
+  EXPECT_NE(json::parse(failed[0].second)["error"].get<std::string>().find("exceeds the model's 64 positions"),
+            std::string::npos);
+  for (auto& s : others) {
+    const auto got = s->responses(1);
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_EQ(got[0].first, 200) << got[0].second;
+  }
+  // They did share batches: fewer model calls than requests.
+  const auto m = live.server().metrics_text();
+  EXPECT_NE(m.find("flipless_http_requests_total{handler=\"/v1/predict\",code=\"200\"} 10\n"), std::string::npos) << m;
+}
+
+// Issue 14, 6: stop() answers the requests it has received before the connections close.
+TEST_F(ServeTest, StopAnswersRequestsInFlight) {
+  auto o = loopback();
+  o.max_wait_us = 2000000;  // a batch waits up to 2 s for more inputs: the requests are in flight at stop()
+  o.max_batch = 64;
+  auto server = std::make_unique<Server>(CompatiblePredictor::load(model_dir_, open_cache(true), nullptr), o);
+  const int port = server->bind();
+  std::thread loop([&] { server->run(); });
+  std::vector<std::unique_ptr<Socket>> clients;
+  for (int i = 0; i < 16; ++i) {
+    clients.push_back(std::make_unique<Socket>(port));
+    ASSERT_TRUE(clients.back()->send(post(kGood)));
+  }
+  Socket idle(port);
+  ASSERT_TRUE(idle.send(kHealthz));
+  ASSERT_EQ(idle.responses(1).size(), 1u);
+  // Stop once the server holds all 16 requests.
+  for (int i = 0; i < 1000 && server->metrics_text().find("flipless_http_requests_in_flight 16\n") == std::string::npos;
+       ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  ASSERT_NE(server->metrics_text().find("flipless_http_requests_in_flight 16\n"), std::string::npos)
+      << server->metrics_text();
+  server->stop();
+  for (auto& c : clients) {
+    const auto got = c->responses(1);
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_EQ(got[0].first, 200);
+    EXPECT_NE(c->heads().back().find("Connection: close"), std::string::npos) << c->heads().back();
+    EXPECT_TRUE(c->closed_within(3000));
+    c.reset();
+  }
+  EXPECT_TRUE(idle.closed_within(3000));   // between requests: closed at once
+  loop.join();                             // run() returned
+  EXPECT_FALSE(Socket(port).connected());  // and nothing listens
+}
+
+// Issue 14, 7: a bearer token guards everything but /healthz, which shows no file paths; a
+// wrong method is 405 with Allow.
+TEST_F(ServeTest, BearerTokenHealthzWithoutPathsAndWrongMethods) {
+  auto o = loopback();
+  o.auth_token = "s3cret-token";
+  LiveServer live(CompatiblePredictor::load(model_dir_, open_cache(true), nullptr), o);
+  Socket s(live.port());
+  ASSERT_TRUE(s.send(post(kGood) + post(kGood, "Authorization: Bearer wrong-token!\r\n") +
+                     post(kGood, "Authorization: Bearer s3cret-token\r\n") +
+                     "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n" + std::string(kHealthz) +
+                     "POST /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n" +
+                     "GET /v1/predict HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer s3cret-token\r\n\r\n"));
+  const auto got = s.responses(7);
+  ASSERT_EQ(got.size(), 7u);
+  EXPECT_EQ(got[0].first, 401);
+  EXPECT_NE(s.heads()[0].find("WWW-Authenticate: Bearer"), std::string::npos) << s.heads()[0];
+  EXPECT_EQ(got[1].first, 401);
+  EXPECT_EQ(got[2].first, 200);
+  EXPECT_EQ(got[3].first, 401);
+  EXPECT_EQ(got[4].first, 200);
+  const auto health = json::parse(got[4].second);
+  EXPECT_EQ(health["model"], "gf");
+  EXPECT_EQ(health["cache_version"], "v1");
+  EXPECT_EQ(got[4].second.find(dir_.path().string()), std::string::npos) << got[4].second;
+  EXPECT_EQ(got[4].second.find('/'), std::string::npos) << got[4].second;
+  EXPECT_EQ(got[5].first, 405);
+  EXPECT_NE(s.heads()[5].find("Allow: GET"), std::string::npos) << s.heads()[5];
+  EXPECT_EQ(got[6].first, 405);
+  EXPECT_NE(s.heads()[6].find("Allow: POST"), std::string::npos) << s.heads()[6];
 }
 
 }  // namespace
