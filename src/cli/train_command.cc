@@ -48,7 +48,7 @@ struct TrainArgs {
   std::string pooling = "mean";
   nn::HeadConfig head{"auto", 256, 0.1};
   train::TrainConfig config;
-  std::size_t max_length = 128;
+  std::size_t max_length = 0;  // 0: 128, or the encoder's positions when fewer
   double validation_fraction = 0.1;
   std::uint64_t split_seed = 0;
   std::size_t max_train = 0;
@@ -167,13 +167,19 @@ int run_train(const TrainArgs& a) {
     }
   }
   std::filesystem::path model_dir;
+  std::size_t max_length = a.max_length;
   if (a.model == "fasttext") {
     a.fasttext.validate();
   } else {
     model_dir = models::resolve_model(a.model);
     head.validate();
-    train::FeatureSpec{model_dir, a.layers, a.pooling, a.max_length}.validate();
     const auto base = nn::BertConfig::from_json_file(model_dir / "config.json");
+    // 0: 128 tokens, or fewer when the encoder's positions cover fewer.
+    if (max_length == 0) max_length = static_cast<std::size_t>(std::min<std::int64_t>(128, base.max_sequence_length()));
+    if (static_cast<std::int64_t>(max_length) > base.max_sequence_length()) {
+      throw ConfigError(fmt::format("--max-length {}: the encoder {} covers at most {} tokens", max_length, model_dir.string(), base.max_sequence_length()));
+    }
+    train::FeatureSpec{model_dir, a.layers, a.pooling, max_length}.validate();
     if (a.layers > base.num_hidden_layers) {
       throw ConfigError(fmt::format("--layers: asked for {} layers, the model has {}", a.layers, base.num_hidden_layers));
     }
@@ -223,7 +229,7 @@ int run_train(const TrainArgs& a) {
     }
   } else {
     card["base_model"] = std::filesystem::absolute(model_dir).string();
-    card["max_length"] = a.max_length;
+    card["max_length"] = max_length;
     card["head"] = {{"kind", head.kind}, {"hidden", head.hidden}, {"dropout", head.dropout}};
     card["train_config"] = {{"epochs", a.config.epochs}, {"batch_size", a.config.batch_size}, {"learning_rate", a.config.learning_rate},
                             {"weight_decay", a.config.weight_decay}, {"warmup_ratio", a.config.warmup_ratio},
@@ -293,7 +299,7 @@ int run_train(const TrainArgs& a) {
       nn::write_tensors(out / "gate.safetensors", params, {{"format", "flipless-gate"}});
     };
     if (a.frozen) {
-      const train::FeatureExtractor extractor(train::FeatureSpec{model_dir, a.layers, a.pooling, a.max_length}, config.device);
+      const train::FeatureExtractor extractor(train::FeatureSpec{model_dir, a.layers, a.pooling, max_length}, config.device);
       const auto cache = a.cache.empty() ? default_cache() : std::filesystem::path(a.cache);
       std::map<std::string, torch::Tensor> features;
       for (const auto& [name, ds] : splits) {
@@ -322,8 +328,8 @@ int run_train(const TrainArgs& a) {
       const auto layers = encoder->config().num_hidden_layers;
       nn::EncoderClassifier model(std::move(encoder), static_cast<std::int64_t>(full_train.num_labels()), head);
       const auto tokenizer = text::WordPieceTokenizer::from_checkpoint_dir(model_dir);
-      const train::TokenSource train_source(tokenizer, train_set, a.max_length);
-      const train::TokenSource val_source(tokenizer, validation, a.max_length);
+      const train::TokenSource train_source(tokenizer, train_set, max_length);
+      const train::TokenSource val_source(tokenizer, validation, max_length);
       fit(model, train_source, val_source);
       if (!writer) return 0;
       card["kind"] = "fine-tuned";
@@ -338,7 +344,7 @@ int run_train(const TrainArgs& a) {
       save_strategy();
       train::save_torch_classifier(out, model, card);
       for (const auto& [name, ds] : splits) {
-        const train::TokenSource source(tokenizer, *ds, a.max_length);
+        const train::TokenSource source(tokenizer, *ds, max_length);
         export_split(model, source, name, *ds, 64);
       }
     }
@@ -459,7 +465,8 @@ void add_train_commands(CLI::App& app, Runner& run) {
   cmd->add_option("--warmup", a->config.warmup_ratio, "Warm-up share of all steps")->capture_default_str();
   cmd->add_option("--max-grad-norm", a->config.max_grad_norm, "Gradient clipping (0: off)")->capture_default_str();
   cmd->add_option("--seed", a->config.seed, "Seed (initialisation, shuffling, fastText)")->capture_default_str();
-  cmd->add_option("--max-length", a->max_length, "Maximum tokens per input")->capture_default_str();
+  cmd->add_option("--max-length", a->max_length, "Maximum tokens per input (0: 128, or fewer when the encoder's positions cover fewer)")
+      ->capture_default_str();
   cmd->add_option("--validation-fraction", a->validation_fraction, "Share of train carved out for validation")->capture_default_str();
   cmd->add_option("--split-seed", a->split_seed, "Seed of the validation split")->capture_default_str();
   cmd->add_option("--max-train", a->max_train, "Train on a deterministic subsample of this many examples (0: all)")->capture_default_str();

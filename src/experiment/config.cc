@@ -216,13 +216,19 @@ class Parser {
       t.name = node.Scalar();
     } else {
       expect_map(node, key);
-      only_keys(node, key, {"name", "train", "eval", "max_train", "max_validation"});
+      only_keys(node, key, {"name", "train", "eval", "max_train", "max_validation", "text_column", "text_pair_column", "label_column", "id_column",
+                            "hash_ids"});
       if (!node["name"]) fail(node, key + ".name", "missing");
       t.name = word(node["name"], key + ".name");
       if (node["train"]) t.train = word(node["train"], key + ".train");
       if (node["eval"]) t.eval = word(node["eval"], key + ".eval");
       if (node["max_train"]) t.max_train = static_cast<std::size_t>(count(node["max_train"], key + ".max_train", 0));
       if (node["max_validation"]) t.max_validation = static_cast<std::size_t>(count(node["max_validation"], key + ".max_validation", 0));
+      if (node["text_column"]) t.text_column = word(node["text_column"], key + ".text_column");
+      if (node["text_pair_column"]) t.text_pair_column = word(node["text_pair_column"], key + ".text_pair_column");
+      if (node["label_column"]) t.label_column = word(node["label_column"], key + ".label_column");
+      if (node["id_column"]) t.id_column = word(node["id_column"], key + ".id_column");
+      if (node["hash_ids"]) t.hash_ids = boolean(node["hash_ids"], key + ".hash_ids");
     }
     if (t.name.empty() || t.name.find_first_of("/\\ .") != std::string::npos) {
       fail(node, key + ".name", fmt::format("'{}': a task name is one word (it names a folder)", t.name));
@@ -434,7 +440,8 @@ bool same_model(const ModelConfig& a, const ModelConfig& b) {
                   b.max_length, b.fasttext_epochs, b.fasttext_lr, b.fasttext_dim, b.fasttext_ngrams, b.cross_fit, b.max_train, b.seed, b.per_seed);
 }
 bool same_task(const TaskConfig& a, const TaskConfig& b) {
-  return std::tie(a.name, a.train, a.eval, a.max_train, a.max_validation) == std::tie(b.name, b.train, b.eval, b.max_train, b.max_validation);
+  return std::tie(a.name, a.train, a.eval, a.max_train, a.max_validation, a.text_column, a.text_pair_column, a.label_column, a.id_column, a.hash_ids) ==
+         std::tie(b.name, b.train, b.eval, b.max_train, b.max_validation, b.text_column, b.text_pair_column, b.label_column, b.id_column, b.hash_ids);
 }
 }  // namespace
 

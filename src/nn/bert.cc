@@ -140,7 +140,7 @@ BertEncoderImpl::BertEncoderImpl(const BertConfig& config, bool with_pooler) : c
 EncoderOutput BertEncoderImpl::forward(const torch::Tensor& input_ids, const torch::Tensor& token_type_ids,
                                        const torch::Tensor& attention_mask) {
   const auto seq = input_ids.size(1);
-  if (seq > config_.max_position_embeddings - (config_.model_type == "roberta" ? config_.pad_token_id + 1 : 0)) {
+  if (seq > config_.max_sequence_length()) {
     throw InputError(fmt::format("sequence length {} exceeds the model's {} positions", seq, config_.max_position_embeddings));
   }
   torch::Tensor positions;

@@ -62,9 +62,15 @@ struct TaskData {
 };
 
 TaskData load_task(const ExperimentConfig& c, const TaskConfig& t) {
-  const auto full = data::load_dataset(t.train);
+  data::ColumnSpec columns;
+  columns.text = t.text_column;
+  columns.text_pair = t.text_pair_column;
+  columns.label = t.label_column;
+  columns.id = t.id_column;
+  columns.hash_ids = t.hash_ids;
+  const auto full = data::load_dataset(t.train, columns);
   TaskData d;
-  d.dev = data::load_dataset(t.eval);
+  d.dev = data::load_dataset(t.eval, columns);
   if (full.label_names != d.dev.label_names) {
     throw InputError(fmt::format("{}: task {}: {} and {} have different label sets [{}] vs [{}]", c.source.string(), t.name, full.name,
                                  d.dev.name, fmt::join(full.label_names, ", "), fmt::join(d.dev.label_names, ", ")));
@@ -168,8 +174,10 @@ class Space {
       throw ConfigError(fmt::format("model {}: asked for {} layers, it has {}", cfg.model, cfg.layers, base.num_hidden_layers));
     }
     dim_ = base.hidden_size;
+    // 0: 128 tokens, or fewer when the encoder's positions cover fewer.
+    max_length_ = cfg.max_length > 0 ? cfg.max_length : static_cast<std::size_t>(std::min<std::int64_t>(128, base.max_sequence_length()));
     if (cfg.kind == "frozen") {
-      const train::FeatureExtractor extractor(train::FeatureSpec{model_dir_, cfg.layers, cfg.pooling, cfg.max_length}, exec.device);
+      const train::FeatureExtractor extractor(train::FeatureSpec{model_dir_, cfg.layers, cfg.pooling, max_length_}, exec.device);
       for (const char* split : kSplits) {
         const auto& ds = data.split(split);
         bool hit = false;
@@ -208,8 +216,8 @@ class Space {
       }
       return std::make_unique<train::FeatureSource>(f, y);
     }
-    if (!rows) return std::make_unique<train::TokenSource>(*tokenizer_, ds, cfg_.max_length);
-    return std::make_unique<train::TokenSource>(*tokenizer_, rows_subset(ds, *rows), cfg_.max_length);
+    if (!rows) return std::make_unique<train::TokenSource>(*tokenizer_, ds, max_length_);
+    return std::make_unique<train::TokenSource>(*tokenizer_, rows_subset(ds, *rows), max_length_);
   }
 
   // A fresh model for `seed` (initialised on the CPU, so every device starts from the same
@@ -256,7 +264,7 @@ class Space {
             {"base_model", fs::absolute(model_dir_).string()},
             {"layers", cfg_.layers > 0 ? cfg_.layers : nn::BertConfig::from_json_file(model_dir_ / "config.json").num_hidden_layers},
             {"pooling", cfg_.pooling},
-            {"max_length", cfg_.max_length},
+            {"max_length", max_length_},
             {"pooler", cfg_.kind == "finetuned" && nn::checkpoint_has_pooler(model_dir_)},
             {"head", {{"kind", cfg_.head}, {"hidden", cfg_.head_hidden}, {"dropout", cfg_.dropout}}},
             {"precision", train::to_string(exec_.precision)}};
@@ -281,6 +289,7 @@ class Space {
   Execution exec_;
   fs::path model_dir_;
   std::int64_t dim_ = 0;
+  std::size_t max_length_ = 128;
   std::map<std::string, torch::Tensor> features_;
   std::optional<text::WordPieceTokenizer> tokenizer_;
 };
@@ -966,6 +975,9 @@ void preflight(const ExperimentConfig& c) {
       const auto base = nn::BertConfig::from_json_file(dir / "config.json");
       if (m->layers > base.num_hidden_layers) {
         throw ConfigError(fmt::format("asked for {} layers, the model has {}", m->layers, base.num_hidden_layers));
+      }
+      if (static_cast<std::int64_t>(m->max_length) > base.max_sequence_length()) {
+        throw ConfigError(fmt::format("max_length {}: the encoder covers at most {} tokens", m->max_length, base.max_sequence_length()));
       }
     } catch (const Error& e) {
       throw ConfigError(fmt::format("{}:{}: {}.model: {}", c.source.string(), m->line, m == &c.old_model ? "old" : "new", e.what()));

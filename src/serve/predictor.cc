@@ -85,7 +85,7 @@ void check_max_length(const json& card, const fs::path& model_dir) {
   const auto encoder = nn::BertConfig::from_json_file(config);
   // RoBERTa's positions start after its padding index (as the encoder counts them).
   const std::int64_t positions =
-      encoder.max_position_embeddings - (encoder.model_type == "roberta" ? encoder.pad_token_id + 1 : 0);
+      encoder.max_sequence_length();
   const auto& field = card.at("max_length");
   if (!field.is_number_integer() || field.get<std::int64_t>() < 2 || field.get<std::int64_t>() > positions) {
     throw ModelError(

@@ -42,7 +42,7 @@ struct ModelConfig {
   std::int64_t batch_size = 64;
   double weight_decay = 0.01;
   double warmup = 0.1;
-  std::size_t max_length = 128;
+  std::size_t max_length = 0;   // 0: 128 tokens, or fewer when the encoder's positions cover fewer
   // fastText
   int fasttext_epochs = 10;
   double fasttext_lr = 0.5;
@@ -66,6 +66,10 @@ struct TaskConfig {
   std::string eval;         // the regression set; default NAME:dev
   std::size_t max_train = 0;       // deterministic subsample of the train split (0: all)
   std::size_t max_validation = 0;  // and of the validation split
+  // Columns of generic CSV / TSV / JSONL files (train and eval): as flipless data inspect's
+  // --text-column, --text-pair-column, --label-column, --id-column, --hash-ids.
+  std::string text_column = "text", text_pair_column, label_column = "label", id_column;
+  bool hash_ids = false;
 };
 
 // A method's grid: every parameter a list of values (numbers, or words for `distance` and

@@ -39,6 +39,9 @@ struct BertConfig {
   // Throws ConfigError on inconsistent values.
   void validate() const;
   std::int64_t embedding_dim() const { return embedding_size > 0 ? embedding_size : hidden_size; }
+  // The longest input (in tokens, specials included) the position embeddings cover: RoBERTa
+  // counts positions from pad_token_id + 1.
+  std::int64_t max_sequence_length() const { return max_position_embeddings - (model_type == "roberta" ? pad_token_id + 1 : 0); }
 };
 
 struct EncoderOutput {

@@ -111,6 +111,15 @@ TEST(ExperimentConfig, FineTunedDefaultsPerSeedOldModelsAndTheNoWarmupGrid) {
   EXPECT_EQ(grid_of(*c.method("gated_fusion")).size(), 8u);
   const auto d = parse_experiment("tasks: [sst2]\nold: {kind: fasttext}\nnew: {kind: frozen, model: m}\n", "d.yaml");
   EXPECT_EQ(old_model_dir(d, "run/sst2", 3), std::filesystem::path("run/sst2/old"));
+  // Generic files' columns, as the data commands take them.
+  const auto g = parse_experiment("tasks:\n  - {name: t, train: /x/train.csv, eval: /x/dev.csv, text_column: body, text_pair_column: title,"
+                                  " label_column: y, id_column: key, hash_ids: true}\nold: {kind: fasttext}\nnew: {kind: frozen, model: m}\n", "g.yaml");
+  EXPECT_EQ(g.tasks[0].text_column, "body");
+  EXPECT_EQ(g.tasks[0].text_pair_column, "title");
+  EXPECT_EQ(g.tasks[0].label_column, "y");
+  EXPECT_EQ(g.tasks[0].id_column, "key");
+  EXPECT_TRUE(g.tasks[0].hash_ids);
+  EXPECT_EQ(d.new_model.max_length, 0u);  // 128, or the encoder's positions when fewer
 }
 
 TEST(ExperimentConfig, EachMistakeIsOneLineNamingFileLineAndKey) {

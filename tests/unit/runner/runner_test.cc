@@ -309,6 +309,10 @@ TEST_F(RunnerTest, AMissingModelIsOneErrorNamingTheConfigLine) {
   const auto config = load_experiment(path);
   const auto message = error_of<ConfigError>([&] { preflight(config); });
   EXPECT_EQ(message.rfind(path.string() + ":5: new.model: ", 0), 0u) << message;
+  // A max_length past the encoder's positions (the tiny BERT has 64) is refused before any work.
+  std::ofstream(path) << "tasks: [sst2]\nold: {kind: fasttext}\nnew:\n  kind: finetuned\n  model: " << kTinyBert.string() << "\n  max_length: 200\n";
+  const auto long_inputs = error_of<ConfigError>([&] { preflight(load_experiment(path)); });
+  EXPECT_NE(long_inputs.find("new.model: max_length 200: the encoder covers at most 64 tokens"), std::string::npos) << long_inputs;
 }
 
 }  // namespace
