@@ -45,7 +45,7 @@ extern "C" void on_stop_signal(int) {
 }
 
 int run_serve(const ServeArgs& a) {
-  torch::set_num_threads(a.torch_threads > 0 ? a.torch_threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  train::set_threads(a.torch_threads);  // torch and OpenBLAS pools; 0: one per core
   std::shared_ptr<cache::OldLogitCache> c;
   if (!a.cache.empty()) {
     cache::CacheOptions co;

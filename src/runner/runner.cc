@@ -886,7 +886,7 @@ RunSummary run_experiment(const ExperimentConfig& c, const RunOptions& o, const 
   const auto started = Clock::now();
   preflight(c);
   const int threads = o.threads > 0 ? o.threads : c.threads > 0 ? c.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  torch::set_num_threads(threads);
+  train::set_threads(threads);  // torch and OpenBLAS pools
   fs::create_directories(o.out);
   const auto stored = o.out / "experiment.yaml";
   const auto text = config_text(c);

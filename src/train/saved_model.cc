@@ -64,10 +64,10 @@ data::Dataset as_dataset(std::span<const data::TextExample> examples) {
 // A frozen encoder and a head trained on its features.
 class FrozenHeadClassifier : public models::Classifier {
  public:
-  FrozenHeadClassifier(const std::filesystem::path& dir, const nlohmann::json& card, torch::Device device)
+  FrozenHeadClassifier(const std::filesystem::path& dir, const nlohmann::json& card, torch::Device device, Precision precision)
       : card_(card),
         extractor_(FeatureSpec{card.at("base_model").get<std::string>(), card.at("layers").get<std::int64_t>(),
-                               card.at("pooling").get<std::string>(), card.at("max_length").get<std::size_t>()},
+                               card.at("pooling").get<std::string>(), card.at("max_length").get<std::size_t>(), precision},
                    device),
         head_(extractor_.dim(), static_cast<std::int64_t>(label_names_of(card).size()), head_of(card)) {
     load_state(head_, dir / "weights.safetensors");
@@ -216,7 +216,7 @@ std::unique_ptr<models::Classifier> load_classifier(const std::filesystem::path&
   const auto card = read_model_card(dir);
   const auto kind = card.at("kind").get<std::string>();
   try {
-    if (kind == "frozen-head") return std::make_unique<FrozenHeadClassifier>(dir, card, device);
+    if (kind == "frozen-head") return std::make_unique<FrozenHeadClassifier>(dir, card, device, precision);
     if (kind == "fine-tuned") return std::make_unique<FineTunedClassifier>(dir, card, device, precision);
     if (kind == "fasttext") {
       return models::FastTextClassifier::load(dir / "model.bin", label_names_of(card).size(), card.value("lowercase", true));

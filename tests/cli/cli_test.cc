@@ -388,6 +388,45 @@ TEST(CliTrain, DevicesReportsWhatThisBuildRunsOn) {
   EXPECT_NE(r.out.find("gpus: "), std::string::npos) << r.out;
 }
 
+TEST(CliTrain, DevicesReportsTheCpuMathPathAndAGemmRate) {
+  TempDir dir;
+  const auto r = run(dir, "devices");
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const char* line : {"cpu: ", "fp32 products: ", "bf16 products: ", "threads: torch ", "fp32 GEMM 1024^3, 1 thread: ",
+                           "bf16 GEMM 1024^3, 1 thread: "}) {
+    EXPECT_NE(r.out.find(line), std::string::npos) << line << " missing in\n" << r.out;
+  }
+  EXPECT_EQ(r.out.find("nan"), std::string::npos) << r.out;
+}
+
+// OpenBLAS falling back to generic kernels is simulated with OPENBLAS_CORETYPE=Prescott and the
+// test switch that makes start-up treat it as OpenBLAS's own detection: the program must
+// re-execute itself with this CPU's kernels, and leave a user's own setting and the opt-out alone.
+TEST(CliTrain, GenericOpenBlasKernelsAreReplacedAtStartUp) {
+  TempDir dir;
+  const auto plain = run(dir, "devices");
+  ASSERT_EQ(plain.code, 0) << plain.err;
+  if (plain.out.find("fp32 products: OpenBLAS") == std::string::npos) GTEST_SKIP() << "libtorch here does not use OpenBLAS";
+  if (plain.out.find("AVX2+FMA yes") == std::string::npos) GTEST_SKIP() << "no AVX2: nothing better than generic kernels";
+  const std::string binary = FLIPLESS_BINARY;
+  const auto with_env = [&](const std::string& env) {
+    const auto out = dir.path() / "stdout.txt";
+    const std::string cmd = "env -u FLIPLESS_BLAS_DETECTED -u FLIPLESS_NO_BLAS_REEXEC " + env + " '" + binary + "' devices >'" + out.string() + "' 2>&1";
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    return slurp(out);
+  };
+  const auto hook = std::string("OPENBLAS_CORETYPE=Prescott FLIPLESS_TEST_BLAS_CORETYPE_AS_DETECTED=1");
+  const auto replaced = with_env(hook);
+  EXPECT_NE(replaced.find("chosen by flipless at start-up (OpenBLAS had detected Prescott on this CPU)"), std::string::npos) << replaced;
+  EXPECT_EQ(replaced.find("kernels Prescott"), std::string::npos) << replaced;
+  EXPECT_EQ(replaced.find("warning: OpenBLAS runs"), std::string::npos) << replaced;
+  const auto users = with_env("OPENBLAS_CORETYPE=Prescott");
+  EXPECT_NE(users.find("kernels Prescott, set by OPENBLAS_CORETYPE=Prescott in the environment"), std::string::npos) << users;
+  EXPECT_NE(users.find("warning: OpenBLAS runs Prescott kernels"), std::string::npos) << users;
+  const auto opted_out = with_env("FLIPLESS_NO_BLAS_REEXEC=1 " + hook);
+  EXPECT_NE(opted_out.find("kernels Prescott"), std::string::npos) << opted_out;
+}
+
 TEST(CliTrain, BadModelsAndOptionsExitTwoWithOneLine) {
   TempDir dir;
   const auto train = dir.write("train.jsonl", words_jsonl(40, 0));

@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "flipless/nn/classifier.h"
+#include "flipless/train/cpu_math.h"
 
 namespace flipless::train {
 
@@ -79,5 +80,26 @@ nn::ModelOutput to_host_float(const nn::ModelOutput& output);
 
 // "cpu", "cuda:0", ... and the GPU's name when there is one, for logs.
 std::string describe_device(const torch::Device& device);
+
+// Sets how many threads CPU work uses: torch's intra-op pool and OpenBLAS's own pool, which
+// torch::set_num_threads does not reach (so "1 thread" would still use every core for float32
+// matrix products, and n threads would oversubscribe n cores). `n` 0: one per core.
+void set_threads(int n);
+
+// The CPU math libtorch uses here.
+struct CpuMathPath {
+  std::string cpu;             // the CPU's name
+  CpuFeatures features;
+  BlasInfo blas;               // OpenBLAS, when libtorch's float32 products go to it
+  bool mkl = false;            // libtorch built with MKL (float32 products go to MKL then)
+  bool onednn = false;         // libtorch built with oneDNN (bf16 products go to it)
+  std::optional<std::string> best_core;  // the OpenBLAS kernels this CPU should have
+};
+
+CpuMathPath cpu_math_path();
+
+// GFLOP/s of one n x n x n matrix product of `dtype` (kFloat32 or kBFloat16) through libtorch
+// (torch::mm) on one thread, best of `repeats` after a warm-up; restores the thread settings.
+double torch_gemm_gflops(torch::ScalarType dtype, std::int64_t n = 1024, int repeats = 5);
 
 }  // namespace flipless::train
