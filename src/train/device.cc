@@ -167,6 +167,18 @@ void LossScaler::update(bool stepped) {
   }
 }
 
+void store_linear_weights_for_autocast(torch::nn::Module& module, Precision precision) {
+  if (precision == Precision::kFloat32) return;
+  const auto dtype = precision == Precision::kBFloat16 ? torch::kBFloat16 : torch::kFloat16;
+  torch::NoGradGuard no_grad;
+  for (const auto& m : module.modules(/*include_self=*/true)) {
+    if (auto* linear = m->as<torch::nn::Linear>()) {
+      linear->weight.set_data(linear->weight.to(dtype));
+      if (linear->bias.defined()) linear->bias.set_data(linear->bias.to(dtype));
+    }
+  }
+}
+
 torch::Device device_of(torch::nn::Module& module) {
   const auto params = module.parameters();
   return params.empty() ? torch::Device(torch::kCPU) : params.front().device();

@@ -37,6 +37,8 @@ FeatureExtractor::FeatureExtractor(FeatureSpec spec, torch::Device device)
   }
   encoder_->to(device_);
   encoder_->eval();
+  // Linear weights kept in bf16: a one-sentence request no longer casts all of them per call.
+  store_linear_weights_for_autocast(*encoder_, spec_.precision);
 }
 
 torch::Tensor FeatureExtractor::extract(const data::Dataset& dataset, std::int64_t batch_size, const Progress& progress) const {

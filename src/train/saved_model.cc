@@ -114,6 +114,7 @@ class FineTunedClassifier : public models::Classifier {
     load_state(model_, dir / "weights.safetensors");
     model_.to(device);
     model_.eval();
+    store_linear_weights_for_autocast(model_, precision);  // cast once, not on every call
   }
   std::size_t num_labels() const override { return static_cast<std::size_t>(model_.num_labels()); }
   models::ClassifierOutput predict(std::span<const data::TextExample> examples) const override {
@@ -145,6 +146,7 @@ class PretrainedHeadClassifier : public models::Classifier {
       : dir_(dir), precision_(precision), tokenizer_(text::WordPieceTokenizer::from_checkpoint_dir(dir)), model_(dir) {
     model_.to(device);
     model_.eval();
+    store_linear_weights_for_autocast(model_, precision);  // cast once, not on every call
   }
   std::size_t num_labels() const override { return static_cast<std::size_t>(model_.num_labels()); }
   models::ClassifierOutput predict(std::span<const data::TextExample> examples) const override {
