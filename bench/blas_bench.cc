@@ -11,15 +11,15 @@
 //     pool, and at "1 thread" as flipless set it before (torch::set_num_threads only), with the
 //     cores it used (CPU time / wall time).
 // Usage: blas_bench [--rounds N] [--model DIR] [--cores Haswell,SkylakeX,...]
-#include <torch/torch.h>
+#include <fmt/format.h>
 #include <time.h>
+#include <torch/torch.h>
 
 #include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <fmt/format.h>
 #include <map>
 #include <numeric>
 #include <sstream>
@@ -55,15 +55,21 @@ double max_relative_error() {
   auto mat = [&](std::int64_t r, std::int64_t c) {
     return torch::arange(r * c, torch::kFloat32).mul_(0.013 * static_cast<double>(seed++)).sin_().reshape({r, c});
   };
-  for (const auto& [m, k, n] : std::vector<std::array<std::int64_t, 3>>{
-           {1536, 384, 384}, {1536, 384, 1536}, {1536, 1536, 384}, {1, 384, 384}, {13, 37, 7}, {64, 384, 2}, {24, 32, 24}}) {
+  for (const auto& [m, k, n] : std::vector<std::array<std::int64_t, 3>>{{1536, 384, 384},
+                                                                        {1536, 384, 1536},
+                                                                        {1536, 1536, 384},
+                                                                        {1, 384, 384},
+                                                                        {13, 37, 7},
+                                                                        {64, 384, 2},
+                                                                        {24, 32, 24}}) {
     const auto a = mat(m, k), b = mat(k, n);
     check(torch::mm(a, b), torch::mm(a.to(torch::kDouble), b.to(torch::kDouble)));
     const auto at = mat(k, m), bt = mat(n, k);  // transposed operands, as nn::Linear uses them
     check(torch::mm(at.t(), bt.t()), torch::mm(at.t().to(torch::kDouble), bt.t().to(torch::kDouble)));
   }
   const auto q = mat(12 * 24, 32).reshape({12, 24, 32}), kk = mat(12 * 24, 32).reshape({12, 24, 32});
-  check(torch::matmul(q, kk.transpose(1, 2)), torch::matmul(q.to(torch::kDouble), kk.to(torch::kDouble).transpose(1, 2)));
+  check(torch::matmul(q, kk.transpose(1, 2)),
+        torch::matmul(q.to(torch::kDouble), kk.to(torch::kDouble).transpose(1, 2)));
   return worst;
 }
 
@@ -110,10 +116,11 @@ int child(const std::filesystem::path& model_dir) {
   train::set_blas_threads(static_cast<int>(std::thread::hardware_concurrency()));
   torch::set_num_threads(1);  // how flipless set "1 thread" before: OpenBLAS's pool untouched
   const auto old_one = time_forward(encoder, batch, 3);
-  fmt::print("core={} sgemm={:.1f} mm={:.1f} err={:.2e} enc1={:.1f} enc1_cores={:.2f} enc2={:.1f} enc2_cores={:.2f} "
-             "enc2_blas1={:.1f} old1={:.1f} old1_cores={:.2f} tokens={}\n",
-             info.core.empty() ? "none" : info.core, sgemm.value_or(0), mm, err, one.ms, one.cores, two.ms, two.cores, two_blas1.ms,
-             old_one.ms, old_one.cores, batch.input_ids.size(1));
+  fmt::print(
+      "core={} sgemm={:.1f} mm={:.1f} err={:.2e} enc1={:.1f} enc1_cores={:.2f} enc2={:.1f} enc2_cores={:.2f} "
+      "enc2_blas1={:.1f} old1={:.1f} old1_cores={:.2f} tokens={}\n",
+      info.core.empty() ? "none" : info.core, sgemm.value_or(0), mm, err, one.ms, one.cores, two.ms, two.cores,
+      two_blas1.ms, old_one.ms, old_one.cores, batch.input_ids.size(1));
   return 0;
 }
 
@@ -136,10 +143,14 @@ int main(int argc, char** argv) {
   bool is_child = false;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
-    if (arg == "--child") is_child = true;
-    else if (arg == "--model" && i + 1 < argc) model = argv[++i];
-    else if (arg == "--rounds" && i + 1 < argc) rounds = std::stoi(argv[++i]);
-    else if (arg == "--cores" && i + 1 < argc) cores = argv[++i];
+    if (arg == "--child")
+      is_child = true;
+    else if (arg == "--model" && i + 1 < argc)
+      model = argv[++i];
+    else if (arg == "--rounds" && i + 1 < argc)
+      rounds = std::stoi(argv[++i]);
+    else if (arg == "--cores" && i + 1 < argc)
+      cores = argv[++i];
   }
   const auto dir = models::resolve_model(model);
   if (is_child) return child(dir);
@@ -159,13 +170,15 @@ int main(int argc, char** argv) {
   }
   double load[3] = {0, 0, 0};
   if (getloadavg(load, 3) < 0) load[0] = -1;
-  fmt::print("cpu: {}; load average {:.2f} {:.2f} {:.2f}; {} rounds, candidates interleaved\n", train::cpu_model_name(), load[0], load[1],
-             load[2], rounds);
+  fmt::print("cpu: {}; load average {:.2f} {:.2f} {:.2f}; {} rounds, candidates interleaved\n", train::cpu_model_name(),
+             load[0], load[1], load[2], rounds);
   std::vector<std::vector<std::map<std::string, std::string>>> results(candidates.size());
   for (int r = 0; r < rounds; ++r) {
     for (std::size_t j = 0; j < candidates.size(); ++j) {
       const std::size_t c = (r % 2 == 0) ? j : candidates.size() - 1 - j;  // A B C, then C B A
-      FILE* pipe = popen((candidates[c].env_prefix + " " + std::string(argv[0]) + " --child --model '" + dir.string() + "'").c_str(), "r");
+      FILE* pipe = popen(
+          (candidates[c].env_prefix + " " + std::string(argv[0]) + " --child --model '" + dir.string() + "'").c_str(),
+          "r");
       std::string line;
       char buf[4096];
       while (pipe && fgets(buf, sizeof buf, pipe)) line += buf;
@@ -177,10 +190,11 @@ int main(int argc, char** argv) {
     std::sort(v.begin(), v.end());
     return v.empty() ? 0.0 : v[v.size() / 2];
   };
-  fmt::print("\n{:<48} {:<11} {:>7} {:>8} {:>9} {:>8} {:>6} {:>8} {:>6} {:>10} {:>8} {:>6}\n", "candidate (median of rounds)", "kernel",
-             "sgemm", "torch mm", "max rel", "enc 1t", "cores", "enc 2t", "cores", "2t blas 1", "old 1t", "cores");
-  fmt::print("{:<48} {:<11} {:>7} {:>8} {:>9} {:>8} {:>6} {:>8} {:>6} {:>10} {:>8} {:>6}\n", "", "", "GFLOP/s", "GFLOP/s", "err", "ms",
-             "", "ms", "", "ms", "ms", "");
+  fmt::print("\n{:<48} {:<11} {:>7} {:>8} {:>9} {:>8} {:>6} {:>8} {:>6} {:>10} {:>8} {:>6}\n",
+             "candidate (median of rounds)", "kernel", "sgemm", "torch mm", "max rel", "enc 1t", "cores", "enc 2t",
+             "cores", "2t blas 1", "old 1t", "cores");
+  fmt::print("{:<48} {:<11} {:>7} {:>8} {:>9} {:>8} {:>6} {:>8} {:>6} {:>10} {:>8} {:>6}\n", "", "", "GFLOP/s",
+             "GFLOP/s", "err", "ms", "", "ms", "", "ms", "ms", "");
   for (std::size_t c = 0; c < candidates.size(); ++c) {
     auto col = [&](const char* key) {
       std::vector<double> v;
@@ -194,10 +208,12 @@ int main(int argc, char** argv) {
       if (m.count("err")) err = std::max(err, std::stod(m.at("err")));
     }
     const std::string core = results[c].empty() || !results[c][0].count("core") ? "?" : results[c][0].at("core");
-    fmt::print("{:<48} {:<11} {:>7.1f} {:>8.1f} {:>9.1e} {:>8.1f} {:>6.2f} {:>8.1f} {:>6.2f} {:>10.1f} {:>8.1f} {:>6.2f}\n",
-               candidates[c].name, core, col("sgemm"), col("mm"), err, col("enc1"), col("enc1_cores"), col("enc2"), col("enc2_cores"),
-               col("enc2_blas1"), col("old1"), col("old1_cores"));
+    fmt::print(
+        "{:<48} {:<11} {:>7.1f} {:>8.1f} {:>9.1e} {:>8.1f} {:>6.2f} {:>8.1f} {:>6.2f} {:>10.1f} {:>8.1f} {:>6.2f}\n",
+        candidates[c].name, core, col("sgemm"), col("mm"), err, col("enc1"), col("enc1_cores"), col("enc2"),
+        col("enc2_cores"), col("enc2_blas1"), col("old1"), col("old1_cores"));
   }
-  if (getloadavg(load, 3) >= 0) fmt::print("\nload average at the end {:.2f} {:.2f} {:.2f}\n", load[0], load[1], load[2]);
+  if (getloadavg(load, 3) >= 0)
+    fmt::print("\nload average at the end {:.2f} {:.2f} {:.2f}\n", load[0], load[1], load[2]);
   return 0;
 }

@@ -10,11 +10,11 @@
 //   finetune THREADS PRECISION N   one epoch of train::train on the first N sentences, batch 32,
 //                                  MiniLM + linear head; answers seconds
 // Usage: vs_pytorch_worker [--model DIR] [--data sst2:dev]
+#include <fmt/format.h>
 #include <torch/torch.h>
 
 #include <chrono>
 #include <cstdio>
-#include <fmt/format.h>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -41,8 +41,10 @@ int main(int argc, char** argv) {
   std::string model = "minilm-l6", spec = "sst2:dev";
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string arg = argv[i];
-    if (arg == "--model") model = argv[i + 1];
-    else if (arg == "--data") spec = argv[i + 1];
+    if (arg == "--model")
+      model = argv[i + 1];
+    else if (arg == "--data")
+      spec = argv[i + 1];
   }
   const auto dir = models::resolve_model(model);
   const data::Dataset ds = data::load_dataset(spec);

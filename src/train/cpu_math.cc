@@ -33,7 +33,8 @@ bool env_set(const char* name) {
 
 std::string lower(std::string_view s) {
   std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c); });
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c); });
   return out;
 }
 
@@ -46,8 +47,8 @@ F openblas_symbol(const char* name) {
 using GetString = char* (*)();
 using GetInt = int (*)();
 using SetInt = void (*)(int);
-using Sgemm = void (*)(const char*, const char*, const int*, const int*, const int*, const float*, const float*, const int*,
-                       const float*, const int*, const float*, float*, const int*);
+using Sgemm = void (*)(const char*, const char*, const int*, const int*, const int*, const float*, const float*,
+                       const int*, const float*, const int*, const float*, float*, const int*);
 
 std::string loaded_openblas_core() {
   const auto corename = openblas_symbol<GetString>("openblas_get_corename");
@@ -73,7 +74,8 @@ CpuFeatures cpu_features() {
   __cpuid_count(7, 0, a, b, c, d);
   const unsigned ebx7 = b, edx7 = d;
   const bool avx2 = (ebx7 >> 5) & 1;
-  const bool avx512 = ((ebx7 >> 16) & 1) && ((ebx7 >> 17) & 1) && ((ebx7 >> 28) & 1) && ((ebx7 >> 30) & 1) && ((ebx7 >> 31) & 1);
+  const bool avx512 =
+      ((ebx7 >> 16) & 1) && ((ebx7 >> 17) & 1) && ((ebx7 >> 28) & 1) && ((ebx7 >> 30) & 1) && ((ebx7 >> 31) & 1);
   const bool amx = ((edx7 >> 22) & 1) && ((edx7 >> 24) & 1);
   __cpuid_count(7, 1, a, b, c, d);
   const bool bf16 = (a >> 5) & 1;
@@ -105,11 +107,11 @@ std::string cpu_model_name() {
 
 int openblas_core_level(std::string_view core) {
   static constexpr std::array<std::pair<std::string_view, int>, 25> kLevels{{
-      {"katmai", 1},      {"coppermine", 1}, {"northwood", 1},   {"prescott", 1},   {"banias", 1},
-      {"atom", 1},        {"core2", 1},      {"penryn", 1},      {"dunnington", 1}, {"nehalem", 1},
-      {"athlon", 1},      {"opteron", 1},    {"opteron(sse3)", 1}, {"barcelona", 1}, {"nano", 1},
-      {"bobcat", 1},      {"sandybridge", 2}, {"bulldozer", 2},  {"piledriver", 2}, {"steamroller", 2},
-      {"haswell", 3},     {"excavator", 3},  {"zen", 3},         {"skylakex", 4},   {"cooperlake", 5},
+      {"katmai", 1},  {"coppermine", 1},  {"northwood", 1},     {"prescott", 1},   {"banias", 1},
+      {"atom", 1},    {"core2", 1},       {"penryn", 1},        {"dunnington", 1}, {"nehalem", 1},
+      {"athlon", 1},  {"opteron", 1},     {"opteron(sse3)", 1}, {"barcelona", 1},  {"nano", 1},
+      {"bobcat", 1},  {"sandybridge", 2}, {"bulldozer", 2},     {"piledriver", 2}, {"steamroller", 2},
+      {"haswell", 3}, {"excavator", 3},   {"zen", 3},           {"skylakex", 4},   {"cooperlake", 5},
   }};
   const std::string name = lower(core);
   if (name == "sapphirerapids") return 5;
@@ -126,8 +128,8 @@ std::optional<std::string> best_openblas_core(const CpuFeatures& cpu) {
   return std::nullopt;
 }
 
-BlasKernelChoice choose_blas_kernel(std::string_view loaded_core, std::optional<std::string_view> coretype_env, bool opted_out,
-                                    bool reexecuted, const CpuFeatures& cpu) {
+BlasKernelChoice choose_blas_kernel(std::string_view loaded_core, std::optional<std::string_view> coretype_env,
+                                    bool opted_out, bool reexecuted, const CpuFeatures& cpu) {
   BlasKernelChoice c;
   if (loaded_core.empty()) {
     c.reason = "no OpenBLAS in this process";
@@ -156,7 +158,8 @@ BlasKernelChoice choose_blas_kernel(std::string_view loaded_core, std::optional<
   } else {
     c.reexec = true;
     c.core = *best;
-    c.reason = fmt::format("OpenBLAS chose {} (generic for this CPU); re-executing with OPENBLAS_CORETYPE={}", loaded_core, *best);
+    c.reason = fmt::format("OpenBLAS chose {} (generic for this CPU); re-executing with OPENBLAS_CORETYPE={}",
+                           loaded_core, *best);
   }
   return c;
 }
@@ -167,7 +170,8 @@ void select_blas_kernel_at_startup(char** argv) {
   std::optional<std::string_view> coretype;
   if (env != nullptr && *env != '\0' && !test_hook) coretype = env;
   const std::string loaded = loaded_openblas_core();
-  const auto choice = choose_blas_kernel(loaded, coretype, env_set(kOptOut), std::getenv(kDetected) != nullptr, cpu_features());
+  const auto choice =
+      choose_blas_kernel(loaded, coretype, env_set(kOptOut), std::getenv(kDetected) != nullptr, cpu_features());
   if (!choice.reexec) return;
   // The child must not loop, and must be able to say what OpenBLAS had picked on its own.
   if (setenv(kDetected, loaded.c_str(), 1) != 0 || setenv("OPENBLAS_CORETYPE", choice.core.c_str(), 1) != 0) return;
@@ -189,7 +193,8 @@ BlasInfo blas_info() {
   const char* env = std::getenv("OPENBLAS_CORETYPE");
   if (detected != nullptr) {
     info.chosen_by = fmt::format("chosen by flipless at start-up (OpenBLAS had detected {} on this CPU)", detected);
-    if (env != nullptr && lower(env) != lower(info.core)) info.chosen_by += fmt::format("; asked for {}, which this OpenBLAS does not have", env);
+    if (env != nullptr && lower(env) != lower(info.core))
+      info.chosen_by += fmt::format("; asked for {}, which this OpenBLAS does not have", env);
   } else if (env != nullptr && *env != '\0') {
     info.chosen_by = fmt::format("set by OPENBLAS_CORETYPE={} in the environment", env);
   } else {

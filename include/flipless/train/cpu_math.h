@@ -56,8 +56,8 @@ struct BlasKernelChoice {
 // FLIPLESS_NO_BLAS_REEXEC is set; `reexecuted`: this process is the re-executed one.
 // Re-executes only when OpenBLAS chose on its own a kernel of a lower level than the best
 // for this CPU.
-BlasKernelChoice choose_blas_kernel(std::string_view loaded_core, std::optional<std::string_view> coretype_env, bool opted_out,
-                                    bool reexecuted, const CpuFeatures& cpu);
+BlasKernelChoice choose_blas_kernel(std::string_view loaded_core, std::optional<std::string_view> coretype_env,
+                                    bool opted_out, bool reexecuted, const CpuFeatures& cpu);
 
 // The first call in main: re-executes this program (/proc/self/exe, same arguments) with
 // OPENBLAS_CORETYPE set when choose_blas_kernel says so; otherwise, or when exec fails, returns

@@ -1,6 +1,8 @@
 // The CPU math path: the start-up kernel decision, thread settings that reach OpenBLAS, and the
 // encoder's golden tests under every OpenBLAS kernel this CPU can run (the start-up step may
 // pick any of them on some machine, and old OpenBLAS kernels have had wrong-result bugs).
+#include "flipless/train/cpu_math.h"
+
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <torch/torch.h>
@@ -9,7 +11,6 @@
 #include <cstdlib>
 #include <string>
 
-#include "flipless/train/cpu_math.h"
 #include "flipless/train/device.h"
 
 namespace flipless::train {
