@@ -33,6 +33,7 @@ double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::
 }  // namespace
 
 int main(int argc, char** argv) {
+  flipless::train::select_blas_kernel_at_startup(argv);  // as the flipless binary does
   using namespace flipless;
   std::string model_name = "minilm-l6", python;
   std::size_t rows = 2000;
@@ -44,7 +45,7 @@ int main(int argc, char** argv) {
     else if (arg == "--threads") threads = std::stoi(argv[i + 1]);
     else if (arg == "--tokenizers-python") python = argv[i + 1];
   }
-  torch::set_num_threads(threads);
+  train::set_threads(threads);  // torch and OpenBLAS pools
   const auto dir = models::resolve_model(model_name);
   const data::Dataset train_full = data::load_dataset("sst2:train");
   data::Dataset sample = train_full;

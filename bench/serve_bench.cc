@@ -31,6 +31,7 @@ double p99(std::vector<double> v) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  flipless::train::select_blas_kernel_at_startup(argv);  // as the flipless binary does
   using namespace flipless;
   namespace fs = std::filesystem;
   fs::path model = fs::path(BENCH_DIR) / ".." / "runs" / "demo" / "sst2" / "gated_fusion" / "seed-0" / "model";
@@ -46,7 +47,7 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "serve_bench: no Gated Fusion model at {}; run `flipless demo` first or pass --model\n", model.string());
     return 2;
   }
-  torch::set_num_threads(threads);
+  flipless::train::set_threads(threads);  // torch and OpenBLAS pools
   const auto dev = data::load_dataset("sst2:dev");
   const auto alone = train::load_classifier(model);
   // The cache: old logits (here: the new model's own, the values do not matter for timing) and

@@ -3,6 +3,8 @@
 # model is missing). Fetches BackwardCompatibilityML's wheel
 # (pure Python, no dependencies needed for its score functions) to compare against.
 #   scripts/bench.sh [--rows N] [--threads T]      (options go to encoder_bench)
+# flipless against PyTorch + transformers is separate (a 2.4 GB virtual environment):
+# bench/vs_pytorch.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -14,6 +16,10 @@ if [ ! -d "$bcml/backwardcompatibilityml" ]; then
 fi
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GB", $2/1e6}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "date: $(date -u +%Y-%m-%d)"
+echo
+echo "== bench/blas_bench (the CPU math path: every OpenBLAS kernel side by side)"
+build/release/flipless devices | sed -n '2,8p'
+build/release/bench/blas_bench --rounds 3
 echo
 echo "== bench/compare_bench"
 build/release/bench/compare_bench --bcml "$bcml"

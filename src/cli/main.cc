@@ -7,6 +7,9 @@
 #include "commands.h"
 #include "flipless/core/error.h"
 #include "flipless/version.h"
+#ifdef FLIPLESS_WITH_TORCH
+#include "flipless/train/cpu_math.h"
+#endif
 
 namespace flipless::cli {
 std::vector<std::string> split_commas(const std::string& s) {
@@ -23,6 +26,11 @@ std::vector<std::string> split_commas(const std::string& s) {
 }  // namespace flipless::cli
 
 int main(int argc, char** argv) {
+#ifdef FLIPLESS_WITH_TORCH
+  // Before anything else: OpenBLAS chose its kernels when it loaded; when it fell back to
+  // generic ones on this CPU, this re-executes the program once with the right ones.
+  flipless::train::select_blas_kernel_at_startup(argv);
+#endif
   CLI::App app{"flipless: measure and reduce regressions when you upgrade a text classifier"};
   app.set_version_flag("--version", std::string(flipless::kVersion));
   app.require_subcommand(1);

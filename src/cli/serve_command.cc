@@ -15,6 +15,7 @@
 #include "flipless/core/error.h"
 #include "flipless/serve/http_api.h"
 #include "flipless/serve/predictor.h"
+#include "flipless/train/device.h"
 #include "flipless/train/saved_model.h"
 
 namespace flipless::cli {
@@ -63,7 +64,7 @@ extern "C" void on_stop_signal(int) {
 int run_serve(ServeArgs a) {
   if (!a.auth_token_file.empty()) a.server.auth_token = read_token(a.auth_token_file);
   a.server.validate();
-  torch::set_num_threads(a.torch_threads > 0 ? a.torch_threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  train::set_threads(a.torch_threads);  // torch and OpenBLAS pools; 0: one per core
   std::shared_ptr<cache::OldLogitCache> c;
   if (!a.cache.empty()) {
     cache::CacheOptions co;

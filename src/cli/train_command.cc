@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -81,10 +82,8 @@ torch::Tensor old_logits_for(const std::string& old_run, const std::string& spli
       .clone();
 }
 
-void set_threads(int threads) {
-  const int n = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  torch::set_num_threads(n);
-}
+// torch's pool and OpenBLAS's own; 0: one per core.
+void set_threads(int threads) { train::set_threads(threads); }
 
 std::filesystem::path default_cache() { return models::models_dir().parent_path() / "features"; }
 
@@ -299,7 +298,8 @@ int run_train(const TrainArgs& a) {
       nn::write_tensors(out / "gate.safetensors", params, {{"format", "flipless-gate"}});
     };
     if (a.frozen) {
-      const train::FeatureExtractor extractor(train::FeatureSpec{model_dir, a.layers, a.pooling, max_length}, config.device);
+      const train::FeatureExtractor extractor(train::FeatureSpec{model_dir, a.layers, a.pooling, max_length, config.precision},
+                                              config.device);
       const auto cache = a.cache.empty() ? default_cache() : std::filesystem::path(a.cache);
       std::map<std::string, torch::Tensor> features;
       for (const auto& [name, ds] : splits) {
@@ -419,11 +419,42 @@ int run_models_list() {
   return 0;
 }
 
-// What this build can run on: libtorch, CPU threads, GPUs, precisions, data-parallel backends.
+const char* yes_no(bool b) { return b ? "yes" : "no"; }
+
+// What this build can run on (CPU, GPUs, precisions, data-parallel backends) and the CPU math
+// it uses: which library and kernels do the float32 and bf16 matrix products, and how fast one
+// thread multiplies two 1024 x 1024 matrices through libtorch, against OpenBLAS called
+// directly. A warning line when OpenBLAS runs kernels below what the CPU offers.
 int run_devices() {
   std::printf("libtorch %s (%s)\n", TORCH_VERSION, at::hasCUDA() ? "CUDA build" : "CPU-only build");
+  const auto math = train::cpu_math_path();
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  std::printf("cpu: %s, %u cores; AVX2+FMA %s, AVX-512 %s, AVX512-BF16 %s, AMX-BF16 %s\n", math.cpu.empty() ? "unknown" : math.cpu.c_str(),
+              cores, yes_no(math.features.avx2_fma), yes_no(math.features.avx512), yes_no(math.features.avx512_bf16),
+              yes_no(math.features.amx_bf16));
+  if (math.blas.openblas) {
+    std::printf("fp32 products: %s; kernels %s, %s\n", math.blas.config.c_str(), math.blas.core.c_str(), math.blas.chosen_by.c_str());
+    if (math.best_core && train::openblas_core_level(math.blas.core) < train::openblas_core_level(*math.best_core)) {
+      std::printf("warning: OpenBLAS runs %s kernels; this CPU has %s's (several times faster float32 products, BENCHMARKS.md)%s\n",
+                  math.blas.core.c_str(), math.best_core->c_str(),
+                  std::getenv("OPENBLAS_CORETYPE") ? ": unset OPENBLAS_CORETYPE, or set it to that" : "");
+    }
+  } else {
+    std::printf("fp32 products: %s\n", math.mkl ? "MKL" : "libtorch's BLAS (not OpenBLAS, not MKL)");
+  }
+  const bool bf16_native = math.features.avx512_bf16 || math.features.amx_bf16;
+  std::printf("bf16 products: %s, %s\n", math.onednn ? "oneDNN" : "libtorch's own kernels (no oneDNN)",
+              bf16_native ? (math.features.amx_bf16 ? "with AMX and AVX512-BF16" : "with AVX512-BF16 instructions")
+                          : "without bf16 instructions on this CPU (emulated: slower than fp32)");
+  std::printf("threads: torch %d, OpenBLAS %d (--threads sets both)\n", at::get_num_threads(), math.blas.threads);
+  const double fp32 = train::torch_gemm_gflops(torch::kFloat32);
+  const auto direct = train::openblas_sgemm_gflops();
+  std::printf("fp32 GEMM 1024^3, 1 thread: %.1f GFLOP/s through libtorch", fp32);
+  if (direct) std::printf("; OpenBLAS sgemm called directly %.1f GFLOP/s (%.2fx)", *direct, fp32 / *direct);
+  std::printf("\n");
+  std::printf("bf16 GEMM 1024^3, 1 thread: %.1f GFLOP/s through libtorch\n", train::torch_gemm_gflops(torch::kBFloat16));
   std::printf("%-8s %-16s %s\n", "device", "precision", "");
-  std::printf("%-8s %-16s %u cores (--threads picks how many torch uses)\n", "cpu", "fp32, bf16", std::max(1u, std::thread::hardware_concurrency()));
+  std::printf("%-8s %-16s %u cores (--threads picks how many torch uses)\n", "cpu", "fp32, bf16", cores);
   // device_count() is a size_t in libtorch 1.13 and an int in 2.x.
   const int gpus = torch::cuda::is_available() ? static_cast<int>(torch::cuda::device_count()) : 0;
   for (int i = 0; i < gpus; ++i) std::printf("%-8s %-16s\n", fmt::format("cuda:{}", i).c_str(), "fp32, bf16, fp16");
@@ -436,7 +467,7 @@ int run_devices() {
 }  // namespace
 
 void add_train_commands(CLI::App& app, Runner& run) {
-  app.add_subcommand("devices", "Where torch models can run in this build: CPU, GPUs, precisions, data-parallel backends")
+  app.add_subcommand("devices", "Where torch models can run in this build (CPU, GPUs, precisions, data-parallel backends) and the CPU math path, with a measured GEMM rate")
       ->callback([&run] { run = [] { return run_devices(); }; });
   auto a = std::make_shared<TrainArgs>();
   a->gf.lr2 = 0;  // auto: 1e-5 when fine-tuning, the head's --lr for frozen heads

@@ -12,7 +12,6 @@
 #include <set>
 #include <thread>
 
-#include "flipless/core/cpu.h"
 #include "flipless/core/error.h"
 #include "flipless/core/file.h"
 #include "flipless/core/hash.h"
@@ -30,6 +29,7 @@
 #include "flipless/nn/classifier.h"
 #include "flipless/nn/tensor_io.h"
 #include "flipless/text/wordpiece.h"
+#include "flipless/train/cpu_math.h"
 #include "flipless/train/features.h"
 #include "flipless/train/inputs.h"
 #include "flipless/train/saved_model.h"
@@ -156,7 +156,10 @@ struct Execution {
 // nothing: their encoder ran once, in fp32, for the feature cache; GPUs keep the paper's fp32).
 train::Precision resolve_precision(const std::string& text, const torch::Device& device, const ModelConfig& model) {
   if (text != "auto") return train::parse_precision(text);
-  if (model.kind == "finetuned" && device.is_cpu() && core::cpu_features().native_bf16()) return train::Precision::kBFloat16;
+  if (model.kind == "finetuned" && device.is_cpu()) {
+    const auto cpu = train::cpu_features();
+    if (cpu.avx512_bf16 || cpu.amx_bf16) return train::Precision::kBFloat16;
+  }
   return train::Precision::kFloat32;
 }
 
@@ -993,7 +996,7 @@ RunSummary run_experiment(const ExperimentConfig& c, const RunOptions& o, const 
   const auto started = Clock::now();
   preflight(c);
   const int threads = o.threads > 0 ? o.threads : c.threads > 0 ? c.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  torch::set_num_threads(threads);
+  train::set_threads(threads);  // torch and OpenBLAS pools
   const bool fresh = !fs::exists(o.out);
   fs::create_directories(o.out);
   RunSummary summary;

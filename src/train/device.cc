@@ -5,8 +5,13 @@
 #include <torch/torch.h>
 #include <torch/version.h>
 
+#include <ATen/Context.h>
+#include <ATen/Parallel.h>
+
+#include <chrono>
 #include <charconv>
 #include <fmt/format.h>
+#include <thread>
 
 #include "flipless/core/error.h"
 
@@ -162,6 +167,18 @@ void LossScaler::update(bool stepped) {
   }
 }
 
+void store_linear_weights_for_autocast(torch::nn::Module& module, Precision precision) {
+  if (precision == Precision::kFloat32) return;
+  const auto dtype = precision == Precision::kBFloat16 ? torch::kBFloat16 : torch::kFloat16;
+  torch::NoGradGuard no_grad;
+  for (const auto& m : module.modules(/*include_self=*/true)) {
+    if (auto* linear = m->as<torch::nn::Linear>()) {
+      linear->weight.set_data(linear->weight.to(dtype));
+      if (linear->bias.defined()) linear->bias.set_data(linear->bias.to(dtype));
+    }
+  }
+}
+
 torch::Device device_of(torch::nn::Module& module) {
   const auto params = module.parameters();
   return params.empty() ? torch::Device(torch::kCPU) : params.front().device();
@@ -180,6 +197,44 @@ nn::ModelOutput to_host_float(const nn::ModelOutput& output) {
 std::string describe_device(const torch::Device& device) {
   if (!device.is_cuda()) return device.str();
   return fmt::format("{} ({} GPU(s) visible)", device.str(), torch::cuda::device_count());
+}
+
+void set_threads(int n) {
+  const int threads = n > 0 ? n : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  torch::set_num_threads(threads);
+  set_blas_threads(threads);
+}
+
+CpuMathPath cpu_math_path() {
+  CpuMathPath p;
+  p.cpu = cpu_model_name();
+  p.features = cpu_features();
+  p.blas = blas_info();
+  p.mkl = at::hasMKL();
+  p.onednn = at::hasMKLDNN();
+  p.best_core = best_openblas_core(p.features);
+  return p;
+}
+
+double torch_gemm_gflops(torch::ScalarType dtype, std::int64_t n, int repeats) {
+  const int threads = at::get_num_threads();
+  const int blas_threads = blas_info().threads;
+  set_threads(1);
+  torch::InferenceMode guard;
+  // Values in [-1, 1] without touching the global random generator.
+  const auto a = torch::arange(n * n, torch::kFloat32).mul_(0.37).sin_().reshape({n, n}).to(dtype);
+  const auto b = torch::arange(n * n, torch::kFloat32).mul_(0.91).cos_().reshape({n, n}).to(dtype);
+  auto c = torch::empty({n, n}, torch::TensorOptions().dtype(dtype));
+  double best = 1e300;
+  for (int r = 0; r <= repeats; ++r) {  // the first run warms up and is not counted
+    const auto start = std::chrono::steady_clock::now();
+    torch::mm_out(c, a, b);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (r > 0) best = std::min(best, s);
+  }
+  torch::set_num_threads(threads);
+  if (blas_threads > 0) set_blas_threads(blas_threads);
+  return 2.0 * static_cast<double>(n) * static_cast<double>(n) * static_cast<double>(n) / best / 1e9;
 }
 
 }  // namespace flipless::train

@@ -30,12 +30,15 @@ void FeatureSpec::validate() const {
 FeatureExtractor::FeatureExtractor(FeatureSpec spec, torch::Device device)
     : spec_(std::move(spec)), device_(device), tokenizer_(text::WordPieceTokenizer::from_checkpoint_dir(spec_.model_dir)) {
   spec_.validate();
+  check_precision(device_, spec_.precision);
   encoder_ = nn::load_encoder(spec_.model_dir, spec_.layers);
   if (spec_.pooling == "pooler" && !encoder_->has_pooler()) {
     throw ConfigError(fmt::format("{}: pooling 'pooler' asked for, but the checkpoint has no pooler", spec_.model_dir.string()));
   }
   encoder_->to(device_);
   encoder_->eval();
+  // Linear weights kept in bf16: a one-sentence request no longer casts all of them per call.
+  store_linear_weights_for_autocast(*encoder_, spec_.precision);
 }
 
 torch::Tensor FeatureExtractor::extract(const data::Dataset& dataset, std::int64_t batch_size, const Progress& progress) const {
@@ -45,6 +48,8 @@ torch::Tensor FeatureExtractor::extract(const data::Dataset& dataset, std::int64
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](std::int64_t a, std::int64_t b) { return tokens.cost(a) < tokens.cost(b); });
   torch::InferenceMode guard;
+  // One autocast scope for the whole pass, so the weights are cast to bf16 once, not per batch.
+  const AutocastGuard autocast(device_, spec_.precision);
   auto out = torch::empty({n, dim()});
   for (std::int64_t start = 0; start < n; start += batch_size) {
     const std::vector<std::int64_t> rows(order.begin() + start, order.begin() + std::min(n, start + batch_size));
@@ -52,8 +57,9 @@ torch::Tensor FeatureExtractor::extract(const data::Dataset& dataset, std::int64
     const nn::EncoderOutput o = encoder_->forward(in.input_ids, in.token_type_ids, in.attention_mask);
     torch::Tensor pooled;
     if (spec_.pooling == "mean") {
-      const auto mask = in.attention_mask.unsqueeze(-1).to(o.last_hidden.dtype());             // (b, s, 1)
-      pooled = (o.last_hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0);                      // (b, hidden)
+      const auto hidden = o.last_hidden.to(torch::kFloat32);                                    // (b, s, hidden)
+      const auto mask = in.attention_mask.unsqueeze(-1).to(torch::kFloat32);                    // (b, s, 1)
+      pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0);                             // (b, hidden)
     } else if (spec_.pooling == "cls") {
       pooled = o.last_hidden.select(1, 0);
     } else {
@@ -75,12 +81,15 @@ std::string FeatureExtractor::cache_key(const data::Dataset& dataset) const {
   h = core::hash_combine(h, static_cast<std::uint64_t>(time));
   h = core::hash_combine(h, core::hash64(fmt::format("{}|{}|{}|{}|{}", encoder_->config().num_hidden_layers, spec_.pooling,
                                                      spec_.max_length, kMagic, kVersion)));
+  const bool bf16 = spec_.precision != Precision::kFloat32;
+  if (bf16) h = core::hash_combine(h, core::hash64(to_string(spec_.precision)));
   for (const auto& ex : dataset.examples) {
     h = core::hash_combine(h, core::hash64(ex.id));
     h = core::hash_combine(h, core::hash64(ex.text_a));
     if (ex.text_b) h = core::hash_combine(h, core::hash64(*ex.text_b, 1));
   }
-  return fmt::format("{}-L{}-{}-{:016x}", spec_.model_dir.filename().string(), encoder_->config().num_hidden_layers, spec_.pooling, h);
+  return fmt::format("{}-L{}-{}{}-{:016x}", spec_.model_dir.filename().string(), encoder_->config().num_hidden_layers, spec_.pooling,
+                     bf16 ? fmt::format("-{}", to_string(spec_.precision)) : std::string(), h);
 }
 
 torch::Tensor cached_features(const FeatureExtractor& extractor, const data::Dataset& dataset, const std::filesystem::path& cache_dir,
@@ -109,7 +118,8 @@ torch::Tensor cached_features(const FeatureExtractor& extractor, const data::Dat
   std::filesystem::create_directories(cache_dir);
   nn::write_tensors(path, {{"features", features}},
                     {{"format", kMagic}, {"version", kVersion}, {"rows", std::to_string(dataset.size())},
-                     {"dataset", dataset.name}, {"model", extractor.spec().model_dir.string()}, {"pooling", extractor.spec().pooling}});
+                     {"dataset", dataset.name}, {"model", extractor.spec().model_dir.string()}, {"pooling", extractor.spec().pooling},
+                     {"precision", to_string(extractor.spec().precision)}});
   return features;
 }
 

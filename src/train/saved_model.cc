@@ -64,10 +64,10 @@ data::Dataset as_dataset(std::span<const data::TextExample> examples) {
 // A frozen encoder and a head trained on its features.
 class FrozenHeadClassifier : public models::Classifier {
  public:
-  FrozenHeadClassifier(const std::filesystem::path& dir, const nlohmann::json& card, torch::Device device)
+  FrozenHeadClassifier(const std::filesystem::path& dir, const nlohmann::json& card, torch::Device device, Precision precision)
       : card_(card),
         extractor_(FeatureSpec{card.at("base_model").get<std::string>(), card.at("layers").get<std::int64_t>(),
-                               card.at("pooling").get<std::string>(), card.at("max_length").get<std::size_t>()},
+                               card.at("pooling").get<std::string>(), card.at("max_length").get<std::size_t>(), precision},
                    device),
         head_(extractor_.dim(), static_cast<std::int64_t>(label_names_of(card).size()), head_of(card)) {
     load_state(head_, dir / "weights.safetensors");
@@ -114,6 +114,7 @@ class FineTunedClassifier : public models::Classifier {
     load_state(model_, dir / "weights.safetensors");
     model_.to(device);
     model_.eval();
+    store_linear_weights_for_autocast(model_, precision);  // cast once, not on every call
   }
   std::size_t num_labels() const override { return static_cast<std::size_t>(model_.num_labels()); }
   models::ClassifierOutput predict(std::span<const data::TextExample> examples) const override {
@@ -145,6 +146,7 @@ class PretrainedHeadClassifier : public models::Classifier {
       : dir_(dir), precision_(precision), tokenizer_(text::WordPieceTokenizer::from_checkpoint_dir(dir)), model_(dir) {
     model_.to(device);
     model_.eval();
+    store_linear_weights_for_autocast(model_, precision);  // cast once, not on every call
   }
   std::size_t num_labels() const override { return static_cast<std::size_t>(model_.num_labels()); }
   models::ClassifierOutput predict(std::span<const data::TextExample> examples) const override {
@@ -216,7 +218,7 @@ std::unique_ptr<models::Classifier> load_classifier(const std::filesystem::path&
   const auto card = read_model_card(dir);
   const auto kind = card.at("kind").get<std::string>();
   try {
-    if (kind == "frozen-head") return std::make_unique<FrozenHeadClassifier>(dir, card, device);
+    if (kind == "frozen-head") return std::make_unique<FrozenHeadClassifier>(dir, card, device, precision);
     if (kind == "fine-tuned") return std::make_unique<FineTunedClassifier>(dir, card, device, precision);
     if (kind == "fasttext") {
       return models::FastTextClassifier::load(dir / "model.bin", label_names_of(card).size(), card.value("lowercase", true));

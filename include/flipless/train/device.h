@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "flipless/nn/classifier.h"
+#include "flipless/train/cpu_math.h"
 
 namespace flipless::train {
 
@@ -68,6 +69,13 @@ class LossScaler {
   std::int64_t growth_interval_, good_steps_ = 0, skipped_ = 0;
 };
 
+// For inference under AutocastGuard: stores every torch::nn::Linear's weight and bias in
+// `precision`'s 16-bit type (nothing for fp32), the rounding autocast applies to them, so that
+// it stops casting every weight again on each call (in inference mode it keeps no casts; for
+// MiniLM that cost more than a one-sentence forward). Results agree with per-call casting to
+// within bf16 rounding, not bit for bit. The module must then only run under the guard.
+void store_linear_weights_for_autocast(torch::nn::Module& module, Precision precision);
+
 // The device of a module's first parameter (the CPU for a module without parameters).
 torch::Device device_of(torch::nn::Module& module);
 
@@ -79,5 +87,26 @@ nn::ModelOutput to_host_float(const nn::ModelOutput& output);
 
 // "cpu", "cuda:0", ... and the GPU's name when there is one, for logs.
 std::string describe_device(const torch::Device& device);
+
+// Sets how many threads CPU work uses: torch's intra-op pool and OpenBLAS's own pool, which
+// torch::set_num_threads does not reach (so "1 thread" would still use every core for float32
+// matrix products, and n threads would oversubscribe n cores). `n` 0: one per core.
+void set_threads(int n);
+
+// The CPU math libtorch uses here.
+struct CpuMathPath {
+  std::string cpu;             // the CPU's name
+  CpuFeatures features;
+  BlasInfo blas;               // OpenBLAS, when libtorch's float32 products go to it
+  bool mkl = false;            // libtorch built with MKL (float32 products go to MKL then)
+  bool onednn = false;         // libtorch built with oneDNN (bf16 products go to it)
+  std::optional<std::string> best_core;  // the OpenBLAS kernels this CPU should have
+};
+
+CpuMathPath cpu_math_path();
+
+// GFLOP/s of one n x n x n matrix product of `dtype` (kFloat32 or kBFloat16) through libtorch
+// (torch::mm) on one thread, best of `repeats` after a warm-up; restores the thread settings.
+double torch_gemm_gflops(torch::ScalarType dtype, std::int64_t n = 1024, int repeats = 5);
 
 }  // namespace flipless::train

@@ -2,7 +2,10 @@
 // Frozen-encoder features: a BERT-family encoder (optionally truncated to its first k layers,
 // a smaller model of the same family) run once over a dataset, pooled (mean over real tokens,
 // [CLS], or BERT's pooler), and cached on disk keyed by (model, layers, pooling, max length,
-// dataset), so training a head takes seconds and later runs reuse the features.
+// precision, dataset), so training a head takes seconds and later runs reuse the features.
+// bf16 runs the encoder under autocast (matrix products in bf16 through oneDNN, layer norms,
+// softmax and pooling in float32): on a CPU with AVX512-BF16 or AMX several times faster than
+// float32, with features that differ in about the third significant digit (BENCHMARKS.md).
 #include <torch/types.h>
 
 #include <cstdint>
@@ -13,6 +16,7 @@
 #include "flipless/data/example.h"
 #include "flipless/nn/bert.h"
 #include "flipless/text/wordpiece.h"
+#include "flipless/train/device.h"
 
 namespace flipless::train {
 
@@ -21,6 +25,7 @@ struct FeatureSpec {
   std::int64_t layers = 0;          // 0: all layers
   std::string pooling = "mean";     // mean, cls or pooler
   std::size_t max_length = 128;
+  Precision precision = Precision::kFloat32;  // of the encoder's matrix products (fp16: GPU only)
   void validate() const;            // throws ConfigError
 };
 
@@ -28,14 +33,15 @@ using Progress = std::function<void(std::int64_t done, std::int64_t total)>;
 
 class FeatureExtractor {
  public:
-  // The encoder runs on `device` (float32 there: cached features do not depend on where they
-  // were computed beyond float rounding).
+  // The encoder runs on `device` in the spec's precision (cached features do not depend on
+  // where they were computed beyond rounding; on the precision they do, so it is in the key).
   explicit FeatureExtractor(FeatureSpec spec, torch::Device device = torch::kCPU);
   // Features (n, hidden) float32 on the CPU, in dataset order; inference mode, length-sorted
   // batches.
   torch::Tensor extract(const data::Dataset& dataset, std::int64_t batch_size = 64, const Progress& progress = {}) const;
   // The cache key: model (path, weights size and time), layers, pooling, max length, format
-  // version, and a hash of the dataset's ids and texts.
+  // version, precision (bf16 only: float32 keys are those of earlier versions), and a hash of
+  // the dataset's ids and texts.
   std::string cache_key(const data::Dataset& dataset) const;
   std::int64_t dim() const { return encoder_->config().hidden_size; }
   const FeatureSpec& spec() const { return spec_; }

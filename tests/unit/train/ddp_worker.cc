@@ -18,7 +18,7 @@ int main(int argc, char** argv) {
   using namespace flipless;
   if (argc != 6 && !(argc == 7 && std::string(argv[6]) == "gf")) return 2;
   const bool gated_fusion = argc == 7;
-  torch::set_num_threads(1);
+  train::set_threads(1);
   try {
     train::DistributedConfig dist;
     dist.world_size = std::stoi(argv[1]);

@@ -11,6 +11,7 @@
 #include "flipless/core/error.h"
 #include "flipless/nn/classifier.h"
 #include "flipless/train/device.h"
+#include "flipless/train/features.h"
 #include "flipless/train/inputs.h"
 #include "flipless/train/saved_model.h"
 #include "flipless/train/strategy.h"
@@ -125,6 +126,29 @@ TEST(MixedPrecision, Bf16AutocastFineTunesTheTinyBertOnCpu) {
   EXPECT_GT(diff, 0.0);
   EXPECT_LT(diff, 0.25);
   EXPECT_EQ(bf16.logits.argmax(1).ne(fp32.logits.argmax(1)).sum().item<std::int64_t>(), 0);
+}
+
+// Frozen features in bf16: their own cache entry (float32 keys stay as they were), close to
+// float32's but not equal (the bf16 products really ran), cached and read back.
+TEST(MixedPrecision, Bf16FeaturesHaveTheirOwnCacheKeyAndStayCloseToFloat32) {
+  TempDir dir;
+  const FeatureExtractor fp32(FeatureSpec{kTinyBert, 1, "mean", 32});
+  const FeatureExtractor bf16(FeatureSpec{kTinyBert, 1, "mean", 32, Precision::kBFloat16});
+  const auto ds = words_dataset(20, 3);
+  EXPECT_NE(bf16.cache_key(ds), fp32.cache_key(ds));
+  EXPECT_NE(bf16.cache_key(ds).find("-mean-bf16-"), std::string::npos) << bf16.cache_key(ds);
+  EXPECT_EQ(fp32.cache_key(ds).find("fp32"), std::string::npos) << fp32.cache_key(ds);
+  bool hit = true;
+  const auto low = cached_features(bf16, ds, dir.path(), {}, &hit);
+  EXPECT_FALSE(hit);
+  EXPECT_EQ(low.scalar_type(), torch::kFloat32);
+  const auto full = cached_features(fp32, ds, dir.path(), {}, &hit);
+  EXPECT_FALSE(hit);
+  const double diff = (low - full).abs().max().item<double>(), scale = full.abs().max().item<double>();
+  EXPECT_GT(diff, 0.0);
+  EXPECT_LT(diff, 0.05 * scale) << diff << " against values up to " << scale;
+  EXPECT_TRUE(torch::equal(cached_features(bf16, ds, dir.path(), {}, &hit), low));
+  EXPECT_TRUE(hit);
 }
 
 TEST(MixedPrecision, Fp16IsRefusedOnTheCpuBeforeAnyWork) {
