@@ -3,10 +3,13 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cctype>
+#include <cmath>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <regex>
 #include <set>
+#include <thread>
 #include <tuple>
 
 #include "flipless/core/error.h"
@@ -66,6 +69,11 @@ const std::vector<MethodSpec>& method_specs() {
   return kSpecs;
 }
 
+// Bounds with reasons: past them a config is a typo, not a plan (each seed, fold, epoch and grid
+// setting trains a model).
+constexpr std::int64_t kMaxSeeds = 1000, kMaxEpochs = 1000, kMaxFolds = 20;
+constexpr std::size_t kMaxGrid = 10000;
+
 class Parser {
  public:
   explicit Parser(std::filesystem::path source) : source_(std::move(source)) {}
@@ -91,16 +99,26 @@ class Parser {
 
   double number(const YAML::Node& node, const std::string& key) const {
     if (!node.IsScalar()) fail(node, key, "expected a number");
+    double v = 0;
     try {
-      return node.as<double>();
+      v = node.as<double>();
     } catch (const YAML::Exception&) {
       fail(node, key, fmt::format("expected a number, got '{}'", node.Scalar()));
     }
+    if (!std::isfinite(v)) fail(node, key, fmt::format("must be a finite number, got '{}'", node.Scalar()));
+    return v;
   }
   std::int64_t integer(const YAML::Node& node, const std::string& key) const {
     const double v = number(node, key);
+    if (std::abs(v) > 9e15) fail(node, key, fmt::format("{} is far too large", node.Scalar()));
     if (v != static_cast<double>(static_cast<std::int64_t>(v))) fail(node, key, fmt::format("expected a whole number, got {}", node.Scalar()));
     return static_cast<std::int64_t>(v);
+  }
+  // A whole number in [min, max]; `what` says what each unit costs.
+  std::int64_t bounded(const YAML::Node& node, const std::string& key, std::int64_t min, std::int64_t max, const char* what) const {
+    const auto v = count(node, key, min);
+    if (v > max) fail(node, key, fmt::format("{} is more than {} {}", v, max, what));
+    return v;
   }
   std::int64_t count(const YAML::Node& node, const std::string& key, std::int64_t min) const {
     const auto v = integer(node, key);
@@ -181,7 +199,7 @@ class Parser {
       m.dropout = number(node["dropout"], k("dropout"));
       if (m.dropout < 0 || m.dropout >= 1) fail(node["dropout"], k("dropout"), "must be in [0, 1)");
     }
-    if (node["epochs"]) m.epochs = static_cast<int>(count(node["epochs"], k("epochs"), 1));
+    if (node["epochs"]) m.epochs = static_cast<int>(bounded(node["epochs"], k("epochs"), 1, kMaxEpochs, "epochs over the training set"));
     if (node["lr"]) {
       m.lr = number(node["lr"], k("lr"));
       if (!(m.lr > 0)) fail(node["lr"], k("lr"), "must be positive");
@@ -196,12 +214,14 @@ class Parser {
       if (m.warmup < 0 || m.warmup >= 1) fail(node["warmup"], k("warmup"), "must be in [0, 1)");
     }
     if (node["max_length"]) m.max_length = static_cast<std::size_t>(count(node["max_length"], k("max_length"), 4));
-    if (node["fasttext_epochs"]) m.fasttext_epochs = static_cast<int>(count(node["fasttext_epochs"], k("fasttext_epochs"), 1));
+    if (node["fasttext_epochs"]) {
+      m.fasttext_epochs = static_cast<int>(bounded(node["fasttext_epochs"], k("fasttext_epochs"), 1, kMaxEpochs, "epochs over the training set"));
+    }
     if (node["fasttext_lr"]) m.fasttext_lr = number(node["fasttext_lr"], k("fasttext_lr"));
     if (node["fasttext_dim"]) m.fasttext_dim = static_cast<int>(count(node["fasttext_dim"], k("fasttext_dim"), 1));
     if (node["fasttext_ngrams"]) m.fasttext_ngrams = static_cast<int>(count(node["fasttext_ngrams"], k("fasttext_ngrams"), 1));
     if (node["cross_fit"]) {
-      m.cross_fit = static_cast<int>(count(node["cross_fit"], k("cross_fit"), 0));
+      m.cross_fit = static_cast<int>(bounded(node["cross_fit"], k("cross_fit"), 0, kMaxFolds, "folds, each a model trained once more"));
       if (m.cross_fit == 1) fail(node["cross_fit"], k("cross_fit"), "0 (off) or at least 2 folds");
     }
     if (node["max_train"]) m.max_train = static_cast<std::size_t>(count(node["max_train"], k("max_train"), 0));
@@ -230,8 +250,8 @@ class Parser {
       if (node["id_column"]) t.id_column = word(node["id_column"], key + ".id_column");
       if (node["hash_ids"]) t.hash_ids = boolean(node["hash_ids"], key + ".hash_ids");
     }
-    if (t.name.empty() || t.name.find_first_of("/\\ .") != std::string::npos) {
-      fail(node, key + ".name", fmt::format("'{}': a task name is one word (it names a folder)", t.name));
+    if (t.name.empty() || !std::isalpha(static_cast<unsigned char>(t.name.front())) || t.name.find_first_of("/\\ .") != std::string::npos) {
+      fail(node, key + ".name", fmt::format("'{}': a task name is one word starting with a letter (it names a folder)", t.name));
     }
     if (t.train.empty()) t.train = t.name + ":train";
     if (t.eval.empty()) t.eval = t.name + ":dev";
@@ -270,25 +290,50 @@ class Parser {
           if ((p.key == "temperature" || p.key == "lr2") && !(x > 0)) fail(item, pk, fmt::format("must be positive, got {}", x));
           if ((p.key == "alpha" && name != "focal_distillation") && !(x >= 0 && x <= 1)) fail(item, pk, fmt::format("a weight in [0, 1], got {}", x));
           if ((p.key == "lambda" || p.key == "beta" || p.key == "xi" || p.key == "alpha") && x < 0) fail(item, pk, fmt::format("must be >= 0, got {}", x));
-          if (p.key == "members" && (x < 2 || x != static_cast<int>(x))) fail(item, pk, "a whole number of at least 2 models");
+          if (p.key == "members" && (x < 2 || x > kMaxSeeds || x != static_cast<int>(x))) fail(item, pk, fmt::format("a whole number of 2 to {} models", kMaxSeeds));
           if (p.key == "dropout" && !(x >= 0 && x < 1)) fail(item, pk, "must be in [0, 1)");
           m.numbers[p.key].push_back(x);
         }
       }
     }
+    std::size_t grid = 1;
+    for (const auto& [k, v] : m.numbers) grid *= v.size();
+    for (const auto& [k, v] : m.words) grid *= v.size();
+    if (grid > kMaxGrid) fail(node, key, fmt::format("{} settings is more than {}: each trains a model", grid, kMaxGrid));
     if (spec->sizes) {
       const YAML::Node v = node.IsMap() ? node["sizes"] : YAML::Node();
       if (!v) {
         m.sizes = {5};
       } else {
-        for (const auto& item : items(v, key + ".sizes")) m.sizes.push_back(static_cast<int>(count(item, key + ".sizes", 2)));
+        for (const auto& item : items(v, key + ".sizes")) {
+          m.sizes.push_back(static_cast<int>(bounded(item, key + ".sizes", 2, kMaxSeeds, "models in one ensemble")));
+        }
       }
     }
     return m;
   }
 
+  // yaml-cpp keeps one value of a key given twice in a mapping; a config whose meaning
+  // depends on which is refused, naming both lines.
+  void refuse_duplicate_keys(const YAML::Node& node, const std::string& where) const {
+    if (node.IsMap()) {
+      std::map<std::string, int> seen;
+      for (const auto& kv : node) {
+        const auto k = kv.first.Scalar();
+        const std::string path = where.empty() ? k : where + "." + k;
+        const int line = kv.first.Mark().line + 1;
+        if (const auto it = seen.find(k); it != seen.end()) fail(kv.first, path, fmt::format("given twice (also on line {})", it->second));
+        seen.emplace(k, line);
+        refuse_duplicate_keys(kv.second, path);
+      }
+    } else if (node.IsSequence()) {
+      for (std::size_t i = 0; i < node.size(); ++i) refuse_duplicate_keys(node[i], fmt::format("{}[{}]", where, i));
+    }
+  }
+
   ExperimentConfig parse(const YAML::Node& root) const {
     if (!root.IsMap()) throw ConfigError(fmt::format("{}:1: expected a YAML mapping of experiment keys", source_.string()));
+    refuse_duplicate_keys(root, "");
     only_keys(root, "", {"name", "tasks", "seeds", "validation_fraction", "split_seed", "old", "new", "methods", "selection", "threads",
                          "cache_experiment", "device", "precision"});
     ExperimentConfig c;
@@ -305,7 +350,7 @@ class Parser {
     if (!root["seeds"]) {
       c.seeds = {0, 1, 2, 3, 4};
     } else if (root["seeds"].IsScalar()) {
-      const auto n = count(root["seeds"], "seeds", 1);
+      const auto n = bounded(root["seeds"], "seeds", 1, kMaxSeeds, "seeds, each a full set of trainings");
       for (std::int64_t s = 0; s < n; ++s) c.seeds.push_back(static_cast<std::uint64_t>(s));
     } else {
       for (const auto& s : items(root["seeds"], "seeds")) c.seeds.push_back(static_cast<std::uint64_t>(count(s, "seeds", 0)));
@@ -317,7 +362,14 @@ class Parser {
       if (!(c.validation_fraction > 0 && c.validation_fraction < 1)) fail(root["validation_fraction"], "validation_fraction", "must be in (0, 1)");
     }
     if (root["split_seed"]) c.split_seed = static_cast<std::uint64_t>(count(root["split_seed"], "split_seed", 0));
-    if (root["threads"]) c.threads = static_cast<int>(count(root["threads"], "threads", 0));
+    if (root["threads"]) {
+      const auto cores = static_cast<std::int64_t>(std::max(1u, std::thread::hardware_concurrency()));
+      c.threads = static_cast<int>(count(root["threads"], "threads", 0));
+      if (c.threads > cores) {
+        fail(root["threads"], "threads", fmt::format("{} threads on {} cores oversubscribe them (OpenMP threads then spin); at most {} "
+                                                     "(--threads overrides for one run)", c.threads, cores, cores));
+      }
+    }
     if (root["device"]) {
       c.device = word(root["device"], "device");
       static const std::regex kDevice("cpu|cuda|cuda:[0-9]+|auto");

@@ -156,6 +156,26 @@ TEST(ExperimentConfig, EachMistakeIsOneLineNamingFileLineAndKey) {
   EXPECT_EQ(err("tasks: [sst2]\nold: {kind: fasttext, cross_fit: 1}\nnew: {kind: frozen, model: m}\n"),
             "e.yaml:2: old.cross_fit: 0 (off) or at least 2 folds");
   EXPECT_EQ(err("- a\n- b\n"), "e.yaml:1: expected a YAML mapping of experiment keys");
+  // Absurd sizes, non-finite values, duplicated keys and non-words are refused before any work.
+  EXPECT_EQ(err(base + "seeds: 1000000000\n"), "e.yaml:4: seeds: 1000000000 is more than 1000 seeds, each a full set of trainings");
+  EXPECT_EQ(err("tasks: [sst2]\nold: {kind: fasttext, cross_fit: 1000000000}\nnew: {kind: frozen, model: m}\n"),
+            "e.yaml:2: old.cross_fit: 1000000000 is more than 20 folds, each a model trained once more");
+  EXPECT_EQ(err("tasks: [sst2]\nold: {kind: fasttext}\nnew: {kind: frozen, model: m, epochs: 1e9}\n"),
+            "e.yaml:3: new.epochs: 1000000000 is more than 1000 epochs over the training set");
+  EXPECT_EQ(err("tasks: [sst2]\nold: {kind: fasttext}\nnew: {kind: frozen, model: m, epochs: 2147483648}\n"),
+            "e.yaml:3: new.epochs: 2147483648 is more than 1000 epochs over the training set");
+  EXPECT_EQ(err("tasks: [sst2]\nold: {kind: fasttext}\nnew: {kind: frozen, model: m, lr: .inf}\n"), "e.yaml:3: new.lr: must be a finite number, got '.inf'");
+  EXPECT_EQ(err(base + "threads: 1000000\n").substr(0, 37), "e.yaml:4: threads: 1000000 threads on");
+  EXPECT_EQ(err(base + "seeds: 2\nseeds: 5\n"), "e.yaml:5: seeds: given twice (also on line 4)");
+  EXPECT_EQ(err("tasks: [sst2]\nold: {kind: fasttext}\nnew: {kind: frozen, model: m, lr: 1, lr: 2}\n"), "e.yaml:3: new.lr: given twice (also on line 3)");
+  EXPECT_EQ(err("tasks: 5\nold: {kind: fasttext}\nnew: {kind: frozen, model: m}\n"),
+            "e.yaml:1: tasks[0].name: '5': a task name is one word starting with a letter (it names a folder)");
+  std::string huge = base + "methods:\n  distillation: {lambda: [";
+  for (int i = 0; i < 200; ++i) huge += std::to_string(i) + (i < 199 ? ", " : "");
+  huge += "], temperature: [";
+  for (int i = 0; i < 200; ++i) huge += std::to_string(i + 1) + (i < 199 ? ", " : "");
+  huge += "]}\n";
+  EXPECT_EQ(err(huge), "e.yaml:5: methods.distillation: 40000 settings is more than 10000: each trains a model");
   EXPECT_NE(error_of<IoError>([] { load_experiment("/nonexistent/x.yaml"); }).find("/nonexistent/x.yaml"), std::string::npos);
 }
 
