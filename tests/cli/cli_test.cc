@@ -15,9 +15,12 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "../unit/test_util.h"
 
@@ -580,6 +583,57 @@ TEST(CliTrain, BadModelsAndOptionsExitTwoWithOneLine) {
   expect_user_error(run(dir, "train --model '" + tiny + "' --precision half" + data), "precision 'half': expected fp32, bf16 or fp16");
   expect_user_error(run(dir, "train --model fasttext --precision bf16" + data), "fastText trains on the CPU in float32");
   expect_user_error(run(dir, "train --model '" + tiny + "' --backend mpi --world-size 2" + data), "backend 'mpi': expected gloo, nccl or auto");
+}
+
+// Resume equals uninterrupted (issue 14): an experiment run killed with SIGKILL at random
+// moments, several times, then run to the end, gives the same report numbers as a run never
+// interrupted (fine-tuned tiny models, one old model per seed, Gated Fusion with the shared
+// warm-up, the old-new ensemble).
+TEST(CliTrain, AnExperimentKilledAtRandomMomentsEndsWithTheUninterruptedNumbers) {
+  TempDir dir;
+  const auto train = dir.write("train.jsonl", words_jsonl(160, 0));
+  const auto eval = dir.write("dev.jsonl", words_jsonl(40, 1000));
+  const std::string tiny = std::string(FLIPLESS_TEST_DIR) + "/golden/nn/tiny-bert";
+  const auto config = dir.write("exp.yaml", "tasks:\n  - {name: words, train: " + train.string() + ", eval: " + eval.string() +
+                                                "}\nseeds: [0, 1]\nvalidation_fraction: 0.25\nthreads: 1\nprecision: fp32\n"
+                                                "old: {kind: finetuned, model: " + tiny + ", layers: 1, epochs: 2, lr: 0.003, batch_size: 16, per_seed: true}\n"
+                                                "new: {kind: finetuned, model: " + tiny + ", epochs: 2, lr: 0.003, batch_size: 16}\n"
+                                                "methods:\n  old_new_logit_ensemble: {}\n  gated_fusion: {drop_gate: 0.5, temperature: [1.0, 1.4], lr2: 0.001}\n");
+  const auto whole = dir.path() / "whole", killed = dir.path() / "killed";
+  ASSERT_EQ(run(dir, "experiment run '" + config.string() + "' --out '" + whole.string() + "'").code, 0);
+  std::mt19937 rng(7);
+  std::uniform_int_distribution<int> after_ms(300, 2500);
+  int kills = 0;
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    const pid_t pid = fork();
+    if (pid == 0) {
+      const std::string cmd = std::string("exec '") + FLIPLESS_BINARY + "' experiment run '" + config.string() + "' --out '" + killed.string() +
+                              "' >/dev/null 2>&1";
+      execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    usleep(static_cast<useconds_t>(after_ms(rng)) * 1000);
+    kill(pid, SIGKILL);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    kills += WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL ? 1 : 0;  // killed mid-run, not finished first
+  }
+  EXPECT_GT(kills, 0) << "no run was interrupted; the kill times are too late for this machine";
+  const auto rest = run(dir, "experiment run '" + config.string() + "' --out '" + killed.string() + "'");
+  ASSERT_EQ(rest.code, 0) << rest.err;
+  const auto numbers = [&](const std::filesystem::path& run_dir) {
+    EXPECT_EQ(run(dir, "experiment report '" + run_dir.string() + "'").code, 0);
+    auto j = nlohmann::json::parse(slurp(run_dir / "report" / "report.json"));
+    nlohmann::json out;
+    for (const auto& t : j["tasks"]) {
+      out["old"] = t["old_accuracy_per_model"];
+      for (const auto& m : t["methods"]) out[m["method"].get<std::string>()] = {m["accuracy"]["per_seed"], m["nfr"]["per_seed"]};
+    }
+    return out;
+  };
+  const auto expected = numbers(whole), got = numbers(killed);
+  EXPECT_EQ(got, expected) << got.dump() << "\nvs\n" << expected.dump();
+  EXPECT_EQ(expected["gated_fusion"][0].size(), 2u);
 }
 
 }  // namespace
