@@ -432,10 +432,8 @@ ReportFiles write_experiment_report(const fs::path& run, const ReportOptions& op
     jt["old_accuracy"] = t.old_acc;
     jt["old_accuracy_per_model"] = t.old_accs;
     if (!t.precision.empty()) jt["precision"] = t.precision;
-    std::vector<double> old_pct;
-    for (double a : t.old_accs) old_pct.push_back(a);
     const std::string old_line = t.old_by_seed.empty() ? fmt::format("Old model accuracy {:.2f}%", 100 * t.old_acc)
-                                                       : fmt::format("Old model accuracy {}% (one old model per seed, {} so far)", pct(old_pct), t.old_accs.size());
+                                                       : fmt::format("Old model accuracy {}% (one old model per seed, {} so far)", pct(t.old_accs), t.old_accs.size());
     const std::string math = t.precision.empty() ? ""
                              : t.precision == "bf16" ? "; new models trained and evaluated with bf16 autocast (parameters and optimizer in fp32)"
                                                      : fmt::format("; new models in {}", t.precision);

@@ -9,6 +9,7 @@
 #include <mutex>
 
 #include "flipless/core/error.h"
+#include "flipless/train/trainer.h"
 
 namespace flipless::train {
 
@@ -87,18 +88,14 @@ class FocalDistillation : public CompatibilityStrategy {
 // gate as an uninterrupted one.
 nn::GatedFusion seeded_gate(const GatedFusionStrategyConfig& c) {
   if (c.embedding_dim <= 0) throw ConfigError("gated_fusion needs the embedding size");
-  auto gen = at::detail::getDefaultCPUGenerator();
-  torch::Tensor saved;
+  const auto saved = cpu_generator_state();
   {
+    auto gen = at::detail::getDefaultCPUGenerator();  // the CPU generator only (torch::manual_seed would reseed GPUs too)
     std::lock_guard<std::mutex> lock(gen.mutex());
-    saved = gen.get_state();
     gen.set_current_seed(c.seed ^ 0x9e3779b97f4a7c15ULL);
   }
   nn::GatedFusion gate(c.embedding_dim, c.gate, c.num_labels);
-  {
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    gen.set_state(saved);
-  }
+  set_cpu_generator_state(saved);
   return gate;
 }
 

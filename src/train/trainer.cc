@@ -146,18 +146,6 @@ std::string rng_text(const std::mt19937_64& rng) {
   return out.str();
 }
 
-torch::Tensor cpu_generator_state() {
-  auto gen = at::detail::getDefaultCPUGenerator();
-  std::lock_guard<std::mutex> lock(gen.mutex());
-  return gen.get_state();
-}
-
-void set_cpu_generator_state(const torch::Tensor& state) {
-  auto gen = at::detail::getDefaultCPUGenerator();
-  std::lock_guard<std::mutex> lock(gen.mutex());
-  gen.set_state(state);
-}
-
 std::map<std::string, torch::Tensor> model_tensors(nn::ClassifierModule& model) {
   std::map<std::string, torch::Tensor> out;
   for (const auto& p : model.named_parameters()) out[p.key()] = p.value().detach().to(torch::kCPU).clone();
@@ -476,6 +464,18 @@ Predictions predict(nn::ClassifierModule& model, const InputSource& data, std::i
 }  // namespace flipless::train
 
 namespace flipless::train {
+
+torch::Tensor cpu_generator_state() {
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  return gen.get_state();
+}
+
+void set_cpu_generator_state(const torch::Tensor& state) {
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(state);
+}
 
 namespace {
 const char* kStateFormat = "flipless-train-state-1";

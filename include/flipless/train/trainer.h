@@ -143,6 +143,10 @@ Predictions predict(nn::ClassifierModule& model, const InputSource& data, std::i
                     const std::function<void(std::int64_t, std::int64_t)>& progress = {},
                     Precision precision = Precision::kFloat32);
 
+// The shared CPU generator's state (it drives dropout and initialisation), and setting it back.
+torch::Tensor cpu_generator_state();
+void set_cpu_generator_state(const torch::Tensor& state);
+
 // The same outputs as plain row-major arrays.
 models::ClassifierOutput as_classifier_output(const Predictions& predictions);
 
