@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "../golden_run.h"
 #include "../test_util.h"
 #include "flipless/core/error.h"
 #include "flipless/data/predictions.h"
@@ -168,6 +169,10 @@ TEST_F(RunnerTest, EveryMethodRunsAndARerunSkipsFinishedUnits) {
   EXPECT_TRUE(fs::exists(variant / "predictions" / "dev.new_model_alone.jsonl"));
   EXPECT_TRUE(fs::exists(variant / "model" / "gate.safetensors"));
   EXPECT_EQ(report["tasks"][0]["claims"].size(), 2u);  // Gated Fusion and the variant
+#ifdef FLIPLESS_WITH_CACHE
+  // Every file of the run and its report, as the code before issue 15's refactor wrote them.
+  flipless::testing::expect_matches_golden(dir_.path() / "run", dir_.path(), "every_method");
+#endif
 
   // Another experiment in the same folder is refused.
   const auto other = load_experiment(write_config("{kind: fasttext}", "  vanilla: {}\n"));
@@ -186,6 +191,8 @@ TEST_F(RunnerTest, BcwiInterpolatesAnOldModelOfTheSameArchitecture) {
   const double alpha = r["chosen"]["setting"]["numbers"]["alpha"].get<double>();
   EXPECT_TRUE(alpha == 0.5 || alpha == 0.9);
   EXPECT_EQ(nlohmann::json::parse(std::ifstream(dir_.path() / "run" / "words" / "old" / "result.json"))["trained_on"], 60);
+  write_experiment_report(dir_.path() / "run");
+  flipless::testing::expect_matches_golden(dir_.path() / "run", dir_.path(), "bcwi_frozen_old");
 }
 
 // Fine-tuned new models under bf16 autocast (the --precision override): every unit runs, the
@@ -272,6 +279,7 @@ TEST_F(RunnerTest, PerSeedOldModelsSharedWarmupAndResumeEqualsUninterrupted) {
   EXPECT_EQ(report["tasks"][0]["old_accuracy_per_model"].size(), 2u);
   EXPECT_EQ(report["tasks"][0]["precision"], "fp32");
   ASSERT_TRUE(report["tasks"][0].contains("gate_regression_auc") || report["tasks"][0].contains("gate_by_category"));
+  flipless::testing::expect_matches_golden(dir_.path() / "run", dir_.path(), "finetuned_per_seed");
 }
 
 // A config that adds methods or seeds continues its run folder; one that changes what existing
