@@ -308,6 +308,7 @@ int run_train(const TrainArgs& a) {
         features[name] = train::cached_features(extractor, *ds, cache, [&](std::int64_t done, std::int64_t) { progress.update(done); }, &hit);
         progress.update(static_cast<std::int64_t>(ds->size()), hit ? "cached" : "computed");
       }
+      torch::manual_seed(a.config.seed);  // the head's initial weights: libtorch seeds its generator at random per process
       nn::FeatureClassifier model(extractor.dim(), static_cast<std::int64_t>(full_train.num_labels()), head);
       const train::FeatureSource train_source(features["train"], train::label_tensor(train_set));
       const train::FeatureSource val_source(features["validation"], train::label_tensor(validation));
@@ -323,6 +324,7 @@ int run_train(const TrainArgs& a) {
         export_split(model, source, name, *ds, 512);
       }
     } else {
+      torch::manual_seed(a.config.seed);  // the head's initial weights, as the experiment runner seeds them
       auto encoder = nn::load_encoder(model_dir, a.layers);
       const bool pooler = encoder->has_pooler();
       const auto layers = encoder->config().num_hidden_layers;

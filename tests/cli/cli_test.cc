@@ -379,10 +379,8 @@ TEST(CliTrain, FastTextFrozenAndFineTunedModelsTrainPredictAndCompare) {
     EXPECT_EQ(std::filesystem::exists(method_dir / "predictions/dev.new_model_alone.jsonl"), std::string(method) == "gated_fusion");
   }
   EXPECT_NE(run(dir, "methods list").out.find("gated_fusion"), std::string::npos);
-  // Folders train wrote, as the code before issue 15's refactor wrote them. (Not the vanilla
-  // frozen and fine-tuned ones: before the refactor their head's initial weights were not seeded,
-  // so two runs of the same command wrote different models.)
-  for (const char* name : {"old", "gated_fusion", "distillation"}) {
+  // Every folder train wrote, as the code before issue 15's refactor wrote it.
+  for (const char* name : {"old", "frozen", "tuned", "gated_fusion", "distillation"}) {
     flipless::testing::expect_matches_golden(dir.path() / name, dir.path(), std::string("train_") + name);
   }
 
