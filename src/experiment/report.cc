@@ -15,6 +15,7 @@
 #include "flipless/data/predictions.h"
 #include "flipless/experiment/config.h"
 #include "flipless/experiment/json_file.h"
+#include "flipless/experiment/run_results.h"
 #include "flipless/metrics/rates.h"
 #include "flipless/metrics/uncertainty.h"
 #include "flipless/report/svg_chart.h"
@@ -71,7 +72,7 @@ Preds read_preds(const fs::path& path, const std::vector<std::string>& names, co
 
 struct SeedRun {
   std::uint64_t seed = 0;
-  json result;
+  UnitResult result;
   std::vector<std::int32_t> pred, alone;
   std::vector<float> gates;
   double acc = 0, nfr = 0;
@@ -127,6 +128,12 @@ std::vector<double> nfrs(const MethodRuns& m) {
   return v;
 }
 
+// A setting's number, or `fallback` when the grid has no such key.
+double setting_number(const Setting& s, const std::string& key, double fallback) {
+  const auto it = s.numbers.find(key);
+  return it == s.numbers.end() ? fallback : it->second;
+}
+
 const SeedRun* seed_of(const MethodRuns& m, std::uint64_t seed) {
   for (const auto& s : m.seeds) {
     if (s.seed == seed) return &s;
@@ -179,7 +186,7 @@ Collected collect(const fs::path& run) {
     for (auto seed : c.config.seeds) {
       const auto old_dir = old_model_dir(c.config, run / t.name, seed);
       if (!fs::exists(old_dir / "result.json")) continue;
-      if (tr.names.empty()) tr.names = read_json_file(old_dir / "result.json").at("label_names").get<std::vector<std::string>>();
+      if (tr.names.empty()) tr.names = read_old_model_result(old_dir / "result.json").label_names;
       const auto old = read_preds(old_dir / "predictions" / "dev.jsonl", tr.names, tr.ids.empty() ? nullptr : &tr.ids);
       if (tr.ids.empty()) {
         tr.ids = old.ids;
@@ -208,9 +215,9 @@ Collected collect(const fs::path& run) {
           ++c.finished;
           SeedRun s;
           s.seed = seed;
-          s.result = read_json_file(dir / "result.json");
-          if (s.result.contains("status")) {
-            mr.not_applicable = s.result.value("reason", "not applicable");
+          s.result = read_unit_result(dir / "result.json");
+          if (!s.result.applicable()) {
+            mr.not_applicable = s.result.reason.value_or("not applicable");
             continue;
           }
           const auto p = read_preds(dir / "predictions" / "dev.jsonl", tr.names, &tr.ids);
@@ -222,7 +229,7 @@ Collected collect(const fs::path& run) {
           if (fs::exists(dir / "cache.json")) s.cache = read_json_file(dir / "cache.json");
           s.acc = accuracy_of(tr.y, s.pred);
           s.nfr = nfr_of(tr.y, tr.old(seed), s.pred);
-          if (tr.precision.empty() && mr.method == "vanilla") tr.precision = s.result.value("precision", "");
+          if (tr.precision.empty() && mr.method == "vanilla") tr.precision = s.result.precision;
           mr.seeds.push_back(std::move(s));
         }
         tr.methods.push_back(std::move(mr));
@@ -416,9 +423,9 @@ ReportFiles write_experiment_report(const fs::path& run, const ReportOptions& op
         }
       }
       std::string chosen = "–";
-      if (const auto* s0 = seed_of(m, c.config.seeds.front()); s0 && s0->result.contains("chosen")) {
-        chosen = s0->result["chosen"].value("describe", "");
-        if (s0->result.value("fallback", false)) chosen += " (none on par: most accurate)";
+      if (const auto* s0 = seed_of(m, c.config.seeds.front()); s0 && s0->result.chosen) {
+        chosen = s0->result.chosen->describe;
+        if (s0->result.fallback.value_or(false)) chosen += " (none on par: most accurate)";
       }
       main.rows.push_back({pretty(m.folder), std::to_string(m.seeds.size()), pct(nfrs(m)), pct(accs(m)), rel(vs_vanilla), rel(vs_strong), ci, chosen});
       jm["accuracy"] = {{"mean", a.mean}, {"std", a.std}, {"per_seed", accs(m)}};
@@ -637,10 +644,10 @@ ReportFiles write_experiment_report(const fs::path& run, const ReportOptions& op
       if (m.method != "old_new_prob_ensemble" && m.method != "old_new_logit_ensemble" && m.method != "bcwi") continue;
       std::map<double, std::vector<double>> nfr_by, acc_by;
       for (const auto& s : m.seeds) {
-        for (const auto& cand : s.result.value("candidates", json::array())) {
-          const double x = cand["setting"]["numbers"].value("alpha", 0.0);
-          nfr_by[x].push_back(100 * cand["validation_nfr"].get<double>());
-          acc_by[x].push_back(100 * cand["validation_accuracy"].get<double>());
+        for (const auto& cand : s.result.candidates.value_or(std::vector<CandidateResult>{})) {
+          const double x = setting_number(cand.setting, "alpha", 0.0);
+          nfr_by[x].push_back(100 * cand.validation_nfr);
+          acc_by[x].push_back(100 * cand.validation_accuracy);
         }
       }
       if (nfr_by.empty()) continue;
@@ -664,10 +671,10 @@ ReportFiles write_experiment_report(const fs::path& run, const ReportOptions& op
     if (const auto* gf = t.find("gated_fusion"); gf && !gf->seeds.empty()) {
       std::map<double, std::vector<double>> nfr_by, acc_by;
       for (const auto& s : gf->seeds) {
-        for (const auto& cand : s.result.value("candidates", json::array())) {
-          const double x = cand["setting"]["numbers"].value("temperature", 1.0);
-          nfr_by[x].push_back(100 * cand["validation_nfr"].get<double>());
-          acc_by[x].push_back(100 * cand["validation_accuracy"].get<double>());
+        for (const auto& cand : s.result.candidates.value_or(std::vector<CandidateResult>{})) {
+          const double x = setting_number(cand.setting, "temperature", 1.0);
+          nfr_by[x].push_back(100 * cand.validation_nfr);
+          acc_by[x].push_back(100 * cand.validation_accuracy);
         }
       }
       if (nfr_by.size() >= 2) {

@@ -21,6 +21,7 @@
 #include "flipless/ensemble/old_new.h"
 #include "flipless/experiment/cache_experiment.h"
 #include "flipless/experiment/json_file.h"
+#include "flipless/experiment/run_results.h"
 #include "flipless/io/safetensors.h"
 #include "flipless/models/fasttext_classifier.h"
 #include "flipless/models/logits_file_classifier.h"
@@ -304,12 +305,8 @@ void load_parameters(nn::ClassifierModule& model, const fs::path& file) {
   for (auto& b : model.named_buffers()) b.value().copy_(nn::read_tensor(st, b.key()));
 }
 
-// One candidate of a grid, judged on validation.
-struct Candidate {
-  Setting setting;
-  double validation_accuracy = 0, validation_nfr = 0;
-  bool on_par = false;
-};
+// One candidate of a grid, judged on validation (its describe is filled when written).
+using Candidate = CandidateResult;
 
 // Lowest validation NFR among candidates on par with vanilla (accuracy >= vanilla - tolerance);
 // when none is on par, the most accurate. Ties keep the earlier candidate (grid order).
@@ -320,19 +317,15 @@ bool better(const Candidate& c, const Candidate* best) {
   return c.validation_accuracy > best->validation_accuracy;
 }
 
-json candidate_json(const Candidate& c) {
-  return {{"setting", {{"numbers", c.setting.numbers}, {"words", c.setting.words}}},
-          {"describe", c.setting.describe()},
-          {"validation_accuracy", c.validation_accuracy},
-          {"validation_nfr", c.validation_nfr},
-          {"on_par", c.on_par}};
+Candidate described(Candidate c) {
+  c.describe = c.setting.describe();
+  return c;
 }
 
-Setting setting_from_json(const json& j) {
-  Setting s;
-  s.numbers = j.at("numbers").get<std::map<std::string, double>>();
-  s.words = j.at("words").get<std::map<std::string, std::string>>();
-  return s;
+std::vector<Candidate> described(const std::vector<Candidate>& cs) {
+  std::vector<Candidate> out;
+  for (const auto& c : cs) out.push_back(described(c));
+  return out;
 }
 
 class TaskRunner {
@@ -385,8 +378,8 @@ class TaskRunner {
     if (!fs::exists(dir / "result.json")) train_old(seed);
     auto& logits = old_[key];
     for (const char* s : kSplits) logits[s] = logits_from_file(dir / "predictions" / (std::string(s) + ".jsonl"), data_.split(s), data_.num_labels);
-    const auto old_result = read_json_file(dir / "result.json");
-    say(fmt::format("{}: old model {}: validation {:.2f}%, dev {:.2f}%", t_.name, old_result.at("describe").get<std::string>(),
+    const auto old_result = read_old_model_result(dir / "result.json");
+    say(fmt::format("{}: old model {}: validation {:.2f}%, dev {:.2f}%", t_.name, old_result.describe,
                     100 * accuracy(logits["validation"], labels_["validation"]), 100 * accuracy(logits["dev"], labels_["dev"])));
     return logits;
   }
@@ -445,14 +438,15 @@ class TaskRunner {
     const auto full = fit(seen, "old model");
     std::map<std::string, torch::Tensor> logits;
     for (const char* s : kSplits) logits[s] = full(s, nullptr);
-    json result = {{"describe", cfg.torch() ? fmt::format("{} {} (seed {})", cfg.kind, cfg.model, seed) : fmt::format("fastText (seed {})", seed)},
-                   {"kind", cfg.kind},
-                   {"seed", seed},
-                   {"label_names", data_.train.label_names},
-                   {"trained_on", seen.size()},
-                   {"cross_fit", cfg.cross_fit}};
+    OldModelResult result;
+    result.describe = cfg.torch() ? fmt::format("{} {} (seed {})", cfg.kind, cfg.model, seed) : fmt::format("fastText (seed {})", seed);
+    result.kind = cfg.kind;
+    result.seed = seed;
+    result.label_names = data_.train.label_names;
+    result.trained_on = seen.size();
+    result.cross_fit = cfg.cross_fit;
     if (cfg.torch()) {
-      result["precision"] = train::to_string(space->precision());
+      result.precision = train::to_string(space->precision());
       space->save(dir / "model", *last_torch, {{"seed", seed}, {"train_data", t_.train}});
     }
     // Cross-fitting: each seen training row gets the logits of a model trained without its fold.
@@ -468,14 +462,15 @@ class TaskRunner {
         oof.index_copy_(0, torch::tensor(held, torch::kInt64), predict("train", &held));
       }
       logits["train"] = oof;
-      result["train_accuracy_in_sample"] = accuracy(full("train", nullptr), labels_["train"]);
+      result.train_accuracy_in_sample = accuracy(full("train", nullptr), labels_["train"]);
     }
     for (const char* s : kSplits) {
-      result[std::string(s) + "_accuracy"] = accuracy(logits[s], labels_[s]);
+      (std::string(s) == "train" ? result.train_accuracy : std::string(s) == "validation" ? result.validation_accuracy : result.dev_accuracy) =
+          accuracy(logits[s], labels_[s]);
       data::write_predictions(dir / "predictions" / (std::string(s) + ".jsonl"), rows_of(data_.split(s), logits[s]));
     }
-    result["seconds"] = since(started);
-    write_json_file(dir / "result.json", result);
+    result.seconds = since(started);
+    write_result(dir / "result.json", result);
   }
 
   // Whether Gated Fusion's warm-up epochs can be taken from the vanilla model's run (shared
@@ -549,26 +544,29 @@ class TaskRunner {
     return accuracy(member_logits(seed, 0)["validation"], labels_["validation"]);
   }
 
-  json base_result(const std::string& method, std::uint64_t seed) const {
-    return {{"task", t_.name}, {"method", method}, {"seed", seed}, {"precision", train::to_string(space_->precision())}};
+  UnitResult base_result(const std::string& method, std::uint64_t seed) const {
+    UnitResult r;
+    r.task = t_.name;
+    r.method = method;
+    r.seed = seed;
+    r.precision = train::to_string(space_->precision());
+    return r;
   }
 
-  void finish(const fs::path& dir, json result, const torch::Tensor& dev_logits, const Clock::time_point started) {
-    const auto seed = result.at("seed").get<std::uint64_t>();
-    result["dev_accuracy"] = accuracy(dev_logits, labels_["dev"]);
-    result["dev_nfr"] = nfr(old(seed).at("dev"), dev_logits, labels_["dev"]);
-    if (!std::isfinite(result["dev_accuracy"].get<double>()) || !torch::isfinite(dev_logits).all().item<bool>()) {
-      throw ConfigError(fmt::format("{}: {} seed {}: the model's dev logits are not finite; the unit is not recorded", t_.name,
-                                    result.at("method").get<std::string>(), seed));
+  void finish(const fs::path& dir, UnitResult result, const torch::Tensor& dev_logits, const Clock::time_point started) {
+    const auto seed = result.seed;
+    result.dev_accuracy = accuracy(dev_logits, labels_["dev"]);
+    result.dev_nfr = nfr(old(seed).at("dev"), dev_logits, labels_["dev"]);
+    if (!std::isfinite(result.dev_accuracy) || !torch::isfinite(dev_logits).all().item<bool>()) {
+      throw ConfigError(fmt::format("{}: {} seed {}: the model's dev logits are not finite; the unit is not recorded", t_.name, result.method, seed));
     }
-    result["seconds"] = since(started);
-    write_json_file(dir / "result.json", result);
+    result.seconds = since(started);
+    write_result(dir / "result.json", result);
   }
 
-  std::string summary(const json& r) const {
-    if (r.contains("status")) return r.value("reason", "");
-    return fmt::format("dev acc {:.2f}%, NFR {:.2f}%{}", 100 * r.at("dev_accuracy").get<double>(), 100 * r.at("dev_nfr").get<double>(),
-                       r.contains("chosen") ? fmt::format(" ({})", r.at("chosen").at("describe").get<std::string>()) : "");
+  std::string summary(const UnitResult& r) const {
+    if (!r.applicable()) return r.reason.value_or("");
+    return fmt::format("dev acc {:.2f}%, NFR {:.2f}%{}", 100 * r.dev_accuracy, 100 * r.dev_nfr, r.chosen ? fmt::format(" ({})", r.chosen->describe) : "");
   }
 
   void run_vanilla(std::uint64_t seed, const fs::path& dir, Clock::time_point started) {
@@ -577,20 +575,20 @@ class TaskRunner {
     data::write_predictions(dir / "predictions" / "validation.jsonl", rows_of(data_.validation, l.at("validation")));
     data::write_predictions(dir / "predictions" / "dev.jsonl", rows_of(data_.dev, l.at("dev"), l.at("dev_embedding")));
     auto r = base_result("vanilla", seed);
-    r["validation_accuracy"] = accuracy(l.at("validation"), labels_["validation"]);
-    r["validation_nfr"] = nfr(old(seed).at("validation"), l.at("validation"), labels_["validation"]);
+    r.validation_accuracy = accuracy(l.at("validation"), labels_["validation"]);
+    r.validation_nfr = nfr(old(seed).at("validation"), l.at("validation"), labels_["validation"]);
     finish(dir, r, l.at("dev"), started);
   }
 
   // The settings a seed searches: the grid, or with search: first_seed the first seed's choice.
-  std::vector<Setting> settings_for(const MethodConfig& m, const std::string& folder, std::uint64_t seed, json& note) const {
+  std::vector<Setting> settings_for(const MethodConfig& m, const std::string& folder, std::uint64_t seed, std::optional<std::uint64_t>& note) const {
     if (c_.selection.search == "first_seed" && seed != c_.seeds.front()) {
       const auto first = dir_ / folder / fmt::format("seed-{}", c_.seeds.front()) / "result.json";
       if (fs::exists(first)) {
-        const auto r = read_json_file(first);
-        if (r.contains("chosen")) {
+        const auto r = read_unit_result(first);
+        if (r.chosen) {
           note = c_.seeds.front();
-          return {setting_from_json(r.at("chosen").at("setting"))};
+          return {r.chosen->setting};
         }
       }
     }
@@ -608,7 +606,7 @@ class TaskRunner {
 
   // distillation, focal_distillation, gated_fusion, elodi: one training per setting.
   void run_strategy(const MethodConfig& m, std::uint64_t seed, const fs::path& dir, Clock::time_point started) {
-    json searched_on = nullptr;
+    std::optional<std::uint64_t> searched_on;
     const auto settings = settings_for(m, m.name, seed, searched_on);
     const double reference = vanilla_validation_accuracy(seed);
     std::vector<Candidate> candidates;
@@ -700,8 +698,8 @@ class TaskRunner {
     auto r = base_result(m.name, seed);
     if (best->dev_alone.defined()) {
       data::write_predictions(dir / "predictions" / "dev.new_model_alone.jsonl", rows_of(data_.dev, best->dev_alone));
-      r["dev_accuracy_new_model_alone"] = accuracy(best->dev_alone, labels_["dev"]);
-      r["dev_nfr_new_model_alone"] = nfr(old(seed).at("dev"), best->dev_alone, labels_["dev"]);
+      r.dev_accuracy_new_model_alone = accuracy(best->dev_alone, labels_["dev"]);
+      r.dev_nfr_new_model_alone = nfr(old(seed).at("dev"), best->dev_alone, labels_["dev"]);
     }
     if (!best->gate_parameters.empty()) {
       std::map<std::string, torch::Tensor> params;
@@ -711,18 +709,17 @@ class TaskRunner {
     }
     space_->save(dir / "model", *best->model,
                  {{"seed", seed}, {"train_data", t_.train}, {"method", {{"name", m.name}, {"setting", best->candidate.setting.describe()}}}});
-    r["chosen"] = candidate_json(best->candidate);
-    r["candidates"] = json::array();
-    for (const auto& c : candidates) r["candidates"].push_back(candidate_json(c));
+    r.chosen = described(best->candidate);
+    r.candidates = described(candidates);
     if (gf) {
-      r["gate_steps"] = best->gate_steps;
-      r["shared_warmup"] = best->candidate.setting.number("warmup") != 0 && shares_warmup();
+      r.gate_steps = best->gate_steps;
+      r.shared_warmup = best->candidate.setting.number("warmup") != 0 && shares_warmup();
     }
-    r["reference_validation_accuracy"] = reference;
-    r["fallback"] = !best->candidate.on_par;
-    r["searched_on_seed"] = searched_on.is_null() ? json(seed) : searched_on;
-    r["validation_accuracy"] = best->candidate.validation_accuracy;
-    r["validation_nfr"] = best->candidate.validation_nfr;
+    r.reference_validation_accuracy = reference;
+    r.fallback = !best->candidate.on_par;
+    r.searched_on_seed = searched_on.value_or(seed);
+    r.validation_accuracy = best->candidate.validation_accuracy;
+    r.validation_nfr = best->candidate.validation_nfr;
     finish(dir, r, best->dev, started);
   }
 
@@ -757,10 +754,10 @@ class TaskRunner {
       return t;
     };
     auto r = base_result(fmt::format("new_ensemble-{}", size), seed);
-    r["size"] = size;
-    r["member_seeds"] = seeds;
-    r["validation_accuracy"] = accuracy(one_hot(vv.labels), labels_["validation"]);
-    r["validation_nfr"] = nfr(old(seed).at("validation"), one_hot(vv.labels), labels_["validation"]);
+    r.size = size;
+    r.member_seeds = seeds;
+    r.validation_accuracy = accuracy(one_hot(vv.labels), labels_["validation"]);
+    r.validation_nfr = nfr(old(seed).at("validation"), one_hot(vv.labels), labels_["validation"]);
     finish(dir, r, one_hot(vd.labels), started);
   }
 
@@ -782,7 +779,7 @@ class TaskRunner {
     data::write_predictions(dir / "predictions" / "validation.jsonl", rows_of(data_.validation, val));
     data::write_predictions(dir / "predictions" / "dev.jsonl", rows_of(data_.dev, dev));
     auto r = base_result(m.name, seed);
-    r["candidates"] = json::array();
+    r.candidates.emplace();
     Candidate chosen;
     for (const auto& c : choice.candidates) {
       Candidate cand;
@@ -790,25 +787,25 @@ class TaskRunner {
       cand.validation_accuracy = c.accuracy;
       cand.validation_nfr = c.nfr;
       cand.on_par = c.on_par;
-      r["candidates"].push_back(candidate_json(cand));
+      r.candidates->push_back(described(cand));
       if (c.alpha == choice.alpha) chosen = cand;
     }
-    r["chosen"] = candidate_json(chosen);
-    r["fallback"] = choice.fallback;
-    r["reference_validation_accuracy"] = choice.new_model_accuracy;
-    r["validation_accuracy"] = chosen.validation_accuracy;
-    r["validation_nfr"] = chosen.validation_nfr;
+    r.chosen = described(chosen);
+    r.fallback = choice.fallback;
+    r.reference_validation_accuracy = choice.new_model_accuracy;
+    r.validation_accuracy = chosen.validation_accuracy;
+    r.validation_nfr = chosen.validation_nfr;
     finish(dir, r, dev, started);
   }
 
   void run_bcwi(const MethodConfig& m, std::uint64_t seed, const fs::path& dir, Clock::time_point started) {
     auto r = base_result(m.name, seed);
     if (!same_torch_model(c_.old_model, c_.new_model)) {
-      r["status"] = "not_applicable";
-      r["reason"] = c_.old_model.torch() ? "old and new models differ in architecture; BCWI interpolates the weights of one architecture"
-                                         : "the old model is fastText; BCWI interpolates the weights of one torch architecture";
+      r.status = "not_applicable";
+      r.reason = c_.old_model.torch() ? "old and new models differ in architecture; BCWI interpolates the weights of one architecture"
+                                      : "the old model is fastText; BCWI interpolates the weights of one torch architecture";
       fs::create_directories(dir);
-      write_json_file(dir / "result.json", r);
+      write_result(dir / "result.json", r);
       return;
     }
     // Schumann et al. 2023: fine-tune starting from the old weights, then interpolate.
@@ -844,13 +841,12 @@ class TaskRunner {
     data::write_predictions(dir / "predictions" / "dev.jsonl", rows_of(data_.dev, best->dev));
     space_->save(dir / "model", *best->model,
                  {{"seed", seed}, {"train_data", t_.train}, {"method", {{"name", "bcwi"}, {"setting", best->candidate.setting.describe()}}}});
-    r["chosen"] = candidate_json(best->candidate);
-    r["candidates"] = json::array();
-    for (const auto& c : candidates) r["candidates"].push_back(candidate_json(c));
-    r["reference_validation_accuracy"] = reference;
-    r["fallback"] = !best->candidate.on_par;
-    r["validation_accuracy"] = best->candidate.validation_accuracy;
-    r["validation_nfr"] = best->candidate.validation_nfr;
+    r.chosen = described(best->candidate);
+    r.candidates = described(candidates);
+    r.reference_validation_accuracy = reference;
+    r.fallback = !best->candidate.on_par;
+    r.validation_accuracy = best->candidate.validation_accuracy;
+    r.validation_nfr = best->candidate.validation_nfr;
     finish(dir, r, best->dev, started);
   }
 
@@ -879,7 +875,7 @@ class TaskRunner {
     if (obs_.on_unit_done) obs_.on_unit_done(u, since(started), summary_of(dir));
   }
 
-  std::string summary_of(const fs::path& dir) const { return summary(read_json_file(dir / "result.json")); }
+  std::string summary_of(const fs::path& dir) const { return summary(read_unit_result(dir / "result.json")); }
 
  private:
   const ExperimentConfig& c_;
@@ -929,13 +925,20 @@ FusionArrays fusion_arrays(const fs::path& unit, const fs::path& old_dir, const 
 // TASK/gated_fusion/seed-S/cache.json (table 5), from saved files only.
 void write_cache_experiment(const ExperimentConfig& c, const fs::path& task_dir, std::uint64_t seed) {
   const auto unit = task_dir / "gated_fusion" / fmt::format("seed-{}", seed);
-  const auto result = read_json_file(unit / "result.json");
-  const auto label_names = train::read_model_card(unit / "model").at("label_names").get<std::vector<std::string>>();
+  const auto result_path = unit / "result.json";
+  const auto result = read_unit_result(result_path);
+  if (!result.chosen || !result.chosen->setting.numbers.count("temperature")) {
+    throw InputError(fmt::format("{}: field 'chosen.setting.numbers.temperature': missing (not a Gated Fusion unit?)", result_path.string()));
+  }
+  const auto label_names = train::label_names_of_model(unit / "model");
   CacheExperimentInputs in;
   in.validation = fusion_arrays(unit, old_model_dir(c, task_dir, seed), "validation", label_names);
   in.dev = fusion_arrays(unit, old_model_dir(c, task_dir, seed), "dev", label_names);
-  in.temperature = result.at("chosen").at("setting").at("numbers").at("temperature").get<double>();
-  in.reference_validation_accuracy = result.at("reference_validation_accuracy").get<double>();
+  in.temperature = result.chosen->setting.number("temperature");
+  if (!result.reference_validation_accuracy) {
+    throw InputError(fmt::format("{}: field 'reference_validation_accuracy': missing (not a Gated Fusion unit?)", result_path.string()));
+  }
+  in.reference_validation_accuracy = *result.reference_validation_accuracy;
   in.tolerance = c.selection.tolerance;
   in.seed = seed;
   write_json_file(unit / "cache.json", run_cache_experiment(in, c.cache_experiment));

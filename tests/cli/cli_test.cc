@@ -249,6 +249,45 @@ TEST(Cli, ExperimentConfigsAreCheckedWithFileLineAndKey) {
   expect_user_error(run(dir, "experiment report '" + dir.path().string() + "'"), "not a run folder");
 }
 
+// A run folder with a result file missing a field or holding the wrong type (issue 15): one line
+// naming the file and the field, exit 2, not "internal error" (70).
+TEST(Cli, ARunFolderMissingAFieldExitsTwoNamingTheFileAndTheField) {
+  TempDir dir;
+  const auto run_dir = dir.path() / "run";
+  std::filesystem::create_directories(run_dir / "words/old/predictions");
+  std::filesystem::create_directories(run_dir / "words/vanilla/seed-0/predictions");
+  std::ofstream(run_dir / "experiment.yaml") << "tasks:\n  - {name: words, train: train.jsonl, eval: dev.jsonl}\nseeds: [0]\n"
+                                                "old: {kind: fasttext}\nnew: {kind: frozen, model: minilm-l6}\n";
+  const std::string rows = "{\"id\": \"a\", \"label\": \"neg\", \"pred\": \"neg\"}\n{\"id\": \"b\", \"label\": \"pos\", \"pred\": \"pos\"}\n";
+  std::ofstream(run_dir / "words/old/predictions/dev.jsonl") << rows;
+  std::ofstream(run_dir / "words/vanilla/seed-0/predictions/dev.jsonl") << rows;
+  const nlohmann::json old = {{"describe", "fastText (seed 0)"}, {"kind", "fasttext"}, {"seed", 0}, {"label_names", {"neg", "pos"}},
+                              {"trained_on", 2}, {"cross_fit", 0}, {"train_accuracy", 1.0}, {"validation_accuracy", 1.0},
+                              {"dev_accuracy", 1.0}, {"seconds", 0.1}};
+  const nlohmann::json unit = {{"task", "words"}, {"method", "vanilla"}, {"seed", 0}, {"precision", "fp32"},
+                               {"validation_accuracy", 1.0}, {"validation_nfr", 0.0}, {"dev_accuracy", 1.0}, {"dev_nfr", 0.0}, {"seconds", 0.1}};
+  const auto old_path = run_dir / "words/old/result.json", unit_path = run_dir / "words/vanilla/seed-0/result.json";
+  std::ofstream(old_path) << old.dump(2);
+  std::ofstream(unit_path) << unit.dump(2);
+  const std::string report = "experiment report '" + run_dir.string() + "' --bootstrap 10";
+  const Result ok = run(dir, report);
+  ASSERT_EQ(ok.code, 0) << ok.err;
+
+  auto broken = old;
+  broken.erase("label_names");
+  std::ofstream(old_path) << broken.dump(2);
+  expect_user_error(run(dir, report), old_path.string() + ": field 'label_names': missing");
+  std::ofstream(old_path) << old.dump(2);
+  broken = unit;
+  broken["precision"] = 32;
+  std::ofstream(unit_path) << broken.dump(2);
+  expect_user_error(run(dir, report), unit_path.string() + ": field 'precision': expected a string");
+  broken = unit;
+  broken["chosen"] = {{"describe", "alpha=0.5"}};
+  std::ofstream(unit_path) << broken.dump(2);
+  expect_user_error(run(dir, report), unit_path.string() + ": field 'chosen.setting': missing");
+}
+
 // Two hand-made runs: the ensemble picks alpha on validation and writes dev predictions.
 TEST(Cli, EnsembleOfTwoRunsChoosesAlphaOnValidation) {
   TempDir dir;

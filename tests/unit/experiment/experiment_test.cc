@@ -12,6 +12,7 @@
 #include "flipless/experiment/cache_experiment.h"
 #include "flipless/experiment/config.h"
 #include "flipless/experiment/report.h"
+#include "flipless/experiment/run_results.h"
 
 namespace flipless::experiment {
 namespace {
@@ -253,7 +254,13 @@ class ReportTest : public ::testing::Test {
     write("gated_fusion", 1, {0, 0, 0, 1, 0, 0, 0, 0, 1, 1}, {0.1f, 0.1f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f});
     const auto na = dir_.path() / "toy" / "bcwi" / "seed-0";
     std::filesystem::create_directories(na);
-    std::ofstream(na / "result.json") << R"({"status": "not_applicable", "reason": "the old model is fastText"})";
+    UnitResult not_applicable;
+    not_applicable.task = "toy";
+    not_applicable.method = "bcwi";
+    not_applicable.precision = "fp32";
+    not_applicable.status = "not_applicable";
+    not_applicable.reason = "the old model is fastText";
+    write_result(na / "result.json", not_applicable);
   }
 
   void write(const std::string& method, int seed, const std::vector<std::int32_t>& preds, const std::vector<float>& gates) {
@@ -270,14 +277,34 @@ class ReportTest : public ::testing::Test {
     }
     rows.gates = gates;
     data::write_predictions(dir / "predictions" / "dev.jsonl", rows);
-    nlohmann::json r = {{"method", method}, {"seed", seed}, {"label_names", rows.label_names}};
-    if (method == "gated_fusion") {
-      r["chosen"] = {{"describe", "drop_gate=0.5 temperature=1"}, {"setting", {{"numbers", {{"temperature", 1.0}}}, {"words", nlohmann::json::object()}}}};
-      r["candidates"] = nlohmann::json::array(
-          {{{"setting", {{"numbers", {{"temperature", 1.0}}}}}, {"validation_nfr", 0.02}, {"validation_accuracy", 0.9}},
-           {{"setting", {{"numbers", {{"temperature", 1.4}}}}}, {"validation_nfr", 0.01}, {"validation_accuracy", 0.88}}});
+    // The report reads predictions for its numbers; the result files only need to be whole.
+    if (seed < 0) {
+      OldModelResult r;
+      r.describe = "fastText (seed 0)";
+      r.kind = "fasttext";
+      r.label_names = rows.label_names;
+      write_result(dir / "result.json", r);
+      return;
     }
-    std::ofstream(dir / "result.json") << r.dump();
+    UnitResult r;
+    r.task = "toy";
+    r.method = method;
+    r.seed = static_cast<std::uint64_t>(seed);
+    r.precision = "fp32";
+    if (method == "gated_fusion") {
+      auto candidate = [](double temperature, double nfr, double accuracy) {
+        CandidateResult c;
+        c.setting.numbers["temperature"] = temperature;
+        c.describe = c.setting.describe();
+        c.validation_nfr = nfr;
+        c.validation_accuracy = accuracy;
+        return c;
+      };
+      r.chosen = candidate(1.0, 0.02, 0.9);
+      r.chosen->describe = "drop_gate=0.5 temperature=1";
+      r.candidates = {candidate(1.0, 0.02, 0.9), candidate(1.4, 0.01, 0.88)};
+    }
+    write_result(dir / "result.json", r);
   }
 
   TempDir dir_;

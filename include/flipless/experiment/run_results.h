@@ -1,0 +1,82 @@
+#pragma once
+// The result files of a run folder (runner/runner.h) as types, each read by one function and
+// written by one: TASK/old[/seed-S]/result.json (OldModelResult) and
+// TASK/METHOD/seed-S/result.json (UnitResult). A reader checks every field it fills: a missing
+// field, a wrong type or a value out of range is one InputError naming the file and the field
+// ("RUN/words/vanilla/seed-0/result.json: field 'dev_nfr': missing"), never an exception from
+// deep inside the JSON library. Torch-free, so the report reads them without the ML build.
+#include <cstdint>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "flipless/experiment/config.h"
+
+namespace flipless::experiment {
+
+// One setting of a method's grid judged on validation ("chosen", "candidates").
+struct CandidateResult {
+  Setting setting;
+  std::string describe;  // setting.describe() when written
+  double validation_accuracy = 0, validation_nfr = 0;
+  bool on_par = false;  // validation accuracy >= vanilla's - tolerance
+};
+
+// TASK/old/result.json, or TASK/old/seed-S/result.json with per_seed.
+struct OldModelResult {
+  std::string describe;  // "fastText (seed 0)"
+  std::string kind;      // the config's kind: fasttext, frozen, finetuned
+  std::uint64_t seed = 0;
+  std::vector<std::string> label_names;
+  std::uint64_t trained_on = 0;  // training rows it saw
+  std::int64_t cross_fit = 0;
+  double train_accuracy = 0, validation_accuracy = 0, dev_accuracy = 0;  // train: cross-fitted when cross_fit >= 2
+  std::optional<double> train_accuracy_in_sample;                         // with cross_fit >= 2
+  std::optional<std::string> precision;                                   // torch kinds
+  double seconds = 0;
+};
+
+// TASK/METHOD/seed-S/result.json: one method and seed.
+struct UnitResult {
+  std::string task, method;  // method: the unit's folder name (new_ensemble-5)
+  std::uint64_t seed = 0;
+  std::string precision;
+  // Units that could not run (BCWI between two architectures): status "not_applicable" and why;
+  // the fields below are then absent.
+  std::optional<std::string> status, reason;
+  bool applicable() const { return !status.has_value(); }
+
+  double validation_accuracy = 0, validation_nfr = 0, dev_accuracy = 0, dev_nfr = 0;
+  // Methods with a grid: the chosen setting, every candidate, the vanilla accuracy the
+  // candidates were held to, whether none was on par (the most accurate was taken).
+  std::optional<CandidateResult> chosen;
+  std::optional<std::vector<CandidateResult>> candidates;
+  std::optional<double> reference_validation_accuracy;
+  std::optional<bool> fallback;
+  std::optional<std::uint64_t> searched_on_seed;  // strategies (search: first_seed reuses seed 0's)
+  // Gated Fusion and its variant: the new model alone (table 4), gate steps, shared warm-up.
+  std::optional<double> dev_accuracy_new_model_alone, dev_nfr_new_model_alone;
+  std::optional<std::int64_t> gate_steps;
+  std::optional<bool> shared_warmup;
+  // new_ensemble-N: its size and its members' seeds.
+  std::optional<std::int64_t> size;
+  std::optional<std::vector<std::uint64_t>> member_seeds;
+  double seconds = 0;
+};
+
+// Readers: throw IoError when the file cannot be read, InputError naming the file and the field.
+OldModelResult read_old_model_result(const std::filesystem::path& path);
+UnitResult read_unit_result(const std::filesystem::path& path);
+
+// The JSON the readers take (keys in the order nlohmann writes objects: sorted).
+nlohmann::json to_json(const CandidateResult& c);
+nlohmann::json to_json(const OldModelResult& r);
+nlohmann::json to_json(const UnitResult& r);
+
+// Writes through a temporary file and a rename, as every run-folder file is written.
+void write_result(const std::filesystem::path& path, const OldModelResult& r);
+void write_result(const std::filesystem::path& path, const UnitResult& r);
+
+}  // namespace flipless::experiment

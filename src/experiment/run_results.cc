@@ -1,0 +1,235 @@
+#include "flipless/experiment/run_results.h"
+
+#include <fmt/format.h>
+
+#include <map>
+
+#include "flipless/core/error.h"
+#include "flipless/experiment/json_file.h"
+
+namespace flipless::experiment {
+
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+// The fields of one JSON object of a file, read with the file and the field's path in errors.
+class Fields {
+ public:
+  Fields(const json& object, const fs::path& file, std::string prefix = "") : j_(object), file_(file), prefix_(std::move(prefix)) {
+    if (!j_.is_object()) fail("", "expected an object");
+  }
+
+  [[noreturn]] void fail(const std::string& key, const std::string& why) const {
+    const auto name = key.empty() ? prefix_ : prefix_.empty() ? key : prefix_ + "." + key;
+    if (name.empty()) throw InputError(fmt::format("{}: {}", file_.string(), why));
+    throw InputError(fmt::format("{}: field '{}': {}", file_.string(), name, why));
+  }
+
+  bool has(const char* key) const { return j_.contains(key); }
+
+  const json& at(const char* key) const {
+    const auto it = j_.find(key);
+    if (it == j_.end()) fail(key, "missing");
+    return *it;
+  }
+
+  Fields object(const char* key) const { return Fields(at(key), file_, prefix_.empty() ? key : prefix_ + "." + key); }
+
+  std::string text(const char* key) const {
+    const auto& v = at(key);
+    if (!v.is_string()) fail(key, "expected a string");
+    return v.get<std::string>();
+  }
+  double number(const char* key) const {
+    const auto& v = at(key);
+    if (!v.is_number()) fail(key, v.is_null() ? "expected a number, found null (not finite when written?)" : "expected a number");
+    return v.get<double>();
+  }
+  std::int64_t integer(const char* key) const {
+    const auto& v = at(key);
+    if (!v.is_number_integer()) fail(key, "expected an integer");
+    return v.get<std::int64_t>();
+  }
+  std::uint64_t count(const char* key) const {
+    const auto& v = at(key);
+    if (!v.is_number_unsigned() && !(v.is_number_integer() && v.get<std::int64_t>() >= 0)) fail(key, "expected a non-negative integer");
+    return v.get<std::uint64_t>();
+  }
+  bool flag(const char* key) const {
+    const auto& v = at(key);
+    if (!v.is_boolean()) fail(key, "expected true or false");
+    return v.get<bool>();
+  }
+  std::vector<std::string> texts(const char* key) const {
+    const auto& v = at(key);
+    if (!v.is_array()) fail(key, "expected a list of strings");
+    std::vector<std::string> out;
+    for (const auto& e : v) {
+      if (!e.is_string()) fail(key, "expected a list of strings");
+      out.push_back(e.get<std::string>());
+    }
+    return out;
+  }
+  std::vector<std::uint64_t> counts(const char* key) const {
+    const auto& v = at(key);
+    if (!v.is_array()) fail(key, "expected a list of non-negative integers");
+    std::vector<std::uint64_t> out;
+    for (const auto& e : v) {
+      if (!e.is_number_unsigned() && !(e.is_number_integer() && e.get<std::int64_t>() >= 0)) fail(key, "expected a list of non-negative integers");
+      out.push_back(e.get<std::uint64_t>());
+    }
+    return out;
+  }
+
+  template <typename T, typename Read>
+  std::optional<T> optional(const char* key, Read read) const {
+    if (!has(key)) return std::nullopt;
+    return (this->*read)(key);
+  }
+
+  const fs::path& file() const { return file_; }
+  const std::string& prefix() const { return prefix_; }
+  const json& value() const { return j_; }
+
+ private:
+  const json& j_;
+  const fs::path& file_;
+  std::string prefix_;
+};
+
+std::string child(const Fields& f, const std::string& key) { return f.prefix().empty() ? key : f.prefix() + "." + key; }
+
+CandidateResult read_candidate(const Fields& f) {
+  CandidateResult c;
+  const auto setting = f.object("setting");
+  const auto numbers = setting.object("numbers");
+  for (const auto& [key, v] : numbers.value().items()) c.setting.numbers[key] = numbers.number(key.c_str());
+  const auto words = setting.object("words");
+  for (const auto& [key, v] : words.value().items()) c.setting.words[key] = words.text(key.c_str());
+  c.describe = f.text("describe");
+  c.validation_accuracy = f.number("validation_accuracy");
+  c.validation_nfr = f.number("validation_nfr");
+  c.on_par = f.flag("on_par");
+  return c;
+}
+
+std::vector<CandidateResult> read_candidates(const Fields& f, const char* key) {
+  const auto& list = f.at(key);
+  if (!list.is_array()) f.fail(key, "expected a list");
+  std::vector<CandidateResult> out;
+  for (std::size_t i = 0; i < list.size(); ++i) out.push_back(read_candidate(Fields(list[i], f.file(), fmt::format("{}[{}]", child(f, key), i))));
+  return out;
+}
+
+template <typename T>
+void put(json& j, const char* key, const std::optional<T>& v) {
+  if (v) j[key] = *v;
+}
+
+}  // namespace
+
+OldModelResult read_old_model_result(const fs::path& path) {
+  const auto j = read_json_file(path);
+  const Fields f(j, path);
+  OldModelResult r;
+  r.describe = f.text("describe");
+  r.kind = f.text("kind");
+  r.seed = f.count("seed");
+  r.label_names = f.texts("label_names");
+  if (r.label_names.empty()) f.fail("label_names", "expected at least one label");
+  r.trained_on = f.count("trained_on");
+  r.cross_fit = f.integer("cross_fit");
+  r.train_accuracy = f.number("train_accuracy");
+  r.validation_accuracy = f.number("validation_accuracy");
+  r.dev_accuracy = f.number("dev_accuracy");
+  r.train_accuracy_in_sample = f.optional<double>("train_accuracy_in_sample", &Fields::number);
+  r.precision = f.optional<std::string>("precision", &Fields::text);
+  r.seconds = f.number("seconds");
+  return r;
+}
+
+UnitResult read_unit_result(const fs::path& path) {
+  const auto j = read_json_file(path);
+  const Fields f(j, path);
+  UnitResult r;
+  r.task = f.text("task");
+  r.method = f.text("method");
+  r.seed = f.count("seed");
+  r.precision = f.text("precision");
+  r.status = f.optional<std::string>("status", &Fields::text);
+  if (r.status) {
+    if (*r.status != "not_applicable") f.fail("status", fmt::format("'{}' is not a status a unit has (not_applicable)", *r.status));
+    r.reason = f.text("reason");
+    return r;
+  }
+  r.validation_accuracy = f.number("validation_accuracy");
+  r.validation_nfr = f.number("validation_nfr");
+  r.dev_accuracy = f.number("dev_accuracy");
+  r.dev_nfr = f.number("dev_nfr");
+  if (f.has("chosen")) r.chosen = read_candidate(f.object("chosen"));
+  if (f.has("candidates")) r.candidates = read_candidates(f, "candidates");
+  r.reference_validation_accuracy = f.optional<double>("reference_validation_accuracy", &Fields::number);
+  r.fallback = f.optional<bool>("fallback", &Fields::flag);
+  r.searched_on_seed = f.optional<std::uint64_t>("searched_on_seed", &Fields::count);
+  r.dev_accuracy_new_model_alone = f.optional<double>("dev_accuracy_new_model_alone", &Fields::number);
+  r.dev_nfr_new_model_alone = f.optional<double>("dev_nfr_new_model_alone", &Fields::number);
+  r.gate_steps = f.optional<std::int64_t>("gate_steps", &Fields::integer);
+  r.shared_warmup = f.optional<bool>("shared_warmup", &Fields::flag);
+  r.size = f.optional<std::int64_t>("size", &Fields::integer);
+  r.member_seeds = f.optional<std::vector<std::uint64_t>>("member_seeds", &Fields::counts);
+  r.seconds = f.number("seconds");
+  return r;
+}
+
+json to_json(const CandidateResult& c) {
+  return {{"setting", {{"numbers", c.setting.numbers}, {"words", c.setting.words}}},
+          {"describe", c.describe},
+          {"validation_accuracy", c.validation_accuracy},
+          {"validation_nfr", c.validation_nfr},
+          {"on_par", c.on_par}};
+}
+
+json to_json(const OldModelResult& r) {
+  json j = {{"describe", r.describe}, {"kind", r.kind}, {"seed", r.seed}, {"label_names", r.label_names}, {"trained_on", r.trained_on},
+            {"cross_fit", r.cross_fit}, {"train_accuracy", r.train_accuracy}, {"validation_accuracy", r.validation_accuracy},
+            {"dev_accuracy", r.dev_accuracy}, {"seconds", r.seconds}};
+  put(j, "train_accuracy_in_sample", r.train_accuracy_in_sample);
+  put(j, "precision", r.precision);
+  return j;
+}
+
+json to_json(const UnitResult& r) {
+  json j = {{"task", r.task}, {"method", r.method}, {"seed", r.seed}, {"precision", r.precision}};
+  if (r.status) {
+    j["status"] = *r.status;
+    j["reason"] = r.reason.value_or("");
+    return j;
+  }
+  j["validation_accuracy"] = r.validation_accuracy;
+  j["validation_nfr"] = r.validation_nfr;
+  j["dev_accuracy"] = r.dev_accuracy;
+  j["dev_nfr"] = r.dev_nfr;
+  if (r.chosen) j["chosen"] = to_json(*r.chosen);
+  if (r.candidates) {
+    j["candidates"] = json::array();
+    for (const auto& c : *r.candidates) j["candidates"].push_back(to_json(c));
+  }
+  put(j, "reference_validation_accuracy", r.reference_validation_accuracy);
+  put(j, "fallback", r.fallback);
+  put(j, "searched_on_seed", r.searched_on_seed);
+  put(j, "dev_accuracy_new_model_alone", r.dev_accuracy_new_model_alone);
+  put(j, "dev_nfr_new_model_alone", r.dev_nfr_new_model_alone);
+  put(j, "gate_steps", r.gate_steps);
+  put(j, "shared_warmup", r.shared_warmup);
+  put(j, "size", r.size);
+  put(j, "member_seeds", r.member_seeds);
+  j["seconds"] = r.seconds;
+  return j;
+}
+
+void write_result(const fs::path& path, const OldModelResult& r) { write_json_file(path, to_json(r)); }
+void write_result(const fs::path& path, const UnitResult& r) { write_json_file(path, to_json(r)); }
+
+}  // namespace flipless::experiment
