@@ -76,7 +76,7 @@ struct SeedRun {
   std::vector<std::int32_t> pred, alone;
   std::vector<float> gates;
   double acc = 0, nfr = 0;
-  json cache;  // gated_fusion: the cache experiment (cache.json), or null
+  std::optional<CacheExperimentResult> cache;  // gated_fusion: the cache experiment (cache.json)
 };
 
 struct MethodRuns {
@@ -226,7 +226,7 @@ Collected collect(const fs::path& run) {
           if (fs::exists(dir / "predictions" / "dev.new_model_alone.jsonl")) {
             s.alone = read_preds(dir / "predictions" / "dev.new_model_alone.jsonl", tr.names, &tr.ids).pred;
           }
-          if (fs::exists(dir / "cache.json")) s.cache = read_json_file(dir / "cache.json");
+          if (fs::exists(dir / "cache.json")) s.cache = read_cache_experiment_result(dir / "cache.json");
           s.acc = accuracy_of(tr.y, s.pred);
           s.nfr = nfr_of(tr.y, tr.old(seed), s.pred);
           if (tr.precision.empty() && mr.method == "vanilla") tr.precision = s.result.precision;
@@ -571,17 +571,18 @@ ReportFiles write_experiment_report(const fs::path& run, const ReportOptions& op
       std::map<double, std::map<std::string, std::pair<std::vector<double>, std::vector<double>>>> by;  // X -> policy -> (nfr, acc)
       std::map<double, std::pair<std::vector<double>, std::vector<double>>> agreement;  // X -> (neighbour, new model)
       for (const auto& s : gf->seeds) {
-        if (s.cache.is_null()) continue;
-        for (const auto& row : s.cache.at("percents")) {
-          const double x = row.at("percent").get<double>();
-          for (const auto& d : row.at("draws")) {
-            if (d.contains("neighbour_agreement")) {
-              agreement[x].first.push_back(d.at("neighbour_agreement").get<double>());
-              agreement[x].second.push_back(d.at("new_model_agreement").get<double>());
+        if (!s.cache) continue;
+        for (std::size_t r = 0; r < s.cache->percents.size(); ++r) {
+          const double x = s.cache->percents[r].percent;
+          for (std::size_t i = 0; i < s.cache->percents[r].draws.size(); ++i) {
+            const auto& d = s.cache->percents[r].draws[i];
+            if (d.neighbour_agreement) {
+              agreement[x].first.push_back(*d.neighbour_agreement);
+              agreement[x].second.push_back(*d.new_model_agreement);
             }
             for (const char* p : policies) {
-              by[x][p].first.push_back(d.at("policies").at(p).at("nfr").get<double>());
-              by[x][p].second.push_back(d.at("policies").at(p).at("accuracy").get<double>());
+              by[x][p].first.push_back(s.cache->policy(r, i, p).nfr);
+              by[x][p].second.push_back(s.cache->policy(r, i, p).accuracy);
             }
           }
         }

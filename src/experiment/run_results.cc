@@ -183,6 +183,52 @@ UnitResult read_unit_result(const fs::path& path) {
   return r;
 }
 
+CacheExperimentResult read_cache_experiment_result(const fs::path& path) {
+  const auto j = read_json_file(path);
+  const Fields f(j, path);
+  CacheExperimentResult r;
+  r.source = path;
+  r.temperature = f.number("temperature");
+  const auto& rows = f.at("percents");
+  if (!rows.is_array()) f.fail("percents", "expected a list");
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const Fields row(rows[i], path, fmt::format("percents[{}]", i));
+    CachePercentResult p;
+    p.percent = row.number("percent");
+    if (row.has("max_distance") && !row.at("max_distance").is_null()) p.max_distance = row.number("max_distance");
+    const auto& draws = row.at("draws");
+    if (!draws.is_array()) row.fail("draws", "expected a list");
+    for (std::size_t k = 0; k < draws.size(); ++k) {
+      const Fields d(draws[k], path, fmt::format("percents[{}].draws[{}]", i, k));
+      CacheDrawResult draw;
+      draw.cached = d.count("cached");
+      draw.near_hits = d.count("near_hits");
+      const auto policies = d.object("policies");
+      for (const auto& [name, v] : policies.value().items()) {
+        const auto policy = policies.object(name.c_str());
+        draw.policies[name] = {policy.number("nfr"), policy.number("accuracy")};
+      }
+      if (d.has("neighbour_agreement") || d.has("new_model_agreement")) {
+        draw.neighbour_agreement = d.number("neighbour_agreement");
+        draw.new_model_agreement = d.number("new_model_agreement");
+      }
+      p.draws.push_back(std::move(draw));
+    }
+    r.percents.push_back(std::move(p));
+  }
+  return r;
+}
+
+const CachePolicyResult& CacheExperimentResult::policy(std::size_t row, std::size_t draw, const std::string& name) const {
+  const auto& policies = percents.at(row).draws.at(draw).policies;
+  const auto it = policies.find(name);
+  if (it == policies.end()) {
+    throw InputError(fmt::format("{}: field 'percents[{}].draws[{}].policies.{}': missing (a file from an older flipless: delete it to rerun "
+                                 "the cache experiment)", source.string(), row, draw, name));
+  }
+  return it->second;
+}
+
 json to_json(const CandidateResult& c) {
   return {{"setting", {{"numbers", c.setting.numbers}, {"words", c.setting.words}}},
           {"describe", c.describe},

@@ -7,6 +7,7 @@
 // deep inside the JSON library. Torch-free, so the report reads them without the ML build.
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -66,9 +67,34 @@ struct UnitResult {
   double seconds = 0;
 };
 
+// TASK/gated_fusion/seed-S/cache.json: the cache experiment (experiment/cache_experiment.h writes
+// it). Policies are read by name, whatever policies the file has.
+struct CachePolicyResult {
+  double nfr = 0, accuracy = 0;
+};
+struct CacheDrawResult {
+  std::uint64_t cached = 0, near_hits = 0;
+  std::map<std::string, CachePolicyResult> policies;
+  std::optional<double> neighbour_agreement, new_model_agreement;  // with near hits
+};
+struct CachePercentResult {
+  double percent = 0;
+  std::optional<double> max_distance;  // the tuned distance threshold, when one was found
+  std::vector<CacheDrawResult> draws;
+};
+struct CacheExperimentResult {
+  std::filesystem::path source;  // the file, for errors found by its readers
+  double temperature = 0;
+  std::vector<CachePercentResult> percents;
+  // Policy `name` of draw `draw` of row `row`; throws InputError naming the file and the field
+  // when the file has no such policy (a file written before the policy existed).
+  const CachePolicyResult& policy(std::size_t row, std::size_t draw, const std::string& name) const;
+};
+
 // Readers: throw IoError when the file cannot be read, InputError naming the file and the field.
 OldModelResult read_old_model_result(const std::filesystem::path& path);
 UnitResult read_unit_result(const std::filesystem::path& path);
+CacheExperimentResult read_cache_experiment_result(const std::filesystem::path& path);
 
 // The JSON the readers take (keys in the order nlohmann writes objects: sorted).
 nlohmann::json to_json(const CandidateResult& c);

@@ -113,5 +113,28 @@ TEST(RunResults, AMissingOrMistypedFieldNamesTheFileAndTheField) {
   EXPECT_THROW(read_old_model_result(dir.path() / "absent.json"), IoError);
 }
 
+TEST(RunResults, TheCacheExperimentReadsPoliciesByName) {
+  TempDir dir;
+  const json draw = {{"cached", 40},
+                     {"near_hits", 40},
+                     {"neighbour_agreement", 0.75},
+                     {"new_model_agreement", 0.5},
+                     {"policies", {{"neighbour", {{"nfr", 0.05}, {"accuracy", 0.8}}}, {"new_on_miss", {{"nfr", 0.04}, {"accuracy", 0.79}}}}}};
+  json cache = {{"temperature", 1.4}, {"percents", {{{"percent", 50}, {"max_distance", nullptr}, {"draws", {draw, draw}}}}}};
+  auto path = dir.write("cache.json", cache.dump());
+  const auto r = read_cache_experiment_result(path);
+  ASSERT_EQ(r.percents.size(), 1u);
+  EXPECT_FALSE(r.percents[0].max_distance.has_value());
+  EXPECT_EQ(r.percents[0].draws.size(), 2u);
+  EXPECT_EQ(r.policy(0, 1, "new_on_miss").nfr, 0.04);
+  EXPECT_EQ(*r.percents[0].draws[0].neighbour_agreement, 0.75);
+  // A policy the file does not have (written before it existed) is named with the file.
+  EXPECT_EQ(error_of<InputError>([&] { r.policy(0, 1, "tuned_distance"); }).rfind(path.string() + ": field 'percents[0].draws[1].policies.tuned_distance': missing", 0), 0u);
+  cache["percents"][0]["draws"][1]["policies"]["neighbour"].erase("accuracy");
+  path = dir.write("cache.json", cache.dump());
+  EXPECT_EQ(error_of<InputError>([&] { read_cache_experiment_result(path); }),
+            path.string() + ": field 'percents[0].draws[1].policies.neighbour.accuracy': missing");
+}
+
 }  // namespace
 }  // namespace flipless::experiment
