@@ -4,7 +4,7 @@ include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
 set(flipless_installed flipless_core flipless_metrics flipless_data flipless_text flipless_io flipless_ensemble flipless_compare
-    flipless_report flipless_experiment)
+    flipless_report flipless_methods flipless_experiment)
 if(FLIPLESS_WITH_CACHE)
   list(APPEND flipless_installed flipless_cache)
 endif()

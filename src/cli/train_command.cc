@@ -20,6 +20,7 @@
 #include "flipless/data/registry.h"
 #include "flipless/data/split.h"
 #include "flipless/models/fasttext_classifier.h"
+#include "flipless/methods/method.h"
 #include "flipless/models/logits_file_classifier.h"
 #include "flipless/nn/tensor_io.h"
 #include "flipless/train/strategy.h"
@@ -63,13 +64,26 @@ struct TrainArgs {
   // Compatibility method, with the old model's stored predictions.
   std::string method = "vanilla";
   std::string old_run;
-  train::DistillationConfig distill;
-  train::FocalDistillationConfig focal;
-  train::ElodiConfig elodi;
-  train::GatedFusionStrategyConfig gf;
-  bool gf_no_stop_gradient = false;
-  bool gf_no_warmup = false;
+  // The methods' flags (methods/method.h), by flag: numbers, words and switches.
+  std::map<std::string, double> method_numbers;
+  std::map<std::string, std::string> method_words;
+  std::map<std::string, bool> method_switches;
 };
+
+// One training's setting of `method`: its flags' values, or the fixed values of parameters
+// without a flag.
+void method_setting(const methods::Descriptor& method, const TrainArgs& a, std::map<std::string, double>& numbers,
+                    std::map<std::string, std::string>& words) {
+  for (const auto& p : method.params) {
+    if (p.type == methods::ParamType::kWord) {
+      words[p.key] = p.flag.empty() ? p.train_word : a.method_words.at(p.flag);
+    } else if (p.type == methods::ParamType::kBool) {
+      numbers[p.key] = p.flag.empty() ? p.train : a.method_switches.at(p.flag) ? 0.0 : 1.0;  // the switch turns it off
+    } else {
+      numbers[p.key] = p.flag.empty() ? p.train : a.method_numbers.at(p.flag);
+    }
+  }
+}
 
 // The old model's logits for a split, in the split's order, from OLD_RUN/predictions/SPLIT.jsonl.
 torch::Tensor old_logits_for(const std::string& old_run, const std::string& split, const data::Dataset& ds, std::size_t num_labels) {
@@ -151,13 +165,13 @@ int run_train(const TrainArgs& a) {
   if (a.model == "fasttext" && (!config.device.is_cpu() || config.precision != train::Precision::kFloat32)) {
     throw ConfigError("fastText trains on the CPU in float32; drop --device/--precision");
   }
-  const auto& methods = train::registered_methods();
-  const auto known = std::find_if(methods.begin(), methods.end(), [&](const train::MethodInfo& m) { return m.name == a.method; });
-  if (known == methods.end()) throw ConfigError(fmt::format("--method '{}': unknown (see flipless methods list)", a.method));
-  if (!known->trains) {
-    throw ConfigError(fmt::format("--method {}: not a training strategy; it is built from trained runs ({})", a.method, known->summary));
+  const auto* method = methods::find(a.method);
+  if (method == nullptr) throw ConfigError(fmt::format("--method '{}': unknown (see flipless methods list)", a.method));
+  if (!method->trains()) {
+    throw ConfigError(fmt::format("--method {}: not a training strategy; it is built from trained runs ({})", a.method, method->summary));
   }
-  if (a.method != "vanilla") {
+  const bool vanilla = method->runner == methods::Runner::kVanilla;
+  if (!vanilla) {
     if (a.old_run.empty()) throw ConfigError(fmt::format("--method {} needs --old RUN_DIR: the old model's flipless train output", a.method));
     if (a.model == "fasttext") throw ConfigError("compatibility methods train a torch model; fastText can only be the old model");
     for (const char* split : {"train", "validation", "dev"}) {
@@ -238,30 +252,25 @@ int run_train(const TrainArgs& a) {
     std::map<std::string, torch::Tensor> old;
     std::unique_ptr<train::CompatibilityStrategy> strategy;
     const std::int64_t embedding_dim = nn::BertConfig::from_json_file(model_dir / "config.json").hidden_size;
-    if (a.method != "vanilla") {
+    if (!vanilla) {
       for (const auto& [name, ds] : splits) old[name] = old_logits_for(a.old_run, name, *ds, full_train.num_labels());
-      if (a.method == "distillation") {
-        strategy = train::make_strategy(a.distill);
-        card["method"] = {{"name", "distillation"}, {"lambda", a.distill.lambda}, {"temperature", a.distill.temperature}};
-      } else if (a.method == "elodi") {
-        strategy = train::make_strategy(a.elodi);
-        card["method"] = {{"name", "elodi"}, {"lambda", a.elodi.lambda}, {"xi", a.elodi.xi}, {"reference", "old"}};
-      } else if (a.method == "focal_distillation") {
-        strategy = train::make_strategy(a.focal);
-        card["method"] = {{"name", "focal_distillation"}, {"alpha", a.focal.alpha}, {"beta", a.focal.beta},
-                          {"distance", a.focal.distance}, {"temperature", a.focal.temperature}};
-      } else {
-        train::GatedFusionStrategyConfig gf = a.gf;
-        gf.embedding_dim = embedding_dim;
-        gf.num_labels = static_cast<std::int64_t>(full_train.num_labels());
-        gf.gate.old_confidence = a.method == "gated_fusion_confidence";
-        gf.seed = a.config.seed;
-        gf.gate.stop_gradient = !a.gf_no_stop_gradient;
-        gf.warmup = !a.gf_no_warmup;
-        if (gf.lr2 <= 0) gf.lr2 = a.frozen ? a.config.learning_rate : 1e-5;  // frozen heads train at head scale
-        strategy = train::make_strategy(gf);
-        card["method"] = {{"name", a.method}, {"drop_gate", gf.drop_gate}, {"temperature", gf.gate.temperature},
-                          {"lr2", gf.lr2}, {"stop_gradient", gf.gate.stop_gradient}, {"warmup", gf.warmup}};
+      std::map<std::string, double> numbers;
+      std::map<std::string, std::string> words;
+      method_setting(*method, a, numbers, words);
+      // Gated Fusion's lr2 0: 1e-5 for fine-tuned models, frozen heads train at head scale.
+      if (method->gated && numbers.at("lr2") <= 0) numbers["lr2"] = a.frozen ? a.config.learning_rate : 1e-5;
+      strategy = train::make_strategy(
+          train::strategy_config(*method, numbers, words, {a.config.seed, embedding_dim, static_cast<std::int64_t>(full_train.num_labels())}));
+      card["method"] = {{"name", a.method}};
+      for (const auto& p : method->params) {
+        if (!p.in_card) continue;
+        if (p.type == methods::ParamType::kWord) {
+          card["method"][p.key] = words.at(p.key);
+        } else if (p.type == methods::ParamType::kBool) {
+          card["method"][p.key] = numbers.at(p.key) != 0;
+        } else {
+          card["method"][p.key] = numbers.at(p.key);
+        }
       }
       card["method"]["old_run"] = std::filesystem::absolute(a.old_run).string();
       std::fprintf(stderr, "method %s against the stored logits of %s\n", a.method.c_str(), a.old_run.c_str());
@@ -284,7 +293,7 @@ int run_train(const TrainArgs& a) {
       }
       accuracy[name] = accuracy_of_rows(rows);
       data::write_predictions(out / "predictions" / (name + ".jsonl"), rows);
-      if (a.method == "gated_fusion" || a.method == "gated_fusion_confidence") {  // table 4: the GF-trained new model alone
+      if (method->gated) {  // table 4: the GF-trained new model alone
         const auto alone = rows_of(ds, train::as_classifier_output(train::predict(model, source, batch, {}, config.precision)));
         accuracy[name + "_new_model_alone"] = accuracy_of_rows(alone);
         data::write_predictions(out / "predictions" / (name + ".new_model_alone.jsonl"), alone);
@@ -472,7 +481,6 @@ void add_train_commands(CLI::App& app, Runner& run) {
   app.add_subcommand("devices", "Where torch models can run in this build (CPU, GPUs, precisions, data-parallel backends) and the CPU math path, with a measured GEMM rate")
       ->callback([&run] { run = [] { return run_devices(); }; });
   auto a = std::make_shared<TrainArgs>();
-  a->gf.lr2 = 0;  // auto: 1e-5 when fine-tuning, the head's --lr for frozen heads
   CLI::App* cmd = app.add_subcommand("train", "Train a classifier (fastText, a head on frozen encoder features, or a fine-tuned encoder)");
   cmd->footer(
       "Examples:\n"
@@ -518,19 +526,23 @@ void add_train_commands(CLI::App& app, Runner& run) {
   cmd->add_option("--backend", a->dist.backend, "Data-parallel backend: gloo, nccl (GPU builds with NCCL), or auto")->capture_default_str();
   cmd->add_option("--method", a->method, "Compatibility method (flipless methods list)")->capture_default_str();
   cmd->add_option("--old", a->old_run, "The old model's flipless train output folder (its stored predictions are the old logits)");
-  cmd->add_option("--distill-lambda", a->distill.lambda, "distillation: weight of the KL term")->capture_default_str();
-  cmd->add_option("--distill-temperature", a->distill.temperature, "distillation: temperature")->capture_default_str();
-  cmd->add_option("--focal-alpha", a->focal.alpha, "focal_distillation: weight on every example")->capture_default_str();
-  cmd->add_option("--focal-beta", a->focal.beta, "focal_distillation: extra weight where the old model is right")->capture_default_str();
-  cmd->add_option("--focal-distance", a->focal.distance, "focal_distillation: kl or l2")->capture_default_str();
-  cmd->add_option("--elodi-lambda", a->elodi.lambda, "elodi: weight of the logit-difference term (reference: the old model's logits)")->capture_default_str();
-  cmd->add_option("--elodi-xi", a->elodi.xi, "elodi: logit differences up to xi are free")->capture_default_str();
-  cmd->add_option("--gf-drop-gate", a->gf.drop_gate, "gated_fusion: drop-gate probability D")->capture_default_str();
-  cmd->add_option("--gf-temperature", a->gf.gate.temperature, "gated_fusion: temperature T on the old logits")->capture_default_str();
-  cmd->add_option("--gf-lr2", a->gf.lr2, "gated_fusion: learning rate of the last epoch (0: 1e-5 fine-tuned, --lr for heads)");
-  cmd->add_option("--gf-dropout", a->gf.gate.dropout, "gated_fusion: gate dropout")->capture_default_str();
-  cmd->add_flag("--gf-no-stop-gradient", a->gf_no_stop_gradient, "gated_fusion ablation: let the gate's gradient reach the encoder");
-  cmd->add_flag("--gf-no-warmup", a->gf_no_warmup, "gated_fusion ablation: fuse from the first epoch");
+  // Every training method's parameters that have a flag, once per flag (methods/method.h).
+  for (const auto* m : methods::registry()) {
+    for (const auto& p : m->params) {
+      if (p.flag.empty() || a->method_numbers.count(p.flag) || a->method_words.count(p.flag) || a->method_switches.count(p.flag)) continue;
+      CLI::Option* option = nullptr;
+      if (p.type == methods::ParamType::kBool) {
+        cmd->add_flag(p.flag, a->method_switches[p.flag] = false, p.help);
+        continue;
+      }
+      if (p.type == methods::ParamType::kWord) {
+        option = cmd->add_option(p.flag, a->method_words[p.flag] = p.train_word, p.help);
+      } else {
+        option = cmd->add_option(p.flag, a->method_numbers[p.flag] = p.train, p.help);
+      }
+      if (p.show_default) option->capture_default_str();
+    }
+  }
   cmd->add_option("--out", a->out, "Output folder: model, predictions/{train,validation,dev}.jsonl, train_log.json")->required();
   cmd->callback([&run, a] { run = [a] { return run_train(*a); }; });
 

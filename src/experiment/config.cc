@@ -14,60 +14,11 @@
 
 #include "flipless/core/error.h"
 #include "flipless/core/file.h"
+#include "flipless/methods/method.h"
 
 namespace flipless::experiment {
 
 namespace {
-
-enum class Type { kNumber, kBool, kWord };
-
-struct ParamSpec {
-  std::string key;
-  Type type;
-  std::vector<double> numbers;      // default grid
-  std::vector<std::string> words;   // default grid (kWord) or allowed words
-  std::vector<std::string> allowed;  // kWord: allowed values
-};
-
-struct MethodSpec {
-  std::string name;
-  std::vector<ParamSpec> params;
-  bool sizes = false;
-};
-
-std::vector<ParamSpec> gated_fusion_params() {
-  return {{"drop_gate", Type::kNumber, {0.4, 0.5, 0.6, 0.8}, {}, {}},
-          {"temperature", Type::kNumber, {1.0, 1.2, 1.4, 1.6}, {}, {}},
-          {"lr2", Type::kNumber, {5e-7, 1e-6, 3e-6, 1e-5, 3e-5}, {}, {}},
-          {"dropout", Type::kNumber, {0.1}, {}, {}},
-          {"stop_gradient", Type::kBool, {1}, {}, {}},
-          {"warmup", Type::kBool, {1}, {}, {}}};
-}
-
-const std::vector<MethodSpec>& method_specs() {
-  static const std::vector<MethodSpec> kSpecs = {
-      {"vanilla", {}},
-      {"distillation", {{"lambda", Type::kNumber, {0.1, 1, 10}, {}, {}}, {"temperature", Type::kNumber, {0.5, 1, 2}, {}, {}}}},
-      {"focal_distillation",
-       {{"alpha", Type::kNumber, {1}, {}, {}},
-        {"beta", Type::kNumber, {5}, {}, {}},
-        {"temperature", Type::kNumber, {1}, {}, {}},
-        {"distance", Type::kWord, {}, {"kl"}, {"kl", "l2"}}}},
-      {"gated_fusion", gated_fusion_params()},
-      // A flipless variant (not the paper's): the gate also reads the old and new probabilities.
-      {"gated_fusion_confidence", gated_fusion_params()},
-      {"elodi",
-       {{"lambda", Type::kNumber, {1}, {}, {}},
-        {"xi", Type::kNumber, {0}, {}, {}},
-        {"members", Type::kNumber, {5}, {}, {}},
-        {"reference", Type::kWord, {}, {"ensemble"}, {"ensemble", "old"}}}},
-      {"new_ensemble", {}, true},
-      {"old_new_prob_ensemble", {{"alpha", Type::kNumber, {0.5, 0.6, 0.7, 0.8, 0.9}, {}, {}}}},
-      {"old_new_logit_ensemble", {{"alpha", Type::kNumber, {0.5, 0.6, 0.7, 0.8, 0.9}, {}, {}}}},
-      {"bcwi", {{"alpha", Type::kNumber, {0.5, 0.6, 0.7, 0.8, 0.9}, {}, {}}}},
-  };
-  return kSpecs;
-}
 
 // Bounds with reasons: past them a config is a typo, not a plan (each seed, fold, epoch and grid
 // setting trains a model).
@@ -259,9 +210,8 @@ class Parser {
   }
 
   MethodConfig method(const YAML::Node& node, const std::string& name, const YAML::Node& key_node) const {
-    const auto& specs = method_specs();
-    const auto spec = std::find_if(specs.begin(), specs.end(), [&](const MethodSpec& s) { return s.name == name; });
-    if (spec == specs.end()) fail(key_node, "methods." + name, fmt::format("unknown method (known: {})", fmt::join(experiment_methods(), ", ")));
+    const auto* spec = methods::find(name);
+    if (spec == nullptr) fail(key_node, "methods." + name, fmt::format("unknown method (known: {})", fmt::join(experiment_methods(), ", ")));
     MethodConfig m;
     m.name = name;
     const std::string key = "methods." + name;
@@ -273,7 +223,7 @@ class Parser {
     for (const auto& p : spec->params) {
       const auto pk = key + "." + p.key;
       const YAML::Node v = node.IsMap() ? node[p.key] : YAML::Node();
-      if (p.type == Type::kWord) {
+      if (p.type == methods::ParamType::kWord) {
         if (!v) {
           m.words[p.key] = p.words;
           continue;
@@ -281,17 +231,14 @@ class Parser {
         for (const auto& item : items(v, pk)) m.words[p.key].push_back(one_of(item, pk, p.allowed));
       } else {
         if (!v) {
-          m.numbers[p.key] = p.numbers;
+          m.numbers[p.key] = p.grid;
           continue;
         }
         for (const auto& item : items(v, pk)) {
-          double x = p.type == Type::kBool ? (boolean(item, pk) ? 1.0 : 0.0) : number(item, pk);
-          if (p.key == "drop_gate" && !(x >= 0 && x < 1)) fail(item, pk, fmt::format("a probability in [0, 1), got {}", x));
-          if ((p.key == "temperature" || p.key == "lr2") && !(x > 0)) fail(item, pk, fmt::format("must be positive, got {}", x));
-          if ((p.key == "alpha" && name != "focal_distillation") && !(x >= 0 && x <= 1)) fail(item, pk, fmt::format("a weight in [0, 1], got {}", x));
-          if ((p.key == "lambda" || p.key == "beta" || p.key == "xi" || p.key == "alpha") && x < 0) fail(item, pk, fmt::format("must be >= 0, got {}", x));
-          if (p.key == "members" && (x < 2 || x > kMaxSeeds || x != static_cast<int>(x))) fail(item, pk, fmt::format("a whole number of 2 to {} models", kMaxSeeds));
-          if (p.key == "dropout" && !(x >= 0 && x < 1)) fail(item, pk, "must be in [0, 1)");
+          const double x = p.type == methods::ParamType::kBool ? (boolean(item, pk) ? 1.0 : 0.0) : number(item, pk);
+          if (p.check) {
+            if (const auto why = p.check(x); !why.empty()) fail(item, pk, why);
+          }
           m.numbers[p.key].push_back(x);
         }
       }
@@ -417,7 +364,8 @@ class Parser {
         c.cache_experiment.percents.push_back(v);
       }
       if (ce["draws"]) c.cache_experiment.draws = static_cast<int>(count(ce["draws"], "cache_experiment.draws", 1));
-      if (!c.has_method("gated_fusion")) fail(ce, "cache_experiment", "needs gated_fusion among the methods");  // the paper's gate only
+      const auto& gf = methods::gated_fusion();  // the paper's gate only
+      if (!c.has_method(gf.name)) fail(ce, "cache_experiment", fmt::format("needs {} among the methods", gf.name));
     }
     return c;
   }
@@ -437,7 +385,7 @@ std::string Setting::describe() const {
 
 std::vector<Setting> settings_of(const MethodConfig& method) {
   std::vector<Setting> out = grid_of(method);
-  if (!is_gated_fusion(method.name)) return out;
+  if (!is_gated_fusion(method.name)) return out;  // methods::Descriptor::gated
   // Gated Fusion without warm-up trains fused from the first epoch at the schedule's rate: lr2
   // (the warm-up's last-epoch rate) changes nothing there, so such settings carry no lr2 and
   // appear once.
@@ -478,7 +426,15 @@ std::vector<Setting> grid_of(const MethodConfig& method) {
   return out;
 }
 
-bool is_gated_fusion(const std::string& method_name) { return method_name == "gated_fusion" || method_name == "gated_fusion_confidence"; }
+bool is_gated_fusion(const std::string& method_name) {
+  const auto* d = methods::find(method_name);
+  return d != nullptr && d->gated;
+}
+
+std::vector<int> unit_sizes(const MethodConfig& method) {
+  const auto* d = methods::find(method.name);
+  return d != nullptr && d->sizes ? method.sizes : std::vector<int>{0};
+}
 
 std::filesystem::path old_model_dir(const ExperimentConfig& config, const std::filesystem::path& task_dir, std::uint64_t seed) {
   return config.old_model.per_seed ? task_dir / "old" / fmt::format("seed-{}", seed) : task_dir / "old";
@@ -536,7 +492,7 @@ const MethodConfig* ExperimentConfig::method(const std::string& method_name) con
 const std::vector<std::string>& experiment_methods() {
   static const std::vector<std::string> kNames = [] {
     std::vector<std::string> names;
-    for (const auto& s : method_specs()) names.push_back(s.name);
+    for (const auto* d : methods::registry()) names.push_back(d->name);
     return names;
   }();
   return kNames;

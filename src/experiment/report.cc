@@ -16,6 +16,7 @@
 #include "flipless/experiment/config.h"
 #include "flipless/experiment/json_file.h"
 #include "flipless/experiment/run_results.h"
+#include "flipless/methods/method.h"
 #include "flipless/metrics/rates.h"
 #include "flipless/metrics/uncertainty.h"
 #include "flipless/report/svg_chart.h"
@@ -179,8 +180,7 @@ Collected collect(const fs::path& run) {
     TaskRuns tr;
     tr.name = t.name;
     for (const auto& m : c.config.methods) {
-      const std::vector<int> sizes = m.name == "new_ensemble" ? m.sizes : std::vector<int>{0};
-      c.planned += sizes.size() * c.config.seeds.size();
+      c.planned += unit_sizes(m).size() * c.config.seeds.size();
     }
     // The old model(s): one, or one per seed (the first present fixes labels and row order).
     for (auto seed : c.config.seeds) {
@@ -203,8 +203,7 @@ Collected collect(const fs::path& run) {
     }
     tr.old_acc = ms(tr.old_accs).mean;
     for (const auto& m : c.config.methods) {
-      const std::vector<int> sizes = m.name == "new_ensemble" ? m.sizes : std::vector<int>{0};
-      for (int size : sizes) {
+      for (int size : unit_sizes(m)) {
         MethodRuns mr;
         mr.method = m.name;
         mr.size = size;
@@ -301,15 +300,12 @@ std::optional<Paired> paired_bootstrap(const TaskRuns& t, const MethodRuns& m, c
   return p;
 }
 
+// A unit folder's row label: the method's, with the ensemble size for methods with sizes.
 std::string pretty(const std::string& folder) {
-  static const std::map<std::string, std::string> kNames = {
-      {"vanilla", "new model (vanilla)"},         {"distillation", "distillation"},
-      {"focal_distillation", "focal distillation"}, {"old_new_prob_ensemble", "old-new probs ensemble"},
-      {"old_new_logit_ensemble", "old-new logits ensemble"}, {"gated_fusion", "Gated Fusion"},
-      {"gated_fusion_confidence", "GF + old/new confidence (flipless variant)"},
-      {"bcwi", "BCWI (weight interpolation)"},      {"elodi", "ELODI (logit-difference inhibition)"}};
-  if (const auto it = kNames.find(folder); it != kNames.end()) return it->second;
-  if (folder.rfind("new_ensemble-", 0) == 0) return fmt::format("new-model ensemble ({})", folder.substr(13));
+  if (const auto* d = methods::find(folder)) return d->label;
+  if (const auto dash = folder.rfind('-'); dash != std::string::npos) {
+    if (const auto* d = methods::find(folder.substr(0, dash)); d && d->sizes) return fmt::format("{} ({})", d->label, folder.substr(dash + 1));
+  }
   return folder;
 }
 
@@ -545,13 +541,13 @@ ReportFiles write_experiment_report(const fs::path& run, const ReportOptions& op
     // Table 3: ensemble sizes; table 4: GF without the old model.
     Table sizes{{"new-model ensemble", "NFR %", "accuracy %"}, {}};
     for (const auto& m : t.methods) {
-      if (m.method == "new_ensemble" && !m.seeds.empty()) sizes.rows.push_back({fmt::format("{} models", m.size), pct(nfrs(m)), pct(accs(m))});
+      if (m.size > 0 && !m.seeds.empty()) sizes.rows.push_back({fmt::format("{} models", m.size), pct(nfrs(m)), pct(accs(m))});
     }
     if (!sizes.rows.empty()) {
       md += "### New-model ensembles by size (table 3)\n\n" + sizes.markdown() + "\n";
       html_body += "<h3>New-model ensembles by size (table 3)</h3>" + sizes.html();
     }
-    if (const auto* gf = t.find("gated_fusion"); gf && !gf->seeds.empty() && !gf->seeds.front().alone.empty()) {
+    if (const auto* gf = t.find(methods::gated_fusion().name); gf && !gf->seeds.empty() && !gf->seeds.front().alone.empty()) {
       std::vector<double> a, n;
       for (const auto& s : gf->seeds) {
         a.push_back(accuracy_of(t.y, s.alone));
@@ -642,7 +638,8 @@ ReportFiles write_experiment_report(const fs::path& run, const ReportOptions& op
     std::vector<report::LineSeries> alpha;
     std::size_t color = 0;
     for (const auto& m : t.methods) {
-      if (m.method != "old_new_prob_ensemble" && m.method != "old_new_logit_ensemble" && m.method != "bcwi") continue;
+      const auto* d = methods::find(m.method);  // methods mixing old and new with a weight alpha
+      if (!d || (d->runner != methods::Runner::kOldNewEnsemble && d->runner != methods::Runner::kBcwi)) continue;
       std::map<double, std::vector<double>> nfr_by, acc_by;
       for (const auto& s : m.seeds) {
         for (const auto& cand : s.result.candidates.value_or(std::vector<CandidateResult>{})) {
@@ -669,7 +666,7 @@ ReportFiles write_experiment_report(const fs::path& run, const ReportOptions& op
       charts += report::svg_line_chart(t.name + ": alpha sweep, validation NFR", "alpha (weight of the new model)", "NFR %", nfr_lines);
       charts += report::svg_line_chart(t.name + ": alpha sweep, validation accuracy", "alpha (weight of the new model)", "accuracy %", acc_lines);
     }
-    if (const auto* gf = t.find("gated_fusion"); gf && !gf->seeds.empty()) {
+    if (const auto* gf = t.find(methods::gated_fusion().name); gf && !gf->seeds.empty()) {
       std::map<double, std::vector<double>> nfr_by, acc_by;
       for (const auto& s : gf->seeds) {
         for (const auto& cand : s.result.candidates.value_or(std::vector<CandidateResult>{})) {

@@ -23,6 +23,7 @@
 #include "flipless/experiment/json_file.h"
 #include "flipless/experiment/run_results.h"
 #include "flipless/io/safetensors.h"
+#include "flipless/methods/method.h"
 #include "flipless/models/fasttext_classifier.h"
 #include "flipless/models/logits_file_classifier.h"
 #include "flipless/models/registry.h"
@@ -475,8 +476,10 @@ class TaskRunner {
 
   // Whether Gated Fusion's warm-up epochs can be taken from the vanilla model's run (shared
   // warm-up): a torch model trained for at least 2 epochs, resumable bit for bit.
-  bool shares_warmup() const { return space_->resumable() && c_.new_model.epochs >= 2 &&
-                                  (c_.has_method("gated_fusion") || c_.has_method("gated_fusion_confidence")); }
+  bool shares_warmup() const {
+    return space_->resumable() && c_.new_model.epochs >= 2 &&
+           std::any_of(c_.methods.begin(), c_.methods.end(), [](const MethodConfig& m) { return is_gated_fusion(m.name); });
+  }
   fs::path warm_state_dir(std::uint64_t seed) const { return dir_ / "vanilla" / fmt::format("seed-{}", seed) / "warm-state"; }
 
   // The logits of new model `seed` trained plainly (vanilla for experiment seeds, members
@@ -604,8 +607,8 @@ class TaskRunner {
     std::int64_t gate_steps = 0;  // optimizer steps the gate took (fused, not dropped)
   };
 
-  // distillation, focal_distillation, gated_fusion, elodi: one training per setting.
-  void run_strategy(const MethodConfig& m, std::uint64_t seed, const fs::path& dir, Clock::time_point started) {
+  // Training strategies (distillation, Gated Fusion, ...): one training per setting.
+  void run_strategy(const MethodConfig& m, const methods::Descriptor& method, std::uint64_t seed, const fs::path& dir, Clock::time_point started) {
     std::optional<std::uint64_t> searched_on;
     const auto settings = settings_for(m, m.name, seed, searched_on);
     const double reference = vanilla_validation_accuracy(seed);
@@ -619,13 +622,8 @@ class TaskRunner {
       const auto& s = settings[i];
       progress(fmt::format("{} seed {} grid", m.name, seed), static_cast<std::int64_t>(i), static_cast<std::int64_t>(settings.size()), s.describe());
       std::map<std::string, torch::Tensor> fixed = old(seed);  // what the strategy reads in the old-logits slot
-      train::StrategyConfig sc;
-      if (m.name == "distillation") {
-        sc = train::DistillationConfig{s.number("lambda"), s.number("temperature")};
-      } else if (m.name == "focal_distillation") {
-        sc = train::FocalDistillationConfig{s.number("alpha"), s.number("beta"), s.words.at("distance"), s.number("temperature")};
-      } else if (m.name == "elodi") {
-        sc = train::ElodiConfig{s.number("lambda"), s.number("xi")};
+      const auto sc = train::strategy_config(method, s.numbers, s.words, {seed, space_->dim(), data_.num_labels});
+      if (method.strategy == methods::Strategy::kElodi) {
         if (s.words.at("reference") == "ensemble") {  // mean logits of `members` other new models
           const int members = static_cast<int>(s.number("members"));
           auto& mean = references[members];
@@ -638,19 +636,6 @@ class TaskRunner {
           }
           for (const auto& [split, logits] : mean) fixed[split] = logits;
         }
-      } else {
-        train::GatedFusionStrategyConfig gf;
-        gf.gate.temperature = s.number("temperature");
-        gf.gate.dropout = s.number("dropout");
-        gf.gate.stop_gradient = s.number("stop_gradient") != 0;
-        gf.drop_gate = s.number("drop_gate");
-        if (s.numbers.count("lr2")) gf.lr2 = s.number("lr2");  // absent without warm-up: unused
-        gf.warmup = s.number("warmup") != 0;
-        gf.seed = seed;
-        gf.embedding_dim = space_->dim();
-        gf.num_labels = data_.num_labels;
-        gf.gate.old_confidence = m.name == "gated_fusion_confidence";
-        sc = gf;
       }
       auto strategy = train::make_strategy(sc);
       auto model = space_->make(seed);
@@ -658,7 +643,7 @@ class TaskRunner {
       // Shared warm-up: Gated Fusion's first N-1 epochs are the vanilla model's (same seed, data
       // order and schedule; the gate draws from no shared stream), so every setting starts
       // its fused last epoch from the vanilla run's state.
-      if (is_gated_fusion(m.name) && s.number("warmup") != 0 && shares_warmup()) config.resume = &warm_state(seed);
+      if (method.gated && s.number("warmup") != 0 && shares_warmup()) config.resume = &warm_state(seed);
       const auto trained = train::train_with_strategy(*model, *strategy, *tr, fixed["train"], va.get(), fixed["validation"], config,
                                                       train_observer(fmt::format("{} seed {} [{}/{}]", m.name, seed, i + 1, settings.size())));
       Outcome o;
@@ -674,7 +659,7 @@ class TaskRunner {
       o.dev = pd.logits;
       o.dev_embedding = pd.embeddings;
       o.dev_gates = pd.gates;
-      if (is_gated_fusion(m.name)) {
+      if (method.gated) {
         o.dev_alone = space_->predict(*model, *dev).logits;
         o.validation_embedding = pv.embeddings;
         o.validation_gates = pv.gates;
@@ -688,7 +673,7 @@ class TaskRunner {
     progress(fmt::format("{} seed {} grid", m.name, seed), static_cast<std::int64_t>(settings.size()), static_cast<std::int64_t>(settings.size()),
              best->candidate.setting.describe());
     fs::create_directories(dir / "predictions");
-    const bool gf = is_gated_fusion(m.name);
+    const bool gf = method.gated;
     data::write_predictions(dir / "predictions" / "validation.jsonl",
                             rows_of(data_.validation, best->validation, gf ? best->validation_embedding : torch::Tensor(),
                                     gf ? best->validation_gates : torch::Tensor()));
@@ -763,7 +748,7 @@ class TaskRunner {
 
   void run_old_new(const MethodConfig& m, std::uint64_t seed, const fs::path& dir, Clock::time_point started) {
     const auto l = member_logits(seed, 0);
-    const auto kind = m.name == "old_new_prob_ensemble" ? ensemble::Kind::kProbabilities : ensemble::Kind::kLogits;
+    const auto kind = methods::find(m.name)->probabilities ? ensemble::Kind::kProbabilities : ensemble::Kind::kLogits;
     const auto k = static_cast<std::size_t>(data_.num_labels);
     std::vector<std::int32_t> y;
     for (const auto& ex : data_.validation.examples) y.push_back(ex.label);
@@ -840,7 +825,7 @@ class TaskRunner {
     data::write_predictions(dir / "predictions" / "validation.jsonl", rows_of(data_.validation, best->validation));
     data::write_predictions(dir / "predictions" / "dev.jsonl", rows_of(data_.dev, best->dev));
     space_->save(dir / "model", *best->model,
-                 {{"seed", seed}, {"train_data", t_.train}, {"method", {{"name", "bcwi"}, {"setting", best->candidate.setting.describe()}}}});
+                 {{"seed", seed}, {"train_data", t_.train}, {"method", {{"name", m.name}, {"setting", best->candidate.setting.describe()}}}});
     r.chosen = described(best->candidate);
     r.candidates = described(candidates);
     r.reference_validation_accuracy = reference;
@@ -860,16 +845,23 @@ class TaskRunner {
       return;
     }
     const auto started = Clock::now();
-    if (m.name == "vanilla") {
-      run_vanilla(u.seed, dir, started);
-    } else if (m.name == "new_ensemble") {
-      run_new_ensemble(size, u.seed, dir, started);
-    } else if (m.name == "old_new_prob_ensemble" || m.name == "old_new_logit_ensemble") {
-      run_old_new(m, u.seed, dir, started);
-    } else if (m.name == "bcwi") {
-      run_bcwi(m, u.seed, dir, started);
-    } else {
-      run_strategy(m, u.seed, dir, started);
+    const auto& method = *methods::find(m.name);  // a config names registered methods only
+    switch (method.runner) {
+      case methods::Runner::kVanilla:
+        run_vanilla(u.seed, dir, started);
+        break;
+      case methods::Runner::kNewEnsemble:
+        run_new_ensemble(size, u.seed, dir, started);
+        break;
+      case methods::Runner::kOldNewEnsemble:
+        run_old_new(m, u.seed, dir, started);
+        break;
+      case methods::Runner::kBcwi:
+        run_bcwi(m, u.seed, dir, started);
+        break;
+      case methods::Runner::kStrategy:
+        run_strategy(m, method, u.seed, dir, started);
+        break;
     }
     ++summary.ran;
     if (obs_.on_unit_done) obs_.on_unit_done(u, since(started), summary_of(dir));
@@ -922,9 +914,9 @@ FusionArrays fusion_arrays(const fs::path& unit, const fs::path& old_dir, const 
   return a;
 }
 
-// TASK/gated_fusion/seed-S/cache.json (table 5), from saved files only.
-void write_cache_experiment(const ExperimentConfig& c, const fs::path& task_dir, std::uint64_t seed) {
-  const auto unit = task_dir / "gated_fusion" / fmt::format("seed-{}", seed);
+// TASK/METHOD/seed-S/cache.json (table 5, Gated Fusion's units), from saved files only.
+void write_cache_experiment(const ExperimentConfig& c, const fs::path& task_dir, const std::string& method, std::uint64_t seed) {
+  const auto unit = task_dir / method / fmt::format("seed-{}", seed);
   const auto result_path = unit / "result.json";
   const auto result = read_unit_result(result_path);
   if (!result.chosen || !result.chosen->setting.numbers.count("temperature")) {
@@ -944,7 +936,7 @@ void write_cache_experiment(const ExperimentConfig& c, const fs::path& task_dir,
   write_json_file(unit / "cache.json", run_cache_experiment(in, c.cache_experiment));
 }
 #else
-void write_cache_experiment(const ExperimentConfig& c, const fs::path&, std::uint64_t) {
+void write_cache_experiment(const ExperimentConfig& c, const fs::path&, const std::string&, std::uint64_t) {
   throw ConfigError(fmt::format("{}: cache_experiment: this build has no cache (configured with FLIPLESS_WITH_CACHE=OFF)", c.source.string()));
 }
 #endif
@@ -960,8 +952,7 @@ std::vector<UnitInfo> plan_units(const ExperimentConfig& c) {
   std::vector<UnitInfo> units;
   for (const auto& t : c.tasks) {
     for (const auto& m : c.methods) {
-      const std::vector<int> sizes = m.name == "new_ensemble" ? m.sizes : std::vector<int>{0};
-      for (int size : sizes) {
+      for (int size : unit_sizes(m)) {
         for (auto seed : c.seeds) units.push_back({t.name, unit_dir_name(m, size), seed, 0, 0});
       }
     }
@@ -1058,8 +1049,7 @@ void run_units(const ExperimentConfig& c, const RunOptions& o, const RunObserver
     TaskRunner runner(c, t, o, observer);
     if (pending) runner.prepare();
     for (const auto& m : c.methods) {
-      const std::vector<int> sizes = m.name == "new_ensemble" ? m.sizes : std::vector<int>{0};
-      for (int size : sizes) {
+      for (int size : unit_sizes(m)) {
         for (std::size_t s = 0; s < c.seeds.size(); ++s) {
           const auto& u = units[next++];
           if (!pending) {
@@ -1069,12 +1059,12 @@ void run_units(const ExperimentConfig& c, const RunOptions& o, const RunObserver
           }
           runner.run_unit(u, m, size, summary);
         }
-        if (m.name == "gated_fusion" && c.cache_experiment.enabled()) {
+        if (methods::find(m.name)->cache_experiment && c.cache_experiment.enabled()) {
           for (const auto seed : c.seeds) {
-            if (fs::exists(o.out / t.name / "gated_fusion" / fmt::format("seed-{}", seed) / "cache.json")) continue;
+            if (fs::exists(o.out / t.name / m.name / fmt::format("seed-{}", seed) / "cache.json")) continue;
             const auto cache_started = Clock::now();
-            write_cache_experiment(c, o.out / t.name, seed);
-            if (observer.message) observer.message(fmt::format("  {} gated_fusion seed {}: cache experiment ({:.1f}s)", t.name, seed, since(cache_started)));
+            write_cache_experiment(c, o.out / t.name, m.name, seed);
+            if (observer.message) observer.message(fmt::format("  {} {} seed {}: cache experiment ({:.1f}s)", t.name, m.name, seed, since(cache_started)));
           }
         }
       }

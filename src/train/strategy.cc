@@ -220,19 +220,51 @@ std::unique_ptr<CompatibilityStrategy> make_strategy(const StrategyConfig& confi
 }
 
 const std::vector<MethodInfo>& registered_methods() {
-  static const std::vector<MethodInfo> kMethods = {
-      {"vanilla", "the new model trained alone"},
-      {"distillation", "CE + lambda * KL(old || new) at temperature T where p_old(y) > p_new(y) (Xie et al. 2021)"},
-      {"focal_distillation", "CE + (alpha + beta * [old right]) * KL or logit-L2 to the old model (Yan et al. 2021)"},
-      {"gated_fusion", "a gate on the new model's pooled embedding mixes old and new logits (Lai et al. 2023)"},
-      {"gated_fusion_confidence", "flipless variant of Gated Fusion: the gate also reads the old and new models' probabilities"},
-      {"elodi", "CE + lambda * squared logit differences above xi to a reference ensemble (Zhao et al. 2022)"},
-      {"new_ensemble", "majority vote of k new models trained with different seeds (flipless vote; experiments)", false},
-      {"old_new_prob_ensemble", "(1 - a) p_old + a p_new, a chosen on validation (flipless ensemble --kind prob)", false},
-      {"old_new_logit_ensemble", "(1 - a) l_old + a l_new, a chosen on validation (flipless ensemble --kind logit)", false},
-      {"bcwi", "interpolate old and new weights of one architecture, weight chosen on validation (experiments)", false},
-  };
+  static const std::vector<MethodInfo> kMethods = [] {
+    std::vector<MethodInfo> out;
+    for (const auto* d : methods::registry()) out.push_back({d->name, d->summary, d->trains()});
+    return out;
+  }();
   return kMethods;
+}
+
+StrategyConfig strategy_config(const methods::Descriptor& method, const std::map<std::string, double>& numbers,
+                               const std::map<std::string, std::string>& words, const StrategyContext& context) {
+  auto number = [&](const char* key) {
+    const auto it = numbers.find(key);
+    if (it == numbers.end()) throw ConfigError(fmt::format("{}: parameter {} has no value", method.name, key));
+    return it->second;
+  };
+  auto word = [&](const char* key) {
+    const auto it = words.find(key);
+    if (it == words.end()) throw ConfigError(fmt::format("{}: parameter {} has no value", method.name, key));
+    return it->second;
+  };
+  switch (method.strategy) {
+    case methods::Strategy::kDistillation:
+      return DistillationConfig{number("lambda"), number("temperature")};
+    case methods::Strategy::kFocalDistillation:
+      return FocalDistillationConfig{number("alpha"), number("beta"), word("distance"), number("temperature")};
+    case methods::Strategy::kElodi:
+      return ElodiConfig{number("lambda"), number("xi")};
+    case methods::Strategy::kGatedFusion: {
+      GatedFusionStrategyConfig gf;
+      gf.gate.temperature = number("temperature");
+      gf.gate.dropout = number("dropout");
+      gf.gate.stop_gradient = number("stop_gradient") != 0;
+      gf.gate.old_confidence = method.old_confidence;
+      gf.drop_gate = number("drop_gate");
+      if (numbers.count("lr2")) gf.lr2 = number("lr2");  // absent without warm-up: unused
+      gf.warmup = number("warmup") != 0;
+      gf.seed = context.seed;
+      gf.embedding_dim = context.embedding_dim;
+      gf.num_labels = context.num_labels;
+      return gf;
+    }
+    case methods::Strategy::kNone:
+      break;
+  }
+  throw ConfigError(fmt::format("method {} is not a training strategy", method.name));
 }
 
 }  // namespace flipless::train

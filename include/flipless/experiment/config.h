@@ -126,9 +126,12 @@ struct ExperimentConfig {
   const MethodConfig* method(const std::string& method_name) const;
 };
 
-// Gated Fusion or its flipless variant (gated_fusion_confidence): trained with a gate, written
+// A method of Gated Fusion's family (methods::Descriptor::gated): trained with a gate, written
 // with gate values and the new model alone.
 bool is_gated_fusion(const std::string& method_name);
+
+// The ensemble sizes of a method with sizes (each its own unit, new_ensemble-N), else {0}.
+std::vector<int> unit_sizes(const MethodConfig& method);
 
 // Where a task's old model lives in a run folder: TASK/old, or TASK/old/seed-S with per_seed.
 std::filesystem::path old_model_dir(const ExperimentConfig& config, const std::filesystem::path& task_dir, std::uint64_t seed);

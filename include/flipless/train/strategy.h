@@ -8,6 +8,7 @@
 #include <torch/types.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <random>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "flipless/nn/classifier.h"
+#include "flipless/methods/method.h"
 #include "flipless/nn/gated_fusion.h"
 
 namespace flipless::train {
@@ -111,7 +113,20 @@ bool same_architecture(nn::ClassifierModule& a, nn::ClassifierModule& b);
 // Builds the strategy a config names.
 std::unique_ptr<CompatibilityStrategy> make_strategy(const StrategyConfig& config);
 
-// Registered method names, for `flipless methods list`.
+// What a strategy's config needs beside the method's parameters.
+struct StrategyContext {
+  std::uint64_t seed = 0;           // Gated Fusion's drop-gate coin and gate initialisation
+  std::int64_t embedding_dim = 0;   // the new model's pooled embedding size
+  std::int64_t num_labels = 0;
+};
+
+// The config of a training method (methods::Runner::kStrategy) at one setting of its
+// parameters (`numbers`: numbers and booleans as 0/1; `words`). Gated Fusion without warm-up may
+// leave lr2 out. Throws ConfigError for a method that is not a training strategy.
+StrategyConfig strategy_config(const methods::Descriptor& method, const std::map<std::string, double>& numbers,
+                               const std::map<std::string, std::string>& words, const StrategyContext& context);
+
+// Registered method names, for `flipless methods list` (methods/method.h's registry).
 struct MethodInfo {
   std::string name;
   std::string summary;

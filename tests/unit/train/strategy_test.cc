@@ -67,6 +67,40 @@ TEST(Strategies, RegistryListsEveryTrainingStrategyInContractOrder) {
   for (std::size_t i = 0; i < trains.size(); ++i) EXPECT_EQ(trains[i], every_strategy()[i].first);
 }
 
+// Every training method of the registry builds its strategy from a setting of its own grid
+// (methods/method.h: the runner and flipless train both go through strategy_config).
+TEST(Strategies, EveryTrainingMethodBuildsFromItsDescriptor) {
+  for (const auto* d : methods::registry()) {
+    if (d->runner != methods::Runner::kStrategy) {
+      EXPECT_THROW(strategy_config(*d, {}, {}, {}), ConfigError) << d->name;
+      continue;
+    }
+    std::map<std::string, double> numbers;
+    std::map<std::string, std::string> words;
+    for (const auto& p : d->params) {
+      if (p.type == methods::ParamType::kWord) {
+        words[p.key] = p.words.front();
+      } else {
+        numbers[p.key] = p.grid.front();
+      }
+    }
+    const auto config = strategy_config(*d, numbers, words, {3, 4, 2});
+    const auto strategy = make_strategy(config);
+    EXPECT_EQ(strategy->name(), d->name);
+    if (d->gated) {
+      const auto& gf = std::get<GatedFusionStrategyConfig>(config);
+      EXPECT_EQ(gf.gate.old_confidence, d->old_confidence) << d->name;
+      EXPECT_EQ(gf.seed, 3u);
+      EXPECT_EQ(gf.drop_gate, numbers.at("drop_gate"));
+      EXPECT_EQ(gf.lr2, numbers.at("lr2"));
+    }
+    numbers.erase(numbers.begin());
+    if (!numbers.empty() || !words.empty()) {
+      EXPECT_THROW(strategy_config(*d, numbers, words, {3, 4, 2}), ConfigError) << d->name;
+    }
+  }
+}
+
 TEST(Elodi, PenalisesOnlyLogitDifferencesAboveXi) {
   const auto logits = torch::tensor({{1.0, 0.0}, {0.0, 3.0}});
   const auto labels = torch::tensor({0, 1}, torch::kInt64);
