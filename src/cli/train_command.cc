@@ -27,6 +27,7 @@
 #include "flipless/models/registry.h"
 #include "flipless/train/features.h"
 #include "flipless/train/inputs.h"
+#include "flipless/train/model_space.h"
 #include "flipless/train/saved_model.h"
 #include "flipless/train/device.h"
 #include "flipless/train/distributed.h"
@@ -306,59 +307,48 @@ int run_train(const TrainArgs& a) {
       for (std::size_t i = 0; i < ps.size(); ++i) params[fmt::format("gate.{}", i)] = ps[i];
       nn::write_tensors(out / "gate.safetensors", params, {{"format", "flipless-gate"}});
     };
+    // The model, its inputs and its saved folder: the experiment runner's model space.
+    train::ModelSpec spec;
+    spec.frozen = a.frozen;
+    spec.name = a.model;
+    spec.model_dir = model_dir;
+    spec.layers = a.layers;
+    spec.pooling = a.pooling;
+    spec.head = head;
+    spec.max_length = max_length;
+    spec.feature_precision = config.precision;
+    std::unique_ptr<ProgressBar> features_bar;
+    std::string features_split;
+    const train::ModelSpace space(spec, {{"train", &train_set}, {"validation", &validation}, {"dev", &dev}},
+                                  static_cast<std::int64_t>(full_train.num_labels()), a.cache.empty() ? default_cache() : std::filesystem::path(a.cache),
+                                  config.device, config.precision,
+                                  [&](const std::string& name, std::int64_t done, std::int64_t total, const std::string& status) {
+                                    if (!features_bar || features_split != name) {
+                                      features_bar.reset();
+                                      features_bar = std::make_unique<ProgressBar>(fmt::format("features {}", name), total, "ex");
+                                      features_split = name;
+                                    }
+                                    if (status.empty()) {
+                                      features_bar->update(done);
+                                    } else {
+                                      features_bar->update(done, status);
+                                    }
+                                  });
+    features_bar.reset();
+    const auto model = space.make(a.config.seed);
+    fit(*model, *space.source("train"), *space.source("validation"));
+    if (!writer) return 0;
+    const auto described = space.card();
+    card["kind"] = described.at("kind");
+    card["layers"] = described.at("layers");
     if (a.frozen) {
-      const train::FeatureExtractor extractor(train::FeatureSpec{model_dir, a.layers, a.pooling, max_length, config.precision},
-                                              config.device);
-      const auto cache = a.cache.empty() ? default_cache() : std::filesystem::path(a.cache);
-      std::map<std::string, torch::Tensor> features;
-      for (const auto& [name, ds] : splits) {
-        ProgressBar progress(fmt::format("features {}", name), static_cast<std::int64_t>(ds->size()), "ex");
-        bool hit = false;
-        features[name] = train::cached_features(extractor, *ds, cache, [&](std::int64_t done, std::int64_t) { progress.update(done); }, &hit);
-        progress.update(static_cast<std::int64_t>(ds->size()), hit ? "cached" : "computed");
-      }
-      torch::manual_seed(a.config.seed);  // the head's initial weights: libtorch seeds its generator at random per process
-      nn::FeatureClassifier model(extractor.dim(), static_cast<std::int64_t>(full_train.num_labels()), head);
-      const train::FeatureSource train_source(features["train"], train::label_tensor(train_set));
-      const train::FeatureSource val_source(features["validation"], train::label_tensor(validation));
-      fit(model, train_source, val_source);
-      if (!writer) return 0;
-      card["kind"] = "frozen-head";
-      card["layers"] = a.layers > 0 ? a.layers : nn::BertConfig::from_json_file(model_dir / "config.json").num_hidden_layers;
       card["pooling"] = a.pooling;
-      save_strategy();
-      train::save_torch_classifier(out, model, card);
-      for (const auto& [name, ds] : splits) {
-        const train::FeatureSource source(features[name], train::label_tensor(*ds));
-        export_split(model, source, name, *ds, 512);
-      }
     } else {
-      torch::manual_seed(a.config.seed);  // the head's initial weights, as the experiment runner seeds them
-      auto encoder = nn::load_encoder(model_dir, a.layers);
-      const bool pooler = encoder->has_pooler();
-      const auto layers = encoder->config().num_hidden_layers;
-      nn::EncoderClassifier model(std::move(encoder), static_cast<std::int64_t>(full_train.num_labels()), head);
-      const auto tokenizer = text::WordPieceTokenizer::from_checkpoint_dir(model_dir);
-      const train::TokenSource train_source(tokenizer, train_set, max_length);
-      const train::TokenSource val_source(tokenizer, validation, max_length);
-      fit(model, train_source, val_source);
-      if (!writer) return 0;
-      card["kind"] = "fine-tuned";
-      card["layers"] = layers;
-      card["pooler"] = pooler;
-      std::filesystem::create_directories(out / "encoder");
-      for (const char* f : {"config.json", "vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"}) {
-        if (std::filesystem::exists(model_dir / f)) {
-          std::filesystem::copy_file(model_dir / f, out / "encoder" / f, std::filesystem::copy_options::overwrite_existing);
-        }
-      }
-      save_strategy();
-      train::save_torch_classifier(out, model, card);
-      for (const auto& [name, ds] : splits) {
-        const train::TokenSource source(tokenizer, *ds, max_length);
-        export_split(model, source, name, *ds, 64);
-      }
+      card["pooler"] = described.at("pooler");
     }
+    save_strategy();
+    space.save(out, *model, card);
+    for (const auto& [name, ds] : splits) export_split(*model, *space.source(name), name, *ds, space.eval_batch());
   }
   const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
   log["accuracy"] = accuracy;

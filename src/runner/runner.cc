@@ -34,6 +34,7 @@
 #include "flipless/train/cpu_math.h"
 #include "flipless/train/features.h"
 #include "flipless/train/inputs.h"
+#include "flipless/train/model_space.h"
 #include "flipless/train/saved_model.h"
 #include "flipless/train/strategy.h"
 #include "flipless/train/trainer.h"
@@ -165,89 +166,31 @@ train::Precision resolve_precision(const std::string& text, const torch::Device&
   return train::Precision::kFloat32;
 }
 
-// A torch model kind over one task's data: sources per split and fresh models per seed.
-class Space {
+train::ModelSpec spec_of(const ModelConfig& cfg) {
+  train::ModelSpec spec;
+  spec.frozen = cfg.kind == "frozen";
+  spec.name = cfg.model;
+  spec.model_dir = models::resolve_model(cfg.model);
+  spec.layers = cfg.layers;
+  spec.pooling = cfg.pooling;
+  spec.head = nn::HeadConfig{cfg.head, cfg.head_hidden, cfg.dropout};
+  spec.max_length = cfg.max_length;
+  return spec;
+}
+
+// A config's torch model over one task's data (train::ModelSpace), with the config's training
+// settings and the task's label names in the cards it saves.
+class Space : public train::ModelSpace {
  public:
   Space(const ModelConfig& cfg, const TaskData& data, const fs::path& feature_cache, const RunObserver& observer, const Execution& exec,
         const std::string& precision)
-      : cfg_(cfg), data_(data), exec_(exec) {
-    exec_.precision = resolve_precision(precision, exec.device, cfg);
-    train::check_precision(exec_.device, exec_.precision);
-    model_dir_ = models::resolve_model(cfg.model);
-    const auto base = nn::BertConfig::from_json_file(model_dir_ / "config.json");
-    if (cfg.layers > base.num_hidden_layers) {
-      throw ConfigError(fmt::format("model {}: asked for {} layers, it has {}", cfg.model, cfg.layers, base.num_hidden_layers));
-    }
-    dim_ = base.hidden_size;
-    // 0: 128 tokens, or fewer when the encoder's positions cover fewer.
-    max_length_ = cfg.max_length > 0 ? cfg.max_length : static_cast<std::size_t>(std::min<std::int64_t>(128, base.max_sequence_length()));
-    if (cfg.kind == "frozen") {
-      const train::FeatureExtractor extractor(train::FeatureSpec{model_dir_, cfg.layers, cfg.pooling, max_length_}, exec.device);
-      for (const char* split : kSplits) {
-        const auto& ds = data.split(split);
-        bool hit = false;
-        const std::string what = fmt::format("features {} ({})", split, cfg.model);
-        features_[split] = train::cached_features(
-            extractor, ds, feature_cache,
-            [&](std::int64_t done, std::int64_t total) {
-              if (observer.on_progress) observer.on_progress(what, done, total, "");
-            },
-            &hit);
-        if (observer.on_progress) observer.on_progress(what, static_cast<std::int64_t>(ds.size()), static_cast<std::int64_t>(ds.size()), hit ? "cached" : "computed");
-      }
-      dim_ = extractor.dim();
-    } else {
-      tokenizer_.emplace(text::WordPieceTokenizer::from_checkpoint_dir(model_dir_));
-    }
-  }
-
-  std::int64_t dim() const { return dim_; }
-  train::Precision precision() const { return exec_.precision; }
-  // Whether a run's state after an epoch can be continued bit for bit (shared warm-up): the CPU
-  // generator drives dropout only on the CPU; fp16 loss scaling keeps state of its own.
-  bool resumable() const { return exec_.device.is_cpu() && exec_.precision != train::Precision::kFloat16; }
-  std::int64_t eval_batch() const { return cfg_.kind == "frozen" ? 512 : 64; }
-
-  // Rows `rows` of a split (all when null).
-  std::unique_ptr<train::InputSource> source(const std::string& split, const std::vector<std::int64_t>* rows = nullptr) const {
-    const auto& ds = data_.split(split);
-    if (cfg_.kind == "frozen") {
-      auto f = features_.at(split);
-      auto y = labels_of(ds);
-      if (rows) {
-        const auto idx = torch::tensor(*rows, torch::kInt64);
-        f = f.index_select(0, idx);
-        y = y.index_select(0, idx);
-      }
-      return std::make_unique<train::FeatureSource>(f, y);
-    }
-    if (!rows) return std::make_unique<train::TokenSource>(*tokenizer_, ds, max_length_);
-    return std::make_unique<train::TokenSource>(*tokenizer_, rows_subset(ds, *rows), max_length_);
-  }
-
-  // A fresh model for `seed` (initialised on the CPU, so every device starts from the same
-  // weights), on the run's device.
-  std::shared_ptr<nn::ClassifierModule> make(std::uint64_t seed) const {
-    torch::manual_seed(seed);
-    const nn::HeadConfig head{cfg_.head, cfg_.head_hidden, cfg_.dropout};
-    std::shared_ptr<nn::ClassifierModule> model;
-    if (cfg_.kind == "frozen") {
-      model = std::make_shared<nn::FeatureClassifier>(dim_, data_.num_labels, head);
-    } else {
-      model = std::make_shared<nn::EncoderClassifier>(nn::load_encoder(model_dir_, cfg_.layers), data_.num_labels, head);
-    }
-    model->to(exec_.device);
-    return model;
-  }
-
-  // The model's outputs over a source, in the run's precision.
-  train::Predictions predict(nn::ClassifierModule& model, const train::InputSource& source) const {
-    return train::predict(model, source, eval_batch(), {}, exec_.precision);
-  }
-  train::Predictions predict(nn::ClassifierModule& model, train::CompatibilityStrategy& strategy, const train::InputSource& source,
-                             const torch::Tensor& old_logits) const {
-    return train::predict_with_strategy(model, strategy, source, old_logits, eval_batch(), exec_.precision);
-  }
+      : train::ModelSpace(spec_of(cfg), {{"train", &data.train}, {"validation", &data.validation}, {"dev", &data.dev}}, data.num_labels,
+                          feature_cache, exec.device, resolve_precision(precision, exec.device, cfg),
+                          [&](const std::string& split, std::int64_t done, std::int64_t total, const std::string& status) {
+                            if (observer.on_progress) observer.on_progress(fmt::format("features {} ({})", split, cfg.model), done, total, status);
+                          }),
+        cfg_(cfg),
+        label_names_(data.train.label_names) {}
 
   train::TrainConfig train_config(std::uint64_t seed) const {
     train::TrainConfig t;
@@ -256,47 +199,20 @@ class Space {
     t.learning_rate = cfg_.lr;
     t.weight_decay = cfg_.weight_decay;
     t.warmup_ratio = cfg_.warmup;
-    t.seed = seed;
-    t.eval_batch_size = eval_batch();
-    t.device = exec_.device;
-    t.precision = exec_.precision;
-    return t;
+    return ModelSpace::train_config(t, seed);
   }
 
-  json card() const {
-    return {{"kind", cfg_.kind == "frozen" ? "frozen-head" : "fine-tuned"},
-            {"label_names", data_.train.label_names},
-            {"base_model", fs::absolute(model_dir_).string()},
-            {"layers", cfg_.layers > 0 ? cfg_.layers : nn::BertConfig::from_json_file(model_dir_ / "config.json").num_hidden_layers},
-            {"pooling", cfg_.pooling},
-            {"max_length", max_length_},
-            {"pooler", cfg_.kind == "finetuned" && nn::checkpoint_has_pooler(model_dir_)},
-            {"head", {{"kind", cfg_.head}, {"hidden", cfg_.head_hidden}, {"dropout", cfg_.dropout}}},
-            {"precision", train::to_string(exec_.precision)}};
-  }
-
-  // Saves a model folder `flipless predict` reads.
-  void save(const fs::path& dir, nn::ClassifierModule& model, json extra) const {
+  // Saves a model folder `flipless predict` reads: the space's card, the label names, `extra`.
+  void save(const fs::path& dir, nn::ClassifierModule& model, const json& extra) const {
     json card = this->card();
+    card["label_names"] = label_names_;
     card.update(extra);
-    if (cfg_.kind == "finetuned") {
-      fs::create_directories(dir / "encoder");
-      for (const char* f : {"config.json", "vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"}) {
-        if (fs::exists(model_dir_ / f)) fs::copy_file(model_dir_ / f, dir / "encoder" / f, fs::copy_options::overwrite_existing);
-      }
-    }
-    train::save_torch_classifier(dir, model, card);
+    ModelSpace::save(dir, model, card);
   }
 
  private:
   ModelConfig cfg_;
-  const TaskData& data_;
-  Execution exec_;
-  fs::path model_dir_;
-  std::int64_t dim_ = 0;
-  std::size_t max_length_ = 128;
-  std::map<std::string, torch::Tensor> features_;
-  std::optional<text::WordPieceTokenizer> tokenizer_;
+  std::vector<std::string> label_names_;
 };
 
 void load_parameters(nn::ClassifierModule& model, const fs::path& file) {
