@@ -10,6 +10,7 @@
 #include "commands.h"
 #include "flipless/core/error.h"
 #include "flipless/core/file.h"
+#include "flipless/core/json_fields.h"
 #include "flipless/data/predictions.h"
 #include "flipless/ensemble/old_new.h"
 
@@ -30,11 +31,13 @@ struct Split {
 
 std::vector<std::string> label_names_of(const std::string& run) {
   const auto path = std::filesystem::path(run) / "flipless_model.json";
+  nlohmann::json card;
   try {
-    return nlohmann::json::parse(core::InputFile::open(path).bytes()).at("label_names").get<std::vector<std::string>>();
+    card = nlohmann::json::parse(core::InputFile::open(path).bytes());
   } catch (const nlohmann::json::exception& e) {
-    throw InputError(fmt::format("{}: {}", path.string(), e.what()));
+    throw InputError(fmt::format("{}: not valid JSON: {}", path.string(), e.what()));
   }
+  return core::JsonFields<InputError>(card, path).texts("label_names");
 }
 
 Split load_split(const EnsembleArgs& a, const std::string& split, const std::vector<std::string>& names) {

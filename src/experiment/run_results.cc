@@ -5,6 +5,7 @@
 #include <map>
 
 #include "flipless/core/error.h"
+#include "flipless/core/json_fields.h"
 #include "flipless/experiment/json_file.h"
 
 namespace flipless::experiment {
@@ -14,90 +15,7 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-// The fields of one JSON object of a file, read with the file and the field's path in errors.
-class Fields {
- public:
-  Fields(const json& object, const fs::path& file, std::string prefix = "") : j_(object), file_(file), prefix_(std::move(prefix)) {
-    if (!j_.is_object()) fail("", "expected an object");
-  }
-
-  [[noreturn]] void fail(const std::string& key, const std::string& why) const {
-    const auto name = key.empty() ? prefix_ : prefix_.empty() ? key : prefix_ + "." + key;
-    if (name.empty()) throw InputError(fmt::format("{}: {}", file_.string(), why));
-    throw InputError(fmt::format("{}: field '{}': {}", file_.string(), name, why));
-  }
-
-  bool has(const char* key) const { return j_.contains(key); }
-
-  const json& at(const char* key) const {
-    const auto it = j_.find(key);
-    if (it == j_.end()) fail(key, "missing");
-    return *it;
-  }
-
-  Fields object(const char* key) const { return Fields(at(key), file_, prefix_.empty() ? key : prefix_ + "." + key); }
-
-  std::string text(const char* key) const {
-    const auto& v = at(key);
-    if (!v.is_string()) fail(key, "expected a string");
-    return v.get<std::string>();
-  }
-  double number(const char* key) const {
-    const auto& v = at(key);
-    if (!v.is_number()) fail(key, v.is_null() ? "expected a number, found null (not finite when written?)" : "expected a number");
-    return v.get<double>();
-  }
-  std::int64_t integer(const char* key) const {
-    const auto& v = at(key);
-    if (!v.is_number_integer()) fail(key, "expected an integer");
-    return v.get<std::int64_t>();
-  }
-  std::uint64_t count(const char* key) const {
-    const auto& v = at(key);
-    if (!v.is_number_unsigned() && !(v.is_number_integer() && v.get<std::int64_t>() >= 0)) fail(key, "expected a non-negative integer");
-    return v.get<std::uint64_t>();
-  }
-  bool flag(const char* key) const {
-    const auto& v = at(key);
-    if (!v.is_boolean()) fail(key, "expected true or false");
-    return v.get<bool>();
-  }
-  std::vector<std::string> texts(const char* key) const {
-    const auto& v = at(key);
-    if (!v.is_array()) fail(key, "expected a list of strings");
-    std::vector<std::string> out;
-    for (const auto& e : v) {
-      if (!e.is_string()) fail(key, "expected a list of strings");
-      out.push_back(e.get<std::string>());
-    }
-    return out;
-  }
-  std::vector<std::uint64_t> counts(const char* key) const {
-    const auto& v = at(key);
-    if (!v.is_array()) fail(key, "expected a list of non-negative integers");
-    std::vector<std::uint64_t> out;
-    for (const auto& e : v) {
-      if (!e.is_number_unsigned() && !(e.is_number_integer() && e.get<std::int64_t>() >= 0)) fail(key, "expected a list of non-negative integers");
-      out.push_back(e.get<std::uint64_t>());
-    }
-    return out;
-  }
-
-  template <typename T, typename Read>
-  std::optional<T> optional(const char* key, Read read) const {
-    if (!has(key)) return std::nullopt;
-    return (this->*read)(key);
-  }
-
-  const fs::path& file() const { return file_; }
-  const std::string& prefix() const { return prefix_; }
-  const json& value() const { return j_; }
-
- private:
-  const json& j_;
-  const fs::path& file_;
-  std::string prefix_;
-};
+using Fields = core::JsonFields<InputError>;
 
 std::string child(const Fields& f, const std::string& key) { return f.prefix().empty() ? key : f.prefix() + "." + key; }
 

@@ -8,6 +8,7 @@
 
 #include "flipless/core/error.h"
 #include "flipless/core/file.h"
+#include "flipless/core/json_fields.h"
 #include "flipless/io/safetensors.h"
 #include "flipless/models/fasttext_classifier.h"
 #include "flipless/nn/tensor_io.h"
@@ -42,16 +43,6 @@ void load_state(nn::ClassifierModule& model, const std::filesystem::path& path) 
   }
 }
 
-std::vector<std::string> label_names_of(const nlohmann::json& card) { return card.at("label_names").get<std::vector<std::string>>(); }
-
-nn::HeadConfig head_of(const nlohmann::json& card) {
-  nn::HeadConfig head;
-  const auto& h = card.at("head");
-  head.kind = h.at("kind").get<std::string>();
-  head.hidden = h.at("hidden").get<std::int64_t>();
-  head.dropout = h.at("dropout").get<double>();
-  return head;
-}
 
 data::Dataset as_dataset(std::span<const data::TextExample> examples) {
   data::Dataset ds;
@@ -64,12 +55,10 @@ data::Dataset as_dataset(std::span<const data::TextExample> examples) {
 // A frozen encoder and a head trained on its features.
 class FrozenHeadClassifier : public models::Classifier {
  public:
-  FrozenHeadClassifier(const std::filesystem::path& dir, const nlohmann::json& card, torch::Device device, Precision precision)
+  FrozenHeadClassifier(const std::filesystem::path& dir, const ModelCard& card, torch::Device device, Precision precision)
       : card_(card),
-        extractor_(FeatureSpec{card.at("base_model").get<std::string>(), card.at("layers").get<std::int64_t>(),
-                               card.at("pooling").get<std::string>(), card.at("max_length").get<std::size_t>(), precision},
-                   device),
-        head_(extractor_.dim(), static_cast<std::int64_t>(label_names_of(card).size()), head_of(card)) {
+        extractor_(FeatureSpec{card.base_model, card.layers, card.pooling, card.max_length, precision}, device),
+        head_(extractor_.dim(), static_cast<std::int64_t>(card.label_names.size()), card.head) {
     load_state(head_, dir / "weights.safetensors");
     head_.to(device);
     head_.eval();
@@ -82,13 +71,12 @@ class FrozenHeadClassifier : public models::Classifier {
     return as_classifier_output(train::predict(head_, source, 256));
   }
   std::string describe() const override {
-    return fmt::format("frozen {} (first {} layers, {} pooling) + {} head, {} labels", card_.at("base_model").get<std::string>(),
-                       card_.at("layers").get<std::int64_t>(), card_.at("pooling").get<std::string>(),
-                       card_.at("head").at("kind").get<std::string>(), num_labels());
+    return fmt::format("frozen {} (first {} layers, {} pooling) + {} head, {} labels", card_.base_model, card_.layers, card_.pooling,
+                       card_.head.kind, num_labels());
   }
 
  private:
-  nlohmann::json card_;
+  ModelCard card_;
   FeatureExtractor extractor_;
   mutable nn::FeatureClassifier head_;
   mutable std::mutex mutex_;
@@ -105,12 +93,11 @@ models::ClassifierOutput predict_texts(nn::ClassifierModule& model, const text::
 // A fine-tuned encoder with its head.
 class FineTunedClassifier : public models::Classifier {
  public:
-  FineTunedClassifier(const std::filesystem::path& dir, const nlohmann::json& card, torch::Device device, Precision precision)
+  FineTunedClassifier(const std::filesystem::path& dir, const ModelCard& card, torch::Device device, Precision precision)
       : card_(card),
         precision_(precision),
         tokenizer_(text::WordPieceTokenizer::from_checkpoint_dir(dir / "encoder")),
-        model_(nn::BertEncoder(encoder_config(dir, card), card.at("pooler").get<bool>()),
-               static_cast<std::int64_t>(label_names_of(card).size()), head_of(card)) {
+        model_(nn::BertEncoder(encoder_config(dir, card), card.pooler), static_cast<std::int64_t>(card.label_names.size()), card.head) {
     load_state(model_, dir / "weights.safetensors");
     model_.to(device);
     model_.eval();
@@ -119,20 +106,19 @@ class FineTunedClassifier : public models::Classifier {
   std::size_t num_labels() const override { return static_cast<std::size_t>(model_.num_labels()); }
   models::ClassifierOutput predict(std::span<const data::TextExample> examples) const override {
     const std::lock_guard lock(mutex_);
-    return predict_texts(model_, tokenizer_, examples, card_.at("max_length").get<std::size_t>(), precision_);
+    return predict_texts(model_, tokenizer_, examples, card_.max_length, precision_);
   }
   std::string describe() const override {
-    return fmt::format("fine-tuned {} ({} layers) + {} head, {} labels", card_.at("base_model").get<std::string>(),
-                       card_.at("layers").get<std::int64_t>(), card_.at("head").at("kind").get<std::string>(), num_labels());
+    return fmt::format("fine-tuned {} ({} layers) + {} head, {} labels", card_.base_model, card_.layers, card_.head.kind, num_labels());
   }
 
  private:
-  static nn::BertConfig encoder_config(const std::filesystem::path& dir, const nlohmann::json& card) {
+  static nn::BertConfig encoder_config(const std::filesystem::path& dir, const ModelCard& card) {
     auto config = nn::BertConfig::from_json_file(dir / "encoder/config.json");
-    config.num_hidden_layers = card.at("layers").get<std::int64_t>();
+    config.num_hidden_layers = card.layers;
     return config;
   }
-  nlohmann::json card_;
+  ModelCard card_;
   Precision precision_;
   text::WordPieceTokenizer tokenizer_;
   mutable nn::EncoderClassifier model_;
@@ -173,7 +159,7 @@ std::vector<std::string> label_names_of_model(const std::filesystem::path& dir) 
   if (!std::filesystem::exists(dir / kModelCardName) && nn::is_sequence_classification_checkpoint(dir)) {
     return nn::sequence_classification_labels(dir);
   }
-  return label_names_of(read_model_card(dir));
+  return read_typed_model_card(dir).label_names;
 }
 
 void save_model_card(const std::filesystem::path& dir, const nlohmann::json& card) {
@@ -210,23 +196,45 @@ nlohmann::json read_model_card(const std::filesystem::path& dir) {
   return card;
 }
 
+ModelCard read_typed_model_card(const std::filesystem::path& dir) {
+  ModelCard c;
+  c.fields = read_model_card(dir);
+  c.source = dir / kModelCardName;
+  const core::JsonFields<ModelError> f(c.fields, c.source);
+  c.kind = f.text("kind");
+  c.label_names = f.texts("label_names");
+  if (c.label_names.empty()) f.fail("label_names", "expected at least one label");
+  if (c.kind == "fasttext") {
+    if (f.has("lowercase")) c.lowercase = f.flag("lowercase");
+    return c;
+  }
+  if (c.kind != "frozen-head" && c.kind != "fine-tuned") f.fail("kind", fmt::format("unknown kind '{}' (frozen-head, fine-tuned, fasttext)", c.kind));
+  c.base_model = f.text("base_model");
+  c.layers = f.integer("layers");
+  if (c.layers < 1) f.fail("layers", fmt::format("expected at least 1, got {}", c.layers));
+  c.max_length = f.count("max_length");
+  if (c.max_length < 1) f.fail("max_length", "expected at least 1");
+  if (c.kind == "frozen-head") {
+    c.pooling = f.text("pooling");
+  } else {
+    c.pooler = f.flag("pooler");
+  }
+  const auto head = f.object("head");
+  c.head.kind = head.text("kind");
+  c.head.hidden = head.integer("hidden");
+  c.head.dropout = head.number("dropout");
+  return c;
+}
+
 std::unique_ptr<models::Classifier> load_classifier(const std::filesystem::path& dir, torch::Device device, Precision precision) {
   check_precision(device, precision);
   if (!std::filesystem::exists(dir / kModelCardName) && nn::is_sequence_classification_checkpoint(dir)) {
     return std::make_unique<PretrainedHeadClassifier>(dir, device, precision);
   }
-  const auto card = read_model_card(dir);
-  const auto kind = card.at("kind").get<std::string>();
-  try {
-    if (kind == "frozen-head") return std::make_unique<FrozenHeadClassifier>(dir, card, device, precision);
-    if (kind == "fine-tuned") return std::make_unique<FineTunedClassifier>(dir, card, device, precision);
-    if (kind == "fasttext") {
-      return models::FastTextClassifier::load(dir / "model.bin", label_names_of(card).size(), card.value("lowercase", true));
-    }
-  } catch (const nlohmann::json::exception& e) {
-    throw ModelError(fmt::format("{}/{}: {}", dir.string(), kModelCardName, e.what()));
-  }
-  throw ModelError(fmt::format("{}/{}: field 'kind': unknown kind '{}' (frozen-head, fine-tuned, fasttext)", dir.string(), kModelCardName, kind));
+  const auto card = read_typed_model_card(dir);
+  if (card.kind == "frozen-head") return std::make_unique<FrozenHeadClassifier>(dir, card, device, precision);
+  if (card.kind == "fine-tuned") return std::make_unique<FineTunedClassifier>(dir, card, device, precision);
+  return models::FastTextClassifier::load(dir / "model.bin", card.label_names.size(), card.lowercase);
 }
 
 }  // namespace flipless::train

@@ -613,6 +613,18 @@ TEST(CliTrain, BadModelsAndOptionsExitTwoWithOneLine) {
                     "different label sets");
   expect_user_error(run(dir, "train --model fasttext --train '" + train.string() + "'" + out), "give --task");
   expect_user_error(run(dir, "predict '" + dir.path().string() + "' --data sst2:dev --out x.jsonl"), "no flipless_model.json");
+  // A card missing a field or holding the wrong type: named with the file (issue 15).
+  const auto card_dir = dir.path() / "card";
+  std::filesystem::create_directories(card_dir);
+  nlohmann::json card = {{"format", "flipless-classifier"}, {"version", 1}, {"kind", "frozen-head"}, {"label_names", {"0", "1"}},
+                         {"base_model", tiny}, {"layers", 1}, {"pooling", "mean"}, {"max_length", 64}};
+  std::ofstream(card_dir / "flipless_model.json") << card.dump();
+  const std::string predict = "predict '" + card_dir.string() + "' --data sst2:dev --out x.jsonl";
+  expect_user_error(run(dir, predict), (card_dir / "flipless_model.json").string() + ": field 'head': missing");
+  card["head"] = {{"kind", "linear"}, {"hidden", 256}, {"dropout", 0.1}};
+  card["layers"] = "two";
+  std::ofstream(card_dir / "flipless_model.json") << card.dump();
+  expect_user_error(run(dir, predict), "flipless_model.json: field 'layers': expected an integer");
   expect_user_error(run(dir, "train --model '" + tiny + "' --method gated_fusion --train '" + train.string() + "' --eval '" + train.string() + "'" + out),
                     "--method gated_fusion needs --old RUN_DIR");
   expect_user_error(run(dir, "train --model '" + tiny + "' --method magic --train '" + train.string() + "' --eval '" + train.string() + "'" + out),

@@ -14,6 +14,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "flipless/models/classifier.h"
 #include "flipless/nn/classifier.h"
@@ -29,8 +30,30 @@ void save_torch_classifier(const std::filesystem::path& dir, nn::ClassifierModul
 // Writes just the card (kinds whose weights are saved otherwise, like fastText).
 void save_model_card(const std::filesystem::path& dir, const nlohmann::json& card);
 
-// Reads and checks a folder's card. Throws ModelError naming the file and field.
+// Reads and checks a folder's card (format, version, kind, label_names). Throws ModelError naming
+// the file and field.
 nlohmann::json read_model_card(const std::filesystem::path& dir);
+
+// A card as a type: every field its kind needs to load, checked.
+struct ModelCard {
+  std::filesystem::path source;  // the card file
+  std::string kind;              // frozen-head, fine-tuned or fasttext
+  std::vector<std::string> label_names;
+  // Torch kinds: the encoder (its folder, the layers kept), inputs cut to max_length tokens, the
+  // head; frozen heads pool the encoder's output, fine-tuned encoders may keep their pooler.
+  std::string base_model;
+  std::int64_t layers = 0;
+  std::size_t max_length = 0;
+  std::string pooling;  // frozen-head
+  bool pooler = false;  // fine-tuned
+  nn::HeadConfig head;
+  bool lowercase = true;  // fasttext
+  nlohmann::json fields;  // the card as written (method, seed, train_data, ... for tools that show them)
+};
+
+// The card of a model folder, typed. Throws ModelError naming the file and the field (a missing
+// field, a wrong type, an unknown kind).
+ModelCard read_typed_model_card(const std::filesystem::path& dir);
 
 // Loads any saved kind as a Classifier; torch kinds run on `device` in `precision` (fastText on
 // the CPU; frozen encoders compute their features in float32). A folder without a card that
