@@ -170,18 +170,11 @@ void add_flip(metrics::FlipCounts& c, bool old_ok, bool new_ok) {
   (old_ok ? (new_ok ? c.both_correct : c.negative_flips) : (new_ok ? c.positive_flips : c.both_wrong)) += 1;
 }
 
-}  // namespace
+constexpr std::uint32_t kUnset = static_cast<std::uint32_t>(-1);
 
-Comparison compare_predictions(const PredictionFile& old_file, const PredictionFile& new_file,
-                               const data::Dataset* dataset, const CompareOptions& options) {
-  Comparison out;
-  out.old_source = old_file.source;
-  out.new_source = new_file.source;
-  const LabelResolver labels(old_file, new_file, dataset ? dataset->label_names : options.label_names,
-                             options.unknown_preds_wrong);
-  out.label_names = labels.names();
-
-  // Join by id, in the old file's order.
+// The join by id: for each row of the old file, its row in the new file. Duplicate, extra and
+// missing ids throw InputError naming the file and line.
+std::vector<std::uint32_t> join_by_id(const PredictionFile& old_file, const PredictionFile& new_file) {
   std::unordered_map<std::string_view, std::uint32_t> old_index;
   old_index.reserve(old_file.size());
   for (std::size_t i = 0; i < old_file.size(); ++i) {
@@ -191,7 +184,6 @@ Comparison compare_predictions(const PredictionFile& old_file, const PredictionF
                                    old_file.lines[i], old_file.ids[i], old_file.lines[it->second]));
     }
   }
-  constexpr std::uint32_t kUnset = static_cast<std::uint32_t>(-1);
   std::vector<std::uint32_t> new_row(old_file.size(), kUnset);
   for (std::size_t j = 0; j < new_file.size(); ++j) {
     const auto it = old_index.find(new_file.ids[j]);
@@ -214,18 +206,15 @@ Comparison compare_predictions(const PredictionFile& old_file, const PredictionF
       }
     }
   }
+  return new_row;
+}
 
+// True labels (out.y_true, out.labels_from): the dataset's, else the files'; where both exist
+// they must agree. Returns each row's position in the dataset (empty without one).
+std::vector<std::size_t> true_labels(Comparison& out, const PredictionFile& old_file, const PredictionFile& new_file,
+                                     const std::vector<std::uint32_t>& new_row, const LabelResolver& labels, const data::Dataset* dataset) {
   const std::size_t n = old_file.size();
-  out.ids = old_file.ids;
-  out.old_pred.resize(n);
-  out.new_pred.resize(n);
   out.y_true.resize(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    out.old_pred[i] = labels.resolve(0, old_file.preds[i]);
-    out.new_pred[i] = labels.resolve(1, new_file.preds[new_row[i]]);
-  }
-
-  // True labels: the dataset's, else the files'; where both exist they must agree.
   std::vector<std::size_t> example_of;  // dataset position of each row
   auto check_file_label = [&](const PredictionFile& f, int which, std::size_t row, std::int32_t truth, std::string_view from) {
     if (f.labels.empty() || f.labels[row] == PredictionFile::kMissing) return;
@@ -259,38 +248,42 @@ Comparison compare_predictions(const PredictionFile& old_file, const PredictionF
       throw InputError(fmt::format("{}: {} examples of dataset {} have no prediction (first: id '{}')", old_file.source,
                                    dataset->size() - n, dataset->name, dataset->examples[first].id));
     }
-  } else {
-    const bool old_has = !old_file.labels.empty(), new_has = !new_file.labels.empty();
-    if (!old_has && !new_has) {
-      throw InputError(fmt::format("{}: no true labels: add a 'label' field to the prediction files or pass --data",
-                                   old_file.source));
-    }
-    out.labels_from = old_has ? old_file.source : new_file.source;
-    for (std::size_t i = 0; i < n; ++i) {
-      const PredictionFile& f = old_has ? old_file : new_file;
-      const std::size_t row = old_has ? i : new_row[i];
-      if (f.labels[row] == PredictionFile::kMissing) {
-        throw InputError(fmt::format("{}:{}: field 'label': missing on this row", f.source, f.lines[row]));
-      }
-      out.y_true[i] = labels.resolve(old_has ? 0 : 1, f.labels[row]);
-      if (old_has) check_file_label(new_file, 1, new_row[i], out.y_true[i], old_file.source);
-    }
+    return example_of;
   }
+  const bool old_has = !old_file.labels.empty(), new_has = !new_file.labels.empty();
+  if (!old_has && !new_has) {
+    throw InputError(fmt::format("{}: no true labels: add a 'label' field to the prediction files or pass --data",
+                                 old_file.source));
+  }
+  out.labels_from = old_has ? old_file.source : new_file.source;
+  for (std::size_t i = 0; i < n; ++i) {
+    const PredictionFile& f = old_has ? old_file : new_file;
+    const std::size_t row = old_has ? i : new_row[i];
+    if (f.labels[row] == PredictionFile::kMissing) {
+      throw InputError(fmt::format("{}:{}: field 'label': missing on this row", f.source, f.lines[row]));
+    }
+    out.y_true[i] = labels.resolve(old_has ? 0 : 1, f.labels[row]);
+    if (old_has) check_file_label(new_file, 1, new_row[i], out.y_true[i], old_file.source);
+  }
+  return example_of;
+}
 
-  out.summary = metrics::summarize(out.y_true, out.old_pred, out.new_pred, out.label_names.size(), {}, options.bootstrap);
-
-  // Top negative flips: the old model's most confident correct answers the new one lost.
+// The old model's most confident correct answers the new one lost, at most `top_k`.
+std::vector<FlipExample> top_negative_flips(const Comparison& out, const PredictionFile& old_file, const PredictionFile& new_file,
+                                            const std::vector<std::uint32_t>& new_row, const data::Dataset* dataset,
+                                            const std::vector<std::size_t>& example_of, std::size_t top_k) {
   const bool old_conf = !old_file.confidence.empty();
   const bool new_conf = !new_file.confidence.empty();
   std::vector<std::size_t> flips;
-  for (std::size_t i = 0; i < n; ++i) {
+  for (std::size_t i = 0; i < out.ids.size(); ++i) {
     if (out.old_pred[i] == out.y_true[i] && out.new_pred[i] != out.y_true[i]) flips.push_back(i);
   }
   if (old_conf) {
     std::stable_sort(flips.begin(), flips.end(),
                      [&](std::size_t a, std::size_t b) { return old_file.confidence[a] > old_file.confidence[b]; });
   }
-  for (std::size_t k = 0; k < flips.size() && k < options.top_k; ++k) {
+  std::vector<FlipExample> top;
+  for (std::size_t k = 0; k < flips.size() && k < top_k; ++k) {
     const std::size_t i = flips[k];
     FlipExample ex{out.ids[i], out.y_true[i], out.old_pred[i], out.new_pred[i], {}, {}, {}, {}};
     if (old_conf) ex.old_confidence = old_file.confidence[i];
@@ -299,10 +292,15 @@ Comparison compare_predictions(const PredictionFile& old_file, const PredictionF
       ex.text_a = dataset->examples[example_of[i]].text_a;
       ex.text_b = dataset->examples[example_of[i]].text_b;
     }
-    out.top_negative_flips.push_back(std::move(ex));
+    top.push_back(std::move(ex));
   }
+  return top;
+}
 
-  // Slices.
+// Flips by input length (words), and by the old model's confidence (tenths) when it gave
+// scores; empty slices at both ends dropped, gaps in between kept so bins stay comparable.
+void slices(Comparison& out, const PredictionFile& old_file, const data::Dataset* dataset, const std::vector<std::size_t>& example_of) {
+  const std::size_t n = out.ids.size();
   if (dataset != nullptr) {
     static constexpr std::size_t kEdges[] = {5, 10, 20, 40};
     out.by_length = {{"1-5 words", {}}, {"6-10 words", {}}, {"11-20 words", {}}, {"21-40 words", {}}, {"41+ words", {}}};
@@ -313,7 +311,7 @@ Comparison compare_predictions(const PredictionFile& old_file, const PredictionF
       add_flip(out.by_length[b].counts, out.old_pred[i] == out.y_true[i], out.new_pred[i] == out.y_true[i]);
     }
   }
-  if (old_conf) {
+  if (!old_file.confidence.empty()) {
     for (int b = 0; b < 10; ++b) out.by_old_confidence.push_back({fmt::format("{:.1f}-{:.1f}", b / 10.0, (b + 1) / 10.0), {}});
     for (std::size_t i = 0; i < n; ++i) {
       const int b = std::clamp(static_cast<int>(std::floor(old_file.confidence[i] * 10.0f)), 0, 9);
@@ -321,11 +319,35 @@ Comparison compare_predictions(const PredictionFile& old_file, const PredictionF
                out.new_pred[i] == out.y_true[i]);
     }
   }
-  // Drop empty slices at both ends, keep gaps in between so bins stay comparable.
-  for (auto* slices : {&out.by_length, &out.by_old_confidence}) {
-    while (!slices->empty() && slices->back().counts.total() == 0) slices->pop_back();
-    while (!slices->empty() && slices->front().counts.total() == 0) slices->erase(slices->begin());
+  for (auto* s : {&out.by_length, &out.by_old_confidence}) {
+    while (!s->empty() && s->back().counts.total() == 0) s->pop_back();
+    while (!s->empty() && s->front().counts.total() == 0) s->erase(s->begin());
   }
+}
+
+}  // namespace
+
+Comparison compare_predictions(const PredictionFile& old_file, const PredictionFile& new_file,
+                               const data::Dataset* dataset, const CompareOptions& options) {
+  Comparison out;
+  out.old_source = old_file.source;
+  out.new_source = new_file.source;
+  const LabelResolver labels(old_file, new_file, dataset ? dataset->label_names : options.label_names,
+                             options.unknown_preds_wrong);
+  out.label_names = labels.names();
+  const auto new_row = join_by_id(old_file, new_file);  // in the old file's order
+  const std::size_t n = old_file.size();
+  out.ids = old_file.ids;
+  out.old_pred.resize(n);
+  out.new_pred.resize(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    out.old_pred[i] = labels.resolve(0, old_file.preds[i]);
+    out.new_pred[i] = labels.resolve(1, new_file.preds[new_row[i]]);
+  }
+  const auto example_of = true_labels(out, old_file, new_file, new_row, labels, dataset);
+  out.summary = metrics::summarize(out.y_true, out.old_pred, out.new_pred, out.label_names.size(), {}, options.bootstrap);
+  out.top_negative_flips = top_negative_flips(out, old_file, new_file, new_row, dataset, example_of, options.top_k);
+  slices(out, old_file, dataset, example_of);
   return out;
 }
 
