@@ -32,7 +32,7 @@ inline constexpr std::array<Metric, 8> kAllMetrics = {Metric::kOldAccuracy, Metr
 std::string_view metric_name(Metric metric);
 // Human label ("NFR", "old accuracy", ...).
 std::string_view metric_label(Metric metric);
-// Looks a metric up by its short name or a common alias ("acc_new", "nf_rate"); nullopt if none.
+// Looks a metric up by its short name or a common alias ("acc_new", "negative_flip_rate"); nullopt if none.
 std::optional<Metric> metric_from_name(std::string_view name);
 
 // The value of `metric` on a flip table; nullopt when undefined.
