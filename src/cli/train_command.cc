@@ -20,6 +20,7 @@
 #include "flipless/data/registry.h"
 #include "flipless/data/split.h"
 #include "flipless/models/fasttext_classifier.h"
+#include "flipless/io/safetensors.h"
 #include "flipless/methods/method.h"
 #include "flipless/models/logits_file_classifier.h"
 #include "flipless/nn/tensor_io.h"
@@ -369,8 +370,31 @@ struct PredictArgs {
   std::string precision = "fp32";
 };
 
+// A model folder of Gated Fusion's family must hold its gate, readable: a folder without it (or
+// with a damaged one) is broken, and predicting from it as if nothing were missing would hide
+// that. Predictions themselves are the new model's own: the gate needs the old model's logits
+// (flipless serve fuses them from a cache).
+void check_gate(const std::filesystem::path& dir) {
+  if (!std::filesystem::exists(dir / train::kModelCardName)) return;  // a Hugging Face checkpoint
+  const auto card = train::read_typed_model_card(dir);
+  const auto method = card.fields.find("method");
+  if (method == card.fields.end() || !method->is_object() || !method->contains("name") || !(*method)["name"].is_string()) return;
+  const auto* descriptor = methods::find((*method)["name"].get<std::string>());
+  if (descriptor == nullptr || !descriptor->gated) return;
+  const auto gate = dir / "gate.safetensors";
+  if (!std::filesystem::exists(gate)) {
+    throw ModelError(fmt::format("{}: missing: a {} model keeps its gate there (copy the whole folder flipless wrote)", gate.string(),
+                                 descriptor->name));
+  }
+  const auto file = io::SafetensorsFile::open(gate);  // throws ModelError naming the file when damaged
+  if (file.find("gate.0") == nullptr) throw ModelError(fmt::format("{}: tensor 'gate.0' is missing: not a gate written by flipless", gate.string()));
+  std::fprintf(stderr, "%s model: these are the new model's own predictions; the gate needs the old model's logits (flipless serve)\n",
+               descriptor->name.c_str());
+}
+
 int run_predict(const PredictArgs& a) {
   set_threads(a.threads);
+  check_gate(a.model_dir);
   const auto classifier = train::load_classifier(a.model_dir, train::parse_device(a.device), train::parse_precision(a.precision));
   const data::Dataset ds = data::load_dataset(a.data, a.columns);
   const auto names = train::label_names_of_model(a.model_dir);

@@ -418,6 +418,21 @@ TEST(CliTrain, FastTextFrozenAndFineTunedModelsTrainPredictAndCompare) {
     EXPECT_EQ(std::filesystem::exists(method_dir / "predictions/dev.new_model_alone.jsonl"), std::string(method) == "gated_fusion");
   }
   EXPECT_NE(run(dir, "methods list").out.find("gated_fusion"), std::string::npos);
+  // predict on a Gated Fusion folder: the new model's own predictions, said so; a folder whose
+  // gate is missing or damaged is refused naming the file (issue 15).
+  {
+    const auto gf_dir = dir.path() / "gated_fusion";
+    r = run(dir, "predict '" + gf_dir.string() + "' --data '" + eval.string() + "' --out '" + again.string() + "'");
+    EXPECT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.err.find("gated_fusion model: these are the new model's own predictions"), std::string::npos) << r.err;
+    const auto gate = gf_dir / "gate.safetensors", kept = dir.path() / "gate.kept";
+    std::filesystem::rename(gate, kept);
+    expect_user_error(run(dir, "predict '" + gf_dir.string() + "' --data '" + eval.string() + "' --out '" + again.string() + "'"),
+                      gate.string() + ": missing");
+    std::ofstream(gate) << "not a safetensors file";
+    EXPECT_EQ(run(dir, "predict '" + gf_dir.string() + "' --data '" + eval.string() + "' --out '" + again.string() + "'").code, 2);
+    std::filesystem::rename(kept, gate);
+  }
   // Every folder train wrote, as the code before issue 15's refactor wrote it.
   for (const char* name : {"old", "frozen", "tuned", "gated_fusion", "distillation"}) {
     flipless::testing::expect_matches_golden(dir.path() / name, dir.path(), std::string("train_") + name);
