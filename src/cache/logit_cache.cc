@@ -2,6 +2,7 @@
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
+#include <xxhash.h>
 #include <fmt/ranges.h>
 #include <sqlite3.h>
 #include <utf8proc.h>
@@ -28,7 +29,9 @@ namespace flipless::cache {
 namespace {
 
 constexpr const char* kFormat = "flipless-old-logit-cache";
-constexpr int kFormatVersion = 1;
+// 2: keys are XXH3-128 (xxHash); version 1 keys were two FNV-1a passes, so a version 1 file's
+// keys cannot be matched and it is refused (its texts are not stored: nothing to re-key).
+constexpr int kFormatVersion = 2;
 
 bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
 
@@ -82,7 +85,8 @@ std::string cache_key(std::string_view text_a, const std::optional<std::string>&
     joined += '\x1f';
     joined += normalize_text(*text_b);
   }
-  return fmt::format("k{:016x}{:016x}", core::hash64(joined, 0x6b6579), core::hash64(joined, 0x636163686565));
+  const XXH128_hash_t h = XXH3_128bits(joined.data(), joined.size());
+  return fmt::format("k{:016x}{:016x}", h.high64, h.low64);
 }
 
 std::string_view path_name(LookupPath path) {
@@ -385,6 +389,11 @@ std::unique_ptr<OldLogitCache> OldLogitCache::open(const std::filesystem::path& 
   const auto format = impl->meta("format");
   if (format != kFormat) {
     throw IoError(fmt::format("{}: not a flipless old-logit cache (format '{}')", path.string(), format.value_or("")));
+  }
+  if (impl->meta("version") == "1") {
+    throw IoError(fmt::format("{}: old-logit cache format version 1 (keys hashed with FNV-1a) is not read by this build, whose keys are "
+                              "XXH3-128: rebuild it with flipless cache add from the old model's predictions",
+                              path.string()));
   }
   if (impl->meta("version") != std::to_string(kFormatVersion)) {
     throw IoError(fmt::format("{}: old-logit cache format version '{}' is not supported (this build reads {})", path.string(),

@@ -48,8 +48,8 @@ namespace flipless::cache {
 // Throws InputError on invalid UTF-8.
 std::string normalize_text(std::string_view text);
 
-// The cache key of an input (a text or a text pair): "k" + 32 hex digits, a 128-bit hash of the
-// normalised text(s). Inputs that differ only in whitespace or Unicode composition share a key.
+// The cache key of an input (a text or a text pair): "k" + 32 hex digits, the XXH3-128 hash
+// (xxHash) of the normalised text(s). Inputs that differ only in whitespace or Unicode composition share a key.
 std::string cache_key(std::string_view text_a, const std::optional<std::string>& text_b = std::nullopt);
 
 struct CacheEntry {

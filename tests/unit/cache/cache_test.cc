@@ -6,6 +6,7 @@
 #include <sqlite3.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include <algorithm>
 #include <cmath>
@@ -52,6 +53,10 @@ TEST(CacheKey, NormalisesWhitespaceAndUnicodeComposition) {
   EXPECT_NE(cache_key("ab"), cache_key("ab", std::string("")));
   EXPECT_EQ(cache_key("x").size(), 33u);
   EXPECT_EQ(cache_key("x").front(), 'k');
+  // XXH3-128 (xxHash) of the kind-tagged normalised text, high half first (cache format 2).
+  const std::string tagged = "1\x1fx";
+  const XXH128_hash_t h = XXH3_128bits(tagged.data(), tagged.size());
+  EXPECT_EQ(cache_key(" x "), fmt::format("k{:016x}{:016x}", h.high64, h.low64));
   EXPECT_THROW(cache_key("bad \xff byte"), InputError);
 }
 
@@ -311,6 +316,20 @@ std::string sql(const std::filesystem::path& path, const std::string& statement)
   }
   sqlite3_finalize(s);
   return out;
+}
+
+// A cache of format version 1 (FNV-1a keys) cannot be matched by this build's XXH3-128 keys and
+// holds no texts to re-key: refused with what to do, not read with keys that never hit.
+TEST(OldLogitCache, AVersionOneCacheIsRefusedWithWhatToDo) {
+  TempDir dir;
+  const auto path = dir.path() / "v1.sqlite";
+  OldLogitCache::open(path, sized(2, 2)).reset();
+  EXPECT_EQ(sql(path, "SELECT value FROM meta WHERE name = 'version'"), "2");
+  sql(path, "UPDATE meta SET value = '1' WHERE name = 'version'");
+  const auto message = error_of<IoError>([&] { OldLogitCache::open(path, read_only()); });
+  EXPECT_EQ(message.rfind(path.string() + ": old-logit cache format version 1 (keys hashed with FNV-1a) is not read by this build", 0), 0u)
+      << message;
+  EXPECT_NE(message.find("rebuild it with flipless cache add"), std::string::npos);
 }
 
 // Issue 14, 10: another SQLite database is refused before anything is written to it.
