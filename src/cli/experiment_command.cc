@@ -54,13 +54,13 @@ fs::path shipped_config(const std::string& name) {
 // Draws one bar per piece of work, and a line per unit.
 class LiveView {
  public:
-  experiment::RunObserver observer() {
-    experiment::RunObserver o;
+  runner::RunObserver observer() {
+    runner::RunObserver o;
     o.message = [this](const std::string& line) {
       close();
       std::fprintf(stderr, "%s\n", line.c_str());
     };
-    o.on_unit = [this](const experiment::UnitInfo& u, bool skipped) {
+    o.on_unit = [this](const runner::UnitInfo& u, bool skipped) {
       close();
       if (skipped) {
         ++skipped_;
@@ -79,7 +79,7 @@ class LiveView {
       }
       bar_->update(done, detail);
     };
-    o.on_unit_done = [this](const experiment::UnitInfo& u, double seconds, const std::string& summary) {
+    o.on_unit_done = [this](const runner::UnitInfo& u, double seconds, const std::string& summary) {
       close();
       std::fprintf(stderr, "      %s %s seed %llu: %s (%.1fs)\n", u.task.c_str(), u.method.c_str(), static_cast<unsigned long long>(u.seed),
                    summary.c_str(), seconds);
@@ -102,17 +102,17 @@ class LiveView {
 int run_and_report(const fs::path& config_path, const ExperimentArgs& a, const std::string& default_out) {
   const auto config = experiment::load_experiment(config_path);
   const fs::path out = a.out.empty() ? fs::path(default_out.empty() ? "runs/" + config.name : default_out) : fs::path(a.out);
-  experiment::RunOptions options;
+  runner::RunOptions options;
   options.out = out;
   options.feature_cache = a.cache;
   options.threads = a.threads;
   options.device = a.device;
   options.precision = a.precision;
   LiveView view;
-  const auto units = experiment::plan_units(config);
+  const auto units = runner::plan_units(config);
   std::fprintf(stderr, "experiment %s: %zu tasks, %zu methods, %zu seeds: %zu units into %s\n", config.name.c_str(), config.tasks.size(),
                config.methods.size(), config.seeds.size(), units.size(), out.c_str());
-  const auto summary = experiment::run_experiment(config, options, view.observer());
+  const auto summary = runner::run_experiment(config, options, view.observer());
   view.close();
   if (view.skipped() > 0) std::fprintf(stderr, "(%zu finished units skipped)\n", view.skipped());
   std::fprintf(stderr, "%zu units: %zu run, %zu already done, %.0fs\n\n", summary.units, summary.ran, summary.skipped, summary.seconds);

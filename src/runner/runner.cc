@@ -39,7 +39,9 @@
 #include "flipless/train/strategy.h"
 #include "flipless/train/trainer.h"
 
-namespace flipless::experiment {
+namespace flipless::runner {
+
+using namespace flipless::experiment;  // configs, settings and run results
 
 namespace {
 
@@ -989,4 +991,4 @@ void run_units(const ExperimentConfig& c, const RunOptions& o, const RunObserver
 }
 }  // namespace
 
-}  // namespace flipless::experiment
+}  // namespace flipless::runner

@@ -21,7 +21,7 @@
 
 #include "flipless/experiment/config.h"
 
-namespace flipless::experiment {
+namespace flipless::runner {
 
 struct RunOptions {
   std::filesystem::path out;            // the run folder
@@ -54,11 +54,11 @@ struct RunSummary {
 
 // Checks what can be checked before any work: models present, datasets readable, methods
 // applicable. Throws ConfigError / InputError naming the config line.
-void preflight(const ExperimentConfig& config);
+void preflight(const experiment::ExperimentConfig& config);
 
-RunSummary run_experiment(const ExperimentConfig& config, const RunOptions& options, const RunObserver& observer = {});
+RunSummary run_experiment(const experiment::ExperimentConfig& config, const RunOptions& options, const RunObserver& observer = {});
 
 // The units an experiment has, in run order (vanilla first in each task).
-std::vector<UnitInfo> plan_units(const ExperimentConfig& config);
+std::vector<UnitInfo> plan_units(const experiment::ExperimentConfig& config);
 
-}  // namespace flipless::experiment
+}  // namespace flipless::runner

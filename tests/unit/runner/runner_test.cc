@@ -14,8 +14,10 @@
 #include "flipless/experiment/report.h"
 #include "flipless/runner/runner.h"
 
-namespace flipless::experiment {
+namespace flipless::runner {
 namespace {
+
+using namespace flipless::experiment;  // configs and the report
 
 using flipless::testing::error_of;
 using flipless::testing::TempDir;
@@ -324,4 +326,4 @@ TEST_F(RunnerTest, AMissingModelIsOneErrorNamingTheConfigLine) {
 }
 
 }  // namespace
-}  // namespace flipless::experiment
+}  // namespace flipless::runner
