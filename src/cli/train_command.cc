@@ -147,33 +147,41 @@ train::TrainObserver bar_observer(std::unique_ptr<ProgressBar>& bar, nlohmann::j
   return observer;
 }
 
-int run_train(const TrainArgs& a) {
-  nn::HeadConfig head = a.head;
-  if (head.kind == "auto") head.kind = a.frozen ? "linear" : "hf";  // fine-tuned: Hugging Face's head
-  set_threads(a.threads);
-  const auto started = Clock::now();
-  std::string train_spec = a.train_spec, eval_spec = a.eval_spec;
+// What flipless train will do, every option checked before minutes of reading and encoding.
+struct TrainPlan {
+  nn::HeadConfig head;
+  train::TrainConfig config;  // with device and precision
+  const methods::Descriptor* method = nullptr;
+  std::string train_spec, eval_spec;
+  std::filesystem::path model_dir;  // torch models
+  std::size_t max_length = 0;       // resolved: 128, or the encoder's positions when fewer
+};
+
+TrainPlan plan_training(const TrainArgs& a) {
+  TrainPlan p;
+  p.head = a.head;
+  if (p.head.kind == "auto") p.head.kind = a.frozen ? "linear" : "hf";  // fine-tuned: Hugging Face's head
+  p.train_spec = a.train_spec;
+  p.eval_spec = a.eval_spec;
   if (!a.task.empty()) {
-    if (train_spec.empty()) train_spec = a.task + ":train";
-    if (eval_spec.empty()) eval_spec = a.task + ":dev";
+    if (p.train_spec.empty()) p.train_spec = a.task + ":train";
+    if (p.eval_spec.empty()) p.eval_spec = a.task + ":dev";
   }
-  if (train_spec.empty() || eval_spec.empty()) throw ConfigError("give --task (sst2, mrpc) or both --train and --eval");
-  // Check the model and every option before minutes of reading and encoding.
+  if (p.train_spec.empty() || p.eval_spec.empty()) throw ConfigError("give --task (sst2, mrpc) or both --train and --eval");
   a.dist.validate();
-  train::TrainConfig config = a.config;
-  config.device = train::parse_device(a.device, a.dist.rank);
-  config.precision = train::parse_precision(a.precision);
-  config.validate();
-  if (a.model == "fasttext" && (!config.device.is_cpu() || config.precision != train::Precision::kFloat32)) {
+  p.config = a.config;
+  p.config.device = train::parse_device(a.device, a.dist.rank);
+  p.config.precision = train::parse_precision(a.precision);
+  p.config.validate();
+  if (a.model == "fasttext" && (!p.config.device.is_cpu() || p.config.precision != train::Precision::kFloat32)) {
     throw ConfigError("fastText trains on the CPU in float32; drop --device/--precision");
   }
-  const auto* method = methods::find(a.method);
-  if (method == nullptr) throw ConfigError(fmt::format("--method '{}': unknown (see flipless methods list)", a.method));
-  if (!method->trains()) {
-    throw ConfigError(fmt::format("--method {}: not a training strategy; it is built from trained runs ({})", a.method, method->summary));
+  p.method = methods::find(a.method);
+  if (p.method == nullptr) throw ConfigError(fmt::format("--method '{}': unknown (see flipless methods list)", a.method));
+  if (!p.method->trains()) {
+    throw ConfigError(fmt::format("--method {}: not a training strategy; it is built from trained runs ({})", a.method, p.method->summary));
   }
-  const bool vanilla = method->runner == methods::Runner::kVanilla;
-  if (!vanilla) {
+  if (p.method->runner != methods::Runner::kVanilla) {
     if (a.old_run.empty()) throw ConfigError(fmt::format("--method {} needs --old RUN_DIR: the old model's flipless train output", a.method));
     if (a.model == "fasttext") throw ConfigError("compatibility methods train a torch model; fastText can only be the old model");
     for (const char* split : {"train", "validation", "dev"}) {
@@ -181,24 +189,39 @@ int run_train(const TrainArgs& a) {
       if (!std::filesystem::exists(path)) throw ConfigError(fmt::format("--old: {} is missing", path.string()));
     }
   }
-  std::filesystem::path model_dir;
-  std::size_t max_length = a.max_length;
+  p.max_length = a.max_length;
   if (a.model == "fasttext") {
     a.fasttext.validate();
-  } else {
-    model_dir = models::resolve_model(a.model);
-    head.validate();
-    const auto base = nn::BertConfig::from_json_file(model_dir / "config.json");
-    // 0: 128 tokens, or fewer when the encoder's positions cover fewer.
-    if (max_length == 0) max_length = static_cast<std::size_t>(std::min<std::int64_t>(128, base.max_sequence_length()));
-    if (static_cast<std::int64_t>(max_length) > base.max_sequence_length()) {
-      throw ConfigError(fmt::format("--max-length {}: the encoder {} covers at most {} tokens", max_length, model_dir.string(), base.max_sequence_length()));
-    }
-    train::FeatureSpec{model_dir, a.layers, a.pooling, max_length}.validate();
-    if (a.layers > base.num_hidden_layers) {
-      throw ConfigError(fmt::format("--layers: asked for {} layers, the model has {}", a.layers, base.num_hidden_layers));
-    }
+    return p;
   }
+  p.model_dir = models::resolve_model(a.model);
+  p.head.validate();
+  const auto base = nn::BertConfig::from_json_file(p.model_dir / "config.json");
+  // 0: 128 tokens, or fewer when the encoder's positions cover fewer.
+  if (p.max_length == 0) p.max_length = static_cast<std::size_t>(std::min<std::int64_t>(128, base.max_sequence_length()));
+  if (static_cast<std::int64_t>(p.max_length) > base.max_sequence_length()) {
+    throw ConfigError(fmt::format("--max-length {}: the encoder {} covers at most {} tokens", p.max_length, p.model_dir.string(),
+                                  base.max_sequence_length()));
+  }
+  train::FeatureSpec{p.model_dir, a.layers, a.pooling, p.max_length}.validate();
+  if (a.layers > base.num_hidden_layers) {
+    throw ConfigError(fmt::format("--layers: asked for {} layers, the model has {}", a.layers, base.num_hidden_layers));
+  }
+  return p;
+}
+
+int run_train(const TrainArgs& a) {
+  set_threads(a.threads);
+  const auto started = Clock::now();
+  TrainPlan plan = plan_training(a);
+  const auto& head = plan.head;
+  auto& config = plan.config;
+  const auto* method = plan.method;
+  const bool vanilla = method->runner == methods::Runner::kVanilla;
+  const auto& train_spec = plan.train_spec;
+  const auto& eval_spec = plan.eval_spec;
+  const auto& model_dir = plan.model_dir;
+  const std::size_t max_length = plan.max_length;
   const data::Dataset full_train = data::load_dataset(train_spec, a.columns);
   const data::Dataset dev = data::load_dataset(eval_spec, a.columns);
   if (full_train.label_names != dev.label_names) {
