@@ -554,6 +554,35 @@ TEST(CliTrain, GenericOpenBlasKernelsAreReplacedAtStartUp) {
   EXPECT_NE(opted_out.find("kernels Prescott"), std::string::npos) << opted_out;
 }
 
+// libgomp's spinning threads and OpenBLAS's pool on the same cores: on a machine with more
+// than one core, start-up re-executes with a short GOMP_SPINCOUNT unless the user set one.
+TEST(CliTrain, OpenMpSpinIsShortenedAtStartUpUnlessTheUserSetIt) {
+  TempDir dir;
+  const auto plain = run(dir, "devices");
+  ASSERT_EQ(plain.code, 0) << plain.err;
+  if (plain.out.find("fp32 products: OpenBLAS") == std::string::npos) GTEST_SKIP() << "libtorch here does not use OpenBLAS";
+  const std::string binary = FLIPLESS_BINARY;
+  const auto with_env = [&](const std::string& env) {
+    const auto out = dir.path() / "stdout.txt";
+    const std::string cmd = "env -u FLIPLESS_BLAS_DETECTED -u FLIPLESS_GOMP_SPINCOUNT_SET -u FLIPLESS_NO_BLAS_REEXEC -u GOMP_SPINCOUNT "
+                            "-u OMP_WAIT_POLICY " + env + " '" + binary + "' devices >'" + out.string() + "' 2>&1";
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    return slurp(out);
+  };
+  const auto ours = with_env("");
+  if (std::thread::hardware_concurrency() > 1) {
+    EXPECT_NE(ours.find("OpenMP idle threads: GOMP_SPINCOUNT=10000, set by flipless at start-up"), std::string::npos) << ours;
+  } else {
+    EXPECT_NE(ours.find("OpenMP idle threads: libgomp's default spin"), std::string::npos) << ours;
+  }
+  const auto users = with_env("GOMP_SPINCOUNT=777");
+  EXPECT_NE(users.find("OpenMP idle threads: GOMP_SPINCOUNT=777, set in the environment"), std::string::npos) << users;
+  const auto passive = with_env("OMP_WAIT_POLICY=passive");
+  EXPECT_NE(passive.find("OpenMP idle threads: OMP_WAIT_POLICY=passive, set in the environment"), std::string::npos) << passive;
+  const auto opted_out = with_env("FLIPLESS_NO_BLAS_REEXEC=1");
+  EXPECT_NE(opted_out.find("OpenMP idle threads: libgomp's default spin"), std::string::npos) << opted_out;
+}
+
 TEST(CliTrain, BadModelsAndOptionsExitTwoWithOneLine) {
   TempDir dir;
   const auto train = dir.write("train.jsonl", words_jsonl(40, 0));
