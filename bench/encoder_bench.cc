@@ -3,7 +3,9 @@
 //      bare libtorch forward loop over the very same pre-built batches: the ratio says how much
 //      our bookkeeping costs (target >= 0.9);
 //   2. fine-tuning examples/s of MiniLM (all 6 layers in fp32 and under bf16 autocast, and the
-//      first 2 layers) at batch 32;
+//      first 2 layers) at batch 32; then Gated Fusion's fused epoch (gate, fused loss, drop-gate,
+//      the gate's own optimizer) against a vanilla epoch on the same batches, alternated, in the
+//      default precision: the training-cost ratio GF / vanilla (target <= 1.05);
 //   3. seconds to train a linear head on cached SST-2 features (train split, 384-d);
 //   4. WordPiece tokenizer throughput against Hugging Face's `tokenizers` (Rust), run by
 //      bench/tokenizers_speed.py when --tokenizers-python is given.
@@ -22,9 +24,11 @@
 #include "flipless/models/registry.h"
 #include "flipless/nn/classifier.h"
 #include "flipless/text/wordpiece.h"
+#include "flipless/train/cpu_math.h"
 #include "flipless/train/device.h"
 #include "flipless/train/features.h"
 #include "flipless/train/inputs.h"
+#include "flipless/train/strategy.h"
 #include "flipless/train/trainer.h"
 
 namespace {
@@ -103,6 +107,41 @@ int main(int argc, char** argv) {
                result.epochs[0].seconds, rate);
     if (precision == train::Precision::kFloat32 && layers == 6) fp32_rate = rate;
     if (precision == train::Precision::kBFloat16) fmt::print("  ratio bf16 / fp32: {:.2f} (CPU autocast; GPUs are where bf16 pays)\n", rate / fp32_rate);
+  }
+
+  // 2b. Gated Fusion's cost against vanilla's, one fine-tuning epoch each on the same 256
+  // examples (GF's is its fused last epoch: with the shared warm-up that is all a GF setting
+  // trains), alternated V G G V so that drift hits both alike.
+  {
+    data::Dataset small = sample;
+    small.examples.resize(std::min<std::size_t>(256, small.size()));
+    const train::TokenSource source(extractor.tokenizer(), small, 128);
+    auto gen = torch::make_generator<at::CPUGeneratorImpl>(7);
+    const auto old_logits = torch::randn({source.size(), 2}, gen);
+    const auto cpu = train::cpu_features();  // precision: auto's rule for fine-tuning on a CPU
+    const auto precision = cpu.avx512_bf16 || cpu.amx_bf16 ? train::Precision::kBFloat16 : train::Precision::kFloat32;
+    double vanilla_s = 0, gf_s = 0;
+    for (const bool gf : {false, true, true, false}) {
+      nn::EncoderClassifier model(nn::load_encoder(dir), 2, nn::HeadConfig{});
+      train::TrainConfig config;
+      config.epochs = 1;
+      config.batch_size = 32;
+      config.precision = precision;
+      train::GatedFusionStrategyConfig g;
+      g.embedding_dim = model.encoder()->config().hidden_size;
+      g.num_labels = 2;
+      g.lr2 = 3e-5;
+      std::unique_ptr<train::CompatibilityStrategy> strategy =
+          train::make_strategy(gf ? train::StrategyConfig(g) : train::StrategyConfig(train::VanillaConfig{}));
+      t = Clock::now();
+      train::train_with_strategy(model, *strategy, source, old_logits, nullptr, torch::Tensor(), config);
+      (gf ? gf_s : vanilla_s) += since(t);
+    }
+    fmt::print("{:<62} {:>9.2f} {:>6.1f} ex/s\n", fmt::format("one fine-tuning epoch, vanilla, {}, 2 runs", train::to_string(precision)), vanilla_s,
+               2 * 256 / vanilla_s);
+    fmt::print("{:<62} {:>9.2f} {:>6.1f} ex/s\n", fmt::format("one fine-tuning epoch, Gated Fusion (fused), {}, 2 runs", train::to_string(precision)), gf_s,
+               2 * 256 / gf_s);
+    fmt::print("  ratio Gated Fusion / vanilla training time: {:.3f} (target <= 1.05)\n", gf_s / vanilla_s);
   }
 
   // 3. A head on cached features: the real cache when `flipless train --frozen` made one.

@@ -109,6 +109,25 @@ def render(experiment, task_name):
         by = ", ".join(f"{k} {v['mean_gate']:.3f}" for k, v in gates.items() if v.get("examples"))
         lines.append(f"Gate routing: mean gate (1 = new model) by category: {by}; AUC of the gate separating vanilla's "
                      f"flips from the rest {auc['mean']:.3f}±{auc['std']:.3f}.")
+    cache = task.get("cache_experiment") or []
+    partial = [row for row in cache if 0 < row["percent"] < 100]
+    if partial:
+        names = [("neighbour", "nearest (paper)"), ("new_on_miss", "new alone"), ("tuned_distance", "tuned distance"),
+                 ("emulator", "emulator")]
+        full = next((m for m in task["methods"] if m["method"] == "gated_fusion"), None)
+        vanilla = next((m for m in task["methods"] if m["method"] == "vanilla"), None)
+        def kept(row, policy):
+            if policy not in row or not full or not vanilla:
+                return None
+            v, g = vanilla["nfr"]["mean"], full["nfr"]["mean"]
+            return None if v - g <= 0 else (v - row[policy]["nfr"]) / (v - g)
+        parts = []
+        for row in partial:
+            shares = ", ".join(f"{label} {100 * kept(row, p):.0f}%" for p, label in names if kept(row, p) is not None)
+            parts.append(f"{row['percent']:g}% cached: {shares}")
+        lines.append("")
+        lines.append("Partial cache (table 5), share of full Gated Fusion's NF reduction kept by what the inputs not cached get: "
+                     + "; ".join(parts) + ".")
     return "\n".join(lines) + "\n"
 
 

@@ -550,6 +550,34 @@ std::optional<std::string> OldLogitCache::latest_version() const {
   return tag;
 }
 
+std::vector<CacheEntry> OldLogitCache::entries_with_embeddings(std::string_view tag) const {
+  auto& m = *impl_;
+  std::lock_guard lock(m.db_mutex);
+  const auto v = m.version(tag);
+  if (!v) return {};
+  Stmt s = m.prepare("SELECT key, old_logits, embedding FROM entries WHERE version = ? AND embedding IS NOT NULL ORDER BY id");
+  sqlite3_bind_int64(s.get(), 1, v->first);
+  std::vector<CacheEntry> out;
+  while (m.step(s.get())) {
+    CacheEntry e;
+    const auto* key = sqlite3_column_text(s.get(), 0);
+    e.key = key ? reinterpret_cast<const char*>(key) : "";
+    e.old_logits = m.logits_blob(s.get(), 1);
+    const int bytes = sqlite3_column_bytes(s.get(), 2);
+    if (static_cast<std::size_t>(bytes) != m.dim * sizeof(float)) {
+      throw IoError(fmt::format("{}: old-logit cache: entry '{}' has a {}-byte embedding, want {}", m.path.string(), e.key, bytes, m.dim * sizeof(float)));
+    }
+    e.embedding = floats_of(sqlite3_column_blob(s.get(), 2), bytes);
+    for (const float x : e.embedding) {
+      if (!std::isfinite(x)) {
+        throw IoError(fmt::format("{}: old-logit cache is damaged (entry '{}' has an embedding value that is not finite)", m.path.string(), e.key));
+      }
+    }
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
 std::size_t OldLogitCache::size(std::string_view tag) const {
   auto& m = *impl_;
   std::lock_guard lock(m.db_mutex);

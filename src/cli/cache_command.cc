@@ -1,7 +1,9 @@
-// flipless cache add|info: fill an old-logit cache from prediction files (or a new model's
-// embeddings) and show what it holds.
+// flipless cache add|info|fit-emulator: fill an old-logit cache from prediction files (or a new
+// model's embeddings), show what it holds, and fit the old-model emulator that serving uses for
+// inputs the cache does not hold.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -11,6 +13,7 @@
 #include "commands.h"
 #include "flipless/cache/bulk_load.h"
 #include "flipless/cache/logit_cache.h"
+#include "flipless/cache/old_emulator.h"
 #include "flipless/core/error.h"
 #include "flipless/data/predictions.h"
 #include "flipless/data/registry.h"
@@ -115,6 +118,53 @@ int run_cache_info(const std::string& path, bool full_check) {
   return 0;
 }
 
+#ifdef FLIPLESS_WITH_TORCH
+struct FitEmulatorArgs {
+  std::string cache;
+  std::string model;
+  std::string version;
+  std::string out;
+  bool full_check = false;
+};
+
+int run_fit_emulator(const FitEmulatorArgs& a) {
+  cache::CacheOptions co;
+  co.read_only = true;
+  co.check = check_of(a.full_check);
+  const auto c = cache::OldLogitCache::open(a.cache, co);
+  const auto tag = a.version.empty() ? c->latest_version() : std::optional<std::string>(a.version);
+  if (!tag) throw InputError(fmt::format("{}: the cache is empty: add the old model's logits first (flipless cache add)", a.cache));
+  const auto versions = c->versions();
+  const auto it = std::find_if(versions.begin(), versions.end(), [&](const auto& v) { return v.tag == *tag; });
+  if (it == versions.end()) throw InputError(fmt::format("{}: the cache has no version '{}'", a.cache, *tag));
+  const auto space = serve::embedding_space_of(a.model);
+  if (it->embedding_model != space) {
+    throw InputError(fmt::format("{}: version '{}' holds embeddings of '{}', the model {} makes '{}': add the logits with 'flipless cache add "
+                                 "--model {}' (a new version) and fit on that",
+                                 a.cache, *tag, it->embedding_model.empty() ? "(unnamed)" : it->embedding_model, a.model, space, a.model));
+  }
+  if (c->dim() == 0) throw InputError(fmt::format("{}: the cache holds no embeddings", a.cache));
+  const auto entries = c->entries_with_embeddings(*tag);
+  std::vector<float> embeddings, logits;
+  embeddings.reserve(entries.size() * c->dim());
+  logits.reserve(entries.size() * c->num_labels());
+  for (const auto& e : entries) {
+    embeddings.insert(embeddings.end(), e.embedding.begin(), e.embedding.end());
+    logits.insert(logits.end(), e.old_logits.begin(), e.old_logits.end());
+  }
+  auto emulator = cache::fit_old_emulator(embeddings, logits, c->dim(), c->num_labels());
+  emulator.embedding_space = space;
+  emulator.cache_version = *tag;
+  const auto out = a.out.empty() ? std::filesystem::path(a.model) / serve::kEmulatorFileName : std::filesystem::path(a.out);
+  emulator.save(out);
+  fmt::print("old-model emulator: fitted on {} entries of version '{}'; held out (5-fold): the old label reproduced for {:.1f}%, "
+             "mean squared logit error {:.4g} (ridge strength {:g})\nwrote {}{}\n",
+             emulator.rows, *tag, 100 * emulator.held_out_agreement, emulator.held_out_mse, emulator.relative_lambda, out.string(),
+             a.out.empty() ? "; flipless serve uses it for inputs not cached exactly (--fallback auto)" : "");
+  return 0;
+}
+#endif
+
 }  // namespace
 
 void add_cache_commands(CLI::App& app, Runner& run) {
@@ -140,6 +190,18 @@ void add_cache_commands(CLI::App& app, Runner& run) {
   info->add_option("cache", *path, "Cache file")->required();
   info->add_flag("--full-check", *full, "SQLite's full integrity_check (also every index against its table; slower)");
   info->callback([&run, path, full] { run = [path, full] { return run_cache_info(*path, *full); }; });
+#ifdef FLIPLESS_WITH_TORCH
+  auto f = std::make_shared<FitEmulatorArgs>();
+  CLI::App* fit = cmd->add_subcommand("fit-emulator",
+                                      "Fit an old-model emulator on a cache's entries (ridge regression from the new model's embedding to the "
+                                      "old logits) and save it in the model folder, for the inputs the cache does not hold");
+  fit->add_option("cache", f->cache, "Cache file")->required();
+  fit->add_option("model_dir", f->model, "The Gated Fusion model folder whose embeddings the cache's version holds")->required();
+  fit->add_option("--version", f->version, "Cache version to fit on (default: the latest)");
+  fit->add_option("--out", f->out, "Where to write it (default: MODEL_DIR/old_emulator.safetensors)");
+  fit->add_flag("--full-check", f->full_check, "Check the cache with SQLite's full integrity_check (default: quick_check)");
+  fit->callback([&run, f] { run = [f] { return run_fit_emulator(*f); }; });
+#endif
 }
 
 }  // namespace flipless::cli

@@ -27,9 +27,11 @@ std::vector<std::string> split_commas(const std::string& s) {
 
 int main(int argc, char** argv) {
 #ifdef FLIPLESS_WITH_TORCH
-  // Before anything else: OpenBLAS chose its kernels when it loaded; when it fell back to
-  // generic ones on this CPU, this re-executes the program once with the right ones.
-  flipless::train::select_blas_kernel_at_startup(argv);
+  // Before anything else: OpenBLAS chose its kernels, and libgomp its spin, when they loaded;
+  // when OpenBLAS fell back to generic kernels on this CPU, or libgomp's spinning threads would
+  // slow OpenBLAS's, this re-executes the program once with the right settings (commands that
+  // compute with libtorch only).
+  flipless::train::select_blas_kernel_at_startup(argv, argc > 1 && flipless::train::computes_with_torch(argv[1]));
 #endif
   CLI::App app{"flipless: measure and reduce regressions when you upgrade a text classifier"};
   app.set_version_flag("--version", std::string(flipless::kVersion));

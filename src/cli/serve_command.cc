@@ -29,6 +29,7 @@ struct ServeArgs {
   std::string record;
   bool exact_only = false;
   double max_distance = -1;
+  std::string fallback = "auto";
   std::string index = "auto";
   std::size_t ef_search = 256;
   int torch_threads = 0;
@@ -89,6 +90,12 @@ int run_serve(ServeArgs a) {
   po.lookup.nearest = !a.exact_only;
   if (a.max_distance >= 0) po.lookup.max_distance = static_cast<float>(a.max_distance);
   po.record_version = a.record;
+  po.fallback = a.fallback;
+  if (a.max_distance >= 0 && (a.fallback == "emulator" || a.fallback == "new")) {
+    throw ConfigError(fmt::format("--max-distance limits neighbours; --fallback {} uses none", a.fallback));
+  }
+  if (a.exact_only && a.fallback == "neighbour") throw ConfigError("--exact-only and --fallback neighbour contradict each other");
+  if (a.max_distance >= 0 && a.fallback == "auto") po.fallback = "neighbour";  // a distance limit asks for neighbours
   std::shared_ptr<const serve::CompatiblePredictor> predictor = serve::CompatiblePredictor::load(a.model_dir, c, old, po);
   predictor->warm_up();
   serve::Server server(predictor, a.server);
@@ -131,6 +138,11 @@ void add_serve_command(CLI::App& app, Runner& run) {
   cmd->add_option("--old-model", a->old_model, "A live old model for cache misses (instead of the new model alone)");
   cmd->add_option("--record", a->record, "Record served predictions into the cache as this new legacy version");
   cmd->add_flag("--exact-only", a->exact_only, "No nearest-neighbour look-ups: inputs not cached exactly are misses");
+  cmd->add_option("--fallback", a->fallback,
+                  "For inputs not cached exactly: emulator (the folder's old_emulator.safetensors, flipless cache fit-emulator), "
+                  "neighbour (the nearest cached input, as the paper), new (the new model alone), auto (emulator when the folder has one, "
+                  "else neighbour)")
+      ->capture_default_str();
   cmd->add_option("--max-distance", a->max_distance, "Neighbours farther than this (Euclidean) are misses (default: no limit)");
   cmd->add_option("--index", a->index, "Nearest-neighbour index: auto (exact below 20k entries, else HNSW), exact, hnsw")->capture_default_str();
   cmd->add_option("--ef-search", a->ef_search, "HNSW candidate list per look-up: higher finds the true neighbour more often, slower")

@@ -495,6 +495,7 @@ int run_devices() {
               bf16_native ? (math.features.amx_bf16 ? "with AMX and AVX512-BF16" : "with AVX512-BF16 instructions")
                           : "without bf16 instructions on this CPU (emulated: slower than fp32)");
   std::printf("threads: torch %d, OpenBLAS %d (--threads sets both)\n", at::get_num_threads(), math.blas.threads);
+  if (math.blas.openblas) std::printf("OpenMP idle threads: %s\n", math.blas.openmp_spin.c_str());
   const double fp32 = train::torch_gemm_gflops(torch::kFloat32);
   const auto direct = train::openblas_sgemm_gflops();
   std::printf("fp32 GEMM 1024^3, 1 thread: %.1f GFLOP/s through libtorch", fp32);

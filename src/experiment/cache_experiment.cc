@@ -9,13 +9,14 @@
 #include <random>
 
 #include "flipless/cache/logit_cache.h"
+#include "flipless/cache/old_emulator.h"
 #include "flipless/core/error.h"
 #include "flipless/core/hash.h"
 
 namespace flipless::experiment {
 namespace {
 
-constexpr const char* kPolicies[] = {"neighbour", "new_on_miss", "tuned_distance"};
+const auto& kPolicies = kCachePolicies;
 
 // Where each input's old logits come from under a cache of `cached` rows.
 struct Lookups {
@@ -44,20 +45,19 @@ Lookups look_up(const FusionArrays& a, const std::vector<std::size_t>& cached) {
   return {c->lookup(keys, a.embeddings), cached.size()};
 }
 
-// NFR and accuracy of GF when input i uses old logits from lookups[i] if `use(i)`, else the
-// new model alone.
-template <typename Use>
-std::pair<double, double> score(const FusionArrays& a, const Lookups& l, double temperature, Use use) {
+// NFR and accuracy of GF when input i fuses with the old logits old_for(i) (a pointer to
+// num_labels values), or is served by the new model alone when that is null.
+template <typename OldFor>
+std::pair<double, double> score_with(const FusionArrays& a, double temperature, OldFor old_for) {
   const auto k = a.num_labels;
   std::size_t nf = 0, right = 0;
   std::vector<float> fused(k);
   for (std::size_t i = 0; i < a.size(); ++i) {
     const float* nl = a.new_logits.data() + i * k;
     const float* ol = a.old_logits.data() + i * k;
-    const auto& r = l.rows[i];
-    const bool fuse = r.path != cache::LookupPath::kMiss && use(r);
+    const float* source = old_for(i);
     for (std::size_t c = 0; c < k; ++c) {
-      fused[c] = fuse ? (1 - a.gates[i]) * r.old_logits[c] / static_cast<float>(temperature) + a.gates[i] * nl[c] : nl[c];
+      fused[c] = source ? (1 - a.gates[i]) * source[c] / static_cast<float>(temperature) + a.gates[i] * nl[c] : nl[c];
     }
     const auto pred = static_cast<std::int32_t>(std::max_element(fused.begin(), fused.end()) - fused.begin());
     const auto old_pred = static_cast<std::int32_t>(std::max_element(ol, ol + k) - ol);
@@ -66,6 +66,31 @@ std::pair<double, double> score(const FusionArrays& a, const Lookups& l, double 
   }
   const double n = static_cast<double>(a.size());
   return {static_cast<double>(nf) / n, static_cast<double>(right) / n};
+}
+
+// The same where input i uses lookups[i]'s old logits if `use(lookups[i])`.
+template <typename Use>
+std::pair<double, double> score(const FusionArrays& a, const Lookups& l, double temperature, Use use) {
+  return score_with(a, temperature, [&](std::size_t i) -> const float* {
+    const auto& r = l.rows[i];
+    return r.path != cache::LookupPath::kMiss && use(r) ? r.old_logits.data() : nullptr;
+  });
+}
+
+// The old-model emulator of the cached rows (empty when too few are cached to fit one).
+cache::OldEmulator fit_emulator(const FusionArrays& a, const std::vector<std::size_t>& cached, std::uint64_t seed) {
+  std::vector<float> embeddings, logits;
+  auto add = [&](const FusionArrays& from, std::size_t i) {
+    embeddings.insert(embeddings.end(), from.embeddings.begin() + static_cast<std::ptrdiff_t>(i * from.dim),
+                      from.embeddings.begin() + static_cast<std::ptrdiff_t>((i + 1) * from.dim));
+    logits.insert(logits.end(), from.old_logits.begin() + static_cast<std::ptrdiff_t>(i * from.num_labels),
+                  from.old_logits.begin() + static_cast<std::ptrdiff_t>((i + 1) * from.num_labels));
+  };
+  for (const auto i : cached) add(a, i);
+  if (logits.size() / a.num_labels < cache::kMinEmulatorRows) return {};
+  cache::EmulatorFitOptions options;
+  options.seed = seed;
+  return cache::fit_old_emulator(embeddings, logits, a.dim, a.num_labels, options);
 }
 
 std::vector<std::size_t> draw_cache(std::size_t n, double percent, std::uint64_t seed) {
@@ -125,15 +150,20 @@ void FusionArrays::validate(const char* what) const {
 nlohmann::json run_cache_experiment(const CacheExperimentInputs& in, const CacheExperimentConfig& config) {
   in.validation.validate("validation");
   in.dev.validate("dev");
-  nlohmann::json out = {{"temperature", in.temperature}, {"percents", nlohmann::json::array()}};
+  nlohmann::json out = {{"temperature", in.temperature}, {"policies", nlohmann::json::array()}, {"percents", nlohmann::json::array()}};
+  for (const char* p : kPolicies) out["policies"].push_back(p);
   for (const double percent : config.percents) {
     const auto tau = tune_threshold(in, percent);
     nlohmann::json row = {{"percent", percent}, {"max_distance", tau ? nlohmann::json(*tau) : nlohmann::json(nullptr)}, {"draws", nlohmann::json::array()}};
     for (int d = 0; d < config.draws; ++d) {
-      const auto l = look_up(in.dev, draw_cache(in.dev.size(), percent, core::hash_combine(in.seed, static_cast<std::uint64_t>(d))));
+      const auto cached = draw_cache(in.dev.size(), percent, core::hash_combine(in.seed, static_cast<std::uint64_t>(d)));
+      const auto l = look_up(in.dev, cached);
+      // The old-model emulator, fitted on the cached rows only, stands in for every other row.
+      const auto emulator = fit_emulator(in.dev, cached, core::hash_combine(in.seed, static_cast<std::uint64_t>(d) + 0x656d75));
+      const auto emulated = emulator.empty() ? std::vector<float>() : emulator.predict_rows(in.dev.embeddings);
       // How predictive the cache is: on near hits, does the neighbour's old label equal the
-      // input's own old label (and how often does the new model alone agree with it)?
-      std::size_t near = 0, neighbour_agrees = 0, new_agrees = 0;
+      // input's own old label (and how often does the new model alone, or the emulator, agree with it)?
+      std::size_t near = 0, neighbour_agrees = 0, new_agrees = 0, emulator_agrees = 0;
       const auto k = in.dev.num_labels;
       auto argmax = [k](const float* v) { return std::max_element(v, v + k) - v; };
       for (std::size_t i = 0; i < l.rows.size(); ++i) {
@@ -143,18 +173,31 @@ nlohmann::json run_cache_experiment(const CacheExperimentInputs& in, const Cache
         const auto own = argmax(in.dev.old_logits.data() + i * k);
         neighbour_agrees += argmax(r.old_logits.data()) == own;
         new_agrees += argmax(in.dev.new_logits.data() + i * k) == own;
+        if (!emulated.empty()) emulator_agrees += argmax(emulated.data() + i * k) == own;
       }
       nlohmann::json policies;
       const std::pair<double, double> scores[] = {
           score(in.dev, l, in.temperature, [](const cache::Lookup&) { return true; }),
           score(in.dev, l, in.temperature, [](const cache::Lookup& r) { return r.path == cache::LookupPath::kExact; }),
           score(in.dev, l, in.temperature, [&](const cache::Lookup& r) { return r.path == cache::LookupPath::kExact || !tau || r.distance <= *tau; }),
+          score_with(in.dev, in.temperature, [&](std::size_t i) -> const float* {
+            if (l.rows[i].path == cache::LookupPath::kExact) return l.rows[i].old_logits.data();
+            return emulated.empty() ? nullptr : emulated.data() + i * k;
+          }),
+
       };
       for (std::size_t p = 0; p < std::size(kPolicies); ++p) policies[kPolicies[p]] = {{"nfr", scores[p].first}, {"accuracy", scores[p].second}};
       nlohmann::json draw = {{"cached", l.cached}, {"near_hits", near}, {"policies", std::move(policies)}};
       if (near > 0) {
         draw["neighbour_agreement"] = static_cast<double>(neighbour_agrees) / static_cast<double>(near);
         draw["new_model_agreement"] = static_cast<double>(new_agrees) / static_cast<double>(near);
+        if (!emulated.empty()) draw["emulator_agreement"] = static_cast<double>(emulator_agrees) / static_cast<double>(near);
+      }
+      if (!emulator.empty()) {
+        draw["emulator"] = {{"rows", emulator.rows},
+                            {"relative_lambda", emulator.relative_lambda},
+                            {"held_out_mse", emulator.held_out_mse},
+                            {"held_out_agreement", emulator.held_out_agreement}};
       }
       row["draws"].push_back(std::move(draw));
     }

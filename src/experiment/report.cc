@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <map>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <set>
@@ -562,58 +563,76 @@ ReportFiles write_experiment_report(const fs::path& run, const ReportOptions& op
     // Table 5: GF with old logits cached for X% of the inputs, and the policies for the rest.
     std::string cache_chart;
     if (const auto* gf = t.find("gated_fusion"); gf && vanilla && !vanilla->seeds.empty()) {
-      const char* policies[] = {"neighbour", "new_on_miss", "tuned_distance"};
-      const char* policy_names[] = {"nearest (paper)", "new alone on miss", "tuned distance"};
+      const char* policies[] = {"neighbour", "new_on_miss", "tuned_distance", "emulator"};
+      const char* policy_names[] = {"nearest (paper)", "new alone on miss", "tuned distance", "old-model emulator"};
+      constexpr std::size_t kNumPolicies = std::size(policies);
       std::map<double, std::map<std::string, std::pair<std::vector<double>, std::vector<double>>>> by;  // X -> policy -> (nfr, acc)
-      std::map<double, std::pair<std::vector<double>, std::vector<double>>> agreement;  // X -> (neighbour, new model)
+      // X -> how often a neighbour's / the emulator's / the new model's label is the input's own old label
+      std::map<double, std::map<std::string, std::vector<double>>> agreement;
       for (const auto& s : gf->seeds) {
         if (!s.cache) continue;
-        for (std::size_t r = 0; r < s.cache->percents.size(); ++r) {
-          const double x = s.cache->percents[r].percent;
-          for (std::size_t i = 0; i < s.cache->percents[r].draws.size(); ++i) {
-            const auto& d = s.cache->percents[r].draws[i];
-            if (d.neighbour_agreement) {
-              agreement[x].first.push_back(*d.neighbour_agreement);
-              agreement[x].second.push_back(*d.new_model_agreement);
+        for (const auto& row : s.cache->percents) {
+          const double x = row.percent;
+          for (const auto& d : row.draws) {
+            for (const char* a : {"neighbour_agreement", "emulator_agreement", "new_model_agreement"}) {
+              if (const auto it = d.agreements.find(a); it != d.agreements.end()) agreement[x][a].push_back(it->second);
             }
             for (const char* p : policies) {
-              by[x][p].first.push_back(s.cache->policy(r, i, p).nfr);
-              by[x][p].second.push_back(s.cache->policy(r, i, p).accuracy);
+              const auto it = d.policies.find(p);
+              if (it == d.policies.end()) continue;  // a cache.json from before the policy existed
+              by[x][p].first.push_back(it->second.nfr);
+              by[x][p].second.push_back(it->second.accuracy);
             }
           }
         }
       }
       if (!by.empty()) {
         const double gf_nfr = ms(nfrs(*gf)).mean;
+        auto kept_share = [&](const std::vector<double>& n) -> std::optional<double> {
+          if (n.empty() || v_nfr - gf_nfr <= 0) return std::nullopt;
+          return (v_nfr - ms(n).mean) / (v_nfr - gf_nfr);
+        };
         auto kept = [&](const std::vector<double>& n) {
-          return v_nfr - gf_nfr > 0 ? fmt::format("{:.0f}%", 100 * (v_nfr - ms(n).mean) / (v_nfr - gf_nfr)) : std::string("–");
+          const auto k = kept_share(n);
+          return k ? fmt::format("{:.0f}%", 100 * *k) : std::string("–");
         };
         Table cache_table{{"cached %", "NFR % nearest (paper)", "acc %", "NFR % new alone on miss", "acc %", "NFR % tuned distance", "acc %",
-                           "NF reduction kept (tuned)", "neighbour's old label = own %", "new model's label = old %"},
+                           "NFR % emulator", "acc %", "NF reduction kept (tuned)", "NF reduction kept (emulator)",
+                           "neighbour's old label = own %", "emulator's = own %", "new model's = own %"},
                           {}};
         json jc = json::array();
         std::vector<report::LineSeries> lines;
-        for (std::size_t p = 0; p < 3; ++p) lines.push_back({policy_names[p], {}, {}, kColors[p]});
+        for (std::size_t p = 0; p < kNumPolicies; ++p) lines.push_back({policy_names[p], {}, {}, kColors[p]});
+        const std::vector<double> none;
         for (const auto& [x, per] : by) {
           std::vector<std::string> row = {fmt::format("{:g}", x)};
           json jrow = {{"percent", x}};
-          for (std::size_t p = 0; p < 3; ++p) {
-            const auto& [n, a] = per.at(policies[p]);
-            row.push_back(pct(n));
-            row.push_back(pct(a));
+          auto of = [&](const char* p) -> const std::pair<std::vector<double>, std::vector<double>>* {
+            const auto it = per.find(p);
+            return it == per.end() || it->second.first.empty() ? nullptr : &it->second;
+          };
+          for (std::size_t p = 0; p < kNumPolicies; ++p) {
+            const auto* v = of(policies[p]);
+            row.push_back(v ? pct(v->first) : "–");
+            row.push_back(v ? pct(v->second) : "–");
+            if (!v) continue;
+            const auto& [n, a] = *v;
             jrow[policies[p]] = {{"nfr", ms(n).mean}, {"nfr_std", ms(n).std}, {"accuracy", ms(a).mean}, {"accuracy_std", ms(a).std}, {"runs", n.size()}};
             lines[p].x.push_back(x);
             lines[p].y.push_back(100 * ms(n).mean);
           }
-          row.push_back(kept(per.at("tuned_distance").first));
-          const auto ag = agreement.find(x);
-          row.push_back(ag == agreement.end() ? "–" : pct(ag->second.first));
-          row.push_back(ag == agreement.end() ? "–" : pct(ag->second.second));
-          if (ag != agreement.end()) {
-            jrow["neighbour_agreement"] = ms(ag->second.first).mean;
-            jrow["new_model_agreement"] = ms(ag->second.second).mean;
+          for (const char* p : {"tuned_distance", "emulator"}) {
+            const auto* v = of(p);
+            row.push_back(kept(v ? v->first : none));
+            const auto share = kept_share(v ? v->first : none);
+            jrow[fmt::format("nf_reduction_kept_{}", std::string_view(p) == "tuned_distance" ? "tuned" : p)] = share ? json(*share) : json(nullptr);
           }
-          jrow["nf_reduction_kept_tuned"] = v_nfr - gf_nfr > 0 ? json((v_nfr - ms(per.at("tuned_distance").first).mean) / (v_nfr - gf_nfr)) : json(nullptr);
+          const auto ag = agreement.find(x);
+          for (const char* a : {"neighbour_agreement", "emulator_agreement", "new_model_agreement"}) {
+            const bool have = ag != agreement.end() && ag->second.count(a) && !ag->second.at(a).empty();
+            row.push_back(have ? pct(ag->second.at(a)) : "–");
+            if (have) jrow[a] = ms(ag->second.at(a)).mean;
+          }
           cache_table.rows.push_back(row);
           jc.push_back(jrow);
         }
@@ -622,9 +641,11 @@ ReportFiles write_experiment_report(const fs::path& run, const ReportOptions& op
         lines.push_back({"full Gated Fusion", {x0, x1}, {100 * gf_nfr, 100 * gf_nfr}, kColors[4]});
         const std::string note = fmt::format(
             "Mean ± std over seeds × random caches. NF reduction kept: (vanilla NFR − NFR) / (vanilla NFR − full GF NFR), vanilla {:.2f}%, "
-            "full GF {:.2f}%. The tuned distance is chosen on validation for each X. The last two columns, over the inputs answered by a "
-            "neighbour: how often the neighbour's cached old label is the input's own old label, against how often the new model alone "
-            "gives it; a neighbour helps only where the first beats the second.",
+            "full GF {:.2f}%. The tuned distance is chosen on validation for each X. The emulator is a ridge regression from the new "
+            "model's pooled embedding to the old logits, fitted on the cached inputs only (strength by 5-fold cross-validation on them), "
+            "used for every input not cached. The last three columns, over the inputs not cached: how often the neighbour's cached old "
+            "label, the emulator's label and the new model's own label are the input's own old label; a fallback helps only where it "
+            "beats the new model.",
             100 * v_nfr, 100 * gf_nfr);
         md += "### Gated Fusion with a partial cache of old logits (table 5)\n\n" + cache_table.markdown() + "\n" + note + "\n\n";
         html_body += "<h3>Gated Fusion with a partial cache of old logits (table 5)</h3>" + cache_table.html() + "<p>" + report::html_escape(note) + "</p>";

@@ -126,9 +126,8 @@ CacheExperimentResult read_cache_experiment_result(const fs::path& path) {
         const auto policy = policies.object(name.c_str());
         draw.policies[name] = {policy.number("nfr"), policy.number("accuracy")};
       }
-      if (d.has("neighbour_agreement") || d.has("new_model_agreement")) {
-        draw.neighbour_agreement = d.number("neighbour_agreement");
-        draw.new_model_agreement = d.number("new_model_agreement");
+      for (const auto& [key, v] : d.value().items()) {
+        if (key.size() > 10 && key.compare(key.size() - 10, 10, "_agreement") == 0) draw.agreements[key] = d.number(key.c_str());
       }
       p.draws.push_back(std::move(draw));
     }

@@ -832,6 +832,18 @@ FusionArrays fusion_arrays(const fs::path& unit, const fs::path& old_dir, const 
   return a;
 }
 
+// Whether a unit's cache.json exists and has every policy this version computes (one written
+// by an earlier flipless is recomputed: it takes a second, from the unit's saved files).
+bool cache_experiment_current(const fs::path& path) {
+  if (!fs::exists(path)) return false;
+  const auto j = read_json_file(path);
+  if (!j.is_object() || !j.contains("policies") || !j.at("policies").is_array()) return false;
+  for (const char* p : kCachePolicies) {
+    if (std::find(j.at("policies").begin(), j.at("policies").end(), p) == j.at("policies").end()) return false;
+  }
+  return true;
+}
+
 // TASK/METHOD/seed-S/cache.json (table 5, Gated Fusion's units), from saved files only.
 void write_cache_experiment(const ExperimentConfig& c, const fs::path& task_dir, const std::string& method, std::uint64_t seed) {
   const auto unit = task_dir / method / fmt::format("seed-{}", seed);
@@ -854,6 +866,7 @@ void write_cache_experiment(const ExperimentConfig& c, const fs::path& task_dir,
   write_json_file(unit / "cache.json", run_cache_experiment(in, c.cache_experiment));
 }
 #else
+bool cache_experiment_current(const fs::path& path) { return fs::exists(path); }
 void write_cache_experiment(const ExperimentConfig& c, const fs::path&, const std::string&, std::uint64_t) {
   throw ConfigError(fmt::format("{}: cache_experiment: this build has no cache (configured with FLIPLESS_WITH_CACHE=OFF)", c.source.string()));
 }
@@ -979,7 +992,7 @@ void run_units(const ExperimentConfig& c, const RunOptions& o, const RunObserver
         }
         if (methods::find(m.name)->cache_experiment && c.cache_experiment.enabled()) {
           for (const auto seed : c.seeds) {
-            if (fs::exists(o.out / t.name / m.name / fmt::format("seed-{}", seed) / "cache.json")) continue;
+            if (cache_experiment_current(o.out / t.name / m.name / fmt::format("seed-{}", seed) / "cache.json")) continue;
             const auto cache_started = Clock::now();
             write_cache_experiment(c, o.out / t.name, m.name, seed);
             if (observer.message) observer.message(fmt::format("  {} {} seed {}: cache experiment ({:.1f}s)", t.name, m.name, seed, since(cache_started)));

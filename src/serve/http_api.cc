@@ -123,7 +123,7 @@ struct Metrics {
   std::array<std::uint64_t, kBuckets.size()> latency_buckets{};   // predict requests, cumulative on output
   std::uint64_t latency_count = 0;
   double latency_sum = 0;
-  std::array<std::atomic<std::uint64_t>, 4> paths{};  // by PredictionPath
+  std::array<std::atomic<std::uint64_t>, kNumPredictionPaths> paths{};  // by PredictionPath
   std::atomic<std::uint64_t> batches{0}, batch_inputs{0};
   std::atomic<std::int64_t> in_flight{0};  // requests received and not yet answered
 

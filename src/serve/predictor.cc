@@ -8,6 +8,7 @@
 #include <cmath>
 #include <regex>
 
+#include "flipless/cache/old_emulator.h"
 #include "flipless/core/error.h"
 #include "flipless/core/hash.h"
 #include "flipless/io/safetensors.h"
@@ -54,6 +55,7 @@ std::string_view path_name(PredictionPath path) {
     case PredictionPath::kNear: return "near";
     case PredictionPath::kMiss: return "miss";
     case PredictionPath::kLiveOld: return "live_old";
+    case PredictionPath::kEmulated: return "emulated";
   }
   return "miss";
 }
@@ -116,6 +118,8 @@ struct CompatiblePredictor::Impl {
   std::string space;
   std::string version;       // pinned at load: recording must not redirect look-ups to itself
   bool nearest_ok = false;   // the version's embeddings live in this model's space
+  std::string fallback;      // resolved: emulator, neighbour or new
+  cache::OldEmulator emulator;  // when fallback is "emulator"
 };
 
 CompatiblePredictor::CompatiblePredictor(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -162,6 +166,31 @@ std::unique_ptr<CompatiblePredictor> CompatiblePredictor::load(const fs::path& m
     throw ConfigError(fmt::format("the live old model has {} labels, the new model {}", live_old->num_labels(), m->label_names.size()));
   }
   m->space = space_of(card, model_dir);
+  const auto emulator_path = model_dir / kEmulatorFileName;
+  if (options.fallback == "auto") {
+    m->fallback = fs::exists(emulator_path) ? "emulator" : "neighbour";
+  } else if (options.fallback == "emulator" || options.fallback == "neighbour" || options.fallback == "new") {
+    m->fallback = options.fallback;
+  } else {
+    throw ConfigError(fmt::format("fallback '{}': expected auto, emulator, neighbour or new", options.fallback));
+  }
+  if (m->fallback == "emulator") {
+    if (!fs::exists(emulator_path)) {
+      throw ConfigError(fmt::format("{}: missing; fit one with 'flipless cache fit-emulator CACHE {}'", emulator_path.string(), model_dir.string()));
+    }
+    m->emulator = cache::OldEmulator::load(emulator_path);
+    if (m->emulator.dim() != m->dim || m->emulator.num_labels() != m->label_names.size()) {
+      throw ModelError(fmt::format("{}: the emulator maps {}-d embeddings to {} logits; the model has {}-d embeddings and {} labels",
+                                   emulator_path.string(), m->emulator.dim(), m->emulator.num_labels(), m->dim, m->label_names.size()));
+    }
+    if (m->emulator.embedding_space != m->space) {
+      throw ModelError(fmt::format("{}: fitted on embeddings of '{}', this model's are '{}': refit it with 'flipless cache fit-emulator'",
+                                   emulator_path.string(), m->emulator.embedding_space, m->space));
+    }
+    options.lookup.nearest = false;  // every input not cached exactly goes to the emulator
+  } else if (m->fallback == "new") {
+    options.lookup.nearest = false;
+  }
   if (cache) {
     if (cache->num_labels() != m->label_names.size()) {
       throw ConfigError(fmt::format("{}: the cache holds {} logits per entry, the model has {} labels", cache->path().string(), cache->num_labels(),
@@ -220,8 +249,15 @@ std::vector<Prediction> CompatiblePredictor::predict(std::span<const data::TextE
     found = m.cache->lookup(keys, fresh.embeddings, lo);
   }
   std::vector<std::size_t> need_old;
+  std::vector<bool> emulated(n, false);
   for (std::size_t i = 0; i < n; ++i) {
-    if (found[i].path == cache::LookupPath::kMiss && m.live_old) need_old.push_back(i);
+    if (found[i].path != cache::LookupPath::kMiss) continue;
+    if (m.live_old) {
+      need_old.push_back(i);
+    } else if (!m.emulator.empty()) {
+      found[i].old_logits = m.emulator.predict(std::span<const float>(fresh.embeddings.data() + i * m.dim, m.dim));
+      emulated[i] = true;
+    }
   }
   if (!need_old.empty()) {
     std::vector<data::TextExample> subset;
@@ -241,7 +277,9 @@ std::vector<Prediction> CompatiblePredictor::predict(std::span<const data::TextE
     switch (found[i].path) {
       case cache::LookupPath::kExact: p.path = PredictionPath::kExact; break;
       case cache::LookupPath::kNear: p.path = PredictionPath::kNear; break;
-      case cache::LookupPath::kMiss: p.path = found[i].old_logits.empty() ? PredictionPath::kMiss : PredictionPath::kLiveOld; break;
+      case cache::LookupPath::kMiss:
+        p.path = found[i].old_logits.empty() ? PredictionPath::kMiss : emulated[i] ? PredictionPath::kEmulated : PredictionPath::kLiveOld;
+        break;
     }
     if (found[i].old_logits.empty()) {
       p.gate = 1;  // the new model alone
@@ -279,6 +317,7 @@ std::size_t CompatiblePredictor::num_labels() const { return impl_->label_names.
 double CompatiblePredictor::temperature() const { return impl_->temperature; }
 const std::string& CompatiblePredictor::embedding_space() const { return impl_->space; }
 const std::string& CompatiblePredictor::lookup_version() const { return impl_->version; }
+const std::string& CompatiblePredictor::fallback() const { return impl_->fallback; }
 std::string CompatiblePredictor::model_name() const {
   const auto& dir = impl_->dir;
   return (dir.has_filename() ? dir.filename() : dir.parent_path().filename()).string();
@@ -289,11 +328,15 @@ std::string CompatiblePredictor::describe() const {
   std::string cache = "no cache";
   if (m.cache) {
     cache = fmt::format("cache {} version '{}' ({} entries)", m.cache->path().string(), m.version, m.version.empty() ? 0 : m.cache->size(m.version));
-    if (!m.nearest_ok) cache += ", exact look-ups only (embeddings from another model)";
+    if (m.fallback == "emulator") cache += ", exact look-ups only";
+    else if (!m.nearest_ok) cache += ", exact look-ups only (embeddings from another model)";
     else if (!m.options.lookup.nearest) cache += ", exact look-ups only";
     else if (m.options.lookup.max_distance) cache += fmt::format(", neighbours within {:.3g}", *m.options.lookup.max_distance);
   }
-  return fmt::format("Gated Fusion (T={:.3g}) over {}; {}{}{}", m.temperature, m.model->describe(), cache,
+  const std::string emulator =
+      m.emulator.empty() ? "" : fmt::format("; old-model emulator for inputs not cached (fitted on {} entries of version '{}', held-out agreement {:.1f}%)",
+                                            m.emulator.rows, m.emulator.cache_version, 100 * m.emulator.held_out_agreement);
+  return fmt::format("Gated Fusion (T={:.3g}) over {}; {}{}{}{}", m.temperature, m.model->describe(), cache, m.live_old ? "" : emulator,
                      m.live_old ? "; live old model on misses" : "",
                      m.options.record_version.empty() ? "" : fmt::format("; recording into '{}'", m.options.record_version));
 }

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <thread>
 #include <vector>
 
 #if defined(__x86_64__)
@@ -25,6 +26,7 @@ namespace {
 constexpr const char* kOptOut = "FLIPLESS_NO_BLAS_REEXEC";
 constexpr const char* kDetected = "FLIPLESS_BLAS_DETECTED";
 constexpr const char* kTestHook = "FLIPLESS_TEST_BLAS_CORETYPE_AS_DETECTED";
+constexpr const char* kSpinSet = "FLIPLESS_GOMP_SPINCOUNT_SET";
 
 bool env_set(const char* name) {
   const char* v = std::getenv(name);
@@ -164,22 +166,60 @@ BlasKernelChoice choose_blas_kernel(std::string_view loaded_core, std::optional<
   return c;
 }
 
-void select_blas_kernel_at_startup(char** argv) {
+OpenMpSpinChoice choose_openmp_spin(bool have_openblas, unsigned cores, bool spincount_env, bool wait_policy_env, bool opted_out,
+                                    bool reexecuted) {
+  OpenMpSpinChoice c;
+  if (!have_openblas) {
+    c.reason = "no OpenBLAS pool to compete with; libgomp's default";
+  } else if (cores < 2) {
+    c.reason = "one core; libgomp's default";
+  } else if (spincount_env || wait_policy_env) {
+    c.reason = "set in the environment; respected";
+  } else if (opted_out) {
+    c.reason = fmt::format("{} is set; libgomp's default", kOptOut);
+  } else if (reexecuted) {
+    c.reason = "already re-executed once; libgomp's default";
+  } else {
+    c.set = true;
+    c.value = kOpenMpSpinCount;
+    c.reason = fmt::format("re-executing with GOMP_SPINCOUNT={} (OpenMP's spinning threads slow OpenBLAS's)", c.value);
+  }
+  return c;
+}
+
+bool computes_with_torch(std::string_view subcommand) {
+  for (const std::string_view s : {"train", "predict", "serve", "experiment", "demo", "cache", "devices"}) {
+    if (subcommand == s) return true;
+  }
+  return false;
+}
+
+void select_blas_kernel_at_startup(char** argv, bool computes) {
+  if (!computes || argv == nullptr || argv[0] == nullptr) return;
   const char* env = std::getenv("OPENBLAS_CORETYPE");
   const bool test_hook = env_set(kTestHook);
   std::optional<std::string_view> coretype;
   if (env != nullptr && *env != '\0' && !test_hook) coretype = env;
   const std::string loaded = loaded_openblas_core();
-  const auto choice =
-      choose_blas_kernel(loaded, coretype, env_set(kOptOut), std::getenv(kDetected) != nullptr, cpu_features());
-  if (!choice.reexec) return;
-  // The child must not loop, and must be able to say what OpenBLAS had picked on its own.
-  if (setenv(kDetected, loaded.c_str(), 1) != 0 || setenv("OPENBLAS_CORETYPE", choice.core.c_str(), 1) != 0) return;
+  const bool reexecuted = std::getenv(kDetected) != nullptr || std::getenv(kSpinSet) != nullptr;
+  const auto choice = choose_blas_kernel(loaded, coretype, env_set(kOptOut), reexecuted, cpu_features());
+  const auto spin = choose_openmp_spin(!loaded.empty(), std::thread::hardware_concurrency(), std::getenv("GOMP_SPINCOUNT") != nullptr,
+                                       std::getenv("OMP_WAIT_POLICY") != nullptr, env_set(kOptOut), reexecuted);
+  if (!choice.reexec && !spin.set) return;
+  // The child must not loop, and must be able to say what it was given and why.
+  if (choice.reexec && (setenv(kDetected, loaded.c_str(), 1) != 0 || setenv("OPENBLAS_CORETYPE", choice.core.c_str(), 1) != 0)) return;
+  if (spin.set && (setenv(kSpinSet, "1", 1) != 0 || setenv("GOMP_SPINCOUNT", spin.value.c_str(), 1) != 0)) return;
   unsetenv(kTestHook);
   execv("/proc/self/exe", argv);
-  // exec failed (no /proc, say): go on with the kernels OpenBLAS chose, and say so in devices.
-  unsetenv("OPENBLAS_CORETYPE");
-  setenv(kDetected, fmt::format("{} (re-execution failed)", loaded).c_str(), 1);
+  // exec failed (no /proc, say): go on as loaded, and say so in devices.
+  if (choice.reexec) {
+    unsetenv("OPENBLAS_CORETYPE");
+    setenv(kDetected, fmt::format("{} (re-execution failed)", loaded).c_str(), 1);
+  }
+  if (spin.set) {
+    unsetenv("GOMP_SPINCOUNT");
+    setenv(kSpinSet, "re-execution failed", 1);
+  }
 }
 
 BlasInfo blas_info() {
@@ -199,6 +239,19 @@ BlasInfo blas_info() {
     info.chosen_by = fmt::format("set by OPENBLAS_CORETYPE={} in the environment", env);
   } else {
     info.chosen_by = "detected by OpenBLAS";
+  }
+  const char* set = std::getenv(kSpinSet);
+  const char* spin = std::getenv("GOMP_SPINCOUNT");
+  const char* policy = std::getenv("OMP_WAIT_POLICY");
+  if (set != nullptr && std::strcmp(set, "1") == 0 && spin != nullptr) {
+    info.openmp_spin = fmt::format("GOMP_SPINCOUNT={}, set by flipless at start-up (libgomp's default spin slows OpenBLAS's threads)", spin);
+  } else if (set != nullptr) {
+    info.openmp_spin = fmt::format("libgomp's default spin ({}); set GOMP_SPINCOUNT={} before starting", set, kOpenMpSpinCount);
+  } else if (spin != nullptr || policy != nullptr) {
+    info.openmp_spin = fmt::format("{}{}{}, set in the environment", spin ? fmt::format("GOMP_SPINCOUNT={}", spin) : "",
+                                   spin && policy ? " " : "", policy ? fmt::format("OMP_WAIT_POLICY={}", policy) : "");
+  } else {
+    info.openmp_spin = "libgomp's default spin";
   }
   return info;
 }

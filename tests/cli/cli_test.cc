@@ -94,7 +94,7 @@ TEST(Cli, HelpForEverySubcommand) {
   for (const char* cmd : {"--help", "compare --help", "data --help", "data list --help", "data inspect --help", "experiment --help",
                           "experiment check --help", "experiment report --help"
 #ifdef FLIPLESS_WITH_CACHE
-                          , "cache --help", "cache add --help", "cache info --help"
+                          , "cache --help", "cache add --help", "cache info --help", "cache fit-emulator --help"
 #endif
        }) {
     const Result r = run(dir, cmd);
@@ -451,6 +451,34 @@ TEST(CliTrain, FastTextFrozenAndFineTunedModelsTrainPredictAndCompare) {
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("fasttext-1"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("frozen:tiny-bert:L1:mean"), std::string::npos) << r.out;
+  // The old-model emulator: refused where it cannot be fitted or served, then fitted on the 30
+  // entries (written beside the model only when asked: the server below serves the paper's path).
+  expect_user_error(run(dir, "serve '" + gf_dir.string() + "' --fallback emulator"), "old_emulator.safetensors: missing; fit one with");
+  expect_user_error(run(dir, "serve '" + gf_dir.string() + "' --fallback oracle"), "fallback 'oracle': expected auto, emulator, neighbour or new");
+  expect_user_error(run(dir, "serve '" + gf_dir.string() + "' --fallback emulator --max-distance 1"), "--max-distance limits neighbours");
+  expect_user_error(run(dir, "cache fit-emulator '" + cache.string() + "' '" + gf_dir.string() + "' --version nope"), "the cache has no version 'nope'");
+  expect_user_error(run(dir, "cache fit-emulator '" + cache.string() + "' '" + old_dir.string() + "'"),
+                    "version 'fasttext-1' holds embeddings of 'frozen:tiny-bert:L1:mean'");
+  expect_user_error(run(dir, "cache fit-emulator '" + cache.string() + "' '" + gf_dir.string() + "'"),
+                    "old-model emulator: 4 cached entries; at least 20 are needed to fit and check one");  // 30 rows, 4 distinct texts
+  std::string distinct;  // 24 distinct texts in the tiny vocabulary
+  const char* vocabulary[] = {"good", "great", "fun", "love", "bad", "boring", "hate", "not"};
+  for (int i = 0; i < 24; ++i) {
+    distinct += fmt_line(5000 + i, i % 2, std::string("the movie was ") + vocabulary[i % 8] + " and " + vocabulary[(i / 8 + i) % 8] + (i < 8 ? " ." : i < 16 ? " !" : ""));
+  }
+  const auto distinct_file = dir.write("distinct.jsonl", distinct);
+  const auto distinct_old = dir.path() / "distinct-old.jsonl";
+  ASSERT_EQ(run(dir, "predict '" + old_dir.string() + "' --data '" + distinct_file.string() + "' --out '" + distinct_old.string() + "'").code, 0);
+  const auto cache2 = dir.path() / "distinct.sqlite";
+  r = run(dir, "cache add '" + cache2.string() + "' --data '" + distinct_file.string() + "' --old '" + distinct_old.string() + "' --model '" +
+                   gf_dir.string() + "' --version many");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto emulator_file = dir.path() / "emulator.safetensors";
+  r = run(dir, "cache fit-emulator '" + cache2.string() + "' '" + gf_dir.string() + "' --out '" + emulator_file.string() + "'");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("fitted on 24 entries of version 'many'"), std::string::npos) << r.out;
+  EXPECT_TRUE(std::filesystem::exists(emulator_file));
+  EXPECT_FALSE(std::filesystem::exists(gf_dir / "old_emulator.safetensors"));
   // Port 0: the server picks a free port and prints it (a port probed here and released could
   // be taken by another test before the server binds it).
   const auto log = dir.path() / "serve.log";
@@ -612,6 +640,35 @@ TEST(CliTrain, GenericOpenBlasKernelsAreReplacedAtStartUp) {
   EXPECT_NE(users.find("warning: OpenBLAS runs Prescott kernels"), std::string::npos) << users;
   const auto opted_out = with_env("FLIPLESS_NO_BLAS_REEXEC=1 " + hook);
   EXPECT_NE(opted_out.find("kernels Prescott"), std::string::npos) << opted_out;
+}
+
+// libgomp's spinning threads and OpenBLAS's pool on the same cores: on a machine with more
+// than one core, start-up re-executes with a short GOMP_SPINCOUNT unless the user set one.
+TEST(CliTrain, OpenMpSpinIsShortenedAtStartUpUnlessTheUserSetIt) {
+  TempDir dir;
+  const auto plain = run(dir, "devices");
+  ASSERT_EQ(plain.code, 0) << plain.err;
+  if (plain.out.find("fp32 products: OpenBLAS") == std::string::npos) GTEST_SKIP() << "libtorch here does not use OpenBLAS";
+  const std::string binary = FLIPLESS_BINARY;
+  const auto with_env = [&](const std::string& env) {
+    const auto out = dir.path() / "stdout.txt";
+    const std::string cmd = "env -u FLIPLESS_BLAS_DETECTED -u FLIPLESS_GOMP_SPINCOUNT_SET -u FLIPLESS_NO_BLAS_REEXEC -u GOMP_SPINCOUNT "
+                            "-u OMP_WAIT_POLICY " + env + " '" + binary + "' devices >'" + out.string() + "' 2>&1";
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    return slurp(out);
+  };
+  const auto ours = with_env("");
+  if (std::thread::hardware_concurrency() > 1) {
+    EXPECT_NE(ours.find("OpenMP idle threads: GOMP_SPINCOUNT=10000, set by flipless at start-up"), std::string::npos) << ours;
+  } else {
+    EXPECT_NE(ours.find("OpenMP idle threads: libgomp's default spin"), std::string::npos) << ours;
+  }
+  const auto users = with_env("GOMP_SPINCOUNT=777");
+  EXPECT_NE(users.find("OpenMP idle threads: GOMP_SPINCOUNT=777, set in the environment"), std::string::npos) << users;
+  const auto passive = with_env("OMP_WAIT_POLICY=passive");
+  EXPECT_NE(passive.find("OpenMP idle threads: OMP_WAIT_POLICY=passive, set in the environment"), std::string::npos) << passive;
+  const auto opted_out = with_env("FLIPLESS_NO_BLAS_REEXEC=1");
+  EXPECT_NE(opted_out.find("OpenMP idle threads: libgomp's default spin"), std::string::npos) << opted_out;
 }
 
 TEST(CliTrain, BadModelsAndOptionsExitTwoWithOneLine) {

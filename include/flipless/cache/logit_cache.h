@@ -133,6 +133,11 @@ class OldLogitCache {
   // when empty) now rather than at the first look-up that needs it.
   void prepare(std::string_view tag = "") const;
 
+  // Every entry of a version (the latest when empty) that has an embedding, in insertion order:
+  // what an old-model emulator is fitted on (cache/old_emulator.h). Empty for an unknown tag.
+  // Throws IoError for a damaged entry.
+  std::vector<CacheEntry> entries_with_embeddings(std::string_view tag = "") const;
+
   // Number of entries of a version (the latest when empty); 0 for an unknown tag.
   std::size_t size(std::string_view tag = "") const;
 

@@ -9,6 +9,10 @@
 //   tuned_distance  the neighbour when it is within a distance threshold, else the new model
 //                   alone; the threshold is chosen on the validation split with a validation
 //                   cache of the same X%, by the experiment's selection rule
+//   emulator        an old-model emulator (cache/old_emulator.h: ridge regression from the new
+//                   model's pooled embedding to the old logits) fitted on the cached rows only,
+//                   for every input not cached exactly; the new model alone when fewer than
+//                   kMinEmulatorRows are cached
 //
 // Everything goes through the real cache (an in-memory SQLite OldLogitCache, its exact index
 // at these sizes), from a Gated Fusion unit's saved arrays, so it needs no model.
@@ -42,13 +46,16 @@ struct CacheExperimentInputs {
 };
 
 // Runs every X of `config` with config.draws random caches each. Returns
-//   {"temperature": T, "percents": [{"percent": X, "max_distance": tau (null: none),
+//   {"temperature": T, "policies": [names], "percents": [{"percent": X, "max_distance": tau (null: none),
 //     "draws": [{"cached": m, "near_hits": h, "neighbour_agreement": a, "new_model_agreement": b,
-//                "policies": {"neighbour": {"nfr", "accuracy"}, "new_on_miss": {...},
-//                "tuned_distance": {...}}}]}]}
+//                "emulator_agreement": c, "emulator": {"rows", "relative_lambda", "held_out_mse",
+//                "held_out_agreement"}, "policies": {"neighbour": {"nfr", "accuracy"},
+//                "new_on_miss": {...}, "tuned_distance": {...}, "emulator": {...}}}]}]}
 // where a is the share of near hits whose neighbour's old label is the input's own old label
-// (how much a neighbour tells about the old model) and b the same for the new model alone.
-// with rates as fractions.
+// (how much a neighbour tells about the old model), b the same for the new model alone and c
+// for the emulator; rates as fractions. "policies" lists the policies this version computes
+// (a cache.json without one of them is recomputed by the runner).
+inline constexpr const char* kCachePolicies[] = {"neighbour", "new_on_miss", "tuned_distance", "emulator"};
 nlohmann::json run_cache_experiment(const CacheExperimentInputs& inputs, const CacheExperimentConfig& config);
 
 }  // namespace flipless::experiment

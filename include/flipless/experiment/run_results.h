@@ -75,7 +75,9 @@ struct CachePolicyResult {
 struct CacheDrawResult {
   std::uint64_t cached = 0, near_hits = 0;
   std::map<std::string, CachePolicyResult> policies;
-  std::optional<double> neighbour_agreement, new_model_agreement;  // with near hits
+  // With near hits: how often a source's label equals the input's own old label, by the file's
+  // key (neighbour_agreement, new_model_agreement, emulator_agreement, ...).
+  std::map<std::string, double> agreements;
 };
 struct CachePercentResult {
   double percent = 0;

@@ -6,6 +6,11 @@
 //   exact hit  -> the cached old logits of the same (normalised) input
 //   near hit   -> the nearest cached input's old logits (Euclidean on the new embedding), when
 //                 within LookupOptions::max_distance
+//   emulated   -> with the "emulator" fallback (the default when the model folder holds an
+//                 old_emulator.safetensors, `flipless cache fit-emulator`): every input not
+//                 cached exactly gets the old-model emulator's logits (cache/old_emulator.h); no
+//                 neighbour look-ups. In the table-5 experiment on fine-tuned upgrades this kept
+//                 more of Gated Fusion's reduction than the nearest neighbour (RESULTS.md)
 //   miss       -> a live old model when one is configured ("live_old"), else the new model
 //                 alone (gate forced to 1)
 //   fused      =  (1 - a) * old_logits / T + a * new_logits
@@ -31,10 +36,19 @@ struct PredictorOptions {
   std::string record_version;   // non-empty: record served fused logits into the cache under this tag
   std::string device = "cpu";   // where the new model runs (cpu, cuda, cuda:N, auto); the gate runs on the CPU
   std::string precision = "fp32";  // fp32, bf16, fp16 (GPU)
+  // What an input not cached exactly gets: "emulator" (the model folder's old-model emulator),
+  // "neighbour" (the nearest cached input within lookup.max_distance, as the paper), "new" (no
+  // neighbours: the new model alone, or the live old model), or "auto": emulator when the folder
+  // has one, else neighbour. A live old model, when given, answers what the policy leaves as a miss.
+  std::string fallback = "auto";
 };
 
-enum class PredictionPath { kExact, kNear, kMiss, kLiveOld };
-// "exact", "near", "miss", "live_old".
+// The old-model emulator's file in a Gated Fusion model folder.
+inline constexpr const char* kEmulatorFileName = "old_emulator.safetensors";
+
+enum class PredictionPath { kExact, kNear, kMiss, kLiveOld, kEmulated };
+inline constexpr std::size_t kNumPredictionPaths = 5;
+// "exact", "near", "miss", "live_old", "emulated".
 std::string_view path_name(PredictionPath path);
 
 struct Prediction {
@@ -51,8 +65,9 @@ class CompatiblePredictor {
   // Loads a Gated Fusion model folder (`flipless train --method gated_fusion --out DIR`, or an
   // experiment's gated_fusion/seed-S/model): the new model, gate.safetensors and T from the
   // card. `cache` may be null (then every input misses); `live_old` may be null.
-  // Throws ModelError for a folder without a gate or whose card's max_length exceeds the
-  // encoder's positions, ConfigError for a cache of another width.
+  // Throws ModelError for a folder without a gate, whose card's max_length exceeds the
+  // encoder's positions, or whose emulator is damaged or fitted in another embedding space;
+  // ConfigError for a cache of another width, an unknown fallback, or "emulator" without one.
   static std::unique_ptr<CompatiblePredictor> load(const std::filesystem::path& model_dir, std::shared_ptr<cache::OldLogitCache> cache,
                                                    std::shared_ptr<const models::Classifier> live_old, PredictorOptions options);
   // With default options. (An overload rather than a default argument: GCC 12 warns of a
@@ -76,6 +91,8 @@ class CompatiblePredictor {
   // The embedding space of the new model ("frozen:minilm-l6:L6:mean", "model:<hash>"); cache
   // versions stored in another space are used for exact look-ups only.
   const std::string& embedding_space() const;
+  // The fallback in force ("emulator", "neighbour" or "new"; "auto" resolved at load).
+  const std::string& fallback() const;
   // The cache version look-ups use (empty without a cache or with an empty one).
   const std::string& lookup_version() const;
   // The model folder's name, without its path (what /healthz shows).

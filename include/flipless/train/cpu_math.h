@@ -12,6 +12,14 @@
 // process carries FLIPLESS_BLAS_DETECTED=<what OpenBLAS had picked> so that it neither loops
 // nor hides what happened (`flipless devices` shows it).
 //
+// The same re-execution sets GOMP_SPINCOUNT when the process has several cores and the user set
+// neither it nor OMP_WAIT_POLICY (choose_openmp_spin): libtorch's OpenMP threads spin after
+// every parallel region (libgomp's default is 300,000 spins), and on a machine with as many
+// threads as cores they take the cores that OpenBLAS's own threads need for each float32
+// product: at 2 threads on 2 cores, fp32 feature extraction and fine-tuning ran 2.1x slower
+// than with the spin shortened (BENCHMARKS.md, "OpenMP's idle threads"). libgomp also reads
+// its variables only when it loads.
+//
 // Torch-free: this runs before anything else in main.
 #include <optional>
 #include <string>
@@ -59,12 +67,37 @@ struct BlasKernelChoice {
 BlasKernelChoice choose_blas_kernel(std::string_view loaded_core, std::optional<std::string_view> coretype_env,
                                     bool opted_out, bool reexecuted, const CpuFeatures& cpu);
 
+// What the start-up step does about OpenMP's spinning threads.
+struct OpenMpSpinChoice {
+  bool set = false;    // re-execute with GOMP_SPINCOUNT=value
+  std::string value;   // (when set)
+  std::string reason;  // one line, for `flipless devices`
+};
+
+// The spin count libgomp's idle threads get from flipless: long enough for back-to-back
+// parallel regions, short enough to hand the core to OpenBLAS's threads.
+inline constexpr const char* kOpenMpSpinCount = "10000";
+
+// The start-up decision, a pure function: shorten the spin only when OpenBLAS is loaded (its
+// pool competes with OpenMP's), the CPU has more than one core, the user set neither
+// GOMP_SPINCOUNT nor OMP_WAIT_POLICY, FLIPLESS_NO_BLAS_REEXEC is not set, and this process is
+// not already the re-executed one.
+OpenMpSpinChoice choose_openmp_spin(bool have_openblas, unsigned cores, bool spincount_env, bool wait_policy_env, bool opted_out,
+                                    bool reexecuted);
+
+// Whether a subcommand (argv[1]) computes with libtorch's thread pools, and so is worth a
+// re-execution (about 0.4 s, the loading of libtorch once more): train, predict, serve,
+// experiment, demo, cache and devices. Others (compare, data, ...) never re-execute.
+bool computes_with_torch(std::string_view subcommand);
+
 // The first call in main: re-executes this program (/proc/self/exe, same arguments) with
-// OPENBLAS_CORETYPE set when choose_blas_kernel says so; otherwise, or when exec fails, returns
-// and the process goes on with the kernels it has. Nothing may have run before it.
+// OPENBLAS_CORETYPE set when choose_blas_kernel says so, and GOMP_SPINCOUNT when
+// choose_openmp_spin says so, but only when `computes` (the CLI passes
+// computes_with_torch(argv[1]); benchmarks pass true); otherwise, or when exec fails, returns and
+// the process goes on as it is. Nothing may have run before it.
 // FLIPLESS_TEST_BLAS_CORETYPE_AS_DETECTED=1 (tests only) makes it treat OPENBLAS_CORETYPE as
 // what OpenBLAS detected, so the re-execution can be tested on a CPU that OpenBLAS knows.
-void select_blas_kernel_at_startup(char** argv);
+void select_blas_kernel_at_startup(char** argv, bool computes = true);
 
 // The BLAS of this process, as OpenBLAS reports it.
 struct BlasInfo {
@@ -73,6 +106,7 @@ struct BlasInfo {
   std::string core;       // openblas_get_corename(): the kernels in use
   std::string chosen_by;  // how the kernels were chosen, one line
   int threads = 0;        // OpenBLAS's thread pool size
+  std::string openmp_spin;  // how OpenMP's idle threads wait, one line
 };
 
 BlasInfo blas_info();

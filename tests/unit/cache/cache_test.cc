@@ -19,6 +19,7 @@
 #include "../test_util.h"
 #include "flipless/cache/bulk_load.h"
 #include "flipless/cache/logit_cache.h"
+#include "flipless/cache/old_emulator.h"
 #include "flipless/cache/vector_index.h"
 #include "flipless/core/error.h"
 #include "flipless/data/predictions.h"
@@ -497,6 +498,109 @@ TEST(BulkLoad, EntriesFromPredictionFilesMatchedById) {
   const auto bad = dir.write("bad.jsonl", "{\"id\":\"a\",\"logits\":[0,1],\"embedding\":[1,2]}\n{\"id\":\"b\",\"logits\":[0,1],\"embedding\":[1]}\n");
   EXPECT_EQ(error_of<InputError>([&] { data::read_predictions_file(bad, with_embeddings()); }),
             fmt::format("{}:2: field 'embedding': expected 2 numbers as in the first row, found 1", bad.string()));
+}
+
+// n rows of d-dimensional embeddings drawn from N(0, 1) with seed `seed`.
+std::vector<float> gaussian_rows(std::size_t n, std::size_t d, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> g(0, 1);
+  std::vector<float> out(n * d);
+  for (auto& v : out) v = g(rng);
+  return out;
+}
+
+TEST(OldEmulator, RecoversALinearOldModelAndPicksTheWeakestRidge) {
+  const std::size_t n = 200, d = 8, k = 3;
+  const auto x = gaussian_rows(n, d, 1);
+  const auto w = gaussian_rows(d, k, 2);
+  const std::vector<float> b = {0.5f, -1, 2};
+  std::vector<float> y(n * k);
+  for (std::size_t i = 0; i < n; ++i) {
+    for (std::size_t c = 0; c < k; ++c) {
+      float v = b[c];
+      for (std::size_t j = 0; j < d; ++j) v += x[i * d + j] * w[j * k + c];
+      y[i * k + c] = v;
+    }
+  }
+  const auto e = fit_old_emulator(x, y, d, k);
+  EXPECT_EQ(e.rows, n);
+  EXPECT_DOUBLE_EQ(e.relative_lambda, EmulatorFitOptions{}.relative_lambdas.front());  // noiseless: the least shrinkage
+  EXPECT_GT(e.held_out_agreement, 0.97);
+  const auto fresh = gaussian_rows(5, d, 3);
+  const auto got = e.predict_rows(fresh);
+  for (std::size_t i = 0; i < 5; ++i) {
+    for (std::size_t c = 0; c < k; ++c) {
+      float want = b[c];
+      for (std::size_t j = 0; j < d; ++j) want += fresh[i * d + j] * w[j * k + c];
+      EXPECT_NEAR(got[i * k + c], want, 2e-2) << i << "," << c;
+    }
+  }
+  // One row alone gives the same as the batch.
+  const auto one = e.predict(std::span<const float>(fresh.data() + d, d));
+  EXPECT_EQ(one, std::vector<float>(got.begin() + k, got.begin() + 2 * k));
+}
+
+TEST(OldEmulator, LogitsUnrelatedToTheEmbeddingShrinkToTheirMean) {
+  const std::size_t n = 100, d = 16, k = 2;
+  const auto x = gaussian_rows(n, d, 4);
+  const auto y = gaussian_rows(n, k, 5);  // independent of x
+  const auto e = fit_old_emulator(x, y, d, k);
+  EXPECT_DOUBLE_EQ(e.relative_lambda, EmulatorFitOptions{}.relative_lambdas.back());  // cross-validation picks the strongest
+}
+
+TEST(OldEmulator, SavedAndLoadedPredictsTheSameAndBadFilesAreRefused) {
+  TempDir dir;
+  const std::size_t n = 40, d = 4, k = 2;
+  const auto x = gaussian_rows(n, d, 6);
+  auto y = gaussian_rows(n, k, 7);
+  for (std::size_t i = 0; i < n; ++i) y[i * k] += 3 * x[i * d];
+  auto e = fit_old_emulator(x, y, d, k);
+  e.embedding_space = "model:abc";
+  e.cache_version = "v1";
+  const auto path = dir.path() / "old_emulator.safetensors";
+  e.save(path);
+  const auto back = OldEmulator::load(path);
+  EXPECT_EQ(back.predict_rows(x), e.predict_rows(x));
+  EXPECT_EQ(back.rows, n);
+  EXPECT_EQ(back.embedding_space, "model:abc");
+  EXPECT_EQ(back.cache_version, "v1");
+  EXPECT_DOUBLE_EQ(back.held_out_agreement, e.held_out_agreement);
+  EXPECT_DOUBLE_EQ(back.relative_lambda, e.relative_lambda);
+  // The last 4 bytes are the last weight: make it a NaN.
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(-4, std::ios::end);
+    const std::uint32_t nan_bits = 0x7fc00000u;
+    f.write(reinterpret_cast<const char*>(&nan_bits), 4);
+  }
+  EXPECT_EQ(error_of<ModelError>([&] { OldEmulator::load(path); }), path.string() + ": old-model emulator has a value that is not finite");
+  const auto other = dir.write("other.safetensors", "");
+  EXPECT_NE(error_of<ModelError>([&] { OldEmulator::load(other); }).find(other.string()), std::string::npos);
+  // Too few rows, inconsistent sizes and non-finite inputs are InputErrors.
+  EXPECT_EQ(error_of<InputError>([&] { fit_old_emulator(std::span<const float>(x.data(), 10 * d), std::span<const float>(y.data(), 10 * k), d, k); }),
+            "old-model emulator: 10 cached entries; at least 20 are needed to fit and check one");
+  EXPECT_NE(error_of<InputError>([&] { fit_old_emulator(x, std::span<const float>(y.data(), 3), d, k); }).find("old logit values"), std::string::npos);
+  auto bad = x;
+  bad[5] = std::nanf("");
+  EXPECT_EQ(error_of<InputError>([&] { fit_old_emulator(bad, y, d, k); }), "old-model emulator: an embedding value is not finite");
+}
+
+TEST(OldEmulator, CacheEntriesWithEmbeddingsComeBackInOrder) {
+  CacheOptions co;
+  co.num_labels = 2;
+  co.dim = 2;
+  auto c = OldLogitCache::open(":memory:", co);
+  const std::vector<CacheEntry> v1 = {{"k1", {1, 2}, {0.5f, 1}}, {"k2", {3, 4}, {}}, {"k3", {5, 6}, {2, 3}}};
+  c->put("v1", v1, "space-a");
+  c->put("v2", std::vector<CacheEntry>{{"k9", {7, 8}, {9, 9}}}, "space-a");
+  const auto got = c->entries_with_embeddings("v1");
+  ASSERT_EQ(got.size(), 2u);  // k2 has no embedding
+  EXPECT_EQ(got[0].key, "k1");
+  EXPECT_EQ(got[1].key, "k3");
+  EXPECT_EQ(got[1].old_logits, (std::vector<float>{5, 6}));
+  EXPECT_EQ(got[1].embedding, (std::vector<float>{2, 3}));
+  EXPECT_EQ(c->entries_with_embeddings().size(), 1u);  // the latest version
+  EXPECT_TRUE(c->entries_with_embeddings("nope").empty());
 }
 
 }  // namespace

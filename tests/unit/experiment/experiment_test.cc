@@ -205,7 +205,8 @@ TEST(CacheExperiment, NothingCachedIsTheNewModelAloneEverythingCachedIsFullFusio
   config.draws = 3;
   const auto r = run_cache_experiment(in, config);
   ASSERT_EQ(r["percents"].size(), 3u);
-  for (const char* policy : {"neighbour", "new_on_miss", "tuned_distance"}) {
+  EXPECT_EQ(r["policies"], nlohmann::json(std::vector<std::string>(std::begin(kCachePolicies), std::end(kCachePolicies))));
+  for (const char* policy : kCachePolicies) {
     for (const auto& d : r["percents"][0]["draws"]) {
       EXPECT_DOUBLE_EQ(d["policies"][policy]["accuracy"].get<double>(), 0.5);  // new alone: rows 2, 3 right
       EXPECT_DOUBLE_EQ(d["policies"][policy]["nfr"].get<double>(), 0.5);       // rows 0, 1 regress
@@ -225,6 +226,41 @@ TEST(CacheExperiment, NothingCachedIsTheNewModelAloneEverythingCachedIsFullFusio
   }
   in.dev.gates.pop_back();
   EXPECT_THROW(run_cache_experiment(in, config), InputError);
+}
+
+// 80 rows whose old logits are a linear function of a 2-d embedding, and whose nearest
+// neighbours carry the opposite old label: half cached, the emulator (fitted on the cached half)
+// reproduces the old model on the other half and repairs its regressions, while the
+// neighbour's logits mislead and the new model alone regresses.
+TEST(CacheExperiment, TheEmulatorStandsInForTheOldModelWhereNeighboursMislead) {
+  FusionArrays a;
+  a.num_labels = 2;
+  a.dim = 2;
+  for (int i = 0; i < 80; ++i) {
+    const float side = i % 2 == 0 ? 1.0f : -1.0f;            // the old model's label follows the second coordinate
+    const float x = static_cast<float>(i / 2) * 2.0f;         // pairs (2m, 2m+1) sit 2 apart in x ...
+    a.embeddings.insert(a.embeddings.end(), {x, side * 0.5f});   // ... and 1 apart across sides: a row's nearest is its partner
+    a.old_logits.insert(a.old_logits.end(), {-side * 2, side * 2});  // old: label 1 on side +1
+    a.new_logits.insert(a.new_logits.end(), {1, 0});          // new alone: always label 0
+    a.labels.push_back(side > 0 ? 1 : 0);                     // the old model is always right
+    a.gates.push_back(0.25f);
+  }
+  CacheExperimentInputs in;
+  in.validation = a;
+  in.dev = a;
+  in.reference_validation_accuracy = 0.5;
+  CacheExperimentConfig config;
+  config.percents = {50};
+  config.draws = 2;
+  const auto r = run_cache_experiment(in, config);
+  for (const auto& d : r["percents"][0]["draws"]) {
+    EXPECT_EQ(d["cached"], 40);
+    EXPECT_DOUBLE_EQ(d["policies"]["emulator"]["nfr"].get<double>(), 0.0) << d.dump();
+    EXPECT_DOUBLE_EQ(d["policies"]["emulator"]["accuracy"].get<double>(), 1.0) << d.dump();
+    EXPECT_GT(d["policies"]["new_on_miss"]["nfr"].get<double>(), 0.0);
+    EXPECT_DOUBLE_EQ(d["emulator_agreement"].get<double>(), 1.0);
+    EXPECT_EQ(d["emulator"]["rows"], 40);
+  }
 }
 #endif
 

@@ -127,7 +127,8 @@ TEST(RunResults, TheCacheExperimentReadsPoliciesByName) {
   EXPECT_FALSE(r.percents[0].max_distance.has_value());
   EXPECT_EQ(r.percents[0].draws.size(), 2u);
   EXPECT_EQ(r.policy(0, 1, "new_on_miss").nfr, 0.04);
-  EXPECT_EQ(*r.percents[0].draws[0].neighbour_agreement, 0.75);
+  EXPECT_EQ(r.percents[0].draws[0].agreements.at("neighbour_agreement"), 0.75);
+  EXPECT_EQ(r.percents[0].draws[0].agreements.size(), 2u);
   // A policy the file does not have (written before it existed) is named with the file.
   EXPECT_EQ(error_of<InputError>([&] { r.policy(0, 1, "tuned_distance"); }).rfind(path.string() + ": field 'percents[0].draws[1].policies.tuned_distance': missing", 0), 0u);
   cache["percents"][0]["draws"][1]["policies"]["neighbour"].erase("accuracy");

@@ -19,6 +19,7 @@
 
 #include "../test_util.h"
 #include "flipless/cache/logit_cache.h"
+#include "flipless/cache/old_emulator.h"
 #include "flipless/core/error.h"
 #include "flipless/nn/classifier.h"
 #include "flipless/nn/gated_fusion.h"
@@ -293,6 +294,87 @@ TEST_F(ServeTest, HttpPredictHealthzAndMetrics) {
   EXPECT_NE(m.find("flipless_predictions_total{path=\"exact\"} 1\n"), std::string::npos) << m;
   EXPECT_NE(m.find("flipless_predictions_total{path=\"near\"} 2\n"), std::string::npos) << m;
   EXPECT_NE(m.find("flipless_predict_duration_seconds_count 5\n"), std::string::npos) << m;
+}
+
+// The old-model emulator: fitted on a cache version of 30 inputs (the old model's logits, the new
+// model's embeddings), saved in the model folder, it answers every input not cached exactly
+// (path "emulated", fused by the same equation), counted in /metrics; a wrong one is refused.
+TEST_F(ServeTest, AnEmulatorInTheFolderAnswersInputsNotCachedAndIsCounted) {
+  const auto new_model = train::load_classifier(model_dir_);
+  const auto old_model = train::load_classifier(old_dir_);
+  std::vector<data::TextExample> texts;
+  const char* words[] = {"good", "bad", "boring", "fun", "great", "awful", "slow", "bright", "dull", "sharp"};
+  for (int i = 0; i < 30; ++i) texts.push_back(text(fmt::format("the {} film {} was {}", words[i % 10], i, words[(i * 7 + 3) % 10])));
+  const auto fresh = new_model->predict(texts);
+  const auto old = old_model->predict(texts);
+  std::vector<cache::CacheEntry> entries(texts.size());
+  for (std::size_t i = 0; i < texts.size(); ++i) {
+    entries[i].key = cache::cache_key(texts[i].text_a);
+    entries[i].old_logits.assign(old.logits.begin() + static_cast<std::ptrdiff_t>(2 * i), old.logits.begin() + static_cast<std::ptrdiff_t>(2 * i + 2));
+    entries[i].embedding.assign(fresh.embeddings.begin() + static_cast<std::ptrdiff_t>(32 * i),
+                                fresh.embeddings.begin() + static_cast<std::ptrdiff_t>(32 * (i + 1)));
+  }
+  open_cache()->put("v2", entries, embedding_space_of(model_dir_));
+  const auto stored = open_cache(true)->entries_with_embeddings("v2");
+  std::vector<float> x, y;
+  for (const auto& e : stored) {
+    x.insert(x.end(), e.embedding.begin(), e.embedding.end());
+    y.insert(y.end(), e.old_logits.begin(), e.old_logits.end());
+  }
+  auto emulator = cache::fit_old_emulator(x, y, 32, 2);
+  emulator.embedding_space = embedding_space_of(model_dir_);
+  emulator.cache_version = "v2";
+
+  // Without the file: "auto" is the paper's neighbour, "emulator" is refused.
+  EXPECT_EQ(CompatiblePredictor::load(model_dir_, open_cache(true), nullptr)->fallback(), "neighbour");
+  PredictorOptions want_emulator;
+  want_emulator.fallback = "emulator";
+  EXPECT_NE(error_of<ConfigError>([&] { CompatiblePredictor::load(model_dir_, open_cache(true), nullptr, want_emulator); }).find("fit one with"),
+            std::string::npos);
+  PredictorOptions bogus;
+  bogus.fallback = "oracle";
+  EXPECT_EQ(error_of<ConfigError>([&] { CompatiblePredictor::load(model_dir_, open_cache(true), nullptr, bogus); }),
+            "fallback 'oracle': expected auto, emulator, neighbour or new");
+
+  emulator.save(model_dir_ / kEmulatorFileName);
+  const auto p = CompatiblePredictor::load(model_dir_, open_cache(true), nullptr);
+  EXPECT_EQ(p->fallback(), "emulator");
+  EXPECT_NE(p->describe().find("old-model emulator for inputs not cached (fitted on 30 entries of version 'v2'"), std::string::npos) << p->describe();
+  const std::vector<data::TextExample> xs = {texts[4], text("an entirely new sentence about a film")};
+  const auto got = p->predict(xs);
+  const auto alone = new_model->predict(xs);
+  EXPECT_EQ(got[0].path, PredictionPath::kExact);
+  EXPECT_EQ(got[1].path, PredictionPath::kEmulated);
+  const auto emulated = emulator.predict(std::span<const float>(alone.embeddings.data() + 32, 32));
+  for (std::size_t c = 0; c < 2; ++c) {
+    const float a = got[1].gate;
+    EXPECT_NEAR(got[1].logits[c], (1 - a) * emulated[c] / static_cast<float>(kTemperature) + a * alone.logits[2 + c], 1e-5) << c;
+    EXPECT_NEAR(got[0].logits[c], (1 - got[0].gate) * entries[4].old_logits[c] / static_cast<float>(kTemperature) + got[0].gate * alone.logits[c], 1e-5);
+  }
+  // Without any cache the emulator still answers; asked for neighbours, the paper's path returns.
+  EXPECT_EQ(CompatiblePredictor::load(model_dir_, nullptr, nullptr)->predict(xs)[1].path, PredictionPath::kEmulated);
+  PredictorOptions neighbour;
+  neighbour.fallback = "neighbour";
+  EXPECT_EQ(CompatiblePredictor::load(model_dir_, open_cache(true), nullptr, neighbour)->predict(xs)[1].path, PredictionPath::kNear);
+
+  {
+    LiveServer live(CompatiblePredictor::load(model_dir_, open_cache(true), nullptr), loopback());
+    auto client = live.client();
+    auto res = client.Post("/v1/predict", json{{"inputs", {texts[4].text_a, "an entirely new sentence about a film", "and another"}}}.dump(),
+                           "application/json");
+    ASSERT_TRUE(res);
+    ASSERT_EQ(res->status, 200) << res->body;
+    EXPECT_EQ(json::parse(res->body)["predictions"][1]["path"], "emulated");
+    res = client.Get("/metrics");
+    ASSERT_TRUE(res);
+    EXPECT_NE(res->body.find("flipless_predictions_total{path=\"emulated\"} 2\n"), std::string::npos) << res->body;
+    EXPECT_NE(res->body.find("flipless_predictions_total{path=\"exact\"} 1\n"), std::string::npos) << res->body;
+  }
+
+  // An emulator fitted in another embedding space (another model's) is refused at load.
+  emulator.embedding_space = "model:0123456789abcdef";
+  emulator.save(model_dir_ / kEmulatorFileName);
+  EXPECT_NE(error_of<ModelError>([&] { CompatiblePredictor::load(model_dir_, open_cache(true), nullptr); }).find("refit it"), std::string::npos);
 }
 
 // A second server on a port in use is refused: it must not share the port (SO_REUSEPORT) and

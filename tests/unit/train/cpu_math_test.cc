@@ -60,6 +60,26 @@ TEST(CpuMath, ReexecutesOnlyWhenOpenBlasFellBackOnItsOwn) {
   EXPECT_FALSE(choose_blas_kernel("", std::nullopt, false, false, avx512_bf16()).reexec);
 }
 
+TEST(CpuMath, ShortensOpenMpSpinOnlyWhereOpenBlasCompetesAndTheUserSaidNothing) {
+  const auto shortened = choose_openmp_spin(true, 2, false, false, false, false);
+  EXPECT_TRUE(shortened.set);
+  EXPECT_EQ(shortened.value, kOpenMpSpinCount);
+  EXPECT_FALSE(choose_openmp_spin(false, 2, false, false, false, false).set);  // no OpenBLAS (MKL builds)
+  EXPECT_FALSE(choose_openmp_spin(true, 1, false, false, false, false).set);   // one core: nothing to compete for
+  EXPECT_FALSE(choose_openmp_spin(true, 2, true, false, false, false).set);    // GOMP_SPINCOUNT set
+  EXPECT_FALSE(choose_openmp_spin(true, 2, false, true, false, false).set);    // OMP_WAIT_POLICY set
+  EXPECT_FALSE(choose_openmp_spin(true, 2, false, false, true, false).set);    // opted out
+  EXPECT_FALSE(choose_openmp_spin(true, 2, false, false, false, true).set);    // the re-executed process
+  EXPECT_EQ(choose_openmp_spin(true, 2, true, false, false, false).reason, "set in the environment; respected");
+}
+
+TEST(CpuMath, OnlyTorchSubcommandsPayForARexecution) {
+  for (const char* s : {"train", "predict", "serve", "experiment", "demo", "cache", "devices"}) EXPECT_TRUE(computes_with_torch(s)) << s;
+  for (const char* s : {"compare", "data", "ensemble", "vote", "methods", "models", "--help", "--version", ""}) {
+    EXPECT_FALSE(computes_with_torch(s)) << s;
+  }
+}
+
 TEST(CpuMath, CpuFeaturesAreConsistent) {
   const auto f = cpu_features();
   if (f.avx512) {
