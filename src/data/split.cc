@@ -53,4 +53,18 @@ Dataset subsample(const Dataset& ds, std::size_t n, std::uint64_t seed) {
   return out;
 }
 
+Dataset rows_of(const Dataset& ds, const std::vector<std::int64_t>& rows) {
+  Dataset part;
+  part.name = ds.name;
+  part.label_names = ds.label_names;
+  part.examples.reserve(rows.size());
+  for (const auto r : rows) {
+    if (r < 0 || static_cast<std::size_t>(r) >= ds.size()) {
+      throw InputError(fmt::format("{}: row {} out of range (the dataset has {} rows)", ds.name, r, ds.size()));
+    }
+    part.examples.push_back(ds.examples[static_cast<std::size_t>(r)]);
+  }
+  return part;
+}
+
 }  // namespace flipless::data

@@ -88,15 +88,6 @@ TaskData load_task(const ExperimentConfig& c, const TaskConfig& t) {
   return d;
 }
 
-// Rows `rows` of a dataset, in that order.
-data::Dataset rows_subset(const data::Dataset& ds, const std::vector<std::int64_t>& rows) {
-  data::Dataset part;
-  part.name = ds.name;
-  part.label_names = ds.label_names;
-  for (auto r : rows) part.examples.push_back(ds.examples[static_cast<std::size_t>(r)]);
-  return part;
-}
-
 torch::Tensor labels_of(const data::Dataset& ds) { return train::label_tensor(ds); }
 
 double accuracy(const torch::Tensor& logits, const torch::Tensor& labels) { return train::accuracy_of(logits, labels); }
@@ -337,11 +328,11 @@ class TaskRunner {
         ft.word_ngrams = cfg.fasttext_ngrams;
         ft.seed = seed;
         progress(what, 0, 1, "fastText");
-        auto model = std::shared_ptr<models::FastTextClassifier>(models::FastTextClassifier::train(rows_subset(data_.train, rows), ft).release());
+        auto model = std::shared_ptr<models::FastTextClassifier>(models::FastTextClassifier::train(data::rows_of(data_.train, rows), ft).release());
         progress(what, 1, 1, "fastText");
         return [this, model](const std::string& split, const std::vector<std::int64_t>* r) {
           const auto& ds = data_.split(split);
-          const auto out = r ? model->predict(rows_subset(ds, *r).examples) : model->predict(ds.examples);
+          const auto out = r ? model->predict(data::rows_of(ds, *r).examples) : model->predict(ds.examples);
           return torch::from_blob(const_cast<float*>(out.logits.data()), {static_cast<std::int64_t>(out.rows), data_.num_labels}).clone();
         };
       }

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "flipless/core/error.h"
+#include "flipless/data/split.h"
 #include "flipless/nn/bert.h"
 #include "flipless/train/features.h"
 #include "flipless/train/saved_model.h"
@@ -13,19 +14,6 @@
 namespace flipless::train {
 
 namespace fs = std::filesystem;
-
-namespace {
-
-// Rows `rows` of a dataset, in that order.
-data::Dataset rows_subset(const data::Dataset& ds, const std::vector<std::int64_t>& rows) {
-  data::Dataset part;
-  part.name = ds.name;
-  part.label_names = ds.label_names;
-  for (auto r : rows) part.examples.push_back(ds.examples[static_cast<std::size_t>(r)]);
-  return part;
-}
-
-}  // namespace
 
 ModelSpace::ModelSpace(const ModelSpec& spec, std::vector<SpaceSplit> splits, std::int64_t num_labels, const fs::path& feature_cache,
                        torch::Device device, Precision precision, const FeatureProgress& progress)
@@ -79,7 +67,7 @@ std::unique_ptr<InputSource> ModelSpace::source(const std::string& name, const s
     return std::make_unique<FeatureSource>(f, y);
   }
   if (!rows) return std::make_unique<TokenSource>(*tokenizer_, ds, max_length_);
-  return std::make_unique<TokenSource>(*tokenizer_, rows_subset(ds, *rows), max_length_);
+  return std::make_unique<TokenSource>(*tokenizer_, data::rows_of(ds, *rows), max_length_);
 }
 
 std::shared_ptr<nn::ClassifierModule> ModelSpace::make(std::uint64_t seed) const {

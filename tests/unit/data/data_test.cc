@@ -255,5 +255,18 @@ TEST(Split, StratifiedDeterministicAndOrderFree) {
   EXPECT_THROW(split_train_validation(dev, 1.0, 0), ConfigError);
 }
 
+TEST(Split, RowsOfKeepTheGivenOrderAndRefuseIndicesOutOfRange) {
+  const Dataset dev = load_dataset("sst2:dev");
+  const auto part = rows_of(dev, {5, 0, 5});
+  ASSERT_EQ(part.size(), 3u);
+  EXPECT_EQ(part.examples[0].id, dev.examples[5].id);
+  EXPECT_EQ(part.examples[1].id, dev.examples[0].id);
+  EXPECT_EQ(part.examples[2].id, dev.examples[5].id);
+  EXPECT_EQ(part.label_names, dev.label_names);
+  EXPECT_EQ(part.name, dev.name);
+  EXPECT_EQ(error_of<InputError>([&] { rows_of(dev, {0, 872}); }), dev.name + ": row 872 out of range (the dataset has 872 rows)");
+  EXPECT_THROW(rows_of(dev, {-1}), InputError);
+}
+
 }  // namespace
 }  // namespace flipless::data
