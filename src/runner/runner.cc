@@ -33,6 +33,7 @@
 #include "flipless/text/wordpiece.h"
 #include "flipless/train/cpu_math.h"
 #include "flipless/train/features.h"
+#include "flipless/train/gate_fit.h"
 #include "flipless/train/inputs.h"
 #include "flipless/train/model_space.h"
 #include "flipless/train/saved_model.h"
@@ -54,6 +55,9 @@ double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::
 const char* kSplits[] = {"train", "validation", "dev"};
 
 // Member j >= 1 of seed s's ensemble (member 0 is the vanilla model of seed s).
+// gated_fusion_heldout: folds of the validation split its settings are judged on.
+constexpr int kGateFolds = 2;
+
 std::uint64_t member_seed(std::uint64_t seed, int j) { return 1000 + 100 * seed + static_cast<std::uint64_t>(j); }
 
 std::string unit_dir_name(const MethodConfig& m, int size) { return size > 0 ? fmt::format("{}-{}", m.name, size) : m.name; }
@@ -387,7 +391,7 @@ class TaskRunner {
   // warm-up): a torch model trained for at least 2 epochs, resumable bit for bit.
   bool shares_warmup() const {
     return space_->resumable() && c_.new_model.epochs >= 2 &&
-           std::any_of(c_.methods.begin(), c_.methods.end(), [](const MethodConfig& m) { return is_gated_fusion(m.name); });
+           std::any_of(c_.methods.begin(), c_.methods.end(), [](const MethodConfig& m) { return methods::find(m.name)->strategy == methods::Strategy::kGatedFusion; });
   }
   fs::path warm_state_dir(std::uint64_t seed) const { return dir_ / "vanilla" / fmt::format("seed-{}", seed) / "warm-state"; }
 
@@ -744,6 +748,78 @@ class TaskRunner {
     finish(dir, r, best->dev, started);
   }
 
+  // A flipless variant of Gated Fusion (methods::gated_fusion_heldout): the seed's vanilla model,
+  // frozen, with a gate fitted on the validation split (train::fit_gate). Each setting is judged
+  // on cross-fitted validation outputs (every row fused by a gate fitted on the other folds);
+  // the chosen setting's gate is refitted on the whole split and fuses the dev set.
+  void run_heldout_gate(const MethodConfig& m, std::uint64_t seed, const fs::path& dir, Clock::time_point started) {
+    const auto vanilla_dir = dir_ / "vanilla" / fmt::format("seed-{}", seed);
+    member_logits(seed, 0);  // trains the vanilla model when its unit has not run yet
+    auto model = space_->make(seed);
+    load_parameters(*model, vanilla_dir / "model" / "weights.safetensors");
+    const auto va = space_->source("validation");
+    const auto dev = space_->source("dev");
+    const auto pv = space_->predict(*model, *va), pd = space_->predict(*model, *dev);
+    const train::GateRows val{pv.embeddings, pv.logits, old(seed).at("validation"), labels_["validation"]};
+    const train::GateRows dv{pd.embeddings, pd.logits, old(seed).at("dev"), labels_["dev"]};
+    const double reference = accuracy(pv.logits, labels_["validation"]);
+    auto fit_config = [&](const Setting& s) {
+      train::GateFitConfig g;
+      g.gate.temperature = s.number("temperature");
+      g.gate.dropout = s.number("dropout");
+      g.gate.old_confidence = s.number("confidence") != 0;
+      g.lr = s.number("gate_lr");
+      g.weight_decay = s.number("weight_decay");
+      g.keep_weight = s.number("keep_weight");
+      g.epochs = static_cast<int>(s.number("epochs"));
+      g.seed = seed;
+      return g;
+    };
+    std::optional<std::uint64_t> searched_on;
+    const auto settings = settings_for(m, m.name, seed, searched_on);
+    std::vector<Candidate> candidates;
+    std::optional<std::pair<Candidate, nn::FusionOutput>> best;
+    for (std::size_t i = 0; i < settings.size(); ++i) {
+      progress(fmt::format("{} seed {} grid", m.name, seed), static_cast<std::int64_t>(i), static_cast<std::int64_t>(settings.size()), settings[i].describe());
+      const auto out = train::cross_fit_gate(val, fit_config(settings[i]), kGateFolds);
+      Candidate c;
+      c.setting = settings[i];
+      c.validation_accuracy = accuracy(out.logits, labels_["validation"]);
+      c.validation_nfr = nfr(old(seed).at("validation"), out.logits, labels_["validation"]);
+      c.on_par = c.validation_accuracy >= reference - c_.selection.tolerance;
+      candidates.push_back(c);
+      if (better(c, best ? &best->first : nullptr)) best.emplace(c, out);
+    }
+    progress(fmt::format("{} seed {} grid", m.name, seed), static_cast<std::int64_t>(settings.size()), static_cast<std::int64_t>(settings.size()),
+             best->first.setting.describe());
+    auto fitted = train::fit_gate(val, fit_config(best->first.setting));
+    const auto fused = train::apply_gate(fitted.gate, dv);
+    fs::create_directories(dir / "predictions");
+    data::write_predictions(dir / "predictions" / "validation.jsonl", rows_of(data_.validation, best->second.logits, pv.embeddings, best->second.gate));
+    data::write_predictions(dir / "predictions" / "validation.new_model_alone.jsonl", rows_of(data_.validation, pv.logits));
+    data::write_predictions(dir / "predictions" / "dev.jsonl", rows_of(data_.dev, fused.logits, pd.embeddings, fused.gate));
+    data::write_predictions(dir / "predictions" / "dev.new_model_alone.jsonl", rows_of(data_.dev, pd.logits));
+    std::map<std::string, torch::Tensor> params;
+    const auto gate_parameters = fitted.gate->parameters();
+    for (std::size_t i = 0; i < gate_parameters.size(); ++i) params[fmt::format("gate.{}", i)] = gate_parameters[i].detach();
+    fs::create_directories(dir / "model");
+    nn::write_tensors(dir / "model" / "gate.safetensors", params, {{"format", "flipless-gate"}});
+    space_->save(dir / "model", *model,
+                 {{"seed", seed}, {"train_data", t_.train}, {"method", {{"name", m.name}, {"setting", best->first.setting.describe()}}}});
+    auto r = base_result(m.name, seed);
+    r.dev_accuracy_new_model_alone = accuracy(pd.logits, labels_["dev"]);
+    r.dev_nfr_new_model_alone = nfr(old(seed).at("dev"), pd.logits, labels_["dev"]);
+    r.chosen = described(best->first);
+    r.candidates = described(candidates);
+    r.gate_steps = fitted.steps;
+    r.reference_validation_accuracy = reference;
+    r.fallback = !best->first.on_par;
+    r.searched_on_seed = searched_on.value_or(seed);
+    r.validation_accuracy = best->first.validation_accuracy;
+    r.validation_nfr = best->first.validation_nfr;
+    finish(dir, r, fused.logits, started);
+  }
+
   // Runs one unit unless its result exists.
   void run_unit(const UnitInfo& u, const MethodConfig& m, int size, RunSummary& summary) {
     const fs::path dir = dir_ / u.method / fmt::format("seed-{}", u.seed);
@@ -770,6 +846,9 @@ class TaskRunner {
         break;
       case methods::Runner::kStrategy:
         run_strategy(m, method, u.seed, dir, started);
+        break;
+      case methods::Runner::kHeldOutGate:
+        run_heldout_gate(m, u.seed, dir, started);
         break;
     }
     ++summary.ran;

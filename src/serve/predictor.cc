@@ -12,6 +12,7 @@
 #include "flipless/core/error.h"
 #include "flipless/core/hash.h"
 #include "flipless/io/safetensors.h"
+#include "flipless/methods/method.h"
 #include "flipless/nn/bert.h"
 #include "flipless/nn/gated_fusion.h"
 #include "flipless/nn/tensor_io.h"
@@ -26,7 +27,8 @@ namespace {
 // T from the card: "temperature" (flipless train) or "temperature=X" inside "setting" (runner).
 double temperature_of(const json& card, const fs::path& dir) {
   const auto where = (dir / train::kModelCardName).string();
-  if (!card.contains("method") || card.at("method").value("name", "") != "gated_fusion") {
+  const auto* method = card.contains("method") && card.at("method").is_object() ? methods::find(card.at("method").value("name", "")) : nullptr;
+  if (method == nullptr || !method->gated) {
     throw ModelError(fmt::format("{}: field 'method': not a Gated Fusion model (train one with --method gated_fusion)", where));
   }
   const auto& m = card.at("method");
@@ -36,6 +38,16 @@ double temperature_of(const json& card, const fs::path& dir) {
   static const std::regex pattern(R"((?:^|\s)temperature=([0-9.eE+-]+))");
   if (std::regex_search(setting, match, pattern)) return std::stod(match[1].str());
   throw ModelError(fmt::format("{}: field 'method.temperature' is missing", where));
+}
+
+// Whether the model's gate also reads the old and new probabilities (nn::GatedFusionConfig::
+// old_confidence): the method's own (gated_fusion_confidence) or its chosen setting's
+// (gated_fusion_heldout: confidence=1).
+bool reads_confidence(const json& card) {
+  const auto& m = card.at("method");
+  if (methods::find(m.value("name", ""))->old_confidence) return true;
+  static const std::regex pattern(R"((?:^|\s)confidence=1(?:\s|$))");
+  return std::regex_search(m.value("setting", ""), pattern);
 }
 
 std::vector<float> softmax(std::span<const float> logits) {
@@ -119,6 +131,7 @@ struct CompatiblePredictor::Impl {
   std::string version;       // pinned at load: recording must not redirect look-ups to itself
   bool nearest_ok = false;   // the version's embeddings live in this model's space
   std::string fallback;      // resolved: emulator, neighbour or new
+  bool old_confidence = false;  // the gate also reads the old and new probabilities
   cache::OldEmulator emulator;  // when fallback is "emulator"
 };
 
@@ -144,11 +157,15 @@ std::unique_ptr<CompatiblePredictor> CompatiblePredictor::load(const fs::path& m
   const auto file = io::SafetensorsFile::open(gate_path);
   const auto first = nn::read_tensor(file, "gate.0");  // (64, dim): the gate's first Linear
   if (first.dim() != 2) throw ModelError(fmt::format("{}: tensor 'gate.0' should be 2-d, is {}-d", gate_path.string(), first.dim()));
-  m->dim = static_cast<std::size_t>(first.size(1));
   nn::GatedFusionConfig gc;
   gc.hidden = first.size(0);
   gc.temperature = m->temperature;
-  m->gate = nn::GatedFusion(first.size(1), gc);
+  gc.old_confidence = m->old_confidence = reads_confidence(card);
+  const auto k = static_cast<std::int64_t>(m->label_names.size());
+  const auto in = first.size(1) - (gc.old_confidence ? 2 * k : 0);
+  if (in < 1) throw ModelError(fmt::format("{}: tensor 'gate.0' reads {} inputs, too few for a gate that also reads 2 x {} probabilities", gate_path.string(), first.size(1), k));
+  m->dim = static_cast<std::size_t>(in);
+  m->gate = nn::GatedFusion(in, gc, k);
   {
     torch::NoGradGuard no_grad;
     auto params = m->gate->parameters();
@@ -220,6 +237,37 @@ std::unique_ptr<CompatiblePredictor> CompatiblePredictor::load(const fs::path& m
   return std::unique_ptr<CompatiblePredictor>(new CompatiblePredictor(std::move(m)));
 }
 
+// The gate's a(x) for every row: the paper's gate reads the embedding alone; a gate that also
+// reads the probabilities is computed only where old logits were found (elsewhere the new model
+// answers alone and the value is not used).
+std::vector<float> CompatiblePredictor::gate_values(const Impl& m, const models::ClassifierOutput& fresh, const std::vector<cache::Lookup>& found) {
+  const auto n = static_cast<std::int64_t>(fresh.rows);
+  const auto k = static_cast<std::int64_t>(m.label_names.size());
+  std::vector<float> gates(static_cast<std::size_t>(n), 1.0F);
+  torch::NoGradGuard no_grad;
+  const auto e = torch::from_blob(const_cast<float*>(fresh.embeddings.data()), {n, static_cast<std::int64_t>(m.dim)});
+  if (!m.old_confidence) {
+    const auto a = m.gate->gate(e).contiguous();  // (n,)
+    std::copy(a.data_ptr<float>(), a.data_ptr<float>() + n, gates.begin());
+    return gates;
+  }
+  std::vector<std::int64_t> rows;
+  std::vector<float> old_logits;
+  for (std::int64_t i = 0; i < n; ++i) {
+    const auto& o = found[static_cast<std::size_t>(i)].old_logits;
+    if (o.empty()) continue;
+    rows.push_back(i);
+    old_logits.insert(old_logits.end(), o.begin(), o.end());
+  }
+  if (rows.empty()) return gates;
+  const auto r = static_cast<std::int64_t>(rows.size());
+  const auto index = torch::from_blob(rows.data(), {r}, torch::kLong);
+  const auto new_logits = torch::from_blob(const_cast<float*>(fresh.logits.data()), {n, k}).index_select(0, index);
+  const auto a = m.gate->gate(e.index_select(0, index), new_logits, torch::from_blob(old_logits.data(), {r, k})).contiguous();
+  for (std::int64_t j = 0; j < r; ++j) gates[static_cast<std::size_t>(rows[static_cast<std::size_t>(j)])] = a.data_ptr<float>()[j];
+  return gates;
+}
+
 std::vector<Prediction> CompatiblePredictor::predict(std::span<const data::TextExample> examples) const {
   const auto& m = *impl_;
   const std::size_t n = examples.size();
@@ -228,13 +276,6 @@ std::vector<Prediction> CompatiblePredictor::predict(std::span<const data::TextE
   const auto k = m.label_names.size();
   const auto fresh = m.model->predict(examples);  // logits (n, k), embeddings (n, dim)
   if (fresh.dim != m.dim) throw ModelError(fmt::format("{}: the model's embeddings are {}-d, its gate reads {}-d", m.dir.string(), fresh.dim, m.dim));
-  std::vector<float> gates(n);
-  {
-    torch::NoGradGuard no_grad;
-    const auto e = torch::from_blob(const_cast<float*>(fresh.embeddings.data()), {static_cast<std::int64_t>(n), static_cast<std::int64_t>(m.dim)});
-    const auto a = m.gate->gate(e).contiguous();  // (n,)
-    std::copy(a.data_ptr<float>(), a.data_ptr<float>() + n, gates.begin());
-  }
   std::vector<cache::Lookup> found(n);
   const bool look_up = m.cache && !m.version.empty();
   std::vector<std::string> keys;  // needed to look up or to record
@@ -267,6 +308,7 @@ std::vector<Prediction> CompatiblePredictor::predict(std::span<const data::TextE
       found[need_old[j]].old_logits.assign(old.logits.begin() + static_cast<std::ptrdiff_t>(j * k), old.logits.begin() + static_cast<std::ptrdiff_t>((j + 1) * k));
     }
   }
+  const auto gates = gate_values(m, fresh, found);
   const float t = static_cast<float>(m.temperature);
   for (std::size_t i = 0; i < n; ++i) {
     auto& p = out[i];
@@ -309,7 +351,13 @@ void CompatiblePredictor::warm_up() const {
   e.text_a = "warm up";
   const auto out = m.model->predict(std::span<const data::TextExample>(&e, 1));
   torch::NoGradGuard no_grad;
-  m.gate->gate(torch::from_blob(const_cast<float*>(out.embeddings.data()), {1, static_cast<std::int64_t>(out.dim)}));
+  const auto embedding = torch::from_blob(const_cast<float*>(out.embeddings.data()), {1, static_cast<std::int64_t>(out.dim)});
+  if (m.old_confidence) {
+    const auto l = torch::from_blob(const_cast<float*>(out.logits.data()), {1, static_cast<std::int64_t>(out.num_labels)});
+    m.gate->gate(embedding, l, l);
+  } else {
+    m.gate->gate(embedding);
+  }
 }
 
 const std::vector<std::string>& CompatiblePredictor::label_names() const { return impl_->label_names; }

@@ -39,6 +39,7 @@ enum class Runner {
   kNewEnsemble,     // majority vote of new models
   kOldNewEnsemble,  // old and new outputs mixed with a weight chosen on validation
   kBcwi,            // old and new weights interpolated
+  kHeldOutGate,     // the vanilla model frozen, a Gated Fusion gate fitted on the validation split
 };
 
 // The loss a kStrategy method trains with (train::strategy_config builds it).

@@ -103,6 +103,7 @@ class CompatiblePredictor {
  private:
   struct Impl;
   explicit CompatiblePredictor(std::unique_ptr<Impl> impl);
+  static std::vector<float> gate_values(const Impl& m, const models::ClassifierOutput& fresh, const std::vector<cache::Lookup>& found);
   std::unique_ptr<Impl> impl_;
 };
 

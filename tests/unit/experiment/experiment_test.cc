@@ -142,7 +142,7 @@ TEST(ExperimentConfig, EachMistakeIsOneLineNamingFileLineAndKey) {
   EXPECT_EQ(err(base + "methods:\n  gated_fusion: {lr2: [1e-5, fast]}\n"), "e.yaml:5: methods.gated_fusion.lr2: expected a number, got 'fast'");
   EXPECT_EQ(err(base + "methods:\n  gated_fusion: {drop_gate: 1.5}\n"), "e.yaml:5: methods.gated_fusion.drop_gate: a probability in [0, 1), got 1.5");
   EXPECT_EQ(err(base + "methods:\n  magic: {}\n"),
-            "e.yaml:5: methods.magic: unknown method (known: vanilla, distillation, focal_distillation, gated_fusion, gated_fusion_confidence, elodi, new_ensemble, "
+            "e.yaml:5: methods.magic: unknown method (known: vanilla, distillation, focal_distillation, gated_fusion, gated_fusion_confidence, gated_fusion_heldout, elodi, new_ensemble, "
             "old_new_prob_ensemble, old_new_logit_ensemble, bcwi)");
   EXPECT_EQ(err(base + "methods:\n  distillation: {lamda: 1}\n"), "e.yaml:5: methods.distillation.lamda: unknown key (expected one of: lambda, temperature)");
   EXPECT_EQ(err("tasks: [sst2]\nold: {kind: fasttext}\nnew: {kind: frozen}\n"),

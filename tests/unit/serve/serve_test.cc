@@ -21,6 +21,7 @@
 #include "flipless/cache/logit_cache.h"
 #include "flipless/cache/old_emulator.h"
 #include "flipless/core/error.h"
+#include "flipless/io/safetensors.h"
 #include "flipless/nn/classifier.h"
 #include "flipless/nn/gated_fusion.h"
 #include "flipless/nn/tensor_io.h"
@@ -41,7 +42,9 @@ constexpr double kTemperature = 1.5;
 
 // A frozen tiny BERT + random linear head (seed `seed`) saved as a model folder; with a gate
 // when `gated`.
-void write_model(const fs::path& dir, std::uint64_t seed, bool gated, int max_length = 32) {
+// With `confidence`, the gate also reads the old and new probabilities, as the held-out-gate
+// variant chooses it (methods::gated_fusion_heldout, setting confidence=1).
+void write_model(const fs::path& dir, std::uint64_t seed, bool gated, int max_length = 32, bool confidence = false) {
   torch::manual_seed(seed);
   nn::HeadConfig head;
   nn::FeatureClassifier model(32, 2, head);
@@ -53,10 +56,12 @@ void write_model(const fs::path& dir, std::uint64_t seed, bool gated, int max_le
                {"max_length", max_length},
                {"head", {{"kind", head.kind}, {"hidden", head.hidden}, {"dropout", head.dropout}}}};
   if (gated) {
-    card["method"] = {{"name", "gated_fusion"}, {"temperature", kTemperature}};
+    card["method"] = confidence ? json{{"name", "gated_fusion_heldout"}, {"setting", fmt::format("confidence=1 temperature={:g}", kTemperature)}}
+                                : json{{"name", "gated_fusion"}, {"temperature", kTemperature}};
     nn::GatedFusionConfig gc;
     gc.temperature = kTemperature;
-    nn::GatedFusion gate(32, gc);
+    gc.old_confidence = confidence;
+    nn::GatedFusion gate(32, gc, 2);
     std::map<std::string, torch::Tensor> params;
     const auto ps = gate->parameters();
     for (std::size_t i = 0; i < ps.size(); ++i) params[fmt::format("gate.{}", i)] = ps[i].detach();
@@ -143,6 +148,47 @@ TEST_F(ServeTest, ExactNearAndMissPathsFuseAsTheEquationSays) {
   EXPECT_FLOAT_EQ(miss[0].gate, 1.0f);
   EXPECT_NEAR(miss[0].logits[0], fresh.logits[2], 1e-6);
   EXPECT_NEAR(miss[0].logits[1], fresh.logits[3], 1e-6);
+}
+
+// A gate that also reads the probabilities (the held-out-gate variant's confidence=1) is served
+// with them: its a(x) is the saved gate's on the embedding, new and old logits; a miss is the
+// new model alone.
+TEST_F(ServeTest, AGateThatReadsTheProbabilitiesIsServedWithThem) {
+  const auto dir = dir_.path() / "gf-confidence";
+  write_model(dir, 1, true, 32, true);
+  PredictorOptions po;
+  po.lookup.nearest = false;
+  auto p = CompatiblePredictor::load(dir, open_cache(true), nullptr, po);
+  const std::vector<data::TextExample> xs = {text("the movie was good"), text("an unseen sentence")};
+  const auto got = p->predict(xs);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].path, PredictionPath::kExact);
+  EXPECT_EQ(got[1].path, PredictionPath::kMiss);
+  const auto fresh = train::load_classifier(dir)->predict(xs);
+  nn::GatedFusionConfig gc;
+  gc.temperature = kTemperature;
+  gc.old_confidence = true;
+  nn::GatedFusion gate(32, gc, 2);
+  {
+    torch::NoGradGuard no_grad;
+    const auto file = io::SafetensorsFile::open(dir / "gate.safetensors");
+    auto ps = gate->parameters();
+    for (std::size_t i = 0; i < ps.size(); ++i) ps[i].copy_(nn::read_tensor(file, fmt::format("gate.{}", i)));
+  }
+  gate->eval();
+  const auto e = torch::tensor(std::vector<float>(fresh.embeddings.begin(), fresh.embeddings.begin() + 32)).reshape({1, 32});
+  const auto l_new = torch::tensor(std::vector<float>{fresh.logits[0], fresh.logits[1]}).reshape({1, 2});
+  const auto l_old = torch::tensor(std::vector<float>{-3, 3}).reshape({1, 2});
+  const float want = gate->gate(e, l_new, l_old).item<float>();
+  EXPECT_NEAR(got[0].gate, want, 1e-5);
+  // The probabilities move the gate: with the embedding-only reading it would differ.
+  EXPECT_GT(std::abs(gate->gate(e, l_new, -l_old).item<float>() - want), 1e-6);
+  for (std::size_t c = 0; c < 2; ++c) {
+    EXPECT_NEAR(got[0].logits[c], (1 - want) * (c == 0 ? -3.0F : 3.0F) / static_cast<float>(kTemperature) + want * fresh.logits[c], 1e-5);
+    EXPECT_NEAR(got[1].logits[c], fresh.logits[2 + c], 1e-6);
+  }
+  EXPECT_FLOAT_EQ(got[1].gate, 1.0F);
+  p->warm_up();
 }
 
 TEST_F(ServeTest, LiveOldModelAnswersMissesAndRecordingWritesTheNextVersion) {
