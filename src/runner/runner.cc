@@ -520,7 +520,68 @@ class TaskRunner {
     std::int64_t gate_steps = 0;  // optimizer steps the gate took (fused, not dropped)
   };
 
-  // Training strategies (distillation, Gated Fusion, ...): one training per setting.
+  // What a strategy reads in the old-logits slot for setting `s`: the old model's logits, or for
+  // ELODI with an ensemble reference the mean logits of `members` other new models (computed
+  // once per member count, kept in `references`).
+  std::map<std::string, torch::Tensor> fixed_logits(const methods::Descriptor& method, const Setting& s, std::uint64_t seed,
+                                                    std::map<int, std::map<std::string, torch::Tensor>>& references) {
+    std::map<std::string, torch::Tensor> fixed = old(seed);
+    if (method.strategy != methods::Strategy::kElodi || s.words.at("reference") != "ensemble") return fixed;
+    const int members = static_cast<int>(s.number("members"));
+    auto& mean = references[members];
+    if (mean.empty()) {
+      for (const char* split : {"train", "validation"}) mean[split] = torch::zeros_like(old(seed).at(split));
+      for (int j = 1; j <= members; ++j) {
+        const auto l = member_logits(seed, j);
+        for (const char* split : {"train", "validation"}) mean[split] += l.at(split) / members;
+      }
+    }
+    for (const auto& [split, logits] : mean) fixed[split] = logits;
+    return fixed;
+  }
+
+  // Writes the chosen setting's predictions, gate and model, and its result.
+  void write_strategy_unit(const MethodConfig& m, const methods::Descriptor& method, std::uint64_t seed, const fs::path& dir, const Outcome& best,
+                           const std::vector<Candidate>& candidates, double reference, std::optional<std::uint64_t> searched_on,
+                           Clock::time_point started) {
+    fs::create_directories(dir / "predictions");
+    const bool gf = method.gated;
+    data::write_predictions(dir / "predictions" / "validation.jsonl",
+                            rows_of(data_.validation, best.validation, gf ? best.validation_embedding : torch::Tensor(),
+                                    gf ? best.validation_gates : torch::Tensor()));
+    if (gf) data::write_predictions(dir / "predictions" / "validation.new_model_alone.jsonl", rows_of(data_.validation, best.validation_alone));
+    data::write_predictions(dir / "predictions" / "dev.jsonl",
+                            rows_of(data_.dev, best.dev, gf ? best.dev_embedding : torch::Tensor(), best.dev_gates));
+    auto r = base_result(m.name, seed);
+    if (best.dev_alone.defined()) {
+      data::write_predictions(dir / "predictions" / "dev.new_model_alone.jsonl", rows_of(data_.dev, best.dev_alone));
+      r.dev_accuracy_new_model_alone = accuracy(best.dev_alone, labels_["dev"]);
+      r.dev_nfr_new_model_alone = nfr(old(seed).at("dev"), best.dev_alone, labels_["dev"]);
+    }
+    if (!best.gate_parameters.empty()) {
+      std::map<std::string, torch::Tensor> params;
+      for (std::size_t i = 0; i < best.gate_parameters.size(); ++i) params[fmt::format("gate.{}", i)] = best.gate_parameters[i].detach();
+      fs::create_directories(dir / "model");
+      nn::write_tensors(dir / "model" / "gate.safetensors", params, {{"format", "flipless-gate"}});
+    }
+    space_->save(dir / "model", *best.model,
+                 {{"seed", seed}, {"train_data", t_.train}, {"method", {{"name", m.name}, {"setting", best.candidate.setting.describe()}}}});
+    r.chosen = described(best.candidate);
+    r.candidates = described(candidates);
+    if (gf) {
+      r.gate_steps = best.gate_steps;
+      r.shared_warmup = best.candidate.setting.number("warmup") != 0 && shares_warmup();
+    }
+    r.reference_validation_accuracy = reference;
+    r.fallback = !best.candidate.on_par;
+    r.searched_on_seed = searched_on.value_or(seed);
+    r.validation_accuracy = best.candidate.validation_accuracy;
+    r.validation_nfr = best.candidate.validation_nfr;
+    finish(dir, r, best.dev, started);
+  }
+
+  // Training strategies (distillation, Gated Fusion, ...): one training per setting; the best
+  // on validation (see better()) is kept.
   void run_strategy(const MethodConfig& m, const methods::Descriptor& method, std::uint64_t seed, const fs::path& dir, Clock::time_point started) {
     std::optional<std::uint64_t> searched_on;
     const auto settings = settings_for(m, m.name, seed, searched_on);
@@ -534,22 +595,8 @@ class TaskRunner {
     for (std::size_t i = 0; i < settings.size(); ++i) {
       const auto& s = settings[i];
       progress(fmt::format("{} seed {} grid", m.name, seed), static_cast<std::int64_t>(i), static_cast<std::int64_t>(settings.size()), s.describe());
-      std::map<std::string, torch::Tensor> fixed = old(seed);  // what the strategy reads in the old-logits slot
+      auto fixed = fixed_logits(method, s, seed, references);
       const auto sc = train::strategy_config(method, s.numbers, s.words, {seed, space_->dim(), data_.num_labels});
-      if (method.strategy == methods::Strategy::kElodi) {
-        if (s.words.at("reference") == "ensemble") {  // mean logits of `members` other new models
-          const int members = static_cast<int>(s.number("members"));
-          auto& mean = references[members];
-          if (mean.empty()) {
-            for (const char* split : {"train", "validation"}) mean[split] = torch::zeros_like(old(seed).at(split));
-            for (int j = 1; j <= members; ++j) {
-              const auto l = member_logits(seed, j);
-              for (const char* split : {"train", "validation"}) mean[split] += l.at(split) / members;
-            }
-          }
-          for (const auto& [split, logits] : mean) fixed[split] = logits;
-        }
-      }
       auto strategy = train::make_strategy(sc);
       auto model = space_->make(seed);
       auto config = space_->train_config(seed);
@@ -585,40 +632,7 @@ class TaskRunner {
     }
     progress(fmt::format("{} seed {} grid", m.name, seed), static_cast<std::int64_t>(settings.size()), static_cast<std::int64_t>(settings.size()),
              best->candidate.setting.describe());
-    fs::create_directories(dir / "predictions");
-    const bool gf = method.gated;
-    data::write_predictions(dir / "predictions" / "validation.jsonl",
-                            rows_of(data_.validation, best->validation, gf ? best->validation_embedding : torch::Tensor(),
-                                    gf ? best->validation_gates : torch::Tensor()));
-    if (gf) data::write_predictions(dir / "predictions" / "validation.new_model_alone.jsonl", rows_of(data_.validation, best->validation_alone));
-    data::write_predictions(dir / "predictions" / "dev.jsonl",
-                            rows_of(data_.dev, best->dev, gf ? best->dev_embedding : torch::Tensor(), best->dev_gates));
-    auto r = base_result(m.name, seed);
-    if (best->dev_alone.defined()) {
-      data::write_predictions(dir / "predictions" / "dev.new_model_alone.jsonl", rows_of(data_.dev, best->dev_alone));
-      r.dev_accuracy_new_model_alone = accuracy(best->dev_alone, labels_["dev"]);
-      r.dev_nfr_new_model_alone = nfr(old(seed).at("dev"), best->dev_alone, labels_["dev"]);
-    }
-    if (!best->gate_parameters.empty()) {
-      std::map<std::string, torch::Tensor> params;
-      for (std::size_t i = 0; i < best->gate_parameters.size(); ++i) params[fmt::format("gate.{}", i)] = best->gate_parameters[i].detach();
-      fs::create_directories(dir / "model");
-      nn::write_tensors(dir / "model" / "gate.safetensors", params, {{"format", "flipless-gate"}});
-    }
-    space_->save(dir / "model", *best->model,
-                 {{"seed", seed}, {"train_data", t_.train}, {"method", {{"name", m.name}, {"setting", best->candidate.setting.describe()}}}});
-    r.chosen = described(best->candidate);
-    r.candidates = described(candidates);
-    if (gf) {
-      r.gate_steps = best->gate_steps;
-      r.shared_warmup = best->candidate.setting.number("warmup") != 0 && shares_warmup();
-    }
-    r.reference_validation_accuracy = reference;
-    r.fallback = !best->candidate.on_par;
-    r.searched_on_seed = searched_on.value_or(seed);
-    r.validation_accuracy = best->candidate.validation_accuracy;
-    r.validation_nfr = best->candidate.validation_nfr;
-    finish(dir, r, best->dev, started);
+    write_strategy_unit(m, method, seed, dir, *best, candidates, reference, searched_on, started);
   }
 
   void run_new_ensemble(int size, std::uint64_t seed, const fs::path& dir, Clock::time_point started) {

@@ -186,7 +186,7 @@ TEST_F(RunnerTest, EveryMethodRunsAndARerunSkipsFinishedUnits) {
 // cross-fitted validation outputs; it writes what Gated Fusion writes.
 TEST_F(RunnerTest, HeldOutGateFusesTheFrozenVanillaModel) {
   const auto config = load_experiment(write_config("{kind: fasttext, fasttext_epochs: 5}",
-                                                   "  gated_fusion_heldout: {temperature: [1.0], gate_lr: [0.001, 0.01], epochs: [5]}\n"
+                                                   "  gated_fusion_heldout: {temperature: [1.0], gate_lr: [0.001, 0.01], keep_weight: [1], epochs: [5]}\n"
                                                    "  vanilla: {}\n"));
   const auto summary = run_experiment(config, options());
   EXPECT_EQ(summary.ran, 4u);
