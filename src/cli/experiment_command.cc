@@ -30,6 +30,7 @@ struct ExperimentArgs {
   std::string device;
   std::string precision;
   int bootstrap = 2000;
+  std::vector<std::string> only;  // experiment run --only
 };
 
 int print_report(const fs::path& run, int bootstrap) {
@@ -108,6 +109,7 @@ int run_and_report(const fs::path& config_path, const ExperimentArgs& a, const s
   options.threads = a.threads;
   options.device = a.device;
   options.precision = a.precision;
+  options.only = a.only;
   LiveView view;
   const auto units = runner::plan_units(config);
   std::fprintf(stderr, "experiment %s: %zu tasks, %zu methods, %zu seeds: %zu units into %s\n", config.name.c_str(), config.tasks.size(),
@@ -115,7 +117,9 @@ int run_and_report(const fs::path& config_path, const ExperimentArgs& a, const s
   const auto summary = runner::run_experiment(config, options, view.observer());
   view.close();
   if (view.skipped() > 0) std::fprintf(stderr, "(%zu finished units skipped)\n", view.skipped());
-  std::fprintf(stderr, "%zu units: %zu run, %zu already done, %.0fs\n\n", summary.units, summary.ran, summary.skipped, summary.seconds);
+  std::fprintf(stderr, "%zu units: %zu run, %zu already done, %.0fs\n", summary.units, summary.ran, summary.skipped, summary.seconds);
+  if (summary.left > 0) std::fprintf(stderr, "%zu units of methods outside --only left for a later run\n", summary.left);
+  std::fprintf(stderr, "\n");
   return print_report(out, a.bootstrap);
 }
 #endif
@@ -151,6 +155,8 @@ void add_experiment_commands(CLI::App& app, Runner& run) {
   run_cmd->add_option("--device", a->device, "Where torch models run: cpu, cuda, cuda:N, auto (default: the config's, else cpu)");
   run_cmd->add_option("--precision", a->precision, "fp32, bf16 (autocast), fp16 (autocast + loss scaling, GPU) (default: the config's, else fp32)");
   run_cmd->add_option("--bootstrap", a->bootstrap, "Bootstrap resamples in the report")->capture_default_str();
+  run_cmd->add_option("--only", a->only, "Run only these methods' units (comma-separated); the others are left for a later run")
+      ->delimiter(',');
   run_cmd->callback([&run, a] { run = [a] { return run_and_report(a->config, *a, ""); }; });
 #endif
   CLI::App* report = cmd->add_subcommand("report", "Tables, charts and HTML/Markdown/JSON from a run folder's saved results");

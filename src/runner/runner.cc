@@ -999,11 +999,30 @@ void preflight(const ExperimentConfig& c) {
 
 namespace {
 void run_units(const ExperimentConfig& c, const RunOptions& o, const RunObserver& observer, RunSummary& summary);
+
+// The config method a unit belongs to (new_ensemble-5 -> new_ensemble).
+std::string unit_method(const ExperimentConfig& c, const UnitInfo& u) {
+  for (const auto& m : c.methods) {
+    if (u.method == m.name || u.method.rfind(m.name + "-", 0) == 0) return m.name;
+  }
+  return u.method;
+}
+
+void check_only(const ExperimentConfig& c, const RunOptions& o) {
+  for (const auto& name : o.only) {
+    if (!c.has_method(name)) {
+      std::vector<std::string> names;
+      for (const auto& m : c.methods) names.push_back(m.name);
+      throw ConfigError(fmt::format("--only {}: not a method of experiment {} (its methods: {})", name, c.name, fmt::join(names, ", ")));
+    }
+  }
+}
 }  // namespace
 
 RunSummary run_experiment(const ExperimentConfig& c, const RunOptions& o, const RunObserver& observer) {
   const auto started = Clock::now();
   preflight(c);
+  check_only(c, o);
   const int threads = o.threads > 0 ? o.threads : c.threads > 0 ? c.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   train::set_threads(threads);  // torch and OpenBLAS pools
   const bool fresh = !fs::exists(o.out);
@@ -1056,17 +1075,25 @@ void run_units(const ExperimentConfig& c, const RunOptions& o, const RunObserver
   }
   const auto units = plan_units(c);
   summary.units = units.size();
+  const auto selected = [&](const std::string& method) { return o.only.empty() || std::find(o.only.begin(), o.only.end(), method) != o.only.end(); };
   std::size_t next = 0;
   for (const auto& t : c.tasks) {
     // Every unit of the task done: nothing to load.
     bool pending = false;
-    for (const auto& u : units) pending |= u.task == t.name && !fs::exists(o.out / t.name / u.method / fmt::format("seed-{}", u.seed) / "result.json");
+    for (std::size_t i = 0; i < units.size(); ++i) {
+      const auto& u = units[i];
+      pending |= u.task == t.name && selected(unit_method(c, u)) && !fs::exists(o.out / t.name / u.method / fmt::format("seed-{}", u.seed) / "result.json");
+    }
     TaskRunner runner(c, t, o, observer);
     if (pending) runner.prepare();
     for (const auto& m : c.methods) {
       for (int size : unit_sizes(m)) {
         for (std::size_t s = 0; s < c.seeds.size(); ++s) {
           const auto& u = units[next++];
+          if (!selected(m.name) && !fs::exists(o.out / t.name / u.method / fmt::format("seed-{}", u.seed) / "result.json")) {
+            ++summary.left;
+            continue;
+          }
           if (!pending) {
             if (observer.on_unit) observer.on_unit(u, true);
             ++summary.skipped;
@@ -1074,7 +1101,7 @@ void run_units(const ExperimentConfig& c, const RunOptions& o, const RunObserver
           }
           runner.run_unit(u, m, size, summary);
         }
-        if (methods::find(m.name)->cache_experiment && c.cache_experiment.enabled()) {
+        if (methods::find(m.name)->cache_experiment && c.cache_experiment.enabled() && selected(m.name)) {
           for (const auto seed : c.seeds) {
             if (cache_experiment_current(o.out / t.name / m.name / fmt::format("seed-{}", seed) / "cache.json")) continue;
             const auto cache_started = Clock::now();

@@ -10,6 +10,8 @@
 #include <mutex>
 
 #include "flipless/core/error.h"
+#include "flipless/train/cpu_math.h"
+#include "flipless/train/device.h"
 #include "flipless/train/trainer.h"
 
 namespace flipless::train {
@@ -48,6 +50,23 @@ void check_rows(const GateRows& r, bool need_labels) {
   }
 }
 
+// The gate's tensors are tiny (a batch of 32 rows, 64 hidden units): one thread does them
+// fastest, and two threads on a busy machine spin at every barrier (a grid took 524 s at two
+// threads under load, against seconds at one). Also makes the fit independent of the thread count.
+class OneThread {
+ public:
+  OneThread() : torch_(at::get_num_threads()), blas_(blas_info().threads) { set_threads(1); }
+  ~OneThread() {
+    at::set_num_threads(torch_);
+    if (blas_ > 0) set_blas_threads(blas_);
+  }
+  OneThread(const OneThread&) = delete;
+  OneThread& operator=(const OneThread&) = delete;
+
+ private:
+  int torch_, blas_;
+};
+
 // Runs `f` with the shared CPU generator seeded by `seed`, then puts the generator back.
 template <typename Fn>
 auto with_seed(std::uint64_t seed, Fn&& f) {
@@ -72,6 +91,7 @@ FittedGate fit_gate(const GateRows& rows, const GateFitConfig& c) {
   const auto n = rows.size();
   if (n < 2) throw InputError(fmt::format("a gate needs at least 2 rows to fit, got {}", n));
   const auto k = rows.new_logits.size(1);
+  const OneThread one_thread;
   return with_seed(c.seed ^ 0x6a09e667f3bcc909ULL, [&] {
     FittedGate out;
     out.gate = nn::GatedFusion(rows.embeddings.size(1), c.gate, k);

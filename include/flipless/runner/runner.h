@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "flipless/experiment/config.h"
 
@@ -29,6 +30,10 @@ struct RunOptions {
   int threads = 0;                      // 0: the config's, else all cores
   std::string device;                   // empty: the config's (cpu, cuda, cuda:N, auto)
   std::string precision;                // empty: the config's (fp32, bf16, fp16)
+  // Methods whose units this run may start (empty: every method). The others are left for a
+  // later run: cheap or essential methods first on every task, the costly ones after. Each
+  // name must be a method of the config (ConfigError otherwise).
+  std::vector<std::string> only;
 };
 
 struct UnitInfo {
@@ -49,6 +54,7 @@ struct RunObserver {
 
 struct RunSummary {
   std::size_t units = 0, ran = 0, skipped = 0;
+  std::size_t left = 0;  // units of methods outside RunOptions::only, not started
   double seconds = 0;
 };
 

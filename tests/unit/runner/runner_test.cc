@@ -215,6 +215,34 @@ TEST_F(RunnerTest, HeldOutGateFusesTheFrozenVanillaModel) {
   EXPECT_EQ(report["tasks"][0]["claims"].size(), 1u);  // the variant is judged against the paper's claims too
 }
 
+// --only: a run starts only the named methods' units and leaves the others; a later run without
+// it does the rest, with the same results as one run would give; a name outside the config is
+// refused before any work.
+TEST_F(RunnerTest, OnlyRunsTheNamedMethodsAndLeavesTheRestForALaterRun) {
+  const auto config = load_experiment(write_config("{kind: fasttext, fasttext_epochs: 5}",
+                                                   "  vanilla: {}\n  old_new_logit_ensemble: {}\n  new_ensemble: {sizes: [2]}\n"));
+  auto o = options();
+  o.only = {"old_new_logit_ensemble"};
+  const auto first = run_experiment(config, o);
+  EXPECT_EQ(first.ran, 2u);   // the ensemble's two seeds (training the vanilla models they need)
+  EXPECT_EQ(first.left, 4u);  // vanilla and new_ensemble-2, two seeds each
+  const auto run = dir_.path() / "run" / "words";
+  EXPECT_TRUE(fs::exists(run / "old_new_logit_ensemble" / "seed-1" / "result.json"));
+  EXPECT_FALSE(fs::exists(run / "vanilla" / "seed-0" / "result.json"));
+  EXPECT_FALSE(fs::exists(run / "new_ensemble-2"));
+  o.only = {"vanilla", "new_ensemble"};
+  const auto second = run_experiment(config, o);
+  EXPECT_EQ(second.ran, 4u);
+  EXPECT_EQ(second.skipped, 2u);
+  EXPECT_EQ(second.left, 0u);
+  const auto third = run_experiment(config, options());
+  EXPECT_EQ(third.ran, 0u);
+  EXPECT_EQ(third.skipped, 6u);
+  o.only = {"gated_fusion"};
+  EXPECT_EQ(error_of<ConfigError>([&] { run_experiment(config, o); }),
+            "--only gated_fusion: not a method of experiment tiny (its methods: vanilla, old_new_logit_ensemble, new_ensemble)");
+}
+
 TEST_F(RunnerTest, BcwiInterpolatesAnOldModelOfTheSameArchitecture) {
   // A data-growth upgrade: the old model is the same frozen head trained on 60 of the rows.
   const auto config = load_experiment(write_config(
