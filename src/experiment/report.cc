@@ -161,6 +161,44 @@ struct Collected {
   std::size_t planned = 0, finished = 0;
 };
 
+// The old model(s) of a task: one, or one per seed (the first present fixes labels and row order).
+void read_old_models(const ExperimentConfig& config, const fs::path& task_dir, TaskRuns& tr) {
+  for (auto seed : config.seeds) {
+    const auto old_dir = old_model_dir(config, task_dir, seed);
+    if (!fs::exists(old_dir / "result.json")) continue;
+    if (tr.names.empty()) tr.names = read_old_model_result(old_dir / "result.json").label_names;
+    const auto old = read_preds(old_dir / "predictions" / "dev.jsonl", tr.names, tr.ids.empty() ? nullptr : &tr.ids);
+    if (tr.ids.empty()) {
+      tr.ids = old.ids;
+      tr.y = old.y;
+      tr.old_pred = old.pred;
+    }
+    tr.old_accs.push_back(accuracy_of(tr.y, old.pred));
+    if (!config.old_model.per_seed) break;
+    tr.old_by_seed[seed] = old.pred;
+  }
+  if (!tr.ids.empty()) tr.old_acc = ms(tr.old_accs).mean;
+}
+
+// A finished unit (folder `dir`): its result, and unless it was not applicable its predictions
+// (with the new model alone and the cache experiment where saved) scored against the old model.
+SeedRun read_seed_run(const TaskRuns& tr, const fs::path& dir, std::uint64_t seed) {
+  SeedRun s;
+  s.seed = seed;
+  s.result = read_unit_result(dir / "result.json");
+  if (!s.result.applicable()) return s;
+  const auto p = read_preds(dir / "predictions" / "dev.jsonl", tr.names, &tr.ids);
+  s.pred = p.pred;
+  s.gates = p.gates;
+  if (fs::exists(dir / "predictions" / "dev.new_model_alone.jsonl")) {
+    s.alone = read_preds(dir / "predictions" / "dev.new_model_alone.jsonl", tr.names, &tr.ids).pred;
+  }
+  if (fs::exists(dir / "cache.json")) s.cache = read_cache_experiment_result(dir / "cache.json");
+  s.acc = accuracy_of(tr.y, s.pred);
+  s.nfr = nfr_of(tr.y, tr.old(seed), s.pred);
+  return s;
+}
+
 Collected collect(const fs::path& run) {
   Collected c;
   const auto cfg_path = run / "experiment.yaml";
@@ -172,26 +210,11 @@ Collected collect(const fs::path& run) {
     for (const auto& m : c.config.methods) {
       c.planned += unit_sizes(m).size() * c.config.seeds.size();
     }
-    // The old model(s): one, or one per seed (the first present fixes labels and row order).
-    for (auto seed : c.config.seeds) {
-      const auto old_dir = old_model_dir(c.config, run / t.name, seed);
-      if (!fs::exists(old_dir / "result.json")) continue;
-      if (tr.names.empty()) tr.names = read_old_model_result(old_dir / "result.json").label_names;
-      const auto old = read_preds(old_dir / "predictions" / "dev.jsonl", tr.names, tr.ids.empty() ? nullptr : &tr.ids);
-      if (tr.ids.empty()) {
-        tr.ids = old.ids;
-        tr.y = old.y;
-        tr.old_pred = old.pred;
-      }
-      tr.old_accs.push_back(accuracy_of(tr.y, old.pred));
-      if (!c.config.old_model.per_seed) break;
-      tr.old_by_seed[seed] = old.pred;
-    }
+    read_old_models(c.config, run / t.name, tr);
     if (tr.ids.empty()) {
       c.tasks.push_back(std::move(tr));
       continue;
     }
-    tr.old_acc = ms(tr.old_accs).mean;
     for (const auto& m : c.config.methods) {
       for (int size : unit_sizes(m)) {
         MethodRuns mr;
@@ -202,22 +225,11 @@ Collected collect(const fs::path& run) {
           const auto dir = run / t.name / mr.folder / fmt::format("seed-{}", seed);
           if (!fs::exists(dir / "result.json")) continue;
           ++c.finished;
-          SeedRun s;
-          s.seed = seed;
-          s.result = read_unit_result(dir / "result.json");
+          auto s = read_seed_run(tr, dir, seed);
           if (!s.result.applicable()) {
             mr.not_applicable = s.result.reason.value_or("not applicable");
             continue;
           }
-          const auto p = read_preds(dir / "predictions" / "dev.jsonl", tr.names, &tr.ids);
-          s.pred = p.pred;
-          s.gates = p.gates;
-          if (fs::exists(dir / "predictions" / "dev.new_model_alone.jsonl")) {
-            s.alone = read_preds(dir / "predictions" / "dev.new_model_alone.jsonl", tr.names, &tr.ids).pred;
-          }
-          if (fs::exists(dir / "cache.json")) s.cache = read_cache_experiment_result(dir / "cache.json");
-          s.acc = accuracy_of(tr.y, s.pred);
-          s.nfr = nfr_of(tr.y, tr.old(seed), s.pred);
           if (tr.precision.empty() && mr.method == "vanilla") tr.precision = s.result.precision;
           mr.seeds.push_back(std::move(s));
         }

@@ -180,6 +180,8 @@ std::string auc_line(const GateRouting& g) {
 }
 
 // ---- A task's sections as blocks, laid out as Markdown or HTML ----
+// Both formats hold the same blocks in the same order; where the HTML has the charts, the
+// Markdown points to the HTML.
 
 struct Block {
   enum Kind { kHeading, kSubheading, kParagraph, kStrong, kTable, kCharts } kind = kParagraph;
@@ -188,13 +190,14 @@ struct Block {
   std::string html = {};  // a subheading's HTML text where it differs from the Markdown's
 };
 
-Block heading3(std::string text, std::string html = {}) { return {Block::kSubheading, std::move(text), {}, std::move(html)}; }
+Block subheading(std::string text, std::string html = {}) { return {Block::kSubheading, std::move(text), {}, std::move(html)}; }
 Block paragraph(std::string text) { return {Block::kParagraph, std::move(text)}; }
 Block table(Table t) { return {Block::kTable, {}, std::move(t)}; }
 
-void tables_blocks(const TaskReport& t, std::vector<Block>& out) {
+// The sections after the main table, each present when its numbers are.
+void section_blocks(const TaskReport& t, std::vector<Block>& out) {
   for (const auto& c : t.claims) {
-    out.push_back(heading3("The paper's claims, measured"));
+    out.push_back(subheading("The paper's claims, measured"));
     out.push_back(table(claims_table(t, c)));
   }
   if (t.noise_floor) {
@@ -204,7 +207,7 @@ void tables_blocks(const TaskReport& t, std::vector<Block>& out) {
   if (t.fix_rates) {
     Table fixes{{"method", "fix rate %", "new-fault rate %"}, {}};
     for (const auto& f : *t.fix_rates) fixes.rows.push_back({f.label, pct(f.fix), pct(f.new_fault)});
-    out.push_back(heading3("Fix and new-fault rates against vanilla (the paper's section 5.5)", "Fix and new-fault rates against vanilla (section 5.5)"));
+    out.push_back(subheading("Fix and new-fault rates against vanilla (the paper's section 5.5)", "Fix and new-fault rates against vanilla (section 5.5)"));
     out.push_back(table(std::move(fixes)));
   }
   Table sizes{{"new-model ensemble", "NFR %", "accuracy %"}, {}};
@@ -212,21 +215,21 @@ void tables_blocks(const TaskReport& t, std::vector<Block>& out) {
     if (m.ensemble_size > 0 && m.seeds > 0) sizes.rows.push_back({fmt::format("{} models", m.ensemble_size), pct(m.nfr), pct(m.accuracy)});
   }
   if (!sizes.rows.empty()) {
-    out.push_back(heading3("New-model ensembles by size (table 3)"));
+    out.push_back(subheading("New-model ensembles by size (table 3)"));
     out.push_back(table(std::move(sizes)));
   }
   if (const auto& d = t.drop_old_model) {
-    out.push_back(heading3("Dropping the old model at inference (table 4)"));
+    out.push_back(subheading("Dropping the old model at inference (table 4)"));
     out.push_back(table({{"Gated Fusion", "NFR %", "accuracy %"},
                          {{"with the old model", pct(d->nfr), pct(d->accuracy)}, {"old model dropped at inference", pct(d->alone_nfr), pct(d->alone_accuracy)}}}));
   }
   if (t.cache) {
-    out.push_back(heading3("Gated Fusion with a partial cache of old logits (table 5)"));
+    out.push_back(subheading("Gated Fusion with a partial cache of old logits (table 5)"));
     out.push_back(table(cache_table(*t.cache)));
     out.push_back(paragraph(cache_note(*t.cache)));
   }
   if (t.gate) {
-    out.push_back(heading3("Does the gate route? (mean gate by category)"));
+    out.push_back(subheading("Does the gate route? (mean gate by category)"));
     out.push_back(table(routing_table(*t.gate)));
     out.push_back(paragraph(auc_line(*t.gate)));
   }
@@ -241,7 +244,7 @@ std::vector<Block> task_blocks(const ExperimentReport& r, const TaskReport& t) {
   out.push_back(paragraph(intro_line(t)));
   out.push_back(table(main_table(r, t)));
   if (t.upgrade) out.push_back({Block::kStrong, upgrade_line(*t.upgrade)});
-  tables_blocks(t, out);
+  section_blocks(t, out);
   out.push_back({Block::kCharts});
   return out;
 }
