@@ -5,9 +5,14 @@
 // model), uncertainty (a paired bootstrap over examples and seeds of each method's NFR minus
 // vanilla's; the NFR between vanilla seeds as the noise floor), and charts (accuracy against NFR,
 // the alpha and T sweeps, gate values by flip category, per-class flips). Torch-free.
+//
+// The numbers are computed once, into a report::ExperimentReport; report/experiment_report.h
+// renders that as Markdown, HTML, JSON and terminal text.
 #include <cstdint>
 #include <filesystem>
 #include <string>
+
+#include "flipless/report/experiment_report.h"
 
 namespace flipless::experiment {
 
@@ -23,7 +28,10 @@ struct ReportFiles {
 };
 
 // Throws InputError naming the file when a result or prediction file is unreadable. Units not
-// finished yet are left out and counted in the report.
+// finished yet are left out and counted in the report. (options.out is not used.)
+report::ExperimentReport build_experiment_report(const std::filesystem::path& run_dir, const ReportOptions& options = {});
+
+// Builds the report and writes report.html, report.md and report.json (each atomically).
 ReportFiles write_experiment_report(const std::filesystem::path& run_dir, const ReportOptions& options = {});
 
 }  // namespace flipless::experiment

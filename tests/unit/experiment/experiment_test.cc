@@ -380,6 +380,48 @@ TEST_F(ReportTest, TablesAndNumbersAreTheHandCheckedOnes) {
   EXPECT_NE(files.table.find("Gated Fusion"), std::string::npos);
 }
 
+// The same numbers as data, before any rendering.
+TEST_F(ReportTest, TheReportIsDataBeforeItIsText) {
+  const auto r = build_experiment_report(dir_.path());
+  EXPECT_EQ(r.experiment, "hand");
+  EXPECT_EQ(r.seeds, (std::vector<std::uint64_t>{0, 1}));
+  EXPECT_EQ(r.units_finished, 5u);  // two vanilla, two Gated Fusion, one BCWI (not applicable)
+  ASSERT_EQ(r.tasks.size(), 1u);
+  const auto& t = r.tasks[0];
+  ASSERT_TRUE(t.old_finished);
+  EXPECT_EQ(t.examples, 10u);
+  ASSERT_EQ(t.methods.size(), 3u);
+  EXPECT_EQ(t.methods[0].folder, "vanilla");
+  EXPECT_EQ(t.methods[0].nfr, (std::vector<double>{0.3, 0.2}));
+  EXPECT_FALSE(t.methods[0].minus_vanilla.has_value());
+  const auto& gf = t.methods[1];
+  EXPECT_EQ(gf.label, "Gated Fusion");
+  EXPECT_EQ(gf.nfr, (std::vector<double>{0.1, 0.1}));
+  ASSERT_TRUE(gf.minus_vanilla.has_value());
+  EXPECT_NEAR(gf.minus_vanilla->diff, -0.15, 1e-12);
+  EXPECT_EQ(gf.chosen, "drop_gate=0.5 temperature=1");
+  EXPECT_EQ(t.methods[2].not_applicable, "the old model is fastText");
+  // No baseline ran (BCWI could not), so no strongest baseline and no comparison with one.
+  EXPECT_FALSE(t.strongest_folder.has_value());
+  ASSERT_EQ(t.claims.size(), 1u);
+  EXPECT_FALSE(t.claims[0].vs_strongest.has_value());
+  ASSERT_TRUE(t.upgrade.has_value());
+  EXPECT_NEAR(t.upgrade->new_accuracy, 0.6, 1e-12);  // vanilla: 6 of 10 right on both seeds
+  EXPECT_FALSE(t.upgrade->is_upgrade);
+  ASSERT_TRUE(t.fix_rates.has_value());
+  ASSERT_EQ(t.fix_rates->size(), 1u);
+  EXPECT_EQ(t.fix_rates->front().new_fault, (std::vector<double>{0.0, 0.5}));
+  ASSERT_TRUE(t.gate.has_value());
+  EXPECT_EQ(t.gate->examples[0], 5);
+  ASSERT_TRUE(t.temperature_sweep.has_value());
+  EXPECT_EQ(t.temperature_sweep->x, (std::vector<double>{1.0, 1.4}));
+  EXPECT_FALSE(t.cache.has_value());
+  EXPECT_FALSE(t.drop_old_model.has_value());
+  ASSERT_EQ(t.class_flips.size(), 2u);  // vanilla and Gated Fusion
+  EXPECT_EQ(t.class_flips[1].method, 1u);
+  EXPECT_EQ(t.class_flips[1].per_class, (std::vector<double>{1.0, 0.0}));  // one flip per seed, all of class neg
+}
+
 TEST_F(ReportTest, HtmlIsSelfContainedWithItsCharts) {
   const auto files = write_experiment_report(dir_.path());
   std::ifstream in(files.html);

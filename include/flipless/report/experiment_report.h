@@ -1,0 +1,148 @@
+#pragma once
+// The report of an experiment's run folder as data, and its renderings for people and for
+// machines. experiment/report.h computes an ExperimentReport from a run folder's saved results
+// (as compare/compare.h computes a Comparison); the functions below only lay it out. Rates and
+// accuracies are fractions unless a field says otherwise; per-seed vectors are in seed order.
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace flipless::report {
+
+// A paired bootstrap over examples (and seeds) of a method against a reference.
+struct PairedDifference {
+  double diff = 0, lo = 0, hi = 0;            // mean over seeds of NFR(method) - NFR(reference), 95% interval
+  std::optional<double> rel, rel_lo, rel_hi;  // 1 - NF(method) / NF(reference) and its interval; undefined when the reference has no flips
+  std::size_t seeds = 0;                      // seeds present in both
+};
+
+// One row of the main table: a unit folder (a method, or a method at one ensemble size).
+struct MethodRow {
+  std::string folder;             // the unit folder ("new_ensemble-5")
+  std::string label;              // its row label ("new-model ensemble (5)")
+  int ensemble_size = 0;          // new-model ensembles: their size (table 3); 0 otherwise
+  std::size_t seeds = 0;          // seeds finished (and applicable)
+  std::string not_applicable;     // why the method could not run; empty when it could
+  std::vector<double> accuracy, nfr;  // per seed
+  std::optional<double> reduction_vs_vanilla, reduction_vs_strongest;  // relative NF reductions
+  std::optional<PairedDifference> minus_vanilla;                       // not for vanilla itself
+  std::optional<std::string> chosen;  // the setting chosen on the first seed
+  bool chosen_fallback = false;       // none was on par: the most accurate was chosen
+};
+
+// The new model alone (vanilla) against the old model: an upgrade is >= 2 points more accurate.
+struct UpgradeCheck {
+  double old_accuracy = 0, new_accuracy = 0, gain = 0;
+  bool is_upgrade = false;
+};
+
+// The paper's claims for one Gated Fusion method, measured.
+struct ClaimsCheck {
+  std::string folder, label;
+  double accuracy_change = 0;  // mean accuracy minus vanilla's
+  std::optional<PairedDifference> vs_vanilla, vs_strongest;
+  bool removes_70_percent_at_par = false;      // >= 70% of vanilla's flips removed, accuracy >= vanilla - 0.2 point
+  bool fewer_than_strongest_30 = false;        // >= 30% fewer flips than the strongest baseline
+  bool interval_vs_vanilla_excludes_0 = false;
+  bool interval_vs_strongest_excludes_0 = false;
+};
+
+// Section 5.5: fix and new-fault rates against vanilla, per seed.
+struct FixRates {
+  std::string label;
+  std::vector<double> fix, new_fault;
+};
+
+// Table 4: Gated Fusion with the old model and with it dropped at inference, per seed.
+struct DropOldModel {
+  std::vector<double> nfr, accuracy;              // with the old model
+  std::vector<double> alone_nfr, alone_accuracy;  // the new model alone
+};
+
+// Table 5: Gated Fusion served from a cache holding the old logits of a share of the inputs.
+struct CachePolicy {
+  const char* key;   // in cache.json and report.json
+  const char* name;  // in tables and charts
+};
+inline constexpr CachePolicy kCachePolicies[] = {
+    {"neighbour", "nearest (paper)"}, {"new_on_miss", "new alone on miss"}, {"tuned_distance", "tuned distance"}, {"emulator", "old-model emulator"}};
+// How often a fallback's label is the input's own old label (over the inputs not cached).
+inline constexpr const char* kCacheAgreements[] = {"neighbour_agreement", "emulator_agreement", "new_model_agreement"};
+
+struct CachePolicyRuns {
+  std::vector<double> nfr, accuracy;  // over seeds x random caches
+};
+struct CacheRow {
+  double percent = 0;                                  // of the eval inputs cached
+  std::map<std::string, CachePolicyRuns> policies;     // by kCachePolicies key; only those measured
+  std::optional<double> kept_tuned, kept_emulator;     // share of GF's NF reduction kept
+  std::map<std::string, std::vector<double>> agreements;  // by kCacheAgreements key; only those measured
+};
+struct CacheTable {
+  double vanilla_nfr = 0, gated_fusion_nfr = 0;  // means over seeds
+  std::vector<CacheRow> rows;                    // by increasing percent
+};
+
+// A validation sweep over one grid value (alpha, T), means over seeds and other grid values, in %.
+struct Sweep {
+  std::string label;
+  std::vector<double> x, nfr_percent, accuracy_percent;
+};
+
+// Gated Fusion's gate by flip category of the old model against vanilla of the same seed.
+struct GateRouting {
+  static constexpr const char* kCategories[] = {"regressions", "fixes", "both right", "both wrong"};
+  std::vector<double> examples, mean_gate;  // per category, over all seeds
+  std::vector<double> auc;                  // per seed: P(gate of a vanilla regression < gate of another example)
+};
+
+// Negative flips by true class of one method, mean over its seeds.
+struct ClassFlips {
+  std::size_t method = 0;  // index into TaskReport::methods
+  std::vector<double> per_class;
+};
+
+struct TaskReport {
+  std::string name;
+  bool old_finished = false;  // false: nothing else below is filled
+  std::vector<std::string> label_names;
+  std::size_t examples = 0;   // regression-set examples
+  double old_accuracy = 0;    // mean over old models
+  std::vector<double> old_accuracy_per_model;
+  bool old_model_per_seed = false;  // one old model per seed
+  std::string precision;            // the new models' math; empty when unknown
+  std::optional<std::string> strongest_folder, strongest_label;  // the baseline with the lowest mean NFR
+  std::vector<MethodRow> methods;
+  std::optional<UpgradeCheck> upgrade;
+  std::vector<ClaimsCheck> claims;
+  std::optional<std::vector<double>> noise_floor;  // NFR between consecutive vanilla seeds
+  std::optional<std::vector<FixRates>> fix_rates;
+  std::optional<DropOldModel> drop_old_model;
+  std::optional<CacheTable> cache;
+  std::vector<Sweep> alpha_sweeps;  // methods mixing old and new with a weight alpha
+  std::optional<Sweep> temperature_sweep;
+  std::optional<GateRouting> gate;
+  std::vector<ClassFlips> class_flips;  // vanilla, Gated Fusion methods and the strongest baseline
+};
+
+struct ExperimentReport {
+  std::string experiment;  // the config's name
+  std::string run_dir;
+  std::vector<std::uint64_t> seeds;
+  std::size_t units_planned = 0, units_finished = 0;
+  std::vector<TaskReport> tasks;
+};
+
+// The main table of each task (and the upgrade check) aligned for a terminal.
+std::string render_text(const ExperimentReport& r);
+// Every number of the report as indented JSON (report.json), with a final newline.
+std::string render_json(const ExperimentReport& r);
+// GitHub-flavoured Markdown (report.md); the charts are only in the HTML.
+std::string render_markdown(const ExperimentReport& r);
+// One self-contained HTML page with SVG charts (report.html); no scripts or network needed.
+std::string render_html(const ExperimentReport& r);
+
+}  // namespace flipless::report
