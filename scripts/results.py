@@ -103,12 +103,17 @@ def render(experiment, task_name):
                      f"≥ 30% fewer than the strongest baseline, {pretty(c.get('strongest_baseline', '–'))} ({interval(rs)}): "
                      f"{ok(c['30_percent_fewer_than_strongest'])}; interval vs vanilla excludes 0: {ok(c['interval_vs_vanilla_excludes_0'])}; "
                      f"vs the strongest: {ok(c['interval_vs_strongest_excludes_0'])}.")
-    auc = task.get("gate_regression_auc")
-    if auc:
+    routing = task.get("gate_routing")
+    if routing is None and task.get("gate_regression_auc"):  # reports written before variants had routing
+        routing = {"gated_fusion": {"by_category": task.get("gate_by_category", {}), "regression_auc": task["gate_regression_auc"]}}
+    for method, g in (routing or {}).items():
+        auc = g.get("regression_auc")
+        if not auc:
+            continue
         lines.append("")
-        gates = task.get("gate_by_category", {})
-        by = ", ".join(f"{k} {v['mean_gate']:.3f}" for k, v in gates.items() if v.get("examples"))
-        lines.append(f"Gate routing: mean gate (1 = new model) by category: {by}; AUC of the gate separating vanilla's "
+        by = ", ".join(f"{k} {v['mean_gate']:.3f}" for k, v in g.get("by_category", {}).items() if v.get("examples"))
+        who = "" if method == "gated_fusion" else f" of {pretty(method)}"
+        lines.append(f"Gate routing{who}: mean gate (1 = new model) by category: {by}; AUC of the gate separating vanilla's "
                      f"flips from the rest {auc['mean']:.3f}±{auc['std']:.3f}.")
     cache = task.get("cache_experiment") or []
     partial = [row for row in cache if 0 < row["percent"] < 100]

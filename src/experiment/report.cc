@@ -550,8 +550,15 @@ report::TaskReport task_report(const Collected& c, const TaskRuns& t, const Repo
   if (x.vanilla) r.fix_rates = fix_rates(t, *x.vanilla);
   r.drop_old_model = drop_old_model(t);
   sweeps(t, r);
-  if (const auto* gf = t.find(methods::gated_fusion().name); ran(gf) && x.vanilla && !gf->seeds.front().gates.empty()) {
-    r.gate = gate_routing(t, *gf, *x.vanilla);
+  if (x.vanilla) {
+    for (std::size_t k = 0; k < t.methods.size(); ++k) {
+      const auto& m = t.methods[k];
+      if (!is_gated_fusion(m.method) || !ran(&m) || m.seeds.front().gates.empty()) continue;
+      auto g = gate_routing(t, m, *x.vanilla);
+      g.method = k;
+      // The paper's Gated Fusion first: the report's single-gate sections and JSON keys are its.
+      r.gates.insert(m.method == methods::gated_fusion().name ? r.gates.begin() : r.gates.end(), std::move(g));
+    }
   }
   r.class_flips = class_flips(x);
   return r;

@@ -228,10 +228,12 @@ void section_blocks(const TaskReport& t, std::vector<Block>& out) {
     out.push_back(table(cache_table(*t.cache)));
     out.push_back(paragraph(cache_note(*t.cache)));
   }
-  if (t.gate) {
-    out.push_back(subheading("Does the gate route? (mean gate by category)"));
-    out.push_back(table(routing_table(*t.gate)));
-    out.push_back(paragraph(auc_line(*t.gate)));
+  for (const auto& g : t.gates) {
+    const auto& m = t.methods[g.method];
+    out.push_back(subheading(m.folder == "gated_fusion" ? std::string("Does the gate route? (mean gate by category)")
+                                                        : fmt::format("Does the gate route? {} (mean gate by category)", m.label)));
+    out.push_back(table(routing_table(g)));
+    out.push_back(paragraph(auc_line(g)));
   }
 }
 
@@ -316,9 +318,15 @@ std::string cache_chart(const TaskReport& t, const CacheTable& cache) {
 
 std::string charts_html(const TaskReport& t) {
   std::string charts = trade_off_chart(t) + sweep_charts(t);
-  if (t.gate) {
+  if (!t.gates.empty()) {
     const std::vector<std::string> cats(std::begin(GateRouting::kCategories), std::end(GateRouting::kCategories));
-    charts += svg_bar_chart(t.name + ": mean gate (1 = new) by old vs vanilla", cats, {{"Gated Fusion gate", t.gate->mean_gate, kColors[2]}});
+    std::vector<BarSeries> series;
+    for (const auto& g : t.gates) {
+      const auto& m = t.methods[g.method];
+      series.push_back({m.folder == "gated_fusion" ? std::string("Gated Fusion gate") : m.label, g.mean_gate, kColors[(2 + g.method) % 10]});
+    }
+    if (series.size() == 1) series.front().color = kColors[2];
+    charts += svg_bar_chart(t.name + ": mean gate (1 = new) by old vs vanilla", cats, series);
   }
   if (!t.class_flips.empty()) {
     std::vector<BarSeries> series;
@@ -401,13 +409,21 @@ json task_json(const TaskReport& t) {
   if (t.noise_floor) jt["noise_floor_nfr"] = *t.noise_floor;
   if (const auto& d = t.drop_old_model) jt["gated_fusion_without_old"] = {{"accuracy", d->alone_accuracy}, {"nfr", d->alone_nfr}};
   if (t.cache) jt["cache_experiment"] = cache_json(*t.cache);
-  if (const auto& g = t.gate) {
+  auto routing_json = [](const GateRouting& g) {
     json jg;
     for (std::size_t k = 0; k < std::size(GateRouting::kCategories); ++k) {
-      jg[GateRouting::kCategories[k]] = {{"mean_gate", g->mean_gate[k]}, {"examples", g->examples[k]}};
+      jg[GateRouting::kCategories[k]] = {{"mean_gate", g.mean_gate[k]}, {"examples", g.examples[k]}};
     }
-    jt["gate_by_category"] = jg;
-    if (!g->auc.empty()) jt["gate_regression_auc"] = mean_std_json(g->auc);
+    return jg;
+  };
+  for (const auto& g : t.gates) {
+    const auto& folder = t.methods[g.method].folder;
+    if (folder == "gated_fusion") {  // the paper's: the keys earlier reports had
+      jt["gate_by_category"] = routing_json(g);
+      if (!g.auc.empty()) jt["gate_regression_auc"] = mean_std_json(g.auc);
+    }
+    jt["gate_routing"][folder]["by_category"] = routing_json(g);
+    if (!g.auc.empty()) jt["gate_routing"][folder]["regression_auc"] = mean_std_json(g.auc);
   }
   return jt;
 }

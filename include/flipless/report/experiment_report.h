@@ -92,8 +92,10 @@ struct Sweep {
   std::vector<double> x, nfr_percent, accuracy_percent;
 };
 
-// Gated Fusion's gate by flip category of the old model against vanilla of the same seed.
+// A gate (Gated Fusion's or a variant's) by flip category of the old model against vanilla of
+// the same seed.
 struct GateRouting {
+  std::size_t method = 0;  // index into TaskReport::methods
   static constexpr const char* kCategories[] = {"regressions", "fixes", "both right", "both wrong"};
   std::vector<double> examples, mean_gate;  // per category, over all seeds
   std::vector<double> auc;                  // per seed: P(gate of a vanilla regression < gate of another example)
@@ -124,7 +126,7 @@ struct TaskReport {
   std::optional<CacheTable> cache;
   std::vector<Sweep> alpha_sweeps;  // methods mixing old and new with a weight alpha
   std::optional<Sweep> temperature_sweep;
-  std::optional<GateRouting> gate;
+  std::vector<GateRouting> gates;  // every method of Gated Fusion's family with gate values, the paper's first
   std::vector<ClassFlips> class_flips;  // vanilla, Gated Fusion methods and the strongest baseline
 };
 

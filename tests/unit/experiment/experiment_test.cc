@@ -411,8 +411,9 @@ TEST_F(ReportTest, TheReportIsDataBeforeItIsText) {
   ASSERT_TRUE(t.fix_rates.has_value());
   ASSERT_EQ(t.fix_rates->size(), 1u);
   EXPECT_EQ(t.fix_rates->front().new_fault, (std::vector<double>{0.0, 0.5}));
-  ASSERT_TRUE(t.gate.has_value());
-  EXPECT_EQ(t.gate->examples[0], 5);
+  ASSERT_EQ(t.gates.size(), 1u);
+  EXPECT_EQ(t.methods[t.gates[0].method].folder, "gated_fusion");
+  EXPECT_EQ(t.gates[0].examples[0], 5);
   ASSERT_TRUE(t.temperature_sweep.has_value());
   EXPECT_EQ(t.temperature_sweep->x, (std::vector<double>{1.0, 1.4}));
   EXPECT_FALSE(t.cache.has_value());
