@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -370,26 +372,14 @@ std::int32_t label_index(const PredictionFile& file, std::size_t row, const std:
 }
 
 namespace {
+// A JSON string escaped by nlohmann::json, the project's JSON writer (ids and label names were
+// checked as UTF-8 when read; a stray invalid byte would become U+FFFD rather than throw).
 void append_json_string(std::string& out, std::string_view s) {
-  out += '"';
-  for (char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += '"';
+  out += nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+// Scores with 7 significant digits, a float's precision, as the files have always been written
+// (nlohmann would write the 17 digits of the double a float widens to).
 void append_floats(std::string& out, const float* values, std::size_t count) {
   out += '[';
   for (std::size_t k = 0; k < count; ++k) {

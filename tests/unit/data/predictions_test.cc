@@ -49,6 +49,15 @@ TEST(Predictions, GateValuesAreKeptWhenEveryRowHasOne) {
   rows.gates = {0.5f, 0.125f};
   write_predictions(dir.path() / "g.jsonl", rows);
   EXPECT_EQ(read_predictions_file(dir.path() / "g.jsonl").gates, rows.gates);
+  // Ids and label names that need escaping come back as they were.
+  rows.ids = {"q\"uote\\back", "tab\tnew\nline\x01\xC3\xA9"};
+  rows.labels = {0, 1};
+  rows.label_names = {"neg \"0\"", "pos/1"};
+  write_predictions(dir.path() / "e.jsonl", rows);
+  const auto back = read_predictions_file(dir.path() / "e.jsonl");
+  EXPECT_EQ(back.ids, rows.ids);
+  EXPECT_EQ(back.tokens, (std::vector<std::string>{"pos/1", "neg \"0\""}));  // first seen: row 1 pred, then label
+  EXPECT_EQ(std::string(core::InputFile::open(dir.path() / "e.jsonl").bytes().substr(0, 56)), "{\"id\":\"q\\\"uote\\\\back\",\"label\":\"neg \\\"0\\\"\",\"pred\":\"pos/1\"");
 }
 
 TEST(Predictions, CsvWithArrayCellsOrColumnFamilies) {
