@@ -7,6 +7,7 @@
 #include <system_error>
 #include <utility>
 
+#include "flipless/core/assert.h"
 #include "flipless/core/utf8.h"
 
 namespace flipless::data::detail {
@@ -361,6 +362,7 @@ JsonRowParser::JsonRowParser() : impl_(std::make_unique<Impl>()) {}
 JsonRowParser::~JsonRowParser() = default;
 
 JsonKind JsonRowParser::read_object(std::string_view line, std::span<const std::string_view> keys, std::span<JsonField> fields) {
+  FLIPLESS_ASSERT(keys.size() == fields.size(), "one field per key");
   for (auto& field : fields) field.present = false;
   Impl& p = *impl_;
   p.load(line, true);
