@@ -1,26 +1,32 @@
-// flipless compare at production scale, side by side with BackwardCompatibilityML.
+// flipless compare at production scale, side by side with BackwardCompatibilityML, on Google
+// Benchmark.
 //
 // Generates two 1M-row prediction files (seeded), then measures in one run:
-//   1. `flipless compare` end to end (read, join, metrics, 1000-resample bootstrap, report),
-//      wall time and peak memory of the process, median of 3 runs;
-//   2. flipless' metric functions alone on the joined arrays (count_flips + every rate);
-//   3. BackwardCompatibilityML's trust_compatibility_score + error_compatibility_score on the
-//      same arrays (its own Python code), when `--bcml DIR` points at its unpacked wheel;
+//   compare/end_to_end   `flipless compare` (read, join, metrics, 1000-resample bootstrap,
+//                        report) as a child process: wall time, median of 3, and its peak memory;
+//   metrics/in_process   flipless' metric functions on the joined arrays (count_flips + BTC + BEC);
+//   bcml/scores          BackwardCompatibilityML's trust_compatibility_score +
+//                        error_compatibility_score on the same arrays (its own Python code and
+//                        the time it reports), when `--bcml DIR` points at its unpacked wheel;
 // and prints the ratios. scripts/bench.sh fetches the wheel and runs this.
+// Usage: compare_bench [--rows N] [--bcml DIR] [Google Benchmark's --benchmark_* flags]
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <benchmark/benchmark.h>
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <fmt/format.h>
 #include <fstream>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "bench_util.h"
 #include "flipless/core/file.h"
 #include "flipless/metrics/flip_counts.h"
 #include "flipless/metrics/rates.h"
@@ -93,56 +99,51 @@ ProcessRun run_process(const std::vector<std::string>& argv, const std::string& 
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::size_t n = 1000000;
-  std::string bcml_dir;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--rows" && i + 1 < argc) n = std::stoul(argv[++i]);
-    else if (arg == "--bcml" && i + 1 < argc) bcml_dir = argv[++i];
-    else {
-      std::fprintf(stderr, "usage: compare_bench [--rows N] [--bcml DIR_WITH_backwardcompatibilityml]\n");
-      return 2;
-    }
-  }
+  benchmark::Initialize(&argc, argv);
+  const flipless::bench::Flags flags(argc, argv, {"--rows", "--bcml"},
+                                     "compare_bench [--rows N] [--bcml DIR_WITH_backwardcompatibilityml] [--benchmark_...]");
+  const std::size_t n = flags.count("--rows", 1000000);
+  const std::string bcml_dir = flags.text("--bcml", "");
   const auto dir = std::filesystem::temp_directory_path() / fmt::format("flipless-bench-{}", getpid());
   std::filesystem::create_directories(dir);
 
-  auto t = Clock::now();
+  const auto t = Clock::now();
   const Arrays a = generate(dir, n, 42);
   fmt::print("generated 2 x {} rows ({:.0f} MB + {:.0f} MB) in {:.1f}s\n", n,
              std::filesystem::file_size(dir / "old.jsonl") / 1e6, std::filesystem::file_size(dir / "new.jsonl") / 1e6,
              seconds_since(t));
+  std::fflush(stdout);
+  benchmark::AddCustomContext("rows", std::to_string(n));
 
-  // 1. End to end, median of 3.
-  std::vector<ProcessRun> runs;
-  for (int r = 0; r < 3; ++r) {
-    runs.push_back(run_process({FLIPLESS_BINARY, "compare", (dir / "old.jsonl").string(), (dir / "new.jsonl").string(),
-                                "--format", "json", "--out", (dir / "report.json").string()},
-                               "/dev/null"));
-    if (runs.back().status != 0) {
-      std::fprintf(stderr, "flipless compare failed (status %d)\n", runs.back().status);
-      return 1;
+  benchmark::RegisterBenchmark("compare/end_to_end", [&](benchmark::State& state) {
+    double peak_mb = 0.0;
+    for (auto _ : state) {
+      const ProcessRun run = run_process({FLIPLESS_BINARY, "compare", (dir / "old.jsonl").string(), (dir / "new.jsonl").string(),
+                                          "--format", "json", "--out", (dir / "report.json").string()},
+                                         "/dev/null");
+      if (run.status != 0) {
+        state.SkipWithError(fmt::format("flipless compare failed (status {})", run.status).c_str());
+        break;
+      }
+      peak_mb = std::max(peak_mb, run.peak_mb);
     }
-  }
-  std::sort(runs.begin(), runs.end(), [](const ProcessRun& x, const ProcessRun& y) { return x.seconds < y.seconds; });
-  const ProcessRun median = runs[1];
+    state.counters["peak_MB"] = peak_mb;
+    state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(n));
+  })->Iterations(1)->Repetitions(3)->DisplayAggregatesOnly()->UseRealTime()->Unit(benchmark::kSecond);
 
-  // 2. Metric functions alone, best of 5.
-  double metrics_s = 1e9;
   double btc = 0, bec = 0;
-  for (int r = 0; r < 5; ++r) {
-    t = Clock::now();
-    const auto c = flipless::metrics::count_flips(a.y, a.old_pred, a.new_pred);
-    btc = *flipless::metrics::backward_trust_compatibility(c);
-    bec = *flipless::metrics::backward_error_compatibility(c);
-    metrics_s = std::min(metrics_s, seconds_since(t));
-  }
+  benchmark::RegisterBenchmark("metrics/in_process", [&](benchmark::State& state) {
+    for (auto _ : state) {
+      const auto c = flipless::metrics::count_flips(a.y, a.old_pred, a.new_pred);
+      btc = *flipless::metrics::backward_trust_compatibility(c);
+      bec = *flipless::metrics::backward_error_compatibility(c);
+      benchmark::DoNotOptimize(btc);
+      benchmark::DoNotOptimize(bec);
+    }
+    state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(n));
+  })->UseRealTime()->Unit(benchmark::kMillisecond);
 
-  fmt::print("\n{:<58} {:>10} {:>10}\n", "measurement (" + std::to_string(n) + " examples)", "seconds", "peak MB");
-  fmt::print("{:<58} {:>10.3f} {:>10.0f}\n", "flipless compare end to end (read+join+metrics+bootstrap)", median.seconds,
-             median.peak_mb);
-  fmt::print("{:<58} {:>10.4f} {:>10}\n", "flipless count_flips + BTC + BEC (in process)", metrics_s, "");
-
+  std::string bcml_output;
   if (!bcml_dir.empty()) {
     {
       std::ofstream labels(dir / "labels.txt");
@@ -152,25 +153,42 @@ int main(int argc, char** argv) {
       }
     }
     setenv("PYTHONPATH", bcml_dir.c_str(), 1);
-    const auto out = dir / "bcml.json";
-    const ProcessRun py = run_process({"python3", BENCH_DIR "/bcml_scores.py", (dir / "labels.txt").string()}, out.string());
-    std::ifstream in(out);
-    std::string line;
-    std::getline(in, line);
-    const auto seconds_at = line.find("\"seconds\": ");
-    if (py.status != 0 || seconds_at == std::string::npos) {
-      std::fprintf(stderr, "BackwardCompatibilityML run failed: %s\n", line.c_str());
-      return 1;
-    }
-    const double bcml_s = std::stod(line.substr(seconds_at + 11));
-    fmt::print("{:<58} {:>10.3f} {:>10}\n", "BackwardCompatibilityML trust+error scores (Python)", bcml_s, "");
-    fmt::print("\nBackwardCompatibilityML output: {}\nflipless BTC {:.6f}, BEC {:.6f} (BEC differs by definition: see docs/metrics.md)\n",
-               line, btc, bec);
-    fmt::print("\nratio BackwardCompatibilityML scores / flipless compare end to end: {:.2f}x\n", bcml_s / median.seconds);
-    fmt::print("ratio BackwardCompatibilityML scores / flipless metric functions:  {:.0f}x\n", bcml_s / metrics_s);
-  } else {
-    fmt::print("\n(pass --bcml DIR to time BackwardCompatibilityML on the same arrays; scripts/bench.sh does)\n");
+    benchmark::RegisterBenchmark("bcml/scores", [&](benchmark::State& state) {
+      for (auto _ : state) {
+        const auto out = dir / "bcml.json";
+        const ProcessRun py = run_process({"python3", BENCH_DIR "/bcml_scores.py", (dir / "labels.txt").string()}, out.string());
+        std::ifstream in(out);
+        std::getline(in, bcml_output);
+        const auto seconds_at = bcml_output.find("\"seconds\": ");
+        if (py.status != 0 || seconds_at == std::string::npos) {
+          state.SkipWithError(("BackwardCompatibilityML run failed: " + bcml_output).c_str());
+          break;
+        }
+        state.SetIterationTime(std::stod(bcml_output.substr(seconds_at + 11)));  // the time it measured itself
+      }
+      state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(n));
+    })->Iterations(1)->UseManualTime()->Unit(benchmark::kSecond);
   }
+
+  flipless::bench::KeepingReporter reporter;
+  benchmark::RunSpecifiedBenchmarks(&reporter);
   std::filesystem::remove_all(dir);
+
+  const auto end_to_end = reporter.seconds("compare/end_to_end"), metrics = reporter.seconds("metrics/in_process"),
+             bcml = reporter.seconds("bcml/scores");
+  fmt::print("\n{} examples:", n);
+  if (end_to_end) fmt::print(" compare end to end {:.3f} s (median of 3, peak {:.0f} MB);", *end_to_end, reporter.counter("compare/end_to_end", "peak_MB").value_or(0));
+  if (metrics) fmt::print(" metric functions {:.3f} ms;", 1e3 * *metrics);
+  if (bcml) fmt::print(" BackwardCompatibilityML {:.3f} s", *bcml);
+  fmt::print("\n");
+  if (bcml && metrics) {
+    fmt::print("BackwardCompatibilityML output: {}\nflipless BTC {:.6f}, BEC {:.6f} (BEC differs by definition: see docs/metrics.md)\n",
+               bcml_output, btc, bec);
+    if (end_to_end) fmt::print("ratio BackwardCompatibilityML scores / flipless compare end to end: {:.2f}x\n", *bcml / *end_to_end);
+    fmt::print("ratio BackwardCompatibilityML scores / flipless metric functions:  {:.0f}x\n", *bcml / *metrics);
+  } else if (bcml_dir.empty()) {
+    fmt::print("(pass --bcml DIR to time BackwardCompatibilityML on the same arrays; scripts/bench.sh does)\n");
+  }
+  benchmark::Shutdown();
   return 0;
 }

@@ -2,8 +2,11 @@
 // side in one run, at batch 1 and 64: what the cache look-up, the gate and the fusion add to a
 // request. The new model is a trained Gated Fusion folder (default: the demo's seed 0); the
 // cache holds SST-2 dev sentences; half of the queries are cached sentences (exact hits) and
-// half are edited ones (near hits through the nearest-neighbour index).
-// Usage: serve_bench [--model DIR] [--threads T] [--rounds R]
+// half are edited ones (near hits through the nearest-neighbour index). On Google Benchmark: each
+// batch size is one benchmark whose rounds run both predictors, alternately first; its time is
+// Gated Fusion's, the counters give both sides' p50/p99 and their ratio.
+// Usage: serve_bench [--model DIR] [--threads T] [--rounds R] [Google Benchmark's --benchmark_* flags]
+#include <benchmark/benchmark.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -12,6 +15,7 @@
 #include <fmt/format.h>
 #include <thread>
 
+#include "bench_util.h"
 #include "flipless/cache/logit_cache.h"
 #include "flipless/data/registry.h"
 #include "flipless/serve/predictor.h"
@@ -32,17 +36,13 @@ double p99(std::vector<double> v) {
 
 int main(int argc, char** argv) {
   flipless::train::select_blas_kernel_at_startup(argv);  // as the flipless binary does
+  benchmark::Initialize(&argc, argv);
   using namespace flipless;
   namespace fs = std::filesystem;
-  fs::path model = fs::path(BENCH_DIR) / ".." / "runs" / "demo" / "sst2" / "gated_fusion" / "seed-0" / "model";
-  int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  int rounds = 200;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string arg = argv[i];
-    if (arg == "--model") model = argv[i + 1];
-    else if (arg == "--threads") threads = std::stoi(argv[i + 1]);
-    else if (arg == "--rounds") rounds = std::stoi(argv[i + 1]);
-  }
+  const bench::Flags flags(argc, argv, {"--model", "--threads", "--rounds"}, "serve_bench [--model DIR] [--threads T] [--rounds R] [--benchmark_...]");
+  const fs::path model = flags.text("--model", (fs::path(BENCH_DIR) / ".." / "runs" / "demo" / "sst2" / "gated_fusion" / "seed-0" / "model").string());
+  const int threads = static_cast<int>(flags.count("--threads", std::max(1u, std::thread::hardware_concurrency())));
+  const int rounds = static_cast<int>(flags.count("--rounds", 200));
   if (!fs::exists(model / train::kModelCardName)) {
     fmt::print(stderr, "serve_bench: no Gated Fusion model at {}; run `flipless demo` first or pass --model\n", model.string());
     return 2;
@@ -81,33 +81,55 @@ int main(int argc, char** argv) {
     queries.push_back(e);
   }
   fmt::print("{}\n{} threads, {} rounds per batch size\n\n", predictor->describe(), threads, rounds);
-  fmt::print("{:>6} | {:>14} {:>14} | {:>14} {:>14} | {:>8}\n", "batch", "new alone p50", "p99", "GF+cache p50", "p99", "ratio");
-  for (const std::size_t batch : {std::size_t{1}, std::size_t{64}}) {
-    std::vector<double> ta, tg;
+  std::fflush(stdout);
+  const std::vector<std::size_t> batches = {1, 64};
+  for (const std::size_t batch : batches) {
     const int n = batch == 1 ? rounds : std::max(10, rounds / 10);
-    for (int r = -3; r < n; ++r) {  // 3 warm-up rounds
-      const std::size_t start = (static_cast<std::size_t>(r + 3) * batch) % (queries.size() - batch + 1);
-      const std::span<const data::TextExample> xs(queries.data() + start, batch);
-      // Alternate which runs first, so neither always meets warm caches.
-      double a = 0, g = 0;
-      for (int k = 0; k < 2; ++k) {
-        const bool gf_turn = (k == 0) == (r % 2 == 0);
-        const auto t = Clock::now();
-        if (gf_turn) {
-          predictor->predict(xs);
-          g = since(t);
-        } else {
-          alone->predict(xs);
-          a = since(t);
+    benchmark::RegisterBenchmark(fmt::format("serve/batch{}/gf_cache_vs_new_alone", batch).c_str(), [&, batch](benchmark::State& state) {
+      std::vector<double> ta, tg;
+      auto round = [&](int r) {
+        const std::size_t start = (static_cast<std::size_t>(r + 3) * batch) % (queries.size() - batch + 1);
+        const std::span<const data::TextExample> xs(queries.data() + start, batch);
+        // Alternate which runs first, so neither always meets warm caches.
+        double a = 0, g = 0;
+        for (int k = 0; k < 2; ++k) {
+          const bool gf_turn = (k == 0) == (r % 2 == 0);
+          const auto t = Clock::now();
+          if (gf_turn) {
+            benchmark::DoNotOptimize(predictor->predict(xs));
+            g = since(t);
+          } else {
+            benchmark::DoNotOptimize(alone->predict(xs));
+            a = since(t);
+          }
         }
-      }
-      if (r >= 0) {
+        return std::pair{a, g};
+      };
+      for (int r = -3; r < 0; ++r) round(r);  // 3 warm-up rounds, not timed
+      int r = 0;
+      for (auto _ : state) {
+        const auto [a, g] = round(r++);
         ta.push_back(a);
         tg.push_back(g);
+        state.SetIterationTime(g);
       }
-    }
-    fmt::print("{:>6} | {:>12.2f}ms {:>12.2f}ms | {:>12.2f}ms {:>12.2f}ms | {:>7.3f}x\n", batch, 1e3 * median(ta), 1e3 * p99(ta), 1e3 * median(tg),
-               1e3 * p99(tg), median(tg) / median(ta));
+      state.counters["new_alone_p50_ms"] = 1e3 * median(ta);
+      state.counters["new_alone_p99_ms"] = 1e3 * p99(ta);
+      state.counters["gf_cache_p50_ms"] = 1e3 * median(tg);
+      state.counters["gf_cache_p99_ms"] = 1e3 * p99(tg);
+      state.counters["ratio_p50"] = median(tg) / median(ta);
+      state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(batch));
+    })->Iterations(n)->UseManualTime()->Unit(benchmark::kMillisecond);
+  }
+  bench::KeepingReporter reporter;
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  fmt::print("\n");
+  for (const std::size_t batch : batches) {
+    const std::string name = fmt::format("serve/batch{}/gf_cache_vs_new_alone", batch);
+    const auto ratio = reporter.counter(name, "ratio_p50");
+    if (!ratio) continue;
+    fmt::print("batch {:>2}: new model alone p50 {:.2f} ms, Gated Fusion + cache p50 {:.2f} ms: ratio {:.3f}x\n", batch,
+               *reporter.counter(name, "new_alone_p50_ms"), *reporter.counter(name, "gf_cache_p50_ms"), *ratio);
   }
   std::size_t exact = 0, near = 0;
   for (const auto& p : predictor->predict(std::span(queries).first(64))) {
@@ -118,5 +140,6 @@ int main(int argc, char** argv) {
   fs::remove(path);
   fs::remove(path.string() + "-wal");
   fs::remove(path.string() + "-shm");
+  benchmark::Shutdown();
   return 0;
 }

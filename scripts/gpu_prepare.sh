@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 scripts/fetch_models.sh minilm-l6 >/dev/null
 mkdir -p .gpu/debs .gpu/minilm-l6
 (cd .gpu/debs && apt-get download -q libfmt-dev libfmt9 libyaml-cpp-dev libyaml-cpp0.7 libcli11-dev nlohmann-json3-dev \
-  libutf8proc-dev libutf8proc2 libxxhash-dev libxxhash0 libfasttext-dev libfasttext0 libgtest-dev zlib1g-dev pkgconf pkgconf-bin libpkgconf3 >/dev/null)
+  libutf8proc-dev libutf8proc2 libsimdjson-dev libsimdjson14 libxxhash-dev libxxhash0 libfasttext-dev libfasttext0 libgtest-dev zlib1g-dev pkgconf pkgconf-bin libpkgconf3 >/dev/null)
 src="${FLIPLESS_MODELS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/flipless/models}/minilm-l6"
 for f in config.json vocab.txt tokenizer.json tokenizer_config.json special_tokens_map.json; do cp "$src/$f" .gpu/minilm-l6/; done
 python3 - "$src/model.safetensors" .gpu/minilm-l6/model.safetensors <<'PY'

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 packages=(g++ cmake ninja-build ccache pkg-config python3 python3-pip python3-venv python3-dev
           libfmt-dev nlohmann-json3-dev libcli11-dev zlib1g-dev libutf8proc-dev libyaml-cpp-dev
-          libsqlite3-dev libhnswlib-dev libxxhash-dev libeigen3-dev libboost-dev libcpp-httplib-dev
+          libsimdjson-dev libsqlite3-dev libhnswlib-dev libxxhash-dev libeigen3-dev libboost-dev libcpp-httplib-dev
           libtorch-dev libgloo-dev libopenblas0-pthread libfasttext-dev
           libgtest-dev libgmock-dev libbenchmark-dev
           chromium)  # chromium: the test that renders the HTML report headless

@@ -195,8 +195,6 @@ struct OldLogitCache::Impl {
     return out;
   }
 
-  // The derived index of a version, built from the database on first use. Callers hold
-  // index_mutex exclusively.
   // A version's generation (bumped by every put into it).
   std::int64_t generation(std::int64_t version_id) const {
     Stmt s = prepare("SELECT generation FROM versions WHERE id = ?");

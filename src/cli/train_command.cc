@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstdio>
 #include <fmt/format.h>
+#include <functional>
 #include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -210,30 +211,184 @@ TrainPlan plan_training(const TrainArgs& a) {
   return p;
 }
 
+// The data of one training: the train split after the validation carve-out and --max-train.
+struct TrainData {
+  data::Dataset full_train, dev, train, validation;
+
+  // (name, split) in the order predictions are written.
+  std::vector<std::pair<std::string, const data::Dataset*>> splits() const { return {{"train", &train}, {"validation", &validation}, {"dev", &dev}}; }
+};
+
+TrainData load_training_data(const TrainPlan& plan, const TrainArgs& a) {
+  TrainData d;
+  d.full_train = data::load_dataset(plan.train_spec, a.columns);
+  d.dev = data::load_dataset(plan.eval_spec, a.columns);
+  if (d.full_train.label_names != d.dev.label_names) {
+    throw InputError(fmt::format("{} and {} have different label sets [{}] vs [{}]", d.full_train.name, d.dev.name,
+                                 fmt::join(d.full_train.label_names, ", "), fmt::join(d.dev.label_names, ", ")));
+  }
+  auto split = data::split_train_validation(d.full_train, a.validation_fraction, a.split_seed);
+  d.train = data::subsample(split.train, a.max_train, a.split_seed);
+  d.validation = std::move(split.validation);
+  std::fprintf(stderr, "data: %zu train, %zu validation (carved from %s), %zu dev (%s)\n", d.train.size(), d.validation.size(),
+               d.full_train.name.c_str(), d.dev.size(), d.dev.name.c_str());
+  return d;
+}
+
+// fastText: trains, saves model.bin and the card, writes each split's predictions.
+void train_fasttext(const TrainArgs& a, const TrainData& d, const std::filesystem::path& out, nlohmann::json& card,
+                    std::map<std::string, double>& accuracy) {
+  models::FastTextConfig ft = a.fasttext;
+  ft.seed = a.config.seed;
+  auto model = models::FastTextClassifier::train(d.train, ft);
+  model->save(out / "model.bin");
+  card["kind"] = "fasttext";
+  card["lowercase"] = ft.lowercase;
+  card["fasttext"] = {{"epochs", ft.epochs}, {"lr", ft.learning_rate}, {"dim", ft.dim}, {"word_ngrams", ft.word_ngrams}};
+  train::save_model_card(out, card);
+  for (const auto& [name, ds] : d.splits()) {
+    const auto rows = rows_of(*ds, model->predict(ds->examples));
+    accuracy[name] = accuracy_of_rows(rows);
+    data::write_predictions(out / "predictions" / (name + ".jsonl"), rows);
+  }
+}
+
+// The compatibility method's strategy from its flags, with its settings recorded in the card.
+std::unique_ptr<train::CompatibilityStrategy> method_strategy(const TrainArgs& a, const methods::Descriptor& method, std::int64_t embedding_dim,
+                                                              std::int64_t num_labels, nlohmann::json& card) {
+  std::map<std::string, double> numbers;
+  std::map<std::string, std::string> words;
+  method_setting(method, a, numbers, words);
+  // Gated Fusion's lr2 0: 1e-5 for fine-tuned models, frozen heads train at head scale.
+  if (method.gated && numbers.at("lr2") <= 0) numbers["lr2"] = a.frozen ? a.config.learning_rate : 1e-5;
+  auto strategy = train::make_strategy(train::strategy_config(method, numbers, words, {a.config.seed, embedding_dim, num_labels}));
+  card["method"] = {{"name", a.method}};
+  for (const auto& p : method.params) {
+    if (!p.in_card) continue;
+    if (p.type == methods::ParamType::kWord) {
+      card["method"][p.key] = words.at(p.key);
+    } else if (p.type == methods::ParamType::kBool) {
+      card["method"][p.key] = numbers.at(p.key) != 0;
+    } else {
+      card["method"][p.key] = numbers.at(p.key);
+    }
+  }
+  card["method"]["old_run"] = std::filesystem::absolute(a.old_run).string();
+  return strategy;
+}
+
+// The learned parameters of a strategy (Gated Fusion's gate), when it has any, as gate.safetensors.
+void save_gate(train::CompatibilityStrategy* strategy, const std::filesystem::path& out) {
+  if (!strategy) return;
+  const auto ps = strategy->parameters();
+  if (ps.empty()) return;
+  std::map<std::string, torch::Tensor> params;
+  for (std::size_t i = 0; i < ps.size(); ++i) params[fmt::format("gate.{}", i)] = ps[i];
+  nn::write_tensors(out / "gate.safetensors", params, {{"format", "flipless-gate"}});
+}
+
+// A progress bar per split while the model space encodes features.
+struct FeatureBars {
+  std::unique_ptr<ProgressBar> bar;
+  std::string split;
+
+  void operator()(const std::string& name, std::int64_t done, std::int64_t total, const std::string& status) {
+    if (!bar || split != name) {
+      bar.reset();
+      bar = std::make_unique<ProgressBar>(fmt::format("features {}", name), total, "ex");
+      split = name;
+    }
+    if (status.empty()) {
+      bar->update(done);
+    } else {
+      bar->update(done, status);
+    }
+  }
+};
+
+// A torch model (frozen encoder + head, or fine-tuned), with the compatibility method when one is
+// asked for; rank 0 saves it and writes each split's predictions. False on the other ranks.
+bool train_torch(const TrainArgs& a, TrainPlan& plan, const TrainData& d, const std::filesystem::path& out, nlohmann::json& card,
+                 nlohmann::json& log, std::map<std::string, double>& accuracy) {
+  auto& config = plan.config;
+  const auto* method = plan.method;
+  const auto num_labels = static_cast<std::int64_t>(d.full_train.num_labels());
+  card["base_model"] = std::filesystem::absolute(plan.model_dir).string();
+  card["max_length"] = plan.max_length;
+  card["head"] = {{"kind", plan.head.kind}, {"hidden", plan.head.hidden}, {"dropout", plan.head.dropout}};
+  card["train_config"] = {{"epochs", a.config.epochs}, {"batch_size", a.config.batch_size}, {"learning_rate", a.config.learning_rate},
+                          {"weight_decay", a.config.weight_decay}, {"warmup_ratio", a.config.warmup_ratio},
+                          {"precision", train::to_string(config.precision)}};
+  std::unique_ptr<ProgressBar> bar;
+  // The method, and the old model's stored logits it needs (never the old model itself).
+  std::map<std::string, torch::Tensor> old;
+  std::unique_ptr<train::CompatibilityStrategy> strategy;
+  if (method->runner != methods::Runner::kVanilla) {
+    for (const auto& [name, ds] : d.splits()) old[name] = old_logits_for(a.old_run, name, *ds, d.full_train.num_labels());
+    const std::int64_t embedding_dim = nn::BertConfig::from_json_file(plan.model_dir / "config.json").hidden_size;
+    strategy = method_strategy(a, *method, embedding_dim, num_labels, card);
+    std::fprintf(stderr, "method %s against the stored logits of %s\n", a.method.c_str(), a.old_run.c_str());
+  }
+  // The model, its inputs and its saved folder: the experiment runner's model space.
+  train::ModelSpec spec;
+  spec.frozen = a.frozen;
+  spec.name = a.model;
+  spec.model_dir = plan.model_dir;
+  spec.layers = a.layers;
+  spec.pooling = a.pooling;
+  spec.head = plan.head;
+  spec.max_length = plan.max_length;
+  spec.feature_precision = config.precision;
+  FeatureBars progress;
+  const train::ModelSpace space(spec, {{"train", &d.train}, {"validation", &d.validation}, {"dev", &d.dev}}, num_labels,
+                                a.cache.empty() ? default_cache() : std::filesystem::path(a.cache), config.device, config.precision,
+                                std::ref(progress));
+  progress.bar.reset();
+  const auto model = space.make(a.config.seed);
+  if (strategy) {
+    train::train_with_strategy(*model, *strategy, *space.source("train"), old["train"], space.source("validation").get(), old["validation"],
+                               config, bar_observer(bar, log));
+  } else {
+    train::train(*model, *space.source("train"), space.source("validation").get(), config, train::cross_entropy_loss, bar_observer(bar, log));
+  }
+  if (a.dist.rank != 0) return false;  // only rank 0 writes the model and predictions
+  const auto described = space.card();
+  card["kind"] = described.at("kind");
+  card["layers"] = described.at("layers");
+  if (a.frozen) {
+    card["pooling"] = a.pooling;
+  } else {
+    card["pooler"] = described.at("pooler");
+  }
+  save_gate(strategy.get(), out);
+  space.save(out, *model, card);
+  for (const auto& [name, ds] : d.splits()) {
+    const auto source_of_split = space.source(name);
+    const auto& source = *source_of_split;
+    const auto p = strategy ? train::predict_with_strategy(*model, *strategy, source, old[name], space.eval_batch(), config.precision)
+                            : train::predict(*model, source, space.eval_batch(), {}, config.precision);
+    auto rows = rows_of(*ds, train::as_classifier_output(p));
+    if (p.gates.defined()) {
+      const auto g = p.gates.contiguous();
+      rows.gates.assign(g.data_ptr<float>(), g.data_ptr<float>() + g.numel());
+    }
+    accuracy[name] = accuracy_of_rows(rows);
+    data::write_predictions(out / "predictions" / (name + ".jsonl"), rows);
+    if (method->gated) {  // table 4: the GF-trained new model alone
+      const auto alone = rows_of(*ds, train::as_classifier_output(train::predict(*model, source, space.eval_batch(), {}, config.precision)));
+      accuracy[name + "_new_model_alone"] = accuracy_of_rows(alone);
+      data::write_predictions(out / "predictions" / (name + ".new_model_alone.jsonl"), alone);
+    }
+  }
+  return true;
+}
+
 int run_train(const TrainArgs& a) {
   set_threads(a.threads);
   const auto started = Clock::now();
   TrainPlan plan = plan_training(a);
-  const auto& head = plan.head;
+  const TrainData d = load_training_data(plan, a);
   auto& config = plan.config;
-  const auto* method = plan.method;
-  const bool vanilla = method->runner == methods::Runner::kVanilla;
-  const auto& train_spec = plan.train_spec;
-  const auto& eval_spec = plan.eval_spec;
-  const auto& model_dir = plan.model_dir;
-  const std::size_t max_length = plan.max_length;
-  const data::Dataset full_train = data::load_dataset(train_spec, a.columns);
-  const data::Dataset dev = data::load_dataset(eval_spec, a.columns);
-  if (full_train.label_names != dev.label_names) {
-    throw InputError(fmt::format("{} and {} have different label sets [{}] vs [{}]", full_train.name, dev.name,
-                                 fmt::join(full_train.label_names, ", "), fmt::join(dev.label_names, ", ")));
-  }
-  const auto split = data::split_train_validation(full_train, a.validation_fraction, a.split_seed);
-  const data::Dataset train_set = data::subsample(split.train, a.max_train, a.split_seed);
-  const data::Dataset& validation = split.validation;
-  std::fprintf(stderr, "data: %zu train, %zu validation (carved from %s), %zu dev (%s)\n", train_set.size(), validation.size(),
-               full_train.name.c_str(), dev.size(), dev.name.c_str());
-
   if (!config.device.is_cpu() || config.precision != train::Precision::kFloat32) {
     std::fprintf(stderr, "device %s, precision %s\n", train::describe_device(config.device).c_str(), train::to_string(config.precision).c_str());
   }
@@ -243,136 +398,15 @@ int run_train(const TrainArgs& a) {
     std::fprintf(stderr, "rank %d of %d joined %s:%d (%s)\n", a.dist.rank, a.dist.world_size, a.dist.master_addr.c_str(), a.dist.master_port,
                  config.group->backend().c_str());
   }
-  const bool writer = a.dist.rank == 0;  // only rank 0 writes the model and predictions
   const std::filesystem::path out(a.out);
-  if (writer) std::filesystem::create_directories(out / "predictions");
-  nlohmann::json log = {{"train", train_set.name}, {"validation", validation.name}, {"dev", dev.name}, {"epochs", nlohmann::json::array()}};
-  nlohmann::json card = {{"label_names", full_train.label_names}, {"train_data", train_spec}, {"seed", a.config.seed}};
-  const std::vector<std::pair<std::string, const data::Dataset*>> splits = {{"train", &train_set}, {"validation", &validation}, {"dev", &dev}};
+  if (a.dist.rank == 0) std::filesystem::create_directories(out / "predictions");  // only rank 0 writes
+  nlohmann::json log = {{"train", d.train.name}, {"validation", d.validation.name}, {"dev", d.dev.name}, {"epochs", nlohmann::json::array()}};
+  nlohmann::json card = {{"label_names", d.full_train.label_names}, {"train_data", plan.train_spec}, {"seed", a.config.seed}};
   std::map<std::string, double> accuracy;
-
   if (a.model == "fasttext") {
-    models::FastTextConfig ft = a.fasttext;
-    ft.seed = a.config.seed;
-    auto model = models::FastTextClassifier::train(train_set, ft);
-    model->save(out / "model.bin");
-    card["kind"] = "fasttext";
-    card["lowercase"] = ft.lowercase;
-    card["fasttext"] = {{"epochs", ft.epochs}, {"lr", ft.learning_rate}, {"dim", ft.dim}, {"word_ngrams", ft.word_ngrams}};
-    train::save_model_card(out, card);
-    for (const auto& [name, ds] : splits) {
-      const auto rows = rows_of(*ds, model->predict(ds->examples));
-      accuracy[name] = accuracy_of_rows(rows);
-      data::write_predictions(out / "predictions" / (name + ".jsonl"), rows);
-    }
-  } else {
-    card["base_model"] = std::filesystem::absolute(model_dir).string();
-    card["max_length"] = max_length;
-    card["head"] = {{"kind", head.kind}, {"hidden", head.hidden}, {"dropout", head.dropout}};
-    card["train_config"] = {{"epochs", a.config.epochs}, {"batch_size", a.config.batch_size}, {"learning_rate", a.config.learning_rate},
-                            {"weight_decay", a.config.weight_decay}, {"warmup_ratio", a.config.warmup_ratio},
-                            {"precision", train::to_string(config.precision)}};
-    std::unique_ptr<ProgressBar> bar;
-    // The method, and the old model's stored logits it needs (never the old model itself).
-    std::map<std::string, torch::Tensor> old;
-    std::unique_ptr<train::CompatibilityStrategy> strategy;
-    const std::int64_t embedding_dim = nn::BertConfig::from_json_file(model_dir / "config.json").hidden_size;
-    if (!vanilla) {
-      for (const auto& [name, ds] : splits) old[name] = old_logits_for(a.old_run, name, *ds, full_train.num_labels());
-      std::map<std::string, double> numbers;
-      std::map<std::string, std::string> words;
-      method_setting(*method, a, numbers, words);
-      // Gated Fusion's lr2 0: 1e-5 for fine-tuned models, frozen heads train at head scale.
-      if (method->gated && numbers.at("lr2") <= 0) numbers["lr2"] = a.frozen ? a.config.learning_rate : 1e-5;
-      strategy = train::make_strategy(
-          train::strategy_config(*method, numbers, words, {a.config.seed, embedding_dim, static_cast<std::int64_t>(full_train.num_labels())}));
-      card["method"] = {{"name", a.method}};
-      for (const auto& p : method->params) {
-        if (!p.in_card) continue;
-        if (p.type == methods::ParamType::kWord) {
-          card["method"][p.key] = words.at(p.key);
-        } else if (p.type == methods::ParamType::kBool) {
-          card["method"][p.key] = numbers.at(p.key) != 0;
-        } else {
-          card["method"][p.key] = numbers.at(p.key);
-        }
-      }
-      card["method"]["old_run"] = std::filesystem::absolute(a.old_run).string();
-      std::fprintf(stderr, "method %s against the stored logits of %s\n", a.method.c_str(), a.old_run.c_str());
-    }
-    auto fit = [&](nn::ClassifierModule& model, const train::InputSource& tr, const train::InputSource& va) {
-      if (strategy) {
-        train::train_with_strategy(model, *strategy, tr, old["train"], &va, old["validation"], config, bar_observer(bar, log));
-      } else {
-        train::train(model, tr, &va, config, train::cross_entropy_loss, bar_observer(bar, log));
-      }
-    };
-    auto export_split = [&](nn::ClassifierModule& model, const train::InputSource& source, const std::string& name,
-                            const data::Dataset& ds, std::int64_t batch) {
-      const auto p = strategy ? train::predict_with_strategy(model, *strategy, source, old[name], batch, config.precision)
-                              : train::predict(model, source, batch, {}, config.precision);
-      auto rows = rows_of(ds, train::as_classifier_output(p));
-      if (p.gates.defined()) {
-        const auto g = p.gates.contiguous();
-        rows.gates.assign(g.data_ptr<float>(), g.data_ptr<float>() + g.numel());
-      }
-      accuracy[name] = accuracy_of_rows(rows);
-      data::write_predictions(out / "predictions" / (name + ".jsonl"), rows);
-      if (method->gated) {  // table 4: the GF-trained new model alone
-        const auto alone = rows_of(ds, train::as_classifier_output(train::predict(model, source, batch, {}, config.precision)));
-        accuracy[name + "_new_model_alone"] = accuracy_of_rows(alone);
-        data::write_predictions(out / "predictions" / (name + ".new_model_alone.jsonl"), alone);
-      }
-    };
-    auto save_strategy = [&] {
-      if (!strategy || strategy->parameters().empty()) return;
-      std::map<std::string, torch::Tensor> params;
-      const auto ps = strategy->parameters();
-      for (std::size_t i = 0; i < ps.size(); ++i) params[fmt::format("gate.{}", i)] = ps[i];
-      nn::write_tensors(out / "gate.safetensors", params, {{"format", "flipless-gate"}});
-    };
-    // The model, its inputs and its saved folder: the experiment runner's model space.
-    train::ModelSpec spec;
-    spec.frozen = a.frozen;
-    spec.name = a.model;
-    spec.model_dir = model_dir;
-    spec.layers = a.layers;
-    spec.pooling = a.pooling;
-    spec.head = head;
-    spec.max_length = max_length;
-    spec.feature_precision = config.precision;
-    std::unique_ptr<ProgressBar> features_bar;
-    std::string features_split;
-    const train::ModelSpace space(spec, {{"train", &train_set}, {"validation", &validation}, {"dev", &dev}},
-                                  static_cast<std::int64_t>(full_train.num_labels()), a.cache.empty() ? default_cache() : std::filesystem::path(a.cache),
-                                  config.device, config.precision,
-                                  [&](const std::string& name, std::int64_t done, std::int64_t total, const std::string& status) {
-                                    if (!features_bar || features_split != name) {
-                                      features_bar.reset();
-                                      features_bar = std::make_unique<ProgressBar>(fmt::format("features {}", name), total, "ex");
-                                      features_split = name;
-                                    }
-                                    if (status.empty()) {
-                                      features_bar->update(done);
-                                    } else {
-                                      features_bar->update(done, status);
-                                    }
-                                  });
-    features_bar.reset();
-    const auto model = space.make(a.config.seed);
-    fit(*model, *space.source("train"), *space.source("validation"));
-    if (!writer) return 0;
-    const auto described = space.card();
-    card["kind"] = described.at("kind");
-    card["layers"] = described.at("layers");
-    if (a.frozen) {
-      card["pooling"] = a.pooling;
-    } else {
-      card["pooler"] = described.at("pooler");
-    }
-    save_strategy();
-    space.save(out, *model, card);
-    for (const auto& [name, ds] : splits) export_split(*model, *space.source(name), name, *ds, space.eval_batch());
+    train_fasttext(a, d, out, card, accuracy);
+  } else if (!train_torch(a, plan, d, out, card, log, accuracy)) {
+    return 0;
   }
   const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
   log["accuracy"] = accuracy;

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -14,14 +16,14 @@
 #include "delimited.h"
 #include "flipless/core/error.h"
 #include "flipless/core/utf8.h"
-#include "json_line.h"
+#include "json_row.h"
 
 namespace flipless::data {
 
 namespace {
 
-using detail::JsonValue;
-using Kind = JsonValue::Kind;
+using detail::JsonField;
+using Kind = detail::JsonKind;
 
 constexpr std::string_view kIdNames[] = {"id", "example_id", "idx", "guid"};
 constexpr std::string_view kLabelNames[] = {"label", "y_true", "gold", "true_label"};
@@ -103,25 +105,26 @@ class Sink {
   }
 
   // A row's Gated Fusion gate value; gates are kept only when every row has one in [0, 1].
-  void gate(const JsonValue& value) {
-    if (value.kind == Kind::kNumber && value.number >= 0.0 && value.number <= 1.0) out_.gates.push_back(static_cast<float>(value.number));
+  void gate(const JsonField& value) {
+    if (value.present && value.kind == Kind::kNumber && value.number >= 0.0 && value.number <= 1.0) {
+      out_.gates.push_back(static_cast<float>(value.number));
+    }
   }
 
   bool wants_embeddings() const { return options_.keep_embeddings; }
   // A row's embedding (keep_embeddings): every row has one, all of the first row's width.
-  void embedding(std::size_t line, const JsonValue* value) {
-    if (value == nullptr || value->kind != Kind::kArray || value->items.empty()) {
+  void embedding(std::size_t line, const JsonField& value) {
+    if (!value.present || value.kind != Kind::kArray || (value.all_numbers && value.numbers.empty())) {
       fail(line, "embedding", "expected a non-empty array of numbers (every row needs one)");
     }
-    if (out_.dim == 0) out_.dim = value->items.size();
-    if (value->items.size() != out_.dim) {
-      fail(line, "embedding", fmt::format("expected {} numbers as in the first row, found {}", out_.dim, value->items.size()));
+    if (!value.all_numbers) fail(line, "embedding", "expected finite numbers within 32-bit float range");
+    if (out_.dim == 0) out_.dim = value.numbers.size();
+    if (value.numbers.size() != out_.dim) {
+      fail(line, "embedding", fmt::format("expected {} numbers as in the first row, found {}", out_.dim, value.numbers.size()));
     }
-    for (const auto& item : value->items) {
-      if (item.kind != Kind::kNumber || !(std::fabs(item.number) <= std::numeric_limits<float>::max())) {
-        fail(line, "embedding", "expected finite numbers within 32-bit float range");
-      }
-      out_.embeddings.push_back(static_cast<float>(item.number));
+    for (const double x : value.numbers) {
+      if (!(std::fabs(x) <= std::numeric_limits<float>::max())) fail(line, "embedding", "expected finite numbers within 32-bit float range");
+      out_.embeddings.push_back(static_cast<float>(x));
     }
   }
 
@@ -143,68 +146,95 @@ class Sink {
   int shape_ = 0;
 };
 
-const JsonValue* find_any(const JsonValue& row, const std::string_view* names, std::size_t count, std::string_view& which) {
-  for (std::size_t i = 0; i < count; ++i) {
-    if (const JsonValue* v = row.find(names[i])) {
-      which = names[i];
-      return v;
-    }
-  }
-  return nullptr;
-}
+// The members a prediction row is read for: every spelling of each role, then "gate" and
+// "embedding"; a role is the range [first, first + count) of spellings, in order of preference.
+struct RowKeys {
+  struct Role {
+    std::size_t first = 0, count = 0;
+  };
+  std::vector<std::string_view> names;
+  Role id, label, pred, probs, logits;
+  std::size_t gate = 0, embedding = 0;
 
-template <std::size_t N>
-const JsonValue* find_any(const JsonValue& row, const std::string_view (&names)[N], std::string_view& which) {
-  return find_any(row, names, N, which);
-}
+  explicit RowKeys(bool with_embedding) {
+    id = add(kIdNames);
+    label = add(kLabelNames);
+    pred = add(kPredNames);
+    probs = add(kProbNames);
+    logits = add(kLogitNames);
+    gate = names.size();
+    names.push_back("gate");
+    embedding = names.size();
+    if (with_embedding) names.push_back("embedding");
+  }
+
+  template <std::size_t N>
+  Role add(const std::string_view (&spellings)[N]) {
+    const Role role{names.size(), N};
+    names.insert(names.end(), spellings, spellings + N);
+    return role;
+  }
+
+  // The row's member for `role` under its first spelling present, or nullptr; `which` names it.
+  const JsonField* find(const std::vector<JsonField>& fields, Role role, std::string_view& which) const {
+    for (std::size_t i = role.first; i < role.first + role.count; ++i) {
+      if (fields[i].present) {
+        which = names[i];
+        return &fields[i];
+      }
+    }
+    return nullptr;
+  }
+};
 
 void read_jsonl(const core::InputFile& file, Sink& sink) {
+  const RowKeys keys(sink.wants_embeddings());
+  std::vector<JsonField> fields(keys.names.size());
+  detail::JsonRowParser parser;
+  const std::vector<double> no_scores;
   core::LineCursor lines(file.bytes());
   std::string_view line;
-  std::vector<double> scores;
   while (lines.next(line)) {
     if (line.find_first_not_of(" \t") == std::string_view::npos) continue;
     const std::size_t n = lines.line_number();
-    JsonValue row;
+    Kind kind = Kind::kNull;
     try {
-      row = detail::parse_json_line(line);
+      kind = parser.read_object(line, keys.names, fields);
     } catch (const detail::JsonSyntaxError& e) {
       throw InputError(fmt::format("{}:{}:{}: invalid JSON: {}", file.source(), n, e.column, e.message));
+    } catch (const detail::JsonFieldError& e) {
+      sink.fail(n, e.field, e.message);
     }
-    if (row.kind != Kind::kObject) {
-      throw InputError(fmt::format("{}:{}: expected a JSON object, found a {}", file.source(), n, detail::json_kind_name(row.kind)));
+    if (kind != Kind::kObject) {
+      throw InputError(fmt::format("{}:{}: expected a JSON object, found a {}", file.source(), n, detail::json_kind_name(kind)));
     }
-    auto text_of = [&](const JsonValue* v, std::string_view field) -> std::string {
-      if (v->kind == Kind::kString) return v->text;
-      if (v->kind == Kind::kNumber) return v->text;
+    auto text_of = [&](const JsonField* v, std::string_view field) -> std::string {
+      if (v->kind == Kind::kString || v->kind == Kind::kNumber) return v->text;
       sink.fail(n, field, fmt::format("expected a string or number, found a {}", detail::json_kind_name(v->kind)));
     };
     std::string_view id_field = "id", label_field = "label", pred_field = "pred", score_field;
-    const JsonValue* id = find_any(row, kIdNames, id_field);
+    const JsonField* id = keys.find(fields, keys.id, id_field);
     if (id == nullptr) throw InputError(fmt::format("{}:{}: missing field 'id'", file.source(), n));
-    const JsonValue* label = find_any(row, kLabelNames, label_field);
-    const JsonValue* pred = find_any(row, kPredNames, pred_field);
-    ScoreKind kind = ScoreKind::kNone;
-    const JsonValue* score = find_any(row, kProbNames, score_field);
+    const JsonField* label = keys.find(fields, keys.label, label_field);
+    const JsonField* pred = keys.find(fields, keys.pred, pred_field);
+    ScoreKind score_kind = ScoreKind::kNone;
+    const JsonField* score = keys.find(fields, keys.probs, score_field);
     if (score != nullptr) {
-      kind = ScoreKind::kProbs;
-    } else if ((score = find_any(row, kLogitNames, score_field)) != nullptr) {
-      kind = ScoreKind::kLogits;
+      score_kind = ScoreKind::kProbs;
+    } else if ((score = keys.find(fields, keys.logits, score_field)) != nullptr) {
+      score_kind = ScoreKind::kLogits;
     }
-    scores.clear();
     if (score != nullptr) {
       if (score->kind != Kind::kArray) sink.fail(n, score_field, fmt::format("expected an array of numbers, found a {}", detail::json_kind_name(score->kind)));
-      for (const auto& item : score->items) {
-        if (item.kind != Kind::kNumber) sink.fail(n, score_field, "expected an array of numbers");
-        scores.push_back(item.number);
-      }
+      if (!score->all_numbers) sink.fail(n, score_field, "expected an array of numbers");
     }
     std::optional<std::string> label_text, pred_text;
     if (label != nullptr && label->kind != Kind::kNull) label_text = text_of(label, label_field);
     if (pred != nullptr) pred_text = text_of(pred, pred_field);
-    sink.add(n, id_field, text_of(id, id_field), label_field, label_text, pred_field, pred_text, score_field, kind, scores);
-    if (const JsonValue* g = row.find("gate")) sink.gate(*g);
-    if (sink.wants_embeddings()) sink.embedding(n, row.find("embedding"));
+    sink.add(n, id_field, text_of(id, id_field), label_field, label_text, pred_field, pred_text, score_field, score_kind,
+             score != nullptr ? score->numbers : no_scores);
+    sink.gate(fields[keys.gate]);
+    if (sink.wants_embeddings()) sink.embedding(n, fields[keys.embedding]);
   }
 }
 
@@ -262,6 +292,7 @@ void read_csv(const core::InputFile& file, Sink& sink) {
       score_field = family_name;
     }
     std::vector<double> scores;
+    detail::JsonRowParser parser;
     while (reader.next(fields)) {
       const std::size_t n = reader.line();
       if (fields.size() != header.size()) {
@@ -269,17 +300,13 @@ void read_csv(const core::InputFile& file, Sink& sink) {
       }
       scores.clear();
       if (array_col) {
-        JsonValue arr;
+        bool numbers = false;
         try {
-          arr = detail::parse_json_line(fields[*array_col]);
+          numbers = parser.read_number_array(fields[*array_col], scores);
         } catch (const detail::JsonSyntaxError& e) {
           sink.fail(n, score_field, fmt::format("expected a JSON array of numbers: {}", e.message));
         }
-        if (arr.kind != Kind::kArray) sink.fail(n, score_field, "expected a JSON array of numbers");
-        for (const auto& item : arr.items) {
-          if (item.kind != Kind::kNumber) sink.fail(n, score_field, "expected a JSON array of numbers");
-          scores.push_back(item.number);
-        }
+        if (!numbers) sink.fail(n, score_field, "expected a JSON array of numbers");
       }
       for (std::size_t col : family) {
         double v = 0.0;
@@ -345,26 +372,14 @@ std::int32_t label_index(const PredictionFile& file, std::size_t row, const std:
 }
 
 namespace {
+// A JSON string escaped by nlohmann::json, the project's JSON writer (ids and label names were
+// checked as UTF-8 when read; a stray invalid byte would become U+FFFD rather than throw).
 void append_json_string(std::string& out, std::string_view s) {
-  out += '"';
-  for (char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += '"';
+  out += nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+// Scores with 7 significant digits, a float's precision, as the files have always been written
+// (nlohmann would write the 17 digits of the double a float widens to).
 void append_floats(std::string& out, const float* values, std::size_t count) {
   out += '[';
   for (std::size_t k = 0; k < count; ++k) {

@@ -8,7 +8,7 @@
 #include "builder.h"
 #include "delimited.h"
 #include "flipless/core/error.h"
-#include "json_line.h"
+#include "json_row.h"
 
 namespace flipless::data {
 
@@ -62,20 +62,32 @@ Dataset read_delimited(const core::InputFile& file, char delimiter, bool quoting
 }
 
 // A JSONL field as text: strings as they are, numbers by their literal; else an error.
-std::string json_field_text(const detail::JsonValue* value, const std::string& key, bool allow_number,
+std::string json_field_text(const detail::JsonField& value, std::string_view key, bool allow_number,
                             const std::string& source, std::size_t line) {
-  using Kind = detail::JsonValue::Kind;
-  if (value == nullptr) throw InputError(fmt::format("{}:{}: missing field '{}'", source, line, key));
-  if (value->kind == Kind::kString) return value->text;
-  if (allow_number && value->kind == Kind::kNumber) return value->text;
+  using Kind = detail::JsonKind;
+  if (!value.present) throw InputError(fmt::format("{}:{}: missing field '{}'", source, line, key));
+  if (value.kind == Kind::kString) return value.text;
+  if (allow_number && value.kind == Kind::kNumber) return value.text;
   throw InputError(fmt::format("{}:{}: field '{}': expected a {}, found a {}", source, line, key,
-                               allow_number ? "string or number" : "string", detail::json_kind_name(value->kind)));
+                               allow_number ? "string or number" : "string", detail::json_kind_name(value.kind)));
 }
 
 Dataset read_jsonl(const core::InputFile& file, const ColumnSpec& columns) {
   const std::string& source = file.source();
   if (file.bytes().empty()) throw InputError(fmt::format("{}: file is empty", source));
   detail::DatasetBuilder builder(source, columns.label_names, !columns.label.empty());
+  // The members each row is read for: "id" (is there one?), the text, and the optional columns.
+  constexpr std::size_t kNone = static_cast<std::size_t>(-1);
+  std::vector<std::string_view> keys{"id", columns.text};
+  auto key = [&](const std::string& name) {
+    if (name.empty()) return kNone;
+    keys.push_back(name);
+    return keys.size() - 1;
+  };
+  const std::size_t id_key = 0, text_key = 1, pair_key = key(columns.text_pair), label_key = key(columns.label),
+                    named_id_key = key(columns.id);
+  std::vector<detail::JsonField> fields(keys.size());
+  detail::JsonRowParser parser;
   // An "id" field is the id unless told otherwise; whether there is one is decided by the first
   // row, and then every row must agree.
   std::string id_name = columns.id;
@@ -85,28 +97,32 @@ Dataset read_jsonl(const core::InputFile& file, const ColumnSpec& columns) {
   while (lines.next(line)) {
     if (line.find_first_not_of(" \t") == std::string_view::npos) continue;
     const std::size_t n = lines.line_number();
-    detail::JsonValue row;
+    detail::JsonKind kind = detail::JsonKind::kNull;
     try {
-      row = detail::parse_json_line(line);
+      kind = parser.read_object(line, keys, fields);
     } catch (const detail::JsonSyntaxError& e) {
       throw InputError(fmt::format("{}:{}:{}: invalid JSON: {}", source, n, e.column, e.message));
+    } catch (const detail::JsonFieldError& e) {
+      throw InputError(fmt::format("{}:{}: field '{}': {}", source, n, e.field, e.message));
     }
-    if (row.kind != detail::JsonValue::Kind::kObject) {
-      throw InputError(fmt::format("{}:{}: expected a JSON object, found a {}", source, n, detail::json_kind_name(row.kind)));
+    if (kind != detail::JsonKind::kObject) {
+      throw InputError(fmt::format("{}:{}: expected a JSON object, found a {}", source, n, detail::json_kind_name(kind)));
     }
+    const bool has_id = fields[id_key].present;
     if (first_line == 0) {
       first_line = n;
-      if (id_name.empty() && !columns.hash_ids && row.find("id") != nullptr) id_name = "id";
-    } else if (id_name.empty() && !columns.hash_ids && row.find("id") != nullptr) {
+      if (id_name.empty() && !columns.hash_ids && has_id) id_name = "id";
+    } else if (id_name.empty() && !columns.hash_ids && has_id) {
       throw InputError(
           fmt::format("{}:{}: field 'id': present here but not on line {}; give every row an id, or pass --hash-ids",
                       source, n, first_line));
     }
-    std::string id = id_name.empty() ? std::string() : json_field_text(row.find(id_name), id_name, true, source, n);
-    std::string text = json_field_text(row.find(columns.text), columns.text, false, source, n);
+    std::string id;
+    if (!id_name.empty()) id = json_field_text(fields[named_id_key != kNone ? named_id_key : id_key], id_name, true, source, n);
+    std::string text = json_field_text(fields[text_key], columns.text, false, source, n);
     std::optional<std::string> pair;
-    if (!columns.text_pair.empty()) pair = json_field_text(row.find(columns.text_pair), columns.text_pair, false, source, n);
-    std::string label = columns.label.empty() ? std::string() : json_field_text(row.find(columns.label), columns.label, true, source, n);
+    if (pair_key != kNone) pair = json_field_text(fields[pair_key], columns.text_pair, false, source, n);
+    std::string label = label_key == kNone ? std::string() : json_field_text(fields[label_key], columns.label, true, source, n);
     builder.add(n, std::move(id), std::move(text), std::move(pair), std::move(label), id_name, columns.text,
                 columns.text_pair, columns.label);
   }

@@ -49,6 +49,15 @@ TEST(Predictions, GateValuesAreKeptWhenEveryRowHasOne) {
   rows.gates = {0.5f, 0.125f};
   write_predictions(dir.path() / "g.jsonl", rows);
   EXPECT_EQ(read_predictions_file(dir.path() / "g.jsonl").gates, rows.gates);
+  // Ids and label names that need escaping come back as they were.
+  rows.ids = {"q\"uote\\back", "tab\tnew\nline\x01\xC3\xA9"};
+  rows.labels = {0, 1};
+  rows.label_names = {"neg \"0\"", "pos/1"};
+  write_predictions(dir.path() / "e.jsonl", rows);
+  const auto back = read_predictions_file(dir.path() / "e.jsonl");
+  EXPECT_EQ(back.ids, rows.ids);
+  EXPECT_EQ(back.tokens, (std::vector<std::string>{"pos/1", "neg \"0\""}));  // first seen: row 1 pred, then label
+  EXPECT_EQ(std::string(core::InputFile::open(dir.path() / "e.jsonl").bytes().substr(0, 56)), "{\"id\":\"q\\\"uote\\\\back\",\"label\":\"neg \\\"0\\\"\",\"pred\":\"pos/1\"");
 }
 
 TEST(Predictions, CsvWithArrayCellsOrColumnFamilies) {
@@ -60,6 +69,33 @@ TEST(Predictions, CsvWithArrayCellsOrColumnFamilies) {
   EXPECT_EQ(family.score_kind, ScoreKind::kLogits);
   const auto preds = parse("p.csv", "idx,y_pred\na,neg\n");
   EXPECT_EQ(preds.tokens, (std::vector<std::string>{"neg"}));
+}
+
+// The JSON itself (simdjson): every value of a row is checked, read or not, and each error names
+// the column; strings are decoded, numbers keep the text they were written as.
+TEST(Predictions, JsonRowsAreCheckedWholeWithTheColumnOfTheProblem) {
+  const auto ok = parse("p.jsonl", "{\"id\": \"\\u00e9\\ud83d\\ude00\", \"pred\": 1.50, \"extra\": {\"a\": [null, true, {}]}, \"id\": \"dup\"}\n");
+  EXPECT_EQ(ok.ids, (std::vector<std::string>{"\xC3\xA9\xF0\x9F\x98\x80"}));  // the first of two "id" members
+  EXPECT_EQ(ok.tokens, (std::vector<std::string>{"1.50"}));
+  auto error = [](const std::string& row) { return error_of<InputError>([&] { parse("p.jsonl", row + "\n"); }); };
+  EXPECT_EQ(error("{\"id\": \"a\", \"pred\": 1} x"), "p.jsonl:1:24: invalid JSON: unexpected text after the JSON value");
+  EXPECT_EQ(error("{\"id\": \"a\", \"pred\": 1}}"), "p.jsonl:1:23: invalid JSON: unexpected text after the JSON value");
+  EXPECT_EQ(error("{\"id\" \"a\", \"pred\": 1}"), "p.jsonl:1:7: invalid JSON: expected ':'");
+  EXPECT_EQ(error("{\"id\": \"a\", \"pred\": 1,}"), "p.jsonl:1:23: invalid JSON: expected a string key");
+  EXPECT_EQ(error("{\"id\": \"a\", \"pred\": 1, \"x\": tru}"), "p.jsonl:1:29: invalid JSON: expected a JSON value");
+  EXPECT_EQ(error("{\"id\": \"a\", \"pred\": 1, \"x\": [1 2]}"), "p.jsonl:1:32: invalid JSON: expected ',' or ']'");
+  EXPECT_EQ(error("{\"id\": \"a\", \"pred\": 1, \"x\": \"b\tc\"}"), "p.jsonl:1:31: invalid JSON: control character in string");
+  EXPECT_EQ(error("{\"id\": \"a\", \"pred\": 1, \"x\": \"b"), "p.jsonl:1:31: invalid JSON: unterminated string");
+  EXPECT_EQ(error("{\"id\": \"a\", \"pred\": 1, \"x\": \"\\q\"}"), "p.jsonl:1:29: invalid JSON: invalid escape or unpaired surrogate in string");
+  EXPECT_EQ(error("{\"id\": \"a\", \"pred\": 1, \"x\": \"\xC3\x28\"}"), "p.jsonl:1: field 'x': invalid UTF-8");
+  EXPECT_EQ(error("{\"id\": \"a\", \"pred\": 01}"), "p.jsonl:1:21: invalid JSON: invalid number");
+  EXPECT_EQ(error("{\"id\": \"a\", \"pred\": 1, \"x\": " + std::string(70, '[') + std::string(70, ']') + "}"),
+            "p.jsonl:1:93: invalid JSON: JSON nested too deeply");
+  EXPECT_EQ(error("{\"id\": \"a\", \"logits\": [1, \"2\"]}"), "p.jsonl:1: field 'logits': expected an array of numbers");
+  EXPECT_EQ(error("{\"id\": \"a\", \"logits\": [1, 2]\n{\"id\": \"b\"}"),
+            "p.jsonl:1:29: invalid JSON: unexpected end of the line: unclosed object or array");
+  EXPECT_EQ(error_of<InputError>([] { parse("p.csv", "id,probs\na,\"[0.5, 0.5\"\n"); }),
+            "p.csv:2: field 'probs': expected a JSON array of numbers: unexpected end of the line: unclosed object or array");
 }
 
 TEST(Predictions, BadRowsNameFileLineAndField) {
