@@ -127,6 +127,13 @@ def render(experiment, task_name):
                 return None
             v, g = vanilla["nfr"]["mean"], full["nfr"]["mean"]
             return None if v - g <= 0 else (v - row[policy]["nfr"]) / (v - g)
+        if any(row.get("gated_fusion_reduction_unclear") for row in partial):
+            nfrs = "; ".join(f"{row['percent']:g}% cached: " + ", ".join(f"{label} {100 * row[p]['nfr']:.2f}%" for p, label in names if p in row)
+                             for row in partial)
+            lines.append("")
+            lines.append(f"Partial cache (table 5): full Gated Fusion's NFR ({100 * full['nfr']['mean']:.2f}%) is not clearly below vanilla's "
+                         f"({100 * vanilla['nfr']['mean']:.2f}%), so shares of its reduction are not computed; NFR by policy: {nfrs}.")
+            return "\n".join(lines) + "\n"
         parts = []
         for row in partial:
             shares = ", ".join(f"{label} {100 * kept(row, p):.0f}%" for p, label in names if kept(row, p) is not None)

@@ -406,7 +406,7 @@ std::optional<report::DropOldModel> drop_old_model(const TaskRuns& t) {
 
 // Table 5 from Gated Fusion's cache.json files: per share cached, each policy's NFR and accuracy
 // over seeds and random caches, and how often each fallback's label is the input's old one.
-std::optional<report::CacheTable> cache_table(const TaskRuns& t, const MethodRuns& vanilla) {
+std::optional<report::CacheTable> cache_table(const TaskRuns& t, const MethodRuns& vanilla, const std::vector<report::MethodRow>& rows) {
   const auto* gf = t.find("gated_fusion");
   if (!gf) return std::nullopt;
   std::map<double, report::CacheRow> by;  // by percent
@@ -427,11 +427,14 @@ std::optional<report::CacheTable> cache_table(const TaskRuns& t, const MethodRun
       }
     }
   }
-  report::CacheTable table{ms(nfrs(vanilla)).mean, ms(nfrs(*gf)).mean, {}};
+  report::CacheTable table{ms(nfrs(vanilla)).mean, ms(nfrs(*gf)).mean, true, {}};
+  for (const auto& r : rows) {
+    if (r.folder == "gated_fusion" && r.minus_vanilla) table.clear_reduction = r.minus_vanilla->hi < 0;
+  }
   // Share of Gated Fusion's NF reduction over vanilla a policy keeps.
   auto kept_share = [&](const char* policy, const report::CacheRow& row) -> std::optional<double> {
     const auto it = row.policies.find(policy);
-    if (it == row.policies.end() || table.vanilla_nfr - table.gated_fusion_nfr <= 0) return std::nullopt;
+    if (it == row.policies.end() || table.vanilla_nfr - table.gated_fusion_nfr <= 0 || !table.clear_reduction) return std::nullopt;
     return (table.vanilla_nfr - ms(it->second.nfr).mean) / (table.vanilla_nfr - table.gated_fusion_nfr);
   };
   for (auto& [percent, row] : by) {
@@ -544,7 +547,7 @@ report::TaskReport task_report(const Collected& c, const TaskRuns& t, const Repo
     for (const auto& m : t.methods) {
       if (is_gated_fusion(m.method) && !m.seeds.empty()) r.claims.push_back(claims_check(x, m));
     }
-    r.cache = cache_table(t, *x.vanilla);
+    r.cache = cache_table(t, *x.vanilla, r.methods);
   }
   if (x.vanilla && x.vanilla->seeds.size() >= 2) r.noise_floor = noise_floor(t, *x.vanilla);
   if (x.vanilla) r.fix_rates = fix_rates(t, *x.vanilla);

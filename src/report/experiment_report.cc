@@ -155,7 +155,11 @@ Table cache_table(const CacheTable& cache) {
 }
 
 std::string cache_note(const CacheTable& cache) {
-  return fmt::format(
+  const std::string unclear =
+      cache.clear_reduction ? std::string()
+                            : " Full Gated Fusion's NFR is not clearly below vanilla's here (its interval includes 0), so the share of its "
+                              "reduction a policy keeps is a ratio of noise and is not shown (–).";
+  return unclear + fmt::format(
       "Mean ± std over seeds × random caches. NF reduction kept: (vanilla NFR − NFR) / (vanilla NFR − full GF NFR), vanilla {:.2f}%, "
       "full GF {:.2f}%. The tuned distance is chosen on validation for each X. The emulator is a ridge regression from the new "
       "model's pooled embedding to the old logits, fitted on the cached inputs only (strength by 5-fold cross-validation on them), "
@@ -391,6 +395,7 @@ json cache_json(const CacheTable& cache) {
     }
     jrow["nf_reduction_kept_tuned"] = row.kept_tuned ? json(*row.kept_tuned) : json(nullptr);
     jrow["nf_reduction_kept_emulator"] = row.kept_emulator ? json(*row.kept_emulator) : json(nullptr);
+    if (!cache.clear_reduction) jrow["gated_fusion_reduction_unclear"] = true;
     for (const auto& [key, values] : row.agreements) jrow[key] = ms(values).mean;
     rows.push_back(jrow);
   }

@@ -83,6 +83,9 @@ struct CacheRow {
 };
 struct CacheTable {
   double vanilla_nfr = 0, gated_fusion_nfr = 0;  // means over seeds
+  // Whether full Gated Fusion's NFR is clearly below vanilla's (its paired interval excludes 0).
+  // When it is not, a share of its reduction is a ratio of noise and is not computed.
+  bool clear_reduction = true;
   std::vector<CacheRow> rows;                    // by increasing percent
 };
 
