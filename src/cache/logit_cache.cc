@@ -107,6 +107,12 @@ struct OldLogitCache::Impl {
   mutable std::mutex db_mutex;  // one connection, statements used one at a time
   Stmt find_exact, find_by_id, upsert, version_by_tag, version_latest, latest_tag;
 
+  // OldLogitCache::open's steps.
+  std::pair<std::int64_t, std::vector<std::string>> read_schema();
+  void create_schema(bool memory);
+  void check_format();
+  void prepare_statements();
+
   struct VersionIndex {
     std::unique_ptr<VectorIndex> index;
   };
@@ -303,6 +309,80 @@ struct OldLogitCache::Impl {
 OldLogitCache::OldLogitCache(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 OldLogitCache::~OldLogitCache() = default;
 
+// The application id and the table names; a file that is not an SQLite database fails here.
+std::pair<std::int64_t, std::vector<std::string>> OldLogitCache::Impl::read_schema() {
+  sqlite3* raw = db.get();
+  std::int64_t application_id = 0;
+  std::vector<std::string> tables;
+  sqlite3_stmt* s = nullptr;
+  if (sqlite3_prepare_v2(raw, "PRAGMA application_id", -1, &s, nullptr) != SQLITE_OK) {
+    throw IoError(fmt::format("{}: not a flipless old-logit cache ({})", path.string(), sqlite3_errmsg(raw)));
+  }
+  Stmt stmt(s);
+  const int stepped = sqlite3_step(s);
+  if (stepped == SQLITE_NOTADB)
+    throw IoError(fmt::format("{}: not a flipless old-logit cache (not an SQLite database)", path.string()));
+  if (stepped != SQLITE_ROW) fail("read the application id");
+  application_id = sqlite3_column_int64(s, 0);
+  s = nullptr;
+  if (sqlite3_prepare_v2(
+          raw, "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name", -1,
+          &s, nullptr) != SQLITE_OK) {
+    throw IoError(fmt::format("{}: not a flipless old-logit cache ({})", path.string(), sqlite3_errmsg(raw)));
+  }
+  stmt.reset(s);
+  while (step(s)) tables.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(s, 0)));
+  return {application_id, tables};
+}
+
+// A new cache: its application id, tables and meta rows, in one transaction.
+void OldLogitCache::Impl::create_schema(bool memory) {
+  if (!memory) exec("PRAGMA journal_mode = WAL");
+  exec(fmt::format("PRAGMA application_id = {}", kCacheApplicationId).c_str());
+  exec(
+      "BEGIN IMMEDIATE;"
+      "CREATE TABLE meta(name TEXT PRIMARY KEY, value TEXT NOT NULL);"
+      "CREATE TABLE versions(id INTEGER PRIMARY KEY AUTOINCREMENT, tag TEXT NOT NULL UNIQUE,"
+      " embedding_model TEXT NOT NULL, created TEXT NOT NULL, generation INTEGER NOT NULL DEFAULT 0);"
+      "CREATE TABLE entries(id INTEGER PRIMARY KEY, version INTEGER NOT NULL REFERENCES versions(id), key TEXT NOT "
+      "NULL,"
+      " old_logits BLOB NOT NULL, embedding BLOB, UNIQUE(version, key));");
+  const std::string insert_meta = fmt::format(
+      "INSERT INTO meta VALUES ('format', '{}'), ('version', '{}'), ('num_labels', '{}'), ('dim', '{}'); COMMIT;",
+      kFormat, kFormatVersion, options.num_labels, options.dim);
+  exec(insert_meta.c_str());
+}
+
+// The meta table says flipless cache, format version this build reads.
+void OldLogitCache::Impl::check_format() {
+  const auto format = meta("format");
+  if (format != kFormat) {
+    throw IoError(fmt::format("{}: not a flipless old-logit cache (format '{}')", path.string(), format.value_or("")));
+  }
+  if (meta("version") == "1") {
+    throw IoError(fmt::format("{}: old-logit cache format version 1 (keys hashed with FNV-1a) is not read by this build, whose keys are "
+                              "XXH3-128: rebuild it with flipless cache add from the old model's predictions",
+                              path.string()));
+  }
+  if (meta("version") != std::to_string(kFormatVersion)) {
+    throw IoError(fmt::format("{}: old-logit cache format version '{}' is not supported (this build reads {})", path.string(),
+                              meta("version").value_or(""), kFormatVersion));
+  }
+}
+
+void OldLogitCache::Impl::prepare_statements() {
+  find_exact = prepare("SELECT old_logits FROM entries WHERE version = ? AND key = ?");
+  find_by_id = prepare("SELECT old_logits FROM entries WHERE id = ?");
+  version_by_tag = prepare("SELECT id, embedding_model FROM versions WHERE tag = ?");
+  version_latest = prepare("SELECT id, embedding_model FROM versions ORDER BY id DESC LIMIT 1");
+  latest_tag = prepare("SELECT tag FROM versions ORDER BY id DESC LIMIT 1");
+  if (!options.read_only) {
+    upsert = prepare(
+        "INSERT INTO entries(version, key, old_logits, embedding) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT(version, key) DO UPDATE SET old_logits = excluded.old_logits, embedding = excluded.embedding RETURNING id");
+  }
+}
+
 std::unique_ptr<OldLogitCache> OldLogitCache::open(const std::filesystem::path& path, const CacheOptions& options) {
   options.index.validate();
   auto impl = std::make_unique<Impl>();
@@ -319,28 +399,7 @@ std::unique_ptr<OldLogitCache> OldLogitCache::open(const std::filesystem::path& 
   if (rc != SQLITE_OK) impl->fail("cannot open");
   sqlite3_busy_timeout(raw, 10000);
   // Reading the schema is the first access: a file that is not a database fails here.
-  std::int64_t application_id = 0;
-  std::vector<std::string> tables;
-  {
-    sqlite3_stmt* s = nullptr;
-    if (sqlite3_prepare_v2(raw, "PRAGMA application_id", -1, &s, nullptr) != SQLITE_OK) {
-      throw IoError(fmt::format("{}: not a flipless old-logit cache ({})", path.string(), sqlite3_errmsg(raw)));
-    }
-    Stmt stmt(s);
-    const int stepped = sqlite3_step(s);
-    if (stepped == SQLITE_NOTADB)
-      throw IoError(fmt::format("{}: not a flipless old-logit cache (not an SQLite database)", path.string()));
-    if (stepped != SQLITE_ROW) impl->fail("read the application id");
-    application_id = sqlite3_column_int64(s, 0);
-    s = nullptr;
-    if (sqlite3_prepare_v2(
-            raw, "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name", -1,
-            &s, nullptr) != SQLITE_OK) {
-      throw IoError(fmt::format("{}: not a flipless old-logit cache ({})", path.string(), sqlite3_errmsg(raw)));
-    }
-    stmt.reset(s);
-    while (impl->step(s)) tables.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(s, 0)));
-  }
+  const auto [application_id, tables] = impl->read_schema();
   const auto has = [&](std::string_view t) { return std::find(tables.begin(), tables.end(), t) != tables.end(); };
   const bool ours = has("meta") && has("versions") && has("entries");
   if (application_id != 0 && application_id != kCacheApplicationId) {
@@ -364,39 +423,14 @@ std::unique_ptr<OldLogitCache> OldLogitCache::open(const std::filesystem::path& 
     if (options.num_labels == 0 || options.dim == 0) {
       throw ConfigError(fmt::format("{}: a new old-logit cache needs num_labels and dim", path.string()));
     }
-    if (!memory) impl->exec("PRAGMA journal_mode = WAL");
-    impl->exec(fmt::format("PRAGMA application_id = {}", kCacheApplicationId).c_str());
-    impl->exec(
-        "BEGIN IMMEDIATE;"
-        "CREATE TABLE meta(name TEXT PRIMARY KEY, value TEXT NOT NULL);"
-        "CREATE TABLE versions(id INTEGER PRIMARY KEY AUTOINCREMENT, tag TEXT NOT NULL UNIQUE,"
-        " embedding_model TEXT NOT NULL, created TEXT NOT NULL, generation INTEGER NOT NULL DEFAULT 0);"
-        "CREATE TABLE entries(id INTEGER PRIMARY KEY, version INTEGER NOT NULL REFERENCES versions(id), key TEXT NOT "
-        "NULL,"
-        " old_logits BLOB NOT NULL, embedding BLOB, UNIQUE(version, key));");
-    const std::string insert_meta = fmt::format(
-        "INSERT INTO meta VALUES ('format', '{}'), ('version', '{}'), ('num_labels', '{}'), ('dim', '{}'); COMMIT;",
-        kFormat, kFormatVersion, options.num_labels, options.dim);
-    impl->exec(insert_meta.c_str());
+    impl->create_schema(memory);
   } else if (!memory) {
     impl->check_integrity(options.check);
   }
   if (!memory && !options.read_only) impl->exec("PRAGMA journal_mode = WAL");
   // WAL + NORMAL: a committed transaction survives a killed process (not a power cut mid-sync).
   impl->exec("PRAGMA synchronous = NORMAL");
-  const auto format = impl->meta("format");
-  if (format != kFormat) {
-    throw IoError(fmt::format("{}: not a flipless old-logit cache (format '{}')", path.string(), format.value_or("")));
-  }
-  if (impl->meta("version") == "1") {
-    throw IoError(fmt::format("{}: old-logit cache format version 1 (keys hashed with FNV-1a) is not read by this build, whose keys are "
-                              "XXH3-128: rebuild it with flipless cache add from the old model's predictions",
-                              path.string()));
-  }
-  if (impl->meta("version") != std::to_string(kFormatVersion)) {
-    throw IoError(fmt::format("{}: old-logit cache format version '{}' is not supported (this build reads {})", path.string(),
-                              impl->meta("version").value_or(""), kFormatVersion));
-  }
+  impl->check_format();
   // A cache written before the application id: mark it, now that its meta table says it is one.
   if (application_id == 0 && !options.read_only)
     impl->exec(fmt::format("PRAGMA application_id = {}", kCacheApplicationId).c_str());
@@ -408,16 +442,7 @@ std::unique_ptr<OldLogitCache> OldLogitCache::open(const std::filesystem::path& 
   if (options.dim != 0 && options.dim != impl->dim) {
     throw ConfigError(fmt::format("{}: the cache holds {}-d embeddings, not {}-d", path.string(), impl->dim, options.dim));
   }
-  impl->find_exact = impl->prepare("SELECT old_logits FROM entries WHERE version = ? AND key = ?");
-  impl->find_by_id = impl->prepare("SELECT old_logits FROM entries WHERE id = ?");
-  impl->version_by_tag = impl->prepare("SELECT id, embedding_model FROM versions WHERE tag = ?");
-  impl->version_latest = impl->prepare("SELECT id, embedding_model FROM versions ORDER BY id DESC LIMIT 1");
-  impl->latest_tag = impl->prepare("SELECT tag FROM versions ORDER BY id DESC LIMIT 1");
-  if (!options.read_only) {
-    impl->upsert = impl->prepare(
-        "INSERT INTO entries(version, key, old_logits, embedding) VALUES (?, ?, ?, ?) "
-        "ON CONFLICT(version, key) DO UPDATE SET old_logits = excluded.old_logits, embedding = excluded.embedding RETURNING id");
-  }
+  impl->prepare_statements();
   return std::unique_ptr<OldLogitCache>(new OldLogitCache(std::move(impl)));
 }
 
