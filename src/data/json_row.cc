@@ -95,12 +95,12 @@ MemberAt member_at(std::string_view line, std::size_t offset) {
   return at;
 }
 
-// The offset just past the first complete JSON value of the line, when brackets close before the
-// line ends (text after the value); nullopt when they never close.
-std::optional<std::size_t> end_of_value(std::string_view line) {
+// Calls `f(i, c)` for each bracket of `line` before `limit` that is not inside a string; stops
+// when `f` returns true.
+template <typename F>
+void for_each_bracket(std::string_view line, std::size_t limit, F&& f) {
   bool in_string = false, escaped = false;
-  int depth = 0;
-  for (std::size_t i = 0; i < line.size(); ++i) {
+  for (std::size_t i = 0; i < limit && i < line.size(); ++i) {
     const char c = line[i];
     if (in_string) {
       if (escaped) escaped = false;
@@ -108,34 +108,41 @@ std::optional<std::size_t> end_of_value(std::string_view line) {
       else if (c == '"') in_string = false;
     } else if (c == '"') {
       in_string = true;
-    } else if (c == '{' || c == '[') {
-      ++depth;
-    } else if ((c == '}' || c == ']') && --depth == 0) {
-      return i + 1;
+    } else if ((c == '{' || c == '[' || c == '}' || c == ']') && f(i, c)) {
+      return;
     }
   }
-  return std::nullopt;
+}
+
+// The offset just past the first complete JSON value of the line, when brackets close before the
+// line ends (text after the value); nullopt when they never close.
+std::optional<std::size_t> end_of_value(std::string_view line) {
+  int depth = 0;
+  std::optional<std::size_t> end;
+  for_each_bracket(line, line.size(), [&](std::size_t i, char c) {
+    if (c == '{' || c == '[') {
+      ++depth;
+      return false;
+    }
+    if (--depth != 0) return false;
+    end = i + 1;
+    return true;
+  });
+  return end;
 }
 
 // Whether byte `offset` lies directly inside an array (else an object), by the innermost bracket
 // open before it.
 bool inside_array(std::string_view line, std::size_t offset) {
   std::string open;
-  bool in_string = false, escaped = false;
-  for (std::size_t i = 0; i < offset && i < line.size(); ++i) {
-    const char c = line[i];
-    if (in_string) {
-      if (escaped) escaped = false;
-      else if (c == '\\') escaped = true;
-      else if (c == '"') in_string = false;
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '{' || c == '[') {
+  for_each_bracket(line, offset, [&](std::size_t, char c) {
+    if (c == '{' || c == '[') {
       open += c;
-    } else if ((c == '}' || c == ']') && !open.empty()) {
+    } else if (!open.empty()) {
       open.pop_back();
     }
-  }
+    return false;
+  });
   return !open.empty() && open.back() == '[';
 }
 
