@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <fmt/format.h>
+
+#include <algorithm>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -176,6 +178,26 @@ TEST_F(ReportGoldenTest, EveryRenderingIsUnchanged) {
   // By its bytes, not as parsed JSON: number formatting and indentation are part of the output.
   fs::rename(files.json, options.out / "report.json.bytes");
   flipless::testing::expect_matches_golden(options.out, dir_.path(), "report_every_section");
+}
+
+// Table 5's "share of the reduction kept" is a ratio against full Gated Fusion's reduction: shown
+// when that reduction is clear (here), withheld when its interval includes 0 (the runner's tiny
+// golden run, tests/golden/runs/every_method.json).
+TEST_F(ReportGoldenTest, Table5SharesAreShownOnlyWhenGatedFusionsReductionIsClear) {
+  ReportOptions options;
+  options.bootstrap = 300;
+  options.seed = 7;
+  const auto report = build_experiment_report(run(), options);
+  const auto& t = report.tasks.front();
+  ASSERT_TRUE(t.cache.has_value());
+  const auto gf = std::find_if(t.methods.begin(), t.methods.end(), [](const auto& m) { return m.folder == "gated_fusion"; });
+  ASSERT_NE(gf, t.methods.end());
+  ASSERT_TRUE(gf->minus_vanilla.has_value());
+  EXPECT_EQ(t.cache->clear_reduction, gf->minus_vanilla->hi < 0);
+  EXPECT_TRUE(t.cache->clear_reduction) << "upper end of GF - vanilla: " << gf->minus_vanilla->hi;
+  bool any_share = false;
+  for (const auto& row : t.cache->rows) any_share |= row.kept_tuned.has_value();
+  EXPECT_EQ(any_share, t.cache->clear_reduction);
 }
 
 }  // namespace
