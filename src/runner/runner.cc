@@ -54,10 +54,10 @@ double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::
 
 const char* kSplits[] = {"train", "validation", "dev"};
 
-// Member j >= 1 of seed s's ensemble (member 0 is the vanilla model of seed s).
 // gated_fusion_heldout: folds of the validation split its settings are judged on.
 constexpr int kGateFolds = 2;
 
+// Member j >= 1 of seed s's ensemble (member 0 is the vanilla model of seed s).
 std::uint64_t member_seed(std::uint64_t seed, int j) { return 1000 + 100 * seed + static_cast<std::uint64_t>(j); }
 
 std::string unit_dir_name(const MethodConfig& m, int size) { return size > 0 ? fmt::format("{}-{}", m.name, size) : m.name; }
@@ -1080,8 +1080,7 @@ void run_units(const ExperimentConfig& c, const RunOptions& o, const RunObserver
   for (const auto& t : c.tasks) {
     // Every unit of the task done: nothing to load.
     bool pending = false;
-    for (std::size_t i = 0; i < units.size(); ++i) {
-      const auto& u = units[i];
+    for (const auto& u : units) {
       pending |= u.task == t.name && selected(unit_method(c, u)) && !fs::exists(o.out / t.name / u.method / fmt::format("seed-{}", u.seed) / "result.json");
     }
     TaskRunner runner(c, t, o, observer);
