@@ -11,6 +11,9 @@
 //     pool, and at "1 thread" as flipless set it before (torch::set_num_threads only), with the
 //     cores it used (CPU time / wall time).
 // Usage: blas_bench [--rounds N] [--model DIR] [--cores Haswell,SkylakeX,...]
+// Not on Google Benchmark, unlike the other benches: each candidate must run in a process of its
+// own (OpenBLAS reads OPENBLAS_CORETYPE once, when it loads), interleaved round by round, which
+// its in-process runs cannot do; its flags are checked the same way (bench_util.h).
 #include <fmt/format.h>
 #include <time.h>
 #include <torch/torch.h>
@@ -23,8 +26,10 @@
 #include <map>
 #include <numeric>
 #include <sstream>
+#include <string_view>
 #include <thread>
 
+#include "bench_util.h"
 #include "flipless/data/registry.h"
 #include "flipless/models/registry.h"
 #include "flipless/nn/bert.h"
@@ -137,21 +142,13 @@ std::map<std::string, std::string> parse_line(const std::string& line) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string model = "minilm-l6";
-  int rounds = 3;
-  std::string cores = "Haswell,SkylakeX,Cooperlake,Zen,Prescott";
-  bool is_child = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--child")
-      is_child = true;
-    else if (arg == "--model" && i + 1 < argc)
-      model = argv[++i];
-    else if (arg == "--rounds" && i + 1 < argc)
-      rounds = std::stoi(argv[++i]);
-    else if (arg == "--cores" && i + 1 < argc)
-      cores = argv[++i];
-  }
+  // A child measures one candidate: "blas_bench --child --model DIR", started by the parent.
+  const bool is_child = argc >= 2 && std::string_view(argv[1]) == "--child";
+  const bench::Flags flags(is_child ? argc - 1 : argc, is_child ? argv + 1 : argv, {"--rounds", "--model", "--cores"},
+                           "blas_bench [--rounds N] [--model DIR] [--cores Haswell,SkylakeX,...]");
+  const std::string model = flags.text("--model", "minilm-l6");
+  const int rounds = static_cast<int>(flags.count("--rounds", 3));
+  const std::string cores = flags.text("--cores", "Haswell,SkylakeX,Cooperlake,Zen,Prescott");
   const auto dir = models::resolve_model(model);
   if (is_child) return child(dir);
 

@@ -9,7 +9,11 @@
 //   3. seconds to train a linear head on cached SST-2 features (train split, 384-d);
 //   4. WordPiece tokenizer throughput against Hugging Face's `tokenizers` (Rust), run by
 //      bench/tokenizers_speed.py when --tokenizers-python is given.
+// On Google Benchmark: each measurement is one benchmark (one iteration: the runs are seconds
+// long), and the ratios are printed from the kept results at the end.
 // Usage: encoder_bench [--model DIR] [--rows N] [--threads T] [--tokenizers-python PYTHON]
+//                      [Google Benchmark's --benchmark_* flags, e.g. --benchmark_filter=gated]
+#include <benchmark/benchmark.h>
 #include <torch/torch.h>
 #include <unistd.h>
 
@@ -20,6 +24,7 @@
 #include <numeric>
 #include <thread>
 
+#include "bench_util.h"
 #include "flipless/data/registry.h"
 #include "flipless/models/registry.h"
 #include "flipless/nn/classifier.h"
@@ -32,120 +37,121 @@
 #include "flipless/train/trainer.h"
 
 namespace {
+using namespace flipless;
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// A benchmark that runs once and reports `seconds` as its time.
+template <typename F>
+void once(const std::string& name, F&& f) {
+  benchmark::RegisterBenchmark(name.c_str(), [f = std::forward<F>(f)](benchmark::State& state) {
+    for (auto _ : state) state.SetIterationTime(f(state));
+  })->Iterations(1)->UseManualTime()->Unit(benchmark::kSecond);
+}
+
+double rate(benchmark::State& state, double examples, double seconds) {
+  state.counters["ex_per_s"] = examples / seconds;
+  return seconds;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  flipless::train::select_blas_kernel_at_startup(argv);  // as the flipless binary does
-  using namespace flipless;
-  std::string model_name = "minilm-l6", python;
-  std::size_t rows = 2000;
-  int threads = static_cast<int>(std::thread::hardware_concurrency());
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string arg = argv[i];
-    if (arg == "--model") model_name = argv[i + 1];
-    else if (arg == "--rows") rows = std::stoul(argv[i + 1]);
-    else if (arg == "--threads") threads = std::stoi(argv[i + 1]);
-    else if (arg == "--tokenizers-python") python = argv[i + 1];
-  }
+  train::select_blas_kernel_at_startup(argv);  // as the flipless binary does
+  benchmark::Initialize(&argc, argv);
+  const bench::Flags flags(argc, argv, {"--model", "--rows", "--threads", "--tokenizers-python"},
+                           "encoder_bench [--model DIR] [--rows N] [--threads T] [--tokenizers-python PYTHON] [--benchmark_...]");
+  const std::string model_name = flags.text("--model", "minilm-l6"), python = flags.text("--tokenizers-python", "");
+  const std::size_t rows = flags.count("--rows", 2000);
+  const int threads = static_cast<int>(flags.count("--threads", std::max(1u, std::thread::hardware_concurrency())));
   train::set_threads(threads);  // torch and OpenBLAS pools
   const auto dir = models::resolve_model(model_name);
   const data::Dataset train_full = data::load_dataset("sst2:train");
   data::Dataset sample = train_full;
   sample.examples.resize(std::min(rows, sample.size()));
+  data::Dataset small = sample;
+  small.examples.resize(std::min<std::size_t>(256, small.size()));
   fmt::print("model {}, {} threads, {} SST-2 train sentences\n\n", dir.string(), threads, sample.size());
-
-  // 1. Feature extraction against a bare forward loop on the same batches.
+  std::fflush(stdout);
   const train::FeatureExtractor extractor(train::FeatureSpec{dir, 0, "mean", 128});
-  extractor.extract(sample);  // warm-up
-  auto t = Clock::now();
-  extractor.extract(sample);
-  const double ours = since(t);
-  const train::TokenSource tokens(extractor.tokenizer(), sample, 128);
-  std::vector<std::int64_t> order(static_cast<std::size_t>(tokens.size()));
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](std::int64_t a, std::int64_t b) { return tokens.cost(a) < tokens.cost(b); });
-  std::vector<nn::ModelInputs> batches;
-  for (std::size_t s = 0; s < order.size(); s += 64) {
-    batches.push_back(tokens.batch(std::vector<std::int64_t>(order.begin() + static_cast<std::ptrdiff_t>(s),
-                                                             order.begin() + static_cast<std::ptrdiff_t>(std::min(order.size(), s + 64)))));
-  }
-  auto encoder = nn::load_encoder(dir);
-  encoder->eval();
-  double bare = 0;
-  {
-    torch::InferenceMode guard;
-    t = Clock::now();
-    for (const auto& b : batches) encoder->forward(b.input_ids, b.token_type_ids, b.attention_mask);
-    bare = since(t);
-  }
-  std::int64_t token_count = 0;
-  for (std::int64_t r = 0; r < tokens.size(); ++r) token_count += tokens.cost(r);
-  fmt::print("{:<62} {:>9} {:>10}\n", "measurement", "seconds", "rate");
-  fmt::print("{:<62} {:>9.2f} {:>6.0f} ex/s\n", "feature extraction, FeatureExtractor::extract (mean pooling)", ours, sample.size() / ours);
-  fmt::print("{:<62} {:>9.2f} {:>6.0f} ex/s\n", "bare libtorch forward loop, same length-sorted batches", bare, sample.size() / bare);
-  fmt::print("  ratio bare / ours: {:.2f} (1.0 = no overhead); mean length {:.1f} tokens\n", bare / ours,
-             static_cast<double>(token_count) / static_cast<double>(sample.size()));
+  const auto n_sample = static_cast<double>(sample.size());
 
-  // 2. Fine-tuning throughput; for all 6 layers also under bf16 autocast, side by side.
-  double fp32_rate = 0;
+  // 1. Feature extraction against a bare forward loop on the same length-sorted batches.
+  once("features/extract", [&](benchmark::State& state) {
+    extractor.extract(sample);  // warm-up
+    const auto t = Clock::now();
+    extractor.extract(sample);
+    return rate(state, n_sample, since(t));
+  });
+  std::int64_t token_count = 0;
+  once("features/bare_forward", [&](benchmark::State& state) {
+    const train::TokenSource tokens(extractor.tokenizer(), sample, 128);
+    std::vector<std::int64_t> order(static_cast<std::size_t>(tokens.size()));
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](std::int64_t a, std::int64_t b) { return tokens.cost(a) < tokens.cost(b); });
+    std::vector<nn::ModelInputs> batches;
+    for (std::size_t s = 0; s < order.size(); s += 64) {
+      batches.push_back(tokens.batch(std::vector<std::int64_t>(order.begin() + static_cast<std::ptrdiff_t>(s),
+                                                               order.begin() + static_cast<std::ptrdiff_t>(std::min(order.size(), s + 64)))));
+    }
+    token_count = 0;
+    for (std::int64_t r = 0; r < tokens.size(); ++r) token_count += tokens.cost(r);
+    auto encoder = nn::load_encoder(dir);
+    encoder->eval();
+    torch::InferenceMode guard;
+    const auto t = Clock::now();
+    for (const auto& b : batches) encoder->forward(b.input_ids, b.token_type_ids, b.attention_mask);
+    return rate(state, n_sample, since(t));
+  });
+
+  // 2. Fine-tuning throughput at batch 32 on 256 sentences; all 6 layers also under bf16 autocast.
+  const train::TokenSource small_source(extractor.tokenizer(), small, 128);
   for (const auto& [layers, precision] : std::vector<std::pair<std::int64_t, train::Precision>>{
            {6, train::Precision::kFloat32}, {6, train::Precision::kBFloat16}, {2, train::Precision::kFloat32}}) {
-    data::Dataset small = sample;
-    small.examples.resize(std::min<std::size_t>(256, small.size()));
-    nn::EncoderClassifier model(nn::load_encoder(dir, layers), 2, nn::HeadConfig{});
-    const train::TokenSource source(extractor.tokenizer(), small, 128);
-    train::TrainConfig config;
-    config.epochs = 1;
-    config.batch_size = 32;
-    config.precision = precision;
-    const auto result = train::train(model, source, nullptr, config);
-    const double rate = result.epochs[0].examples_per_second;
-    fmt::print("{:<62} {:>9.2f} {:>6.1f} ex/s\n",
-               fmt::format("fine-tuning MiniLM, {} layers, batch 32, 256 examples, {}", layers, train::to_string(precision)),
-               result.epochs[0].seconds, rate);
-    if (precision == train::Precision::kFloat32 && layers == 6) fp32_rate = rate;
-    if (precision == train::Precision::kBFloat16) fmt::print("  ratio bf16 / fp32: {:.2f} (CPU autocast; GPUs are where bf16 pays)\n", rate / fp32_rate);
+    once(fmt::format("finetune/layers:{}/{}", layers, train::to_string(precision)), [&, layers = layers, precision = precision](benchmark::State& state) {
+      nn::EncoderClassifier model(nn::load_encoder(dir, layers), 2, nn::HeadConfig{});
+      train::TrainConfig config;
+      config.epochs = 1;
+      config.batch_size = 32;
+      config.precision = precision;
+      const auto result = train::train(model, small_source, nullptr, config);
+      state.counters["ex_per_s"] = result.epochs[0].examples_per_second;
+      return result.epochs[0].seconds;
+    });
   }
 
-  // 2b. Gated Fusion's cost against vanilla's, one fine-tuning epoch each on the same 256
+  // 2b. Gated Fusion's cost against vanilla's: one fine-tuning epoch each on the same 256
   // examples (GF's is its fused last epoch: with the shared warm-up that is all a GF setting
-  // trains), alternated V G G V so that drift hits both alike.
-  {
-    data::Dataset small = sample;
-    small.examples.resize(std::min<std::size_t>(256, small.size()));
-    const train::TokenSource source(extractor.tokenizer(), small, 128);
+  // trains), alternated V G G V inside one benchmark so that drift hits both alike.
+  const auto cpu = train::cpu_features();  // precision: auto's rule for fine-tuning on a CPU
+  const auto gf_precision = cpu.avx512_bf16 || cpu.amx_bf16 ? train::Precision::kBFloat16 : train::Precision::kFloat32;
+  once("gated_fusion_vs_vanilla/epoch_pairs", [&](benchmark::State& state) {
     auto gen = torch::make_generator<at::CPUGeneratorImpl>(7);
-    const auto old_logits = torch::randn({source.size(), 2}, gen);
-    const auto cpu = train::cpu_features();  // precision: auto's rule for fine-tuning on a CPU
-    const auto precision = cpu.avx512_bf16 || cpu.amx_bf16 ? train::Precision::kBFloat16 : train::Precision::kFloat32;
+    const auto old_logits = torch::randn({small_source.size(), 2}, gen);
     double vanilla_s = 0, gf_s = 0;
     for (const bool gf : {false, true, true, false}) {
       nn::EncoderClassifier model(nn::load_encoder(dir), 2, nn::HeadConfig{});
       train::TrainConfig config;
       config.epochs = 1;
       config.batch_size = 32;
-      config.precision = precision;
+      config.precision = gf_precision;
       train::GatedFusionStrategyConfig g;
       g.embedding_dim = model.encoder()->config().hidden_size;
       g.num_labels = 2;
       g.lr2 = 3e-5;
       std::unique_ptr<train::CompatibilityStrategy> strategy =
           train::make_strategy(gf ? train::StrategyConfig(g) : train::StrategyConfig(train::VanillaConfig{}));
-      t = Clock::now();
-      train::train_with_strategy(model, *strategy, source, old_logits, nullptr, torch::Tensor(), config);
+      const auto t = Clock::now();
+      train::train_with_strategy(model, *strategy, small_source, old_logits, nullptr, torch::Tensor(), config);
       (gf ? gf_s : vanilla_s) += since(t);
     }
-    fmt::print("{:<62} {:>9.2f} {:>6.1f} ex/s\n", fmt::format("one fine-tuning epoch, vanilla, {}, 2 runs", train::to_string(precision)), vanilla_s,
-               2 * 256 / vanilla_s);
-    fmt::print("{:<62} {:>9.2f} {:>6.1f} ex/s\n", fmt::format("one fine-tuning epoch, Gated Fusion (fused), {}, 2 runs", train::to_string(precision)), gf_s,
-               2 * 256 / gf_s);
-    fmt::print("  ratio Gated Fusion / vanilla training time: {:.3f} (target <= 1.05)\n", gf_s / vanilla_s);
-  }
+    state.counters["vanilla_s"] = vanilla_s;
+    state.counters["gated_fusion_s"] = gf_s;
+    return vanilla_s + gf_s;
+  });
 
   // 3. A head on cached features: the real cache when `flipless train --frozen` made one.
-  {
+  once("head/linear_10_epochs_60614_rows", [&](benchmark::State&) {
     const auto features = train::cached_features(extractor, sample, std::filesystem::temp_directory_path() / "flipless-bench-cache");
     const std::int64_t n = 60614;
     const auto x = features.repeat({n / features.size(0) + 1, 1}).slice(0, 0, n);
@@ -155,43 +161,64 @@ int main(int argc, char** argv) {
     config.epochs = 10;
     config.batch_size = 64;
     config.learning_rate = 1e-3;
-    t = Clock::now();
+    const auto t = Clock::now();
     train::train(head, train::FeatureSource(x, y), nullptr, config);
-    fmt::print("{:<62} {:>9.2f}\n", "linear head, 10 epochs over 60,614 cached 384-d features", since(t));
-  }
+    return since(t);
+  });
 
-  // 4. Tokenizer throughput.
-  {
+  // 4. Tokenizer throughput, one thread, every SST-2 training sentence.
+  std::size_t token_total = 0;
+  once("wordpiece/sst2_train", [&](benchmark::State& state) {
     const auto tok = text::WordPieceTokenizer::from_checkpoint_dir(dir);
-    std::size_t count = 0;
-    t = Clock::now();
-    for (const auto& ex : train_full.examples) count += tok.token_ids(ex.text_a).size();
-    const double ours_tok = since(t);
-    fmt::print("{:<62} {:>9.2f} {:>6.0f} ex/s\n", fmt::format("flipless WordPiece, 1 thread, all {} SST-2 train sentences", train_full.size()),
-               ours_tok, train_full.size() / ours_tok);
-    if (!python.empty()) {
-      const auto sentences = std::filesystem::temp_directory_path() / fmt::format("flipless-bench-sentences-{}.txt", getpid());
-      {
-        std::ofstream out(sentences);
-        for (const auto& ex : train_full.examples) out << ex.text_a << '\n';
-      }
-      const std::string cmd = fmt::format("'{}' '{}' '{}' '{}'", python, BENCH_DIR "/tokenizers_speed.py", dir.string(), sentences.string());
-      std::fflush(stdout);
-      FILE* pipe = popen(cmd.c_str(), "r");
-      char buffer[4096] = {0};
-      const std::string line = pipe && fgets(buffer, sizeof buffer, pipe) ? buffer : "";
-      if (pipe) pclose(pipe);
-      std::filesystem::remove(sentences);
-      auto number = [&](const std::string& key) {
-        const auto at = line.find("\"" + key + "\": ");
-        return at == std::string::npos ? -1.0 : std::stod(line.substr(at + key.size() + 4));
-      };
-      const double batch = number("encode_batch_seconds"), serial = number("encode_one_by_one_seconds");
-      fmt::print("{:<62} {:>9.2f} {:>6.0f} ex/s\n", "HF tokenizers encode_batch (Rust, all cores)", batch, train_full.size() / batch);
-      fmt::print("{:<62} {:>9.2f} {:>6.0f} ex/s\n", "HF tokenizers encode, one at a time from Python", serial, train_full.size() / serial);
-      fmt::print("  ratio HF encode_batch / flipless: {:.2f}; HF one at a time / flipless: {:.2f}; flipless made {} tokens\n",
-                 batch / ours_tok, serial / ours_tok, count);
-    }
+    token_total = 0;
+    const auto t = Clock::now();
+    for (const auto& ex : train_full.examples) token_total += tok.token_ids(ex.text_a).size();
+    return rate(state, static_cast<double>(train_full.size()), since(t));
+  });
+
+  bench::KeepingReporter reporter;
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+
+  fmt::print("\n");
+  const auto ours = reporter.seconds("features/extract"), bare = reporter.seconds("features/bare_forward");
+  if (ours && bare) {
+    fmt::print("feature extraction: ratio bare / ours {:.2f} (1.0 = no overhead); mean length {:.1f} tokens\n", *bare / *ours,
+               static_cast<double>(token_count) / n_sample);
   }
+  const auto fp32 = reporter.counter("finetune/layers:6/fp32", "ex_per_s"), bf16 = reporter.counter("finetune/layers:6/bf16", "ex_per_s");
+  if (fp32 && bf16) fmt::print("fine-tuning: ratio bf16 / fp32 {:.2f} (CPU autocast)\n", *bf16 / *fp32);
+  const auto vanilla_s = reporter.counter("gated_fusion_vs_vanilla/epoch_pairs", "vanilla_s"),
+             gf_s = reporter.counter("gated_fusion_vs_vanilla/epoch_pairs", "gated_fusion_s");
+  if (vanilla_s && gf_s) {
+    fmt::print("one fine-tuning epoch, {}, 2 runs each: vanilla {:.2f} s, Gated Fusion (fused) {:.2f} s\n", train::to_string(gf_precision),
+               *vanilla_s, *gf_s);
+    fmt::print("  ratio Gated Fusion / vanilla training time: {:.3f} (target <= 1.05)\n", *gf_s / *vanilla_s);
+  }
+  const auto ours_tok = reporter.seconds("wordpiece/sst2_train");
+  if (ours_tok && !python.empty()) {
+    const auto sentences = std::filesystem::temp_directory_path() / fmt::format("flipless-bench-sentences-{}.txt", getpid());
+    {
+      std::ofstream out(sentences);
+      for (const auto& ex : train_full.examples) out << ex.text_a << '\n';
+    }
+    const std::string cmd = fmt::format("'{}' '{}' '{}' '{}'", python, BENCH_DIR "/tokenizers_speed.py", dir.string(), sentences.string());
+    std::fflush(stdout);
+    FILE* pipe = popen(cmd.c_str(), "r");
+    char buffer[4096] = {0};
+    const std::string line = pipe && fgets(buffer, sizeof buffer, pipe) ? buffer : "";
+    if (pipe) pclose(pipe);
+    std::filesystem::remove(sentences);
+    auto number = [&](const std::string& key) {
+      const auto at = line.find("\"" + key + "\": ");
+      return at == std::string::npos ? -1.0 : std::stod(line.substr(at + key.size() + 4));
+    };
+    const double batch = number("encode_batch_seconds"), serial = number("encode_one_by_one_seconds");
+    const auto n_train = static_cast<double>(train_full.size());
+    fmt::print("HF tokenizers encode_batch (Rust, all cores) {:.2f} s ({:.0f} ex/s); one at a time from Python {:.2f} s ({:.0f} ex/s)\n", batch,
+               n_train / batch, serial, n_train / serial);
+    fmt::print("  ratio HF encode_batch / flipless: {:.2f}; HF one at a time / flipless: {:.2f}; flipless made {} tokens\n", batch / *ours_tok,
+               serial / *ours_tok, token_total);
+  }
+  benchmark::Shutdown();
   return 0;
 }

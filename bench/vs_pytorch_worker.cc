@@ -10,6 +10,8 @@
 //   finetune THREADS PRECISION N   one epoch of train::train on the first N sentences, batch 32,
 //                                  MiniLM + linear head; answers seconds
 // Usage: vs_pytorch_worker [--model DIR] [--data sst2:dev]
+// A worker driven by another program's measurement loop, not a benchmark of its own: Google
+// Benchmark's runs do not apply; its flags are checked as the benches' are (bench_util.h).
 #include <fmt/format.h>
 #include <torch/torch.h>
 
@@ -20,6 +22,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "bench_util.h"
 #include "flipless/data/registry.h"
 #include "flipless/models/registry.h"
 #include "flipless/nn/classifier.h"
@@ -38,14 +41,8 @@ double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::
 
 int main(int argc, char** argv) {
   train::select_blas_kernel_at_startup(argv);  // as the flipless binary does
-  std::string model = "minilm-l6", spec = "sst2:dev";
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string arg = argv[i];
-    if (arg == "--model")
-      model = argv[i + 1];
-    else if (arg == "--data")
-      spec = argv[i + 1];
-  }
+  const bench::Flags flags(argc, argv, {"--model", "--data"}, "vs_pytorch_worker [--model DIR] [--data sst2:dev]");
+  const std::string model = flags.text("--model", "minilm-l6"), spec = flags.text("--data", "sst2:dev");
   const auto dir = models::resolve_model(model);
   const data::Dataset ds = data::load_dataset(spec);
   std::map<train::Precision, std::unique_ptr<train::FeatureExtractor>> extractors;
@@ -62,56 +59,60 @@ int main(int argc, char** argv) {
     std::string cmd;
     in >> cmd;
     if (cmd == "quit") break;
-    if (cmd == "sentences" || cmd == "embed") {
-      std::string path;
-      in >> path;
-      if (cmd == "sentences") {
-        std::ofstream out(path);
-        for (const auto& ex : ds.examples) out << nlohmann::json(ex.text_a).dump() << '\n';
-      } else {
-        train::set_threads(0);
-        nn::write_tensors(path, {{"embeddings", extractor(train::Precision::kFloat32).extract(ds)}}, {});
-      }
-      std::printf("ok\n");
-    } else {
-      int threads = 1;
-      std::string precision;
-      std::size_t n = ds.size();
-      in >> threads >> precision >> n;
-      train::set_threads(threads);
-      const auto p = train::parse_precision(precision);
-      if (cmd == "latency") {
-        const auto& e = extractor(p);
-        std::string out;
-        for (std::size_t i = 0; i < std::min(n, ds.size()); ++i) {
-          data::Dataset one;
-          one.name = "request";
-          one.label_names = ds.label_names;
-          one.examples = {ds.examples[i]};
-          const auto t = Clock::now();
-          e.extract(one, 1);
-          out += fmt::format("{:.4f} ", since(t) * 1e3);
+    try {
+      if (cmd == "sentences" || cmd == "embed") {
+        std::string path;
+        in >> path;
+        if (cmd == "sentences") {
+          std::ofstream out(path);
+          for (const auto& ex : ds.examples) out << nlohmann::json(ex.text_a).dump() << '\n';
+        } else {
+          train::set_threads(0);
+          nn::write_tensors(path, {{"embeddings", extractor(train::Precision::kFloat32).extract(ds)}}, {});
         }
-        std::printf("%s\n", out.c_str());
-      } else if (cmd == "throughput") {
-        const auto& e = extractor(p);
-        const auto t = Clock::now();
-        e.extract(ds, 64);
-        std::printf("%.6f\n", since(t));
-      } else if (cmd == "finetune") {
-        data::Dataset small = ds;
-        small.examples.resize(std::min(n, ds.size()));
-        nn::EncoderClassifier model_(nn::load_encoder(dir), 2, nn::HeadConfig{});
-        const train::TokenSource source(extractor(train::Precision::kFloat32).tokenizer(), small, 128);
-        train::TrainConfig config;
-        config.epochs = 1;
-        config.batch_size = 32;
-        config.precision = p;
-        const auto result = train::train(model_, source, nullptr, config);
-        std::printf("%.6f\n", result.epochs[0].seconds);
+        std::printf("ok\n");
       } else {
-        std::printf("error unknown command '%s'\n", cmd.c_str());
+        int threads = 1;
+        std::string precision;
+        std::size_t n = ds.size();
+        in >> threads >> precision >> n;
+        train::set_threads(threads);
+        const auto p = train::parse_precision(precision);
+        if (cmd == "latency") {
+          const auto& e = extractor(p);
+          std::string out;
+          for (std::size_t i = 0; i < std::min(n, ds.size()); ++i) {
+            data::Dataset one;
+            one.name = "request";
+            one.label_names = ds.label_names;
+            one.examples = {ds.examples[i]};
+            const auto t = Clock::now();
+            e.extract(one, 1);
+            out += fmt::format("{:.4f} ", since(t) * 1e3);
+          }
+          std::printf("%s\n", out.c_str());
+        } else if (cmd == "throughput") {
+          const auto& e = extractor(p);
+          const auto t = Clock::now();
+          e.extract(ds, 64);
+          std::printf("%.6f\n", since(t));
+        } else if (cmd == "finetune") {
+          data::Dataset small = ds;
+          small.examples.resize(std::min(n, ds.size()));
+          nn::EncoderClassifier model_(nn::load_encoder(dir), 2, nn::HeadConfig{});
+          const train::TokenSource source(extractor(train::Precision::kFloat32).tokenizer(), small, 128);
+          train::TrainConfig config;
+          config.epochs = 1;
+          config.batch_size = 32;
+          config.precision = p;
+          const auto result = train::train(model_, source, nullptr, config);
+          std::printf("%.6f\n", result.epochs[0].seconds);
+        } else {
+          std::printf("error unknown command '%s'\n", cmd.c_str());
+        }
       }
+    } catch (const std::exception& e) {  // a bad command line is answered, not fatal
+      std::printf("error %s\n", e.what());
     }
     std::fflush(stdout);
   }
