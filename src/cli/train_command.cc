@@ -28,6 +28,7 @@
 #include "flipless/train/strategy.h"
 #include "flipless/models/registry.h"
 #include "flipless/train/features.h"
+#include "flipless/train/gate_fit.h"
 #include "flipless/train/inputs.h"
 #include "flipless/train/model_space.h"
 #include "flipless/train/saved_model.h"
@@ -182,6 +183,13 @@ TrainPlan plan_training(const TrainArgs& a) {
   if (!p.method->trains()) {
     throw ConfigError(fmt::format("--method {}: not a training strategy; it is built from trained runs ({})", a.method, p.method->summary));
   }
+  // The flags' values within the parameters' bounds (a default is not checked: lr2's 0 means "choose").
+  for (const auto& param : p.method->params) {
+    if (param.flag.empty() || !param.check || !a.method_numbers.count(param.flag)) continue;
+    const double value = a.method_numbers.at(param.flag);
+    if (value == param.train) continue;
+    if (const auto why = param.check(value); !why.empty()) throw ConfigError(fmt::format("{}: {}", param.flag, why));
+  }
   if (p.method->runner != methods::Runner::kVanilla) {
     if (a.old_run.empty()) throw ConfigError(fmt::format("--method {} needs --old RUN_DIR: the old model's flipless train output", a.method));
     if (a.model == "fasttext") throw ConfigError("compatibility methods train a torch model; fastText can only be the old model");
@@ -253,15 +261,13 @@ void train_fasttext(const TrainArgs& a, const TrainData& d, const std::filesyste
   }
 }
 
-// The compatibility method's strategy from its flags, with its settings recorded in the card.
-std::unique_ptr<train::CompatibilityStrategy> method_strategy(const TrainArgs& a, const methods::Descriptor& method, std::int64_t embedding_dim,
-                                                              std::int64_t num_labels, nlohmann::json& card) {
+// The method's setting from its flags, recorded in the card.
+std::map<std::string, double> record_method(const TrainArgs& a, const methods::Descriptor& method, std::map<std::string, std::string>& words,
+                                            nlohmann::json& card) {
   std::map<std::string, double> numbers;
-  std::map<std::string, std::string> words;
   method_setting(method, a, numbers, words);
   // Gated Fusion's lr2 0: 1e-5 for fine-tuned models, frozen heads train at head scale.
-  if (method.gated && numbers.at("lr2") <= 0) numbers["lr2"] = a.frozen ? a.config.learning_rate : 1e-5;
-  auto strategy = train::make_strategy(train::strategy_config(method, numbers, words, {a.config.seed, embedding_dim, num_labels}));
+  if (method.strategy == methods::Strategy::kGatedFusion && numbers.at("lr2") <= 0) numbers["lr2"] = a.frozen ? a.config.learning_rate : 1e-5;
   card["method"] = {{"name", a.method}};
   for (const auto& p : method.params) {
     if (!p.in_card) continue;
@@ -274,17 +280,42 @@ std::unique_ptr<train::CompatibilityStrategy> method_strategy(const TrainArgs& a
     }
   }
   card["method"]["old_run"] = std::filesystem::absolute(a.old_run).string();
-  return strategy;
+  return numbers;
+}
+
+// The compatibility method's strategy from its flags, with its settings recorded in the card.
+std::unique_ptr<train::CompatibilityStrategy> method_strategy(const TrainArgs& a, const methods::Descriptor& method, std::int64_t embedding_dim,
+                                                              std::int64_t num_labels, nlohmann::json& card) {
+  std::map<std::string, std::string> words;
+  const auto numbers = record_method(a, method, words, card);
+  return train::make_strategy(train::strategy_config(method, numbers, words, {a.config.seed, embedding_dim, num_labels}));
+}
+
+// gated_fusion_heldout: the gate fitted on the trained model's validation outputs (train::fit_gate).
+train::FittedGate fit_heldout_gate(const std::map<std::string, double>& n, const train::Predictions& validation, const torch::Tensor& old_logits,
+                                   const data::Dataset& ds, std::uint64_t seed) {
+  train::GateFitConfig g;
+  g.gate.temperature = n.at("temperature");
+  g.gate.dropout = n.at("dropout");
+  g.gate.old_confidence = n.at("confidence") != 0;
+  g.lr = n.at("gate_lr");
+  g.weight_decay = n.at("weight_decay");
+  g.keep_weight = n.at("keep_weight");
+  g.epochs = static_cast<int>(n.at("epochs"));
+  g.seed = seed;
+  return train::fit_gate({validation.embeddings, validation.logits, old_logits, train::label_tensor(ds)}, g);
 }
 
 // The learned parameters of a strategy (Gated Fusion's gate), when it has any, as gate.safetensors.
-void save_gate(train::CompatibilityStrategy* strategy, const std::filesystem::path& out) {
-  if (!strategy) return;
-  const auto ps = strategy->parameters();
-  if (ps.empty()) return;
+void save_gate_parameters(const std::vector<torch::Tensor>& ps, const std::filesystem::path& out) {
   std::map<std::string, torch::Tensor> params;
   for (std::size_t i = 0; i < ps.size(); ++i) params[fmt::format("gate.{}", i)] = ps[i];
   nn::write_tensors(out / "gate.safetensors", params, {{"format", "flipless-gate"}});
+}
+
+void save_gate(train::CompatibilityStrategy* strategy, const std::filesystem::path& out) {
+  if (!strategy || strategy->parameters().empty()) return;
+  save_gate_parameters(strategy->parameters(), out);
 }
 
 // A progress bar per split while the model space encodes features.
@@ -323,10 +354,16 @@ bool train_torch(const TrainArgs& a, TrainPlan& plan, const TrainData& d, const 
   // The method, and the old model's stored logits it needs (never the old model itself).
   std::map<std::string, torch::Tensor> old;
   std::unique_ptr<train::CompatibilityStrategy> strategy;
+  std::map<std::string, double> heldout;  // gated_fusion_heldout's setting: the new model trains alone
   if (method->runner != methods::Runner::kVanilla) {
     for (const auto& [name, ds] : d.splits()) old[name] = old_logits_for(a.old_run, name, *ds, d.full_train.num_labels());
     const std::int64_t embedding_dim = nn::BertConfig::from_json_file(plan.model_dir / "config.json").hidden_size;
-    strategy = method_strategy(a, *method, embedding_dim, num_labels, card);
+    if (method->runner == methods::Runner::kHeldOutGate) {
+      std::map<std::string, std::string> words;
+      heldout = record_method(a, *method, words, card);
+    } else {
+      strategy = method_strategy(a, *method, embedding_dim, num_labels, card);
+    }
     std::fprintf(stderr, "method %s against the stored logits of %s\n", a.method.c_str(), a.old_run.c_str());
   }
   // The model, its inputs and its saved folder: the experiment runner's model space.
@@ -361,12 +398,24 @@ bool train_torch(const TrainArgs& a, TrainPlan& plan, const TrainData& d, const 
     card["pooler"] = described.at("pooler");
   }
   save_gate(strategy.get(), out);
+  std::optional<train::FittedGate> gate;
+  if (!heldout.empty()) {
+    const auto validation = train::predict(*model, *space.source("validation"), space.eval_batch(), {}, config.precision);
+    gate = fit_heldout_gate(heldout, validation, old["validation"], d.validation, a.config.seed);
+    std::fprintf(stderr, "gate fitted on the %zu validation rows (%lld steps)\n", d.validation.size(), static_cast<long long>(gate->steps));
+    save_gate_parameters(gate->gate->parameters(), out);
+  }
   space.save(out, *model, card);
   for (const auto& [name, ds] : d.splits()) {
     const auto source_of_split = space.source(name);
     const auto& source = *source_of_split;
-    const auto p = strategy ? train::predict_with_strategy(*model, *strategy, source, old[name], space.eval_batch(), config.precision)
-                            : train::predict(*model, source, space.eval_batch(), {}, config.precision);
+    auto p = strategy ? train::predict_with_strategy(*model, *strategy, source, old[name], space.eval_batch(), config.precision)
+                      : train::predict(*model, source, space.eval_batch(), {}, config.precision);
+    if (gate) {
+      const auto fused = train::apply_gate(gate->gate, {p.embeddings, p.logits, old[name], {}});
+      p.logits = fused.logits;
+      p.gates = fused.gate;
+    }
     auto rows = rows_of(*ds, train::as_classifier_output(p));
     if (p.gates.defined()) {
       const auto g = p.gates.contiguous();

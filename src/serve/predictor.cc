@@ -41,11 +41,12 @@ double temperature_of(const json& card, const fs::path& dir) {
 }
 
 // Whether the model's gate also reads the old and new probabilities (nn::GatedFusionConfig::
-// old_confidence): the method's own (gated_fusion_confidence) or its chosen setting's
-// (gated_fusion_heldout: confidence=1).
+// old_confidence): the method's own (gated_fusion_confidence) or its setting's
+// (gated_fusion_heldout: "confidence": true from flipless train, confidence=1 from the runner).
 bool reads_confidence(const json& card) {
   const auto& m = card.at("method");
   if (methods::find(m.value("name", ""))->old_confidence) return true;
+  if (m.contains("confidence") && m.at("confidence").is_boolean()) return m.at("confidence").get<bool>();  // flipless train's card
   static const std::regex pattern(R"((?:^|\s)confidence=1(?:\s|$))");
   return std::regex_search(m.value("setting", ""), pattern);
 }

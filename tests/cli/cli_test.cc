@@ -418,6 +418,32 @@ TEST(CliTrain, FastTextFrozenAndFineTunedModelsTrainPredictAndCompare) {
     EXPECT_EQ(std::filesystem::exists(method_dir / "predictions/dev.new_model_alone.jsonl"), std::string(method) == "gated_fusion");
   }
   EXPECT_NE(run(dir, "methods list").out.find("gated_fusion"), std::string::npos);
+  // The held-out-gate variant: the new model trained alone (its dev predictions alone are the
+  // vanilla training's), then the gate fitted on the validation split; its card tells serve the
+  // gate reads the probabilities. A flag outside its bounds is refused before any work.
+  {
+    const auto hg_dir = dir.path() / "gated_fusion_heldout";
+    const std::string common = "train --model '" + tiny + "' --frozen --layers 1 --epochs 2 --lr 0.01 --max-length 64 --cache '" +
+                               (dir.path() / "cache").string() + "' --old '" + old_dir.string() + "'" + data;
+    expect_user_error(run(dir, common + " --method gated_fusion_heldout --heldout-epochs 0 --out '" + hg_dir.string() + "'"),
+                      "--heldout-epochs: a whole number in [1, 1000], got 0");
+    EXPECT_FALSE(std::filesystem::exists(hg_dir / "gate.safetensors"));
+    r = run(dir, common + " --method gated_fusion_heldout --heldout-epochs 5 --out '" + hg_dir.string() + "'");
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.err.find("gate fitted on the"), std::string::npos) << r.err;
+    EXPECT_NE(slurp(hg_dir / "predictions/dev.jsonl").find("\"gate\":"), std::string::npos);
+    const auto card = nlohmann::json::parse(slurp(hg_dir / "flipless_model.json"));
+    EXPECT_EQ(card["method"]["name"], "gated_fusion_heldout");
+    EXPECT_EQ(card["method"]["confidence"], true);
+    EXPECT_EQ(card["method"]["epochs"], 5);
+    const auto vanilla_dir = dir.path() / "heldout-vanilla";
+    r = run(dir, "train --model '" + tiny + "' --frozen --layers 1 --epochs 2 --lr 0.01 --max-length 64 --cache '" + (dir.path() / "cache").string() +
+                     "'" + data + " --out '" + vanilla_dir.string() + "'");
+    ASSERT_EQ(r.code, 0) << r.err;
+    r = run(dir, "compare '" + (vanilla_dir / "predictions/dev.jsonl").string() + "' '" + (hg_dir / "predictions/dev.new_model_alone.jsonl").string() +
+                     "' --fail-if 'nfr>0' --fail-if 'pfr>0'");
+    EXPECT_EQ(r.code, 0) << r.err << r.out;
+  }
   // predict on a Gated Fusion folder: the new model's own predictions, said so; a folder whose
   // gate is missing or damaged is refused naming the file (issue 15).
   {

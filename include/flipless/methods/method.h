@@ -60,7 +60,8 @@ struct Descriptor {
   bool gated = false;
   bool old_confidence = false;    // the gate also reads the old and new probabilities
   bool cache_experiment = false;  // the paper's table 5 runs on this method's units
-  bool trains() const { return runner == Runner::kVanilla || runner == Runner::kStrategy; }
+  // flipless train runs it (the held-out gate: the vanilla model, then its gate on validation).
+  bool trains() const { return runner == Runner::kVanilla || runner == Runner::kStrategy || runner == Runner::kHeldOutGate; }
   const Param* param(const std::string& key) const;
 };
 
