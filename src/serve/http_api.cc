@@ -636,7 +636,11 @@ struct Server::Impl {
 
   void accept() {
     acceptor.async_accept(net::make_strand(io), [this](beast::error_code ec, tcp::socket socket) {
-      if (ec == net::error::operation_aborted || !acceptor.is_open()) return;
+      // A connection accepted just before the drain began (its handler queued behind it) is
+      // served like the drain's own: its client was told it is connected and may have sent its
+      // request, which a dropped socket would leave unanswered.
+      const bool accepted = !ec && socket.is_open();
+      if (!accepted && (ec == net::error::operation_aborted || !acceptor.is_open())) return;
       if (ec) {
         // Out of file descriptors or the like: try again shortly rather than spin.
         accept_timer.expires_after(std::chrono::milliseconds(50));
@@ -646,18 +650,21 @@ struct Server::Impl {
       }
       {
         auto session = std::make_shared<Session>(std::move(socket), shared);
-        bool refused = false;
+        bool refused = false, stopping = false;
         {
           std::lock_guard lock(shared.sessions_mutex);
-          refused = shared.stopping || shared.sessions.size() >= shared.options.max_connections;
+          stopping = shared.stopping;
+          refused = shared.sessions.size() >= shared.options.max_connections;
           shared.sessions.emplace(session.get(), session);
         }
-        if (refused)
+        if (refused) {
           session->refuse();
-        else
+        } else {
           session->start();
+          if (stopping) session->on_stop();  // the drain's rule: answer what has arrived, then close
+        }
       }
-      accept();
+      if (acceptor.is_open()) accept();
     });
   }
 

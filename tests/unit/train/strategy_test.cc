@@ -61,7 +61,8 @@ INSTANTIATE_TEST_SUITE_P(Registry, StrategyContract, ::testing::ValuesIn(every_s
 TEST(Strategies, RegistryListsEveryTrainingStrategyInContractOrder) {
   std::vector<std::string> trains;
   for (const auto& m : registered_methods()) {
-    if (m.trains) trains.push_back(m.name);
+    // The held-out gate trains the new model alone, then fits its gate: no strategy of its own.
+    if (m.trains && methods::find(m.name)->runner != methods::Runner::kHeldOutGate) trains.push_back(m.name);
   }
   ASSERT_EQ(trains.size(), every_strategy().size());
   for (std::size_t i = 0; i < trains.size(); ++i) EXPECT_EQ(trains[i], every_strategy()[i].first);
