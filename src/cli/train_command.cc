@@ -294,15 +294,7 @@ std::unique_ptr<train::CompatibilityStrategy> method_strategy(const TrainArgs& a
 // gated_fusion_heldout: the gate fitted on the trained model's validation outputs (train::fit_gate).
 train::FittedGate fit_heldout_gate(const std::map<std::string, double>& n, const train::Predictions& validation, const torch::Tensor& old_logits,
                                    const data::Dataset& ds, std::uint64_t seed) {
-  train::GateFitConfig g;
-  g.gate.temperature = n.at("temperature");
-  g.gate.dropout = n.at("dropout");
-  g.gate.old_confidence = n.at("confidence") != 0;
-  g.lr = n.at("gate_lr");
-  g.weight_decay = n.at("weight_decay");
-  g.keep_weight = n.at("keep_weight");
-  g.epochs = static_cast<int>(n.at("epochs"));
-  g.seed = seed;
+  const auto g = train::heldout_gate_config(n, seed);
   return train::fit_gate({validation.embeddings, validation.logits, old_logits, train::label_tensor(ds)}, g);
 }
 

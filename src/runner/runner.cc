@@ -777,18 +777,7 @@ class TaskRunner {
     const train::GateRows val{pv.embeddings, pv.logits, old(seed).at("validation"), labels_["validation"]};
     const train::GateRows dv{pd.embeddings, pd.logits, old(seed).at("dev"), labels_["dev"]};
     const double reference = accuracy(pv.logits, labels_["validation"]);
-    auto fit_config = [&](const Setting& s) {
-      train::GateFitConfig g;
-      g.gate.temperature = s.number("temperature");
-      g.gate.dropout = s.number("dropout");
-      g.gate.old_confidence = s.number("confidence") != 0;
-      g.lr = s.number("gate_lr");
-      g.weight_decay = s.number("weight_decay");
-      g.keep_weight = s.number("keep_weight");
-      g.epochs = static_cast<int>(s.number("epochs"));
-      g.seed = seed;
-      return g;
-    };
+    auto fit_config = [&](const Setting& s) { return train::heldout_gate_config(s.numbers, seed); };
     std::optional<std::uint64_t> searched_on;
     const auto settings = settings_for(m, m.name, seed, searched_on);
     std::vector<Candidate> candidates;

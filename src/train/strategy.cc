@@ -267,4 +267,22 @@ StrategyConfig strategy_config(const methods::Descriptor& method, const std::map
   throw ConfigError(fmt::format("method {} is not a training strategy", method.name));
 }
 
+GateFitConfig heldout_gate_config(const std::map<std::string, double>& numbers, std::uint64_t seed) {
+  auto number = [&](const char* key) {
+    const auto it = numbers.find(key);
+    if (it == numbers.end()) throw ConfigError(fmt::format("gated_fusion_heldout: parameter {} has no value", key));
+    return it->second;
+  };
+  GateFitConfig g;
+  g.gate.temperature = number("temperature");
+  g.gate.dropout = number("dropout");
+  g.gate.old_confidence = number("confidence") != 0;
+  g.lr = number("gate_lr");
+  g.weight_decay = number("weight_decay");
+  g.keep_weight = number("keep_weight");
+  g.epochs = static_cast<int>(number("epochs"));
+  g.seed = seed;
+  return g;
+}
+
 }  // namespace flipless::train

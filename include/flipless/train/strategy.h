@@ -18,6 +18,7 @@
 
 #include "flipless/nn/classifier.h"
 #include "flipless/methods/method.h"
+#include "flipless/train/gate_fit.h"
 #include "flipless/nn/gated_fusion.h"
 
 namespace flipless::train {
@@ -133,5 +134,10 @@ struct MethodInfo {
   bool trains = true;  // a training strategy (flipless train --method); else built from trained runs
 };
 const std::vector<MethodInfo>& registered_methods();
+
+// gated_fusion_heldout's gate-fitting setting from its parameters (methods::gated_fusion_heldout:
+// temperature, dropout, confidence, gate_lr, weight_decay, keep_weight, epochs), as the
+// experiment runner and flipless train both read it. Throws ConfigError naming a missing one.
+GateFitConfig heldout_gate_config(const std::map<std::string, double>& numbers, std::uint64_t seed);
 
 }  // namespace flipless::train
