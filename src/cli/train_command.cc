@@ -298,18 +298,6 @@ train::FittedGate fit_heldout_gate(const std::map<std::string, double>& n, const
   return train::fit_gate({validation.embeddings, validation.logits, old_logits, train::label_tensor(ds)}, g);
 }
 
-// The learned parameters of a strategy (Gated Fusion's gate), when it has any, as gate.safetensors.
-void save_gate_parameters(const std::vector<torch::Tensor>& ps, const std::filesystem::path& out) {
-  std::map<std::string, torch::Tensor> params;
-  for (std::size_t i = 0; i < ps.size(); ++i) params[fmt::format("gate.{}", i)] = ps[i];
-  nn::write_tensors(out / "gate.safetensors", params, {{"format", "flipless-gate"}});
-}
-
-void save_gate(train::CompatibilityStrategy* strategy, const std::filesystem::path& out) {
-  if (!strategy || strategy->parameters().empty()) return;
-  save_gate_parameters(strategy->parameters(), out);
-}
-
 // A progress bar per split while the model space encodes features.
 struct FeatureBars {
   std::unique_ptr<ProgressBar> bar;
@@ -389,13 +377,13 @@ bool train_torch(const TrainArgs& a, TrainPlan& plan, const TrainData& d, const 
   } else {
     card["pooler"] = described.at("pooler");
   }
-  save_gate(strategy.get(), out);
+  if (strategy && !strategy->parameters().empty()) train::save_gate(out, strategy->parameters());  // Gated Fusion's gate
   std::optional<train::FittedGate> gate;
   if (!heldout.empty()) {
     const auto validation = train::predict(*model, *space.source("validation"), space.eval_batch(), {}, config.precision);
     gate = fit_heldout_gate(heldout, validation, old["validation"], d.validation, a.config.seed);
     std::fprintf(stderr, "gate fitted on the %zu validation rows (%lld steps)\n", d.validation.size(), static_cast<long long>(gate->steps));
-    save_gate_parameters(gate->gate->parameters(), out);
+    train::save_gate(out, gate->gate->parameters());
   }
   space.save(out, *model, card);
   for (const auto& [name, ds] : d.splits()) {

@@ -558,12 +558,7 @@ class TaskRunner {
       r.dev_accuracy_new_model_alone = accuracy(best.dev_alone, labels_["dev"]);
       r.dev_nfr_new_model_alone = nfr(old(seed).at("dev"), best.dev_alone, labels_["dev"]);
     }
-    if (!best.gate_parameters.empty()) {
-      std::map<std::string, torch::Tensor> params;
-      for (std::size_t i = 0; i < best.gate_parameters.size(); ++i) params[fmt::format("gate.{}", i)] = best.gate_parameters[i].detach();
-      fs::create_directories(dir / "model");
-      nn::write_tensors(dir / "model" / "gate.safetensors", params, {{"format", "flipless-gate"}});
-    }
+    if (!best.gate_parameters.empty()) train::save_gate(dir / "model", best.gate_parameters);
     space_->save(dir / "model", *best.model,
                  {{"seed", seed}, {"train_data", t_.train}, {"method", {{"name", m.name}, {"setting", best.candidate.setting.describe()}}}});
     r.chosen = described(best.candidate);
@@ -768,14 +763,13 @@ class TaskRunner {
   // the chosen setting's gate is refitted on the whole split and fuses the dev set.
   void run_heldout_gate(const MethodConfig& m, std::uint64_t seed, const fs::path& dir, Clock::time_point started) {
     const auto vanilla_dir = dir_ / "vanilla" / fmt::format("seed-{}", seed);
-    member_logits(seed, 0);  // trains the vanilla model when its unit has not run yet
+    // The vanilla unit stored its dev logits and embeddings; validation embeddings it did not.
+    const auto stored = member_logits(seed, 0);  // trains the vanilla model when its unit has not run yet
     auto model = space_->make(seed);
     load_parameters(*model, vanilla_dir / "model" / "weights.safetensors");
-    const auto va = space_->source("validation");
-    const auto dev = space_->source("dev");
-    const auto pv = space_->predict(*model, *va), pd = space_->predict(*model, *dev);
+    const auto pv = space_->predict(*model, *space_->source("validation"));
     const train::GateRows val{pv.embeddings, pv.logits, old(seed).at("validation"), labels_["validation"]};
-    const train::GateRows dv{pd.embeddings, pd.logits, old(seed).at("dev"), labels_["dev"]};
+    const train::GateRows dv{stored.at("dev_embedding"), stored.at("dev"), old(seed).at("dev"), labels_["dev"]};
     const double reference = accuracy(pv.logits, labels_["validation"]);
     auto fit_config = [&](const Setting& s) { return train::heldout_gate_config(s.numbers, seed); };
     std::optional<std::uint64_t> searched_on;
@@ -800,18 +794,14 @@ class TaskRunner {
     fs::create_directories(dir / "predictions");
     data::write_predictions(dir / "predictions" / "validation.jsonl", rows_of(data_.validation, best->second.logits, pv.embeddings, best->second.gate));
     data::write_predictions(dir / "predictions" / "validation.new_model_alone.jsonl", rows_of(data_.validation, pv.logits));
-    data::write_predictions(dir / "predictions" / "dev.jsonl", rows_of(data_.dev, fused.logits, pd.embeddings, fused.gate));
-    data::write_predictions(dir / "predictions" / "dev.new_model_alone.jsonl", rows_of(data_.dev, pd.logits));
-    std::map<std::string, torch::Tensor> params;
-    const auto gate_parameters = fitted.gate->parameters();
-    for (std::size_t i = 0; i < gate_parameters.size(); ++i) params[fmt::format("gate.{}", i)] = gate_parameters[i].detach();
-    fs::create_directories(dir / "model");
-    nn::write_tensors(dir / "model" / "gate.safetensors", params, {{"format", "flipless-gate"}});
+    data::write_predictions(dir / "predictions" / "dev.jsonl", rows_of(data_.dev, fused.logits, dv.embeddings, fused.gate));
+    data::write_predictions(dir / "predictions" / "dev.new_model_alone.jsonl", rows_of(data_.dev, dv.new_logits));
+    train::save_gate(dir / "model", fitted.gate->parameters());
     space_->save(dir / "model", *model,
                  {{"seed", seed}, {"train_data", t_.train}, {"method", {{"name", m.name}, {"setting", best->first.setting.describe()}}}});
     auto r = base_result(m.name, seed);
-    r.dev_accuracy_new_model_alone = accuracy(pd.logits, labels_["dev"]);
-    r.dev_nfr_new_model_alone = nfr(old(seed).at("dev"), pd.logits, labels_["dev"]);
+    r.dev_accuracy_new_model_alone = accuracy(dv.new_logits, labels_["dev"]);
+    r.dev_nfr_new_model_alone = nfr(old(seed).at("dev"), dv.new_logits, labels_["dev"]);
     r.chosen = described(best->first);
     r.candidates = described(candidates);
     r.gate_steps = fitted.steps;

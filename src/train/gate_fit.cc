@@ -7,9 +7,12 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <cmath>
+#include <map>
 #include <mutex>
+#include <string>
 
 #include "flipless/core/error.h"
+#include "flipless/nn/tensor_io.h"
 #include "flipless/train/cpu_math.h"
 #include "flipless/train/device.h"
 #include "flipless/train/trainer.h"
@@ -129,6 +132,13 @@ nn::FusionOutput apply_gate(nn::GatedFusion& gate, const GateRows& rows) {
   auto out = gate->forward(rows.embeddings.to(torch::kFloat32), rows.new_logits.to(torch::kFloat32), rows.old_logits.to(torch::kFloat32));
   gate->train(was_training);
   return out;
+}
+
+void save_gate(const std::filesystem::path& dir, const std::vector<torch::Tensor>& parameters) {
+  std::map<std::string, torch::Tensor> params;
+  for (std::size_t i = 0; i < parameters.size(); ++i) params[fmt::format("gate.{}", i)] = parameters[i].detach();
+  std::filesystem::create_directories(dir);
+  nn::write_tensors(dir / "gate.safetensors", params, {{"format", "flipless-gate"}});
 }
 
 nn::FusionOutput cross_fit_gate(const GateRows& rows, const GateFitConfig& c, int folds) {

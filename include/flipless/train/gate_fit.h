@@ -11,6 +11,8 @@
 #include <torch/types.h>
 
 #include <cstdint>
+#include <filesystem>
+#include <vector>
 
 #include "flipless/nn/gated_fusion.h"
 
@@ -49,6 +51,10 @@ FittedGate fit_gate(const GateRows& rows, const GateFitConfig& c);
 
 // The fused logits and gate values (eval mode, no gradient).
 nn::FusionOutput apply_gate(nn::GatedFusion& gate, const GateRows& rows);
+
+// Writes a gate's parameters as DIR/gate.safetensors (tensors gate.0, gate.1, ... in parameter
+// order: what flipless serve and predict read back).
+void save_gate(const std::filesystem::path& dir, const std::vector<torch::Tensor>& parameters);
 
 // Cross-fitting: `rows` split into `folds` parts by a permutation drawn from `c.seed`; each part
 // fused by a gate fitted on the others. Every row's output comes from a gate that never saw it,
