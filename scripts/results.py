@@ -115,31 +115,30 @@ def render(experiment, task_name):
         who = "" if method == "gated_fusion" else f" of {pretty(method)}"
         lines.append(f"Gate routing{who}: mean gate (1 = new model) by category: {by}; AUC of the gate separating vanilla's "
                      f"flips from the rest {auc['mean']:.3f}±{auc['std']:.3f}.")
-    cache = task.get("cache_experiment") or []
-    partial = [row for row in cache if 0 < row["percent"] < 100]
-    if partial:
-        names = [("neighbour", "nearest (paper)"), ("new_on_miss", "new alone"), ("tuned_distance", "tuned distance"),
-                 ("emulator", "emulator")]
-        full = next((m for m in task["methods"] if m["method"] == "gated_fusion"), None)
-        vanilla = next((m for m in task["methods"] if m["method"] == "vanilla"), None)
-        def kept(row, policy):
-            if policy not in row or not full or not vanilla:
-                return None
-            v, g = vanilla["nfr"]["mean"], full["nfr"]["mean"]
-            return None if v - g <= 0 else (v - row[policy]["nfr"]) / (v - g)
-        if any(row.get("gated_fusion_reduction_unclear") for row in partial):
+    # Table 5 per gated method: "cache_experiments" by folder; reports written before variants had
+    # one carry the paper's Gated Fusion alone as "cache_experiment".
+    caches = task.get("cache_experiments") or ({"gated_fusion": task["cache_experiment"]} if task.get("cache_experiment") else {})
+    names = [("neighbour", "nearest (paper)"), ("new_on_miss", "new alone"), ("tuned_distance", "tuned distance"), ("emulator", "emulator")]
+    vanilla = next((m for m in task["methods"] if m["method"] == "vanilla"), None)
+    for method, cache in caches.items():
+        partial = [row for row in cache if 0 < row["percent"] < 100]
+        full = next((m for m in task["methods"] if m["method"] == method), None)
+        if not partial or not full or not vanilla:
+            continue
+        who = "full Gated Fusion" if method == "gated_fusion" else f"full {pretty(method)}"
+        v, g = vanilla["nfr"]["mean"], full["nfr"]["mean"]
+        lines.append("")
+        if any(row.get("full_reduction_unclear") or row.get("gated_fusion_reduction_unclear") for row in partial) or v - g <= 0:
             nfrs = "; ".join(f"{row['percent']:g}% cached: " + ", ".join(f"{label} {100 * row[p]['nfr']:.2f}%" for p, label in names if p in row)
                              for row in partial)
-            lines.append("")
-            lines.append(f"Partial cache (table 5): full Gated Fusion's NFR ({100 * full['nfr']['mean']:.2f}%) is not clearly below vanilla's "
-                         f"({100 * vanilla['nfr']['mean']:.2f}%), so shares of its reduction are not computed; NFR by policy: {nfrs}.")
-            return "\n".join(lines) + "\n"
+            lines.append(f"Partial cache (table 5): {who}'s NFR ({100 * g:.2f}%) is not clearly below vanilla's "
+                         f"({100 * v:.2f}%), so shares of its reduction are not computed; NFR by policy: {nfrs}.")
+            continue
         parts = []
         for row in partial:
-            shares = ", ".join(f"{label} {100 * kept(row, p):.0f}%" for p, label in names if kept(row, p) is not None)
+            shares = ", ".join(f"{label} {100 * (v - row[p]['nfr']) / (v - g):.0f}%" for p, label in names if p in row)
             parts.append(f"{row['percent']:g}% cached: {shares}")
-        lines.append("")
-        lines.append("Partial cache (table 5), share of full Gated Fusion's NF reduction kept by what the inputs not cached get: "
+        lines.append(f"Partial cache (table 5), share of {who}'s NF reduction kept by what the inputs not cached get: "
                      + "; ".join(parts) + ".")
     return "\n".join(lines) + "\n"
 

@@ -45,34 +45,58 @@ Lookups look_up(const FusionArrays& a, const std::vector<std::size_t>& cached) {
   return {c->lookup(keys, a.embeddings), cached.size()};
 }
 
-// NFR and accuracy of GF when input i fuses with the old logits old_for(i) (a pointer to
-// num_labels values), or is served by the new model alone when that is null.
+// NFR and accuracy of the fused model when input i fuses with the old logits old_for(i) (a
+// pointer to num_labels values; the input's own where it is cached exactly), or is served by the
+// new model alone when that is null.
 template <typename OldFor>
-std::pair<double, double> score_with(const FusionArrays& a, double temperature, OldFor old_for) {
+std::pair<double, double> score_with(const CacheExperimentInputs& in, const FusionArrays& a, OldFor old_for) {
   const auto k = a.num_labels;
+  const auto n = a.size();
+  // The old logits each input is fused with (its own, or the new model's where it has none, which
+  // the fusion does not use), and whether any differ from the input's own.
+  std::vector<const float*> sources(n);
+  std::vector<float> fused_with(a.old_logits);
+  bool substituted = false;
+  for (std::size_t i = 0; i < n; ++i) {
+    sources[i] = old_for(i);
+    const float* own = a.old_logits.data() + i * k;
+    const float* with = sources[i] ? sources[i] : a.new_logits.data() + i * k;
+    if (with != own) {
+      std::copy(with, with + k, fused_with.begin() + static_cast<std::ptrdiff_t>(i * k));
+      substituted |= sources[i] != nullptr;
+    }
+  }
+  std::vector<float> gates = a.gates;
+  if (in.gate_of && substituted) {
+    const auto recomputed = in.gate_of(a, fused_with);
+    for (std::size_t i = 0; i < n; ++i) {
+      if (sources[i] && sources[i] != a.old_logits.data() + i * k) gates[i] = recomputed[i];
+    }
+  }
   std::size_t nf = 0, right = 0;
   std::vector<float> fused(k);
-  for (std::size_t i = 0; i < a.size(); ++i) {
+  for (std::size_t i = 0; i < n; ++i) {
     const float* nl = a.new_logits.data() + i * k;
     const float* ol = a.old_logits.data() + i * k;
-    const float* source = old_for(i);
+    const float* source = sources[i];
     for (std::size_t c = 0; c < k; ++c) {
-      fused[c] = source ? (1 - a.gates[i]) * source[c] / static_cast<float>(temperature) + a.gates[i] * nl[c] : nl[c];
+      fused[c] = source ? (1 - gates[i]) * source[c] / static_cast<float>(in.temperature) + gates[i] * nl[c] : nl[c];
     }
     const auto pred = static_cast<std::int32_t>(std::max_element(fused.begin(), fused.end()) - fused.begin());
     const auto old_pred = static_cast<std::int32_t>(std::max_element(ol, ol + k) - ol);
     right += pred == a.labels[i];
     nf += old_pred == a.labels[i] && pred != a.labels[i];
   }
-  const double n = static_cast<double>(a.size());
-  return {static_cast<double>(nf) / n, static_cast<double>(right) / n};
+  return {static_cast<double>(nf) / static_cast<double>(n), static_cast<double>(right) / static_cast<double>(n)};
 }
 
-// The same where input i uses lookups[i]'s old logits if `use(lookups[i])`.
+// The same where input i uses lookups[i]'s old logits if `use(lookups[i])` (an exact hit's are
+// the input's own).
 template <typename Use>
-std::pair<double, double> score(const FusionArrays& a, const Lookups& l, double temperature, Use use) {
-  return score_with(a, temperature, [&](std::size_t i) -> const float* {
+std::pair<double, double> score(const CacheExperimentInputs& in, const FusionArrays& a, const Lookups& l, Use use) {
+  return score_with(in, a, [&](std::size_t i) -> const float* {
     const auto& r = l.rows[i];
+    if (r.path == cache::LookupPath::kExact) return a.old_logits.data() + i * a.num_labels;
     return r.path != cache::LookupPath::kMiss && use(r) ? r.old_logits.data() : nullptr;
   });
 }
@@ -121,7 +145,7 @@ std::optional<float> tune_threshold(const CacheExperimentInputs& in, double perc
   double best_nfr = 2, best_acc = -1;
   bool best_on_par = false;
   for (const auto& t : candidates) {
-    const auto [nfr, acc] = score(v, l, in.temperature, [&](const cache::Lookup& r) { return !t || r.distance <= *t; });
+    const auto [nfr, acc] = score(in, v, l, [&](const cache::Lookup& r) { return !t || r.distance <= *t; });
     const bool on_par = acc >= in.reference_validation_accuracy - in.tolerance;
     // The selection rule of every grid: lowest NFR among on-par settings, else most accurate.
     const bool better = on_par ? (!best_on_par || nfr < best_nfr || (nfr == best_nfr && acc > best_acc)) : (!best_on_par && acc > best_acc);
@@ -177,14 +201,13 @@ nlohmann::json run_cache_experiment(const CacheExperimentInputs& in, const Cache
       }
       nlohmann::json policies;
       const std::pair<double, double> scores[] = {
-          score(in.dev, l, in.temperature, [](const cache::Lookup&) { return true; }),
-          score(in.dev, l, in.temperature, [](const cache::Lookup& r) { return r.path == cache::LookupPath::kExact; }),
-          score(in.dev, l, in.temperature, [&](const cache::Lookup& r) { return r.path == cache::LookupPath::kExact || !tau || r.distance <= *tau; }),
-          score_with(in.dev, in.temperature, [&](std::size_t i) -> const float* {
-            if (l.rows[i].path == cache::LookupPath::kExact) return l.rows[i].old_logits.data();
+          score(in, in.dev, l, [](const cache::Lookup&) { return true; }),
+          score(in, in.dev, l, [](const cache::Lookup&) { return false; }),
+          score(in, in.dev, l, [&](const cache::Lookup& r) { return !tau || r.distance <= *tau; }),
+          score_with(in, in.dev, [&](std::size_t i) -> const float* {
+            if (l.rows[i].path == cache::LookupPath::kExact) return in.dev.old_logits.data() + i * k;
             return emulated.empty() ? nullptr : emulated.data() + i * k;
           }),
-
       };
       for (std::size_t p = 0; p < std::size(kPolicies); ++p) policies[kPolicies[p]] = {{"nfr", scores[p].first}, {"accuracy", scores[p].second}};
       nlohmann::json draw = {{"cached", l.cached}, {"near_hits", near}, {"policies", std::move(policies)}};

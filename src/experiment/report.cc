@@ -339,9 +339,18 @@ report::MethodRow method_row(const TaskContext& x, const MethodRuns& m, std::uin
   row.nfr = nfrs(m);
   if (!m.not_applicable.empty() || m.seeds.empty()) return row;
   const double nfr = ms(row.nfr).mean;
-  if (ran(x.vanilla)) row.reduction_vs_vanilla = metrics::relative_flip_reduction(ms(nfrs(*x.vanilla)).mean, nfr);
+  // A reference's mean NFR over the seeds `m` ran (all of them once a run is finished), so that a
+  // partly run method is compared on the same seeds as its paired interval.
+  auto reference_nfr = [&m](const MethodRuns& reference) {
+    std::vector<double> v;
+    for (const auto& s : m.seeds) {
+      if (const auto* r = seed_of(reference, s.seed)) v.push_back(r->nfr);
+    }
+    return v.empty() ? ms(nfrs(reference)).mean : ms(v).mean;
+  };
+  if (ran(x.vanilla)) row.reduction_vs_vanilla = metrics::relative_flip_reduction(reference_nfr(*x.vanilla), nfr);
   if (x.strongest && &m != x.strongest && !m.baseline() && m.method != "vanilla") {
-    row.reduction_vs_strongest = metrics::relative_flip_reduction(ms(nfrs(*x.strongest)).mean, nfr);
+    row.reduction_vs_strongest = metrics::relative_flip_reduction(reference_nfr(*x.strongest), nfr);
   }
   if (x.vanilla && &m != x.vanilla) row.minus_vanilla = x.bootstrap(m, *x.vanilla);
   if (const auto* s0 = seed_of(m, first_seed); s0 && s0->result.chosen) {
@@ -404,13 +413,12 @@ std::optional<report::DropOldModel> drop_old_model(const TaskRuns& t) {
   return d;
 }
 
-// Table 5 from Gated Fusion's cache.json files: per share cached, each policy's NFR and accuracy
-// over seeds and random caches, and how often each fallback's label is the input's old one.
-std::optional<report::CacheTable> cache_table(const TaskRuns& t, const MethodRuns& vanilla, const std::vector<report::MethodRow>& rows) {
-  const auto* gf = t.find("gated_fusion");
-  if (!gf) return std::nullopt;
+// Table 5 from a gated method's cache.json files: per share cached, each policy's NFR and
+// accuracy over seeds and random caches, and how often each fallback's label is the input's old one.
+std::optional<report::CacheTable> cache_table(const MethodRuns& m, std::size_t index, const MethodRuns& vanilla,
+                                              const std::vector<report::MethodRow>& rows) {
   std::map<double, report::CacheRow> by;  // by percent
-  for (const auto& s : gf->seeds) {
+  for (const auto& s : m.seeds) {
     if (!s.cache) continue;
     for (const auto& row : s.cache->percents) {
       for (const auto& d : row.draws) {
@@ -427,15 +435,15 @@ std::optional<report::CacheTable> cache_table(const TaskRuns& t, const MethodRun
       }
     }
   }
-  report::CacheTable table{ms(nfrs(vanilla)).mean, ms(nfrs(*gf)).mean, true, {}};
+  report::CacheTable table{index, ms(nfrs(vanilla)).mean, ms(nfrs(m)).mean, true, {}};
   for (const auto& r : rows) {
-    if (r.folder == "gated_fusion" && r.minus_vanilla) table.clear_reduction = r.minus_vanilla->hi < 0;
+    if (r.folder == m.folder && r.minus_vanilla) table.clear_reduction = r.minus_vanilla->hi < 0;
   }
-  // Share of Gated Fusion's NF reduction over vanilla a policy keeps.
+  // Share of the method's full NF reduction over vanilla a policy keeps.
   auto kept_share = [&](const char* policy, const report::CacheRow& row) -> std::optional<double> {
     const auto it = row.policies.find(policy);
-    if (it == row.policies.end() || table.vanilla_nfr - table.gated_fusion_nfr <= 0 || !table.clear_reduction) return std::nullopt;
-    return (table.vanilla_nfr - ms(it->second.nfr).mean) / (table.vanilla_nfr - table.gated_fusion_nfr);
+    if (it == row.policies.end() || table.vanilla_nfr - table.full_nfr <= 0 || !table.clear_reduction) return std::nullopt;
+    return (table.vanilla_nfr - ms(it->second.nfr).mean) / (table.vanilla_nfr - table.full_nfr);
   };
   for (auto& [percent, row] : by) {
     if (row.policies.empty()) continue;  // agreements without any policy: not a row
@@ -547,7 +555,10 @@ report::TaskReport task_report(const Collected& c, const TaskRuns& t, const Repo
     for (const auto& m : t.methods) {
       if (is_gated_fusion(m.method) && !m.seeds.empty()) r.claims.push_back(claims_check(x, m));
     }
-    r.cache = cache_table(t, *x.vanilla, r.methods);
+    for (std::size_t k = 0; k < t.methods.size(); ++k) {
+      if (!is_gated_fusion(t.methods[k].method)) continue;
+      if (auto table = cache_table(t.methods[k], k, *x.vanilla, r.methods)) r.caches.push_back(std::move(*table));
+    }
   }
   if (x.vanilla && x.vanilla->seeds.size() >= 2) r.noise_floor = noise_floor(t, *x.vanilla);
   if (x.vanilla) r.fix_rates = fix_rates(t, *x.vanilla);

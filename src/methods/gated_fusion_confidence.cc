@@ -11,7 +11,6 @@ const Descriptor& gated_fusion_confidence() {
     d.label = "GF + old/new confidence (flipless variant)";
     d.summary = "flipless variant of Gated Fusion: the gate also reads the old and new models' probabilities";
     d.old_confidence = true;
-    d.cache_experiment = false;
     return d;
   }();
   return kMethod;

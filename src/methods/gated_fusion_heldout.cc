@@ -37,7 +37,8 @@ const Descriptor& gated_fusion_heldout() {
                  {.key = "epochs", .grid = {30}, .check = check_epochs, .flag = "--heldout-epochs",
                   .help = "gated_fusion_heldout: passes over the validation split", .train = 30},
                  {.key = "dropout", .grid = {0.1}, .check = check_dropout, .train = 0.1, .in_card = false}},
-      .gated = true};
+      .gated = true,
+      .cache_experiment = true};
   return kMethod;
 }
 

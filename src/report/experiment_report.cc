@@ -154,19 +154,31 @@ Table cache_table(const CacheTable& cache) {
   return table;
 }
 
-std::string cache_note(const CacheTable& cache) {
+// What a method's full fusion is called in table 5's notes and charts.
+std::string full_name(const TaskReport& t, const CacheTable& cache) {
+  const auto& m = t.methods[cache.method];
+  return m.folder == "gated_fusion" ? std::string("full Gated Fusion") : "full " + m.label;
+}
+
+std::string cache_note(const TaskReport& t, const CacheTable& cache) {
+  const auto full = full_name(t, cache);
   const std::string unclear =
       cache.clear_reduction ? std::string()
-                            : " Full Gated Fusion's NFR is not clearly below vanilla's here (its interval includes 0), so the share of its "
-                              "reduction a policy keeps is a ratio of noise and is not shown (–).";
+                            : fmt::format(" The {}'s NFR is not clearly below vanilla's here (its interval includes 0), so the share of its "
+                                          "reduction a policy keeps is a ratio of noise and is not shown (–).",
+                                          full.substr(5));
+  const std::string regate = t.methods[cache.method].folder == "gated_fusion"
+                                 ? std::string()
+                                 : " A gate that also reads the two models' probabilities is re-evaluated on the old logits each policy "
+                                   "gives an input not cached (as flipless serve does).";
   return unclear + fmt::format(
-      "Mean ± std over seeds × random caches. NF reduction kept: (vanilla NFR − NFR) / (vanilla NFR − full GF NFR), vanilla {:.2f}%, "
-      "full GF {:.2f}%. The tuned distance is chosen on validation for each X. The emulator is a ridge regression from the new "
+      "Mean ± std over seeds × random caches. NF reduction kept: (vanilla NFR − NFR) / (vanilla NFR − {} NFR), vanilla {:.2f}%, "
+      "{} {:.2f}%. The tuned distance is chosen on validation for each X. The emulator is a ridge regression from the new "
       "model's pooled embedding to the old logits, fitted on the cached inputs only (strength by 5-fold cross-validation on them), "
       "used for every input not cached. The last three columns, over the inputs not cached: how often the neighbour's cached old "
       "label, the emulator's label and the new model's own label are the input's own old label; a fallback helps only where it "
-      "beats the new model.",
-      100 * cache.vanilla_nfr, 100 * cache.gated_fusion_nfr);
+      "beats the new model.{}",
+      full, 100 * cache.vanilla_nfr, full, 100 * cache.full_nfr, regate);
 }
 
 Table routing_table(const GateRouting& g) {
@@ -227,10 +239,11 @@ void section_blocks(const TaskReport& t, std::vector<Block>& out) {
     out.push_back(table({{"Gated Fusion", "NFR %", "accuracy %"},
                          {{"with the old model", pct(d->nfr), pct(d->accuracy)}, {"old model dropped at inference", pct(d->alone_nfr), pct(d->alone_accuracy)}}}));
   }
-  if (t.cache) {
-    out.push_back(subheading("Gated Fusion with a partial cache of old logits (table 5)"));
-    out.push_back(table(cache_table(*t.cache)));
-    out.push_back(paragraph(cache_note(*t.cache)));
+  for (const auto& cache : t.caches) {
+    const auto& m = t.methods[cache.method];
+    out.push_back(subheading(fmt::format("{} with a partial cache of old logits (table 5)", m.folder == "gated_fusion" ? std::string("Gated Fusion") : m.label)));
+    out.push_back(table(cache_table(cache)));
+    out.push_back(paragraph(cache_note(t, cache)));
   }
   for (const auto& g : t.gates) {
     const auto& m = t.methods[g.method];
@@ -316,8 +329,9 @@ std::string cache_chart(const TaskReport& t, const CacheTable& cache) {
   }
   const double x0 = cache.rows.front().percent, x1 = cache.rows.back().percent;
   lines.push_back({"vanilla", {x0, x1}, {100 * cache.vanilla_nfr, 100 * cache.vanilla_nfr}, kColors[7]});
-  lines.push_back({"full Gated Fusion", {x0, x1}, {100 * cache.gated_fusion_nfr, 100 * cache.gated_fusion_nfr}, kColors[4]});
-  return svg_line_chart(t.name + ": NFR by share of inputs cached", "% of eval inputs with cached old logits", "NFR %", lines);
+  lines.push_back({full_name(t, cache), {x0, x1}, {100 * cache.full_nfr, 100 * cache.full_nfr}, kColors[4]});
+  const auto& m = t.methods[cache.method];
+  return svg_line_chart(t.name + (m.folder == "gated_fusion" ? std::string() : ", " + m.label) + ": NFR by share of inputs cached", "% of eval inputs with cached old logits", "NFR %", lines);
 }
 
 std::string charts_html(const TaskReport& t) {
@@ -337,7 +351,7 @@ std::string charts_html(const TaskReport& t) {
     for (const auto& f : t.class_flips) series.push_back({t.methods[f.method].label, f.per_class, kColors[f.method % 10]});
     charts += svg_bar_chart(t.name + ": negative flips by true class", t.label_names, series);
   }
-  if (t.cache) charts += cache_chart(t, *t.cache);
+  for (const auto& cache : t.caches) charts += cache_chart(t, cache);
   return "<div class=\"charts\">" + charts + "</div>";
 }
 
@@ -395,7 +409,7 @@ json cache_json(const CacheTable& cache) {
     }
     jrow["nf_reduction_kept_tuned"] = row.kept_tuned ? json(*row.kept_tuned) : json(nullptr);
     jrow["nf_reduction_kept_emulator"] = row.kept_emulator ? json(*row.kept_emulator) : json(nullptr);
-    if (!cache.clear_reduction) jrow["gated_fusion_reduction_unclear"] = true;
+    if (!cache.clear_reduction) jrow["full_reduction_unclear"] = true;
     for (const auto& [key, values] : row.agreements) jrow[key] = ms(values).mean;
     rows.push_back(jrow);
   }
@@ -413,7 +427,9 @@ json task_json(const TaskReport& t) {
   for (const auto& c : t.claims) jt["claims"].push_back(claims_json(t, c));
   if (t.noise_floor) jt["noise_floor_nfr"] = *t.noise_floor;
   if (const auto& d = t.drop_old_model) jt["gated_fusion_without_old"] = {{"accuracy", d->alone_accuracy}, {"nfr", d->alone_nfr}};
-  if (t.cache) jt["cache_experiment"] = cache_json(*t.cache);
+  // Table 5 per gated method, by folder (reports written before the variants had one carried the
+  // paper's Gated Fusion alone, as "cache_experiment").
+  for (const auto& cache : t.caches) jt["cache_experiments"][t.methods[cache.method].folder] = cache_json(cache);
   auto routing_json = [](const GateRouting& g) {
     json jg;
     for (std::size_t k = 0; k < std::size(GateRouting::kCategories); ++k) {

@@ -926,6 +926,20 @@ void write_cache_experiment(const ExperimentConfig& c, const fs::path& task_dir,
   in.reference_validation_accuracy = *result.reference_validation_accuracy;
   in.tolerance = c.selection.tolerance;
   in.seed = seed;
+  // A gate that reads the probabilities is re-evaluated on the old logits a policy substitutes
+  // (float32, as flipless serve evaluates it).
+  auto saved = train::load_gate(unit / "model", static_cast<std::int64_t>(label_names.size()));
+  if (saved.old_confidence) {
+    in.gate_of = [gate = saved.gate](const FusionArrays& a, const std::vector<float>& old_logits) mutable {
+      torch::NoGradGuard no_grad;
+      const auto n = static_cast<std::int64_t>(a.size()), k = static_cast<std::int64_t>(a.num_labels);
+      const auto e = torch::from_blob(const_cast<float*>(a.embeddings.data()), {n, static_cast<std::int64_t>(a.dim)});
+      const auto nl = torch::from_blob(const_cast<float*>(a.new_logits.data()), {n, k});
+      const auto ol = torch::from_blob(const_cast<float*>(old_logits.data()), {n, k});
+      const auto g = gate->gate(e, nl, ol).contiguous();
+      return std::vector<float>(g.data_ptr<float>(), g.data_ptr<float>() + n);
+    };
+  }
   write_json_file(unit / "cache.json", run_cache_experiment(in, c.cache_experiment));
 }
 #else

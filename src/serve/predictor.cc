@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <regex>
 
 #include "flipless/cache/old_emulator.h"
 #include "flipless/core/error.h"
@@ -16,6 +15,7 @@
 #include "flipless/nn/bert.h"
 #include "flipless/nn/gated_fusion.h"
 #include "flipless/nn/tensor_io.h"
+#include "flipless/train/gate_fit.h"
 #include "flipless/train/saved_model.h"
 
 namespace flipless::serve {
@@ -23,33 +23,6 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
-
-// T from the card: "temperature" (flipless train) or "temperature=X" inside "setting" (runner).
-double temperature_of(const json& card, const fs::path& dir) {
-  const auto where = (dir / train::kModelCardName).string();
-  const auto* method = card.contains("method") && card.at("method").is_object() ? methods::find(card.at("method").value("name", "")) : nullptr;
-  if (method == nullptr || !method->gated) {
-    throw ModelError(fmt::format("{}: field 'method': not a Gated Fusion model (train one with --method gated_fusion)", where));
-  }
-  const auto& m = card.at("method");
-  if (m.contains("temperature") && m.at("temperature").is_number()) return m.at("temperature").get<double>();
-  std::smatch match;
-  const std::string setting = m.value("setting", "");
-  static const std::regex pattern(R"((?:^|\s)temperature=([0-9.eE+-]+))");
-  if (std::regex_search(setting, match, pattern)) return std::stod(match[1].str());
-  throw ModelError(fmt::format("{}: field 'method.temperature' is missing", where));
-}
-
-// Whether the model's gate also reads the old and new probabilities (nn::GatedFusionConfig::
-// old_confidence): the method's own (gated_fusion_confidence) or its setting's
-// (gated_fusion_heldout: "confidence": true from flipless train, confidence=1 from the runner).
-bool reads_confidence(const json& card) {
-  const auto& m = card.at("method");
-  if (methods::find(m.value("name", ""))->old_confidence) return true;
-  if (m.contains("confidence") && m.at("confidence").is_boolean()) return m.at("confidence").get<bool>();  // flipless train's card
-  static const std::regex pattern(R"((?:^|\s)confidence=1(?:\s|$))");
-  return std::regex_search(m.value("setting", ""), pattern);
-}
 
 std::vector<float> softmax(std::span<const float> logits) {
   std::vector<float> p(logits.begin(), logits.end());
@@ -149,37 +122,14 @@ std::unique_ptr<CompatiblePredictor> CompatiblePredictor::load(const fs::path& m
   auto m = std::make_unique<Impl>();
   m->dir = model_dir;
   const auto card = train::read_model_card(model_dir);
-  m->temperature = temperature_of(card, model_dir);
-  check_max_length(card, model_dir);
-  const auto gate_path = model_dir / "gate.safetensors";
-  if (!fs::exists(gate_path)) throw ModelError(fmt::format("{}: missing; a Gated Fusion model folder holds its gate there", gate_path.string()));
-  m->model = train::load_classifier(model_dir, train::parse_device(options.device), train::parse_precision(options.precision));
   m->label_names = card.at("label_names").get<std::vector<std::string>>();
-  const auto file = io::SafetensorsFile::open(gate_path);
-  const auto first = nn::read_tensor(file, "gate.0");  // (64, dim): the gate's first Linear
-  if (first.dim() != 2) throw ModelError(fmt::format("{}: tensor 'gate.0' should be 2-d, is {}-d", gate_path.string(), first.dim()));
-  nn::GatedFusionConfig gc;
-  gc.hidden = first.size(0);
-  gc.temperature = m->temperature;
-  gc.old_confidence = m->old_confidence = reads_confidence(card);
-  const auto k = static_cast<std::int64_t>(m->label_names.size());
-  const auto in = first.size(1) - (gc.old_confidence ? 2 * k : 0);
-  if (in < 1) throw ModelError(fmt::format("{}: tensor 'gate.0' reads {} inputs, too few for a gate that also reads 2 x {} probabilities", gate_path.string(), first.size(1), k));
-  m->dim = static_cast<std::size_t>(in);
-  m->gate = nn::GatedFusion(in, gc, k);
-  {
-    torch::NoGradGuard no_grad;
-    auto params = m->gate->parameters();
-    for (std::size_t i = 0; i < params.size(); ++i) {
-      const auto t = nn::read_tensor(file, fmt::format("gate.{}", i)).to(torch::kFloat32);
-      if (t.sizes() != params[i].sizes()) {
-        throw ModelError(fmt::format("{}: tensor 'gate.{}' has shape {}, the gate needs {}", gate_path.string(), i, fmt::join(t.sizes(), "x"),
-                                     fmt::join(params[i].sizes(), "x")));
-      }
-      params[i].copy_(t);
-    }
-  }
-  m->gate->eval();
+  auto gate = train::load_gate(model_dir, static_cast<std::int64_t>(m->label_names.size()));
+  m->gate = gate.gate;
+  m->temperature = gate.temperature;
+  m->old_confidence = gate.old_confidence;
+  m->dim = static_cast<std::size_t>(gate.dim);
+  check_max_length(card, model_dir);
+  m->model = train::load_classifier(model_dir, train::parse_device(options.device), train::parse_precision(options.precision));
   if (live_old && live_old->num_labels() != m->label_names.size()) {
     throw ConfigError(fmt::format("the live old model has {} labels, the new model {}", live_old->num_labels(), m->label_names.size()));
   }

@@ -9,12 +9,16 @@
 #include <cmath>
 #include <map>
 #include <mutex>
+#include <regex>
 #include <string>
 
 #include "flipless/core/error.h"
+#include "flipless/io/safetensors.h"
+#include "flipless/methods/method.h"
 #include "flipless/nn/tensor_io.h"
 #include "flipless/train/cpu_math.h"
 #include "flipless/train/device.h"
+#include "flipless/train/saved_model.h"
 #include "flipless/train/trainer.h"
 
 namespace flipless::train {
@@ -131,6 +135,71 @@ nn::FusionOutput apply_gate(nn::GatedFusion& gate, const GateRows& rows) {
   gate->eval();
   auto out = gate->forward(rows.embeddings.to(torch::kFloat32), rows.new_logits.to(torch::kFloat32), rows.old_logits.to(torch::kFloat32));
   gate->train(was_training);
+  return out;
+}
+
+namespace {
+
+// T from the card: "temperature" (flipless train) or "temperature=X" inside "setting" (runner).
+double temperature_of(const nlohmann::json& card, const std::filesystem::path& dir) {
+  const auto where = (dir / kModelCardName).string();
+  const auto* method = card.contains("method") && card.at("method").is_object() ? methods::find(card.at("method").value("name", "")) : nullptr;
+  if (method == nullptr || !method->gated) {
+    throw ModelError(fmt::format("{}: field 'method': not a Gated Fusion model (train one with --method gated_fusion)", where));
+  }
+  const auto& m = card.at("method");
+  if (m.contains("temperature") && m.at("temperature").is_number()) return m.at("temperature").get<double>();
+  std::smatch match;
+  const std::string setting = m.value("setting", "");
+  static const std::regex pattern(R"((?:^|\s)temperature=([0-9.eE+-]+))");
+  if (std::regex_search(setting, match, pattern)) return std::stod(match[1].str());
+  throw ModelError(fmt::format("{}: field 'method.temperature' is missing", where));
+}
+
+// Whether the model's gate also reads the old and new probabilities (nn::GatedFusionConfig::
+// old_confidence): the method's own (gated_fusion_confidence) or its setting's
+// (gated_fusion_heldout: "confidence": true from flipless train, confidence=1 from the runner).
+bool reads_confidence(const nlohmann::json& card) {
+  const auto& m = card.at("method");
+  if (methods::find(m.value("name", ""))->old_confidence) return true;
+  if (m.contains("confidence") && m.at("confidence").is_boolean()) return m.at("confidence").get<bool>();  // flipless train's card
+  static const std::regex pattern(R"((?:^|\s)confidence=1(?:\s|$))");
+  return std::regex_search(m.value("setting", ""), pattern);
+}
+
+}  // namespace
+
+SavedGate load_gate(const std::filesystem::path& dir, std::int64_t num_labels) {
+  const auto card = read_model_card(dir);
+  SavedGate out;
+  out.temperature = temperature_of(card, dir);
+  out.old_confidence = reads_confidence(card);
+  const auto gate_path = dir / "gate.safetensors";
+  if (!std::filesystem::exists(gate_path)) throw ModelError(fmt::format("{}: missing; a Gated Fusion model folder holds its gate there", gate_path.string()));
+  const auto file = io::SafetensorsFile::open(gate_path);
+  const auto first = nn::read_tensor(file, "gate.0");  // (hidden, inputs): the gate's first Linear
+  if (first.dim() != 2) throw ModelError(fmt::format("{}: tensor 'gate.0' should be 2-d, is {}-d", gate_path.string(), first.dim()));
+  nn::GatedFusionConfig gc;
+  gc.hidden = first.size(0);
+  gc.temperature = out.temperature;
+  gc.old_confidence = out.old_confidence;
+  out.dim = first.size(1) - (gc.old_confidence ? 2 * num_labels : 0);
+  if (out.dim < 1) {
+    throw ModelError(fmt::format("{}: tensor 'gate.0' reads {} inputs, too few for a gate that also reads 2 x {} probabilities", gate_path.string(),
+                                 first.size(1), num_labels));
+  }
+  out.gate = nn::GatedFusion(out.dim, gc, num_labels);
+  torch::NoGradGuard no_grad;
+  auto params = out.gate->parameters();
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    const auto t = nn::read_tensor(file, fmt::format("gate.{}", i)).to(torch::kFloat32);
+    if (t.sizes() != params[i].sizes()) {
+      throw ModelError(fmt::format("{}: tensor 'gate.{}' has shape {}, the gate needs {}", gate_path.string(), i, fmt::join(t.sizes(), "x"),
+                                   fmt::join(params[i].sizes(), "x")));
+    }
+    params[i].copy_(t);
+  }
+  out.gate->eval();
   return out;
 }
 

@@ -14,10 +14,17 @@
 //                   for every input not cached exactly; the new model alone when fewer than
 //                   kMinEmulatorRows are cached
 //
+// Every gated method's units run it (the paper's Gated Fusion and the flipless variants). A gate
+// that also reads the two models' probabilities (gated_fusion_confidence, gated_fusion_heldout
+// with confidence=1) is re-evaluated, as flipless serve does, on the old logits each policy
+// hands an input that is not cached exactly: the inputs' own gate values hold only where the
+// input's own old logits are used.
+//
 // Everything goes through the real cache (an in-memory SQLite OldLogitCache, its exact index
 // at these sizes), from a Gated Fusion unit's saved arrays, so it needs no model.
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <vector>
 
@@ -43,6 +50,10 @@ struct CacheExperimentInputs {
   double reference_validation_accuracy = 0; // vanilla's, for the selection rule
   double tolerance = 0.001;
   std::uint64_t seed = 0;                   // the unit's seed; cache draws derive from it
+  // For a gate that reads the probabilities: a(x) of every row of `split` fused with
+  // `old_logits` (n, k) in place of its own. Empty for the paper's gate (embedding only): the
+  // saved gates hold for any old logits.
+  std::function<std::vector<float>(const FusionArrays& split, const std::vector<float>& old_logits)> gate_of;
 };
 
 // Runs every X of `config` with config.draws random caches each. Returns

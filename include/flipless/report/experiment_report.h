@@ -62,7 +62,7 @@ struct DropOldModel {
   std::vector<double> alone_nfr, alone_accuracy;  // the new model alone
 };
 
-// Table 5: Gated Fusion served from a cache holding the old logits of a share of the inputs.
+// Table 5: Gated Fusion (or a variant) served from a cache holding the old logits of a share of the inputs.
 struct CachePolicy {
   const char* key;   // in cache.json and report.json
   const char* name;  // in tables and charts
@@ -82,11 +82,12 @@ struct CacheRow {
   std::map<std::string, std::vector<double>> agreements;  // by kCacheAgreements key; only those measured
 };
 struct CacheTable {
-  double vanilla_nfr = 0, gated_fusion_nfr = 0;  // means over seeds
-  // Whether full Gated Fusion's NFR is clearly below vanilla's (its paired interval excludes 0).
+  std::size_t method = 0;                 // index into TaskReport::methods (a gated method)
+  double vanilla_nfr = 0, full_nfr = 0;   // means over seeds; full: the method with every old logit
+  // Whether the method's full NFR is clearly below vanilla's (its paired interval excludes 0).
   // When it is not, a share of its reduction is a ratio of noise and is not computed.
   bool clear_reduction = true;
-  std::vector<CacheRow> rows;                    // by increasing percent
+  std::vector<CacheRow> rows;             // by increasing percent
 };
 
 // A validation sweep over one grid value (alpha, T), means over seeds and other grid values, in %.
@@ -126,7 +127,7 @@ struct TaskReport {
   std::optional<std::vector<double>> noise_floor;  // NFR between consecutive vanilla seeds
   std::optional<std::vector<FixRates>> fix_rates;
   std::optional<DropOldModel> drop_old_model;
-  std::optional<CacheTable> cache;
+  std::vector<CacheTable> caches;  // table 5 per gated method with cache.json files, the paper's first
   std::vector<Sweep> alpha_sweeps;  // methods mixing old and new with a weight alpha
   std::optional<Sweep> temperature_sweep;
   std::vector<GateRouting> gates;  // every method of Gated Fusion's family with gate values, the paper's first

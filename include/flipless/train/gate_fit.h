@@ -56,6 +56,19 @@ nn::FusionOutput apply_gate(nn::GatedFusion& gate, const GateRows& rows);
 // order: what flipless serve and predict read back).
 void save_gate(const std::filesystem::path& dir, const std::vector<torch::Tensor>& parameters);
 
+// A Gated Fusion model folder's gate (any gated method's), as flipless serve and the cache
+// experiment read it: DIR/gate.safetensors with the card's temperature and whether the gate also
+// reads the two models' probabilities (gated_fusion_confidence, or gated_fusion_heldout's
+// confidence setting). Float32, eval mode. Throws ModelError naming the file and field (a card
+// that is not a gated method's, a missing gate, shapes that do not fit).
+struct SavedGate {
+  nn::GatedFusion gate{nullptr};
+  double temperature = 1;
+  bool old_confidence = false;
+  std::int64_t dim = 0;  // the embedding width the gate reads
+};
+SavedGate load_gate(const std::filesystem::path& dir, std::int64_t num_labels);
+
 // Cross-fitting: `rows` split into `folds` parts by a permutation drawn from `c.seed`; each part
 // fused by a gate fitted on the others. Every row's output comes from a gate that never saw it,
 // so a setting chosen on these outputs is chosen on held-out rows.

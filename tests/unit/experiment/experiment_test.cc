@@ -135,7 +135,7 @@ TEST(ExperimentConfig, EachMistakeIsOneLineNamingFileLineAndKey) {
             "e.yaml:2: old.per_seed: expected true or false, got 'maybe'");
   EXPECT_EQ(err(base + "precision: fp16\n"), "e.yaml:4: precision: fp16 needs a GPU (device: cuda or auto); on the CPU use bf16");
   EXPECT_EQ(err(base + "cache_experiment: {percents: [0, 150]}\n"), "e.yaml:4: cache_experiment.percents: a percentage in [0, 100], got 150");
-  EXPECT_EQ(err(base + "cache_experiment: {percents: [50]}\n"), "e.yaml:4: cache_experiment: needs gated_fusion among the methods");
+  EXPECT_EQ(err(base + "cache_experiment: {percents: [50]}\n"), "e.yaml:4: cache_experiment: needs one of gated_fusion, gated_fusion_confidence, gated_fusion_heldout among the methods");
   EXPECT_EQ(err(base + "methods: {gated_fusion: {}}\ncache_experiment: {draws: 2}\n"),
             "e.yaml:5: cache_experiment.percents: missing (e.g. percents: [0, 25, 50, 75, 100])");
   EXPECT_EQ(err(base + "seeds: three\n"), "e.yaml:4: seeds: expected a number, got 'three'");
@@ -262,6 +262,48 @@ TEST(CacheExperiment, TheEmulatorStandsInForTheOldModelWhereNeighboursMislead) {
     EXPECT_EQ(d["emulator"]["rows"], 40);
   }
 }
+
+// A gate that reads the probabilities (gated_fusion_confidence, gated_fusion_heldout with
+// confidence=1) is re-evaluated on the old logits a policy substitutes, and only there: an input
+// cached exactly keeps its own gate value. Here the saved gates (0.25) let the old model win
+// everywhere, while the re-evaluated gate trusts the new model wherever it is asked: every
+// policy's substitutes then give what the new model alone gives.
+TEST(CacheExperiment, AGateThatReadsTheProbabilitiesIsReevaluatedOnSubstitutedOldLogits) {
+  FusionArrays a;
+  a.num_labels = 2;
+  a.dim = 2;
+  for (int i = 0; i < 80; ++i) {
+    const float side = i % 2 == 0 ? 1.0f : -1.0f;
+    a.embeddings.insert(a.embeddings.end(), {static_cast<float>(i / 2) * 2.0f, side * 0.5f});
+    a.old_logits.insert(a.old_logits.end(), {-side * 2, side * 2});
+    a.new_logits.insert(a.new_logits.end(), {1, 0});
+    a.labels.push_back(side > 0 ? 1 : 0);
+    a.gates.push_back(0.25f);
+  }
+  CacheExperimentInputs in;
+  in.validation = a;
+  in.dev = a;
+  in.reference_validation_accuracy = 0.5;
+  std::size_t calls = 0;
+  in.gate_of = [&](const FusionArrays& split, const std::vector<float>& old_logits) {
+    ++calls;
+    EXPECT_EQ(old_logits.size(), split.size() * split.num_labels);
+    return std::vector<float>(split.size(), 1.0f);
+  };
+  CacheExperimentConfig config;
+  config.percents = {50, 100};
+  config.draws = 2;
+  const auto r = run_cache_experiment(in, config);
+  for (const auto& d : r["percents"][0]["draws"]) {
+    const double alone = d["policies"]["new_on_miss"]["nfr"].get<double>();
+    EXPECT_GT(alone, 0.0) << d.dump();  // the uncached rows of label 1 regress
+    for (const char* policy : {"neighbour", "tuned_distance", "emulator"}) EXPECT_DOUBLE_EQ(d["policies"][policy]["nfr"].get<double>(), alone) << policy;
+  }
+  for (const auto& d : r["percents"][1]["draws"]) {
+    for (const char* policy : kCachePolicies) EXPECT_DOUBLE_EQ(d["policies"][policy]["nfr"].get<double>(), 0.0) << policy;  // own gates kept
+  }
+  EXPECT_GT(calls, 0u);
+}
 #endif
 
 TEST(ExperimentConfig, EveryShippedConfigLoads) {
@@ -380,6 +422,21 @@ TEST_F(ReportTest, TablesAndNumbersAreTheHandCheckedOnes) {
   EXPECT_NE(files.table.find("Gated Fusion"), std::string::npos);
 }
 
+// A method that ran fewer seeds than vanilla (a run in progress) is compared with vanilla on the
+// seeds it ran, like its paired interval: Gated Fusion seed 0 alone (NFR 0.1) against vanilla
+// seed 0 (0.3), not against vanilla's mean over both seeds (0.25).
+TEST_F(ReportTest, APartlyRunMethodIsComparedOnTheSeedsItRan) {
+  std::filesystem::remove_all(dir_.path() / "toy" / "gated_fusion" / "seed-1");
+  const auto r = build_experiment_report(dir_.path());
+  const auto& gf = r.tasks.at(0).methods.at(1);
+  ASSERT_EQ(gf.folder, "gated_fusion");
+  ASSERT_EQ(gf.seeds, 1u);
+  ASSERT_TRUE(gf.reduction_vs_vanilla.has_value());
+  EXPECT_NEAR(*gf.reduction_vs_vanilla, (0.3 - 0.1) / 0.3, 1e-12);
+  ASSERT_TRUE(gf.minus_vanilla.has_value());
+  EXPECT_NEAR(gf.minus_vanilla->diff, 0.1 - 0.3, 1e-12);
+}
+
 // The same numbers as data, before any rendering.
 TEST_F(ReportTest, TheReportIsDataBeforeItIsText) {
   const auto r = build_experiment_report(dir_.path());
@@ -416,7 +473,7 @@ TEST_F(ReportTest, TheReportIsDataBeforeItIsText) {
   EXPECT_EQ(t.gates[0].examples[0], 5);
   ASSERT_TRUE(t.temperature_sweep.has_value());
   EXPECT_EQ(t.temperature_sweep->x, (std::vector<double>{1.0, 1.4}));
-  EXPECT_FALSE(t.cache.has_value());
+  EXPECT_TRUE(t.caches.empty());
   EXPECT_FALSE(t.drop_old_model.has_value());
   ASSERT_EQ(t.class_flips.size(), 2u);  // vanilla and Gated Fusion
   EXPECT_EQ(t.class_flips[1].method, 1u);

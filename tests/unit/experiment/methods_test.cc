@@ -56,14 +56,14 @@ TEST(MethodRegistry, EveryMethodIsDescribedOnceWithValidDefaults) {
 }
 
 // The flipless variant is Gated Fusion with the confidence inputs: same parameters, grids and
-// flags, its own name and label, and no cache experiment (the paper's gate only).
+// flags, its own name and label, and the cache experiment (its gate re-evaluated there).
 TEST(MethodRegistry, TheConfidenceVariantIsGatedFusionWithOneSwitch) {
   const auto* variant = find("gated_fusion_confidence");
   ASSERT_NE(variant, nullptr);
   EXPECT_TRUE(variant->gated);
   EXPECT_TRUE(variant->old_confidence);
   EXPECT_FALSE(gated_fusion().old_confidence);
-  EXPECT_FALSE(variant->cache_experiment);
+  EXPECT_TRUE(variant->cache_experiment);
   EXPECT_EQ(variant->strategy, gated_fusion().strategy);
   ASSERT_EQ(variant->params.size(), gated_fusion().params.size());
   for (std::size_t i = 0; i < variant->params.size(); ++i) {

@@ -11,6 +11,7 @@
 #include "../test_util.h"
 #include "flipless/core/error.h"
 #include "flipless/data/predictions.h"
+#include "flipless/experiment/cache_experiment.h"
 #include "flipless/experiment/report.h"
 #include "flipless/runner/runner.h"
 
@@ -162,8 +163,9 @@ TEST_F(RunnerTest, EveryMethodRunsAndARerunSkipsFinishedUnits) {
   const auto report = nlohmann::json::parse(std::ifstream(files.json));
   EXPECT_EQ(report["units_finished"], 20);
 #ifdef FLIPLESS_WITH_CACHE
-  ASSERT_TRUE(report["tasks"][0].contains("cache_experiment"));
-  EXPECT_EQ(report["tasks"][0]["cache_experiment"].size(), 3u);
+  ASSERT_TRUE(report["tasks"][0].contains("cache_experiments"));
+  EXPECT_EQ(report["tasks"][0]["cache_experiments"]["gated_fusion"].size(), 3u);
+  EXPECT_EQ(report["tasks"][0]["cache_experiments"]["gated_fusion_confidence"].size(), 3u);  // the variant's, its gate re-evaluated
 #endif
   EXPECT_EQ(report["tasks"][0]["methods"].size(), 10u);
   // The flipless variant writes what Gated Fusion writes: gate values and the new model alone.
@@ -187,7 +189,11 @@ TEST_F(RunnerTest, EveryMethodRunsAndARerunSkipsFinishedUnits) {
 TEST_F(RunnerTest, HeldOutGateFusesTheFrozenVanillaModel) {
   const auto config = load_experiment(write_config("{kind: fasttext, fasttext_epochs: 5}",
                                                    "  gated_fusion_heldout: {temperature: [1.0], gate_lr: [0.001, 0.01], keep_weight: [1], epochs: [5]}\n"
-                                                   "  vanilla: {}\n"));
+                                                   "  vanilla: {}\n"
+#ifdef FLIPLESS_WITH_CACHE
+                                                   "cache_experiment: {percents: [0, 100], draws: 1}\n"
+#endif
+                                                   ));
   const auto summary = run_experiment(config, options());
   EXPECT_EQ(summary.ran, 4u);
   const auto run = dir_.path() / "run" / "words";
@@ -206,6 +212,17 @@ TEST_F(RunnerTest, HeldOutGateFusesTheFrozenVanillaModel) {
       EXPECT_LE(g, 1.0F);
     }
     EXPECT_TRUE(fs::exists(unit / "predictions" / "dev.new_model_alone.jsonl"));
+#ifdef FLIPLESS_WITH_CACHE
+    // Table 5 runs on its units too: nothing cached is the frozen vanilla model alone, everything
+    // cached the fused model itself (its own gate values, whichever gate inputs were chosen; one
+    // example of float slack).
+    const auto cache = nlohmann::json::parse(std::ifstream(unit / "cache.json"));
+    for (const char* policy : kCachePolicies) {
+      EXPECT_NEAR(cache["percents"][0]["draws"][0]["policies"][policy]["nfr"].get<double>(), r["dev_nfr_new_model_alone"].get<double>(), 1.01 / 80) << policy;
+      EXPECT_NEAR(cache["percents"][1]["draws"][0]["policies"][policy]["nfr"].get<double>(), r["dev_nfr"].get<double>(), 1.01 / 80) << policy;
+      EXPECT_NEAR(cache["percents"][1]["draws"][0]["policies"][policy]["accuracy"].get<double>(), r["dev_accuracy"].get<double>(), 1.01 / 80) << policy;
+    }
+#endif
   }
   // Seed 0 searched the grid (2 gate_lr x 2 confidence); seed 1 reused its choice.
   const auto first = nlohmann::json::parse(std::ifstream(run / "gated_fusion_heldout" / "seed-0" / "result.json"));
