@@ -1,10 +1,14 @@
 #include "flipless/runner/runner.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <torch/torch.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
@@ -1012,6 +1016,31 @@ void check_only(const ExperimentConfig& c, const RunOptions& o) {
 }
 }  // namespace
 
+namespace {
+// One run per folder at a time: two runs of one folder would train the same units twice and race
+// on their files. An advisory lock on RUN/.lock, held while the run lasts and released by the
+// kernel when the process ends, however it ends (a killed run leaves no stale lock).
+class FolderLock {
+ public:
+  explicit FolderLock(const fs::path& dir) {
+    const auto path = dir / kRunLockName;
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw IoError(fmt::format("{}: cannot open: {}", path.string(), std::strerror(errno)));
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      ::close(fd_);
+      throw ConfigError(fmt::format("{}: another flipless experiment run is using this folder ({} is locked); wait for it to end, or give another --out",
+                                    dir.string(), path.filename().string()));
+    }
+  }
+  FolderLock(const FolderLock&) = delete;
+  FolderLock& operator=(const FolderLock&) = delete;
+  ~FolderLock() { ::close(fd_); }
+
+ private:
+  int fd_ = -1;
+};
+}  // namespace
+
 RunSummary run_experiment(const ExperimentConfig& c, const RunOptions& o, const RunObserver& observer) {
   const auto started = Clock::now();
   preflight(c);
@@ -1022,6 +1051,7 @@ RunSummary run_experiment(const ExperimentConfig& c, const RunOptions& o, const 
   fs::create_directories(o.out);
   RunSummary summary;
   try {
+    const FolderLock lock(o.out);
     run_units(c, o, observer, summary);
   } catch (const Error&) {
     // A run refused before any unit finished leaves nothing behind in a folder it created, so

@@ -62,6 +62,10 @@ struct RunSummary {
 // applicable. Throws ConfigError / InputError naming the config line.
 void preflight(const experiment::ExperimentConfig& config);
 
+// The file in a run folder that a run holds locked while it lasts (an advisory flock): a second
+// run of the same folder is refused with ConfigError instead of training the same units twice.
+inline constexpr const char* kRunLockName = ".lock";
+
 RunSummary run_experiment(const experiment::ExperimentConfig& config, const RunOptions& options, const RunObserver& observer = {});
 
 // The units an experiment has, in run order (vanilla first in each task).

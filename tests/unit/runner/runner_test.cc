@@ -1,7 +1,10 @@
 // The experiment runner end to end on a tiny random BERT and synthetic sentences: every method
 // runs, results land where the report reads them, finished units are skipped on a rerun, a lost
 // unit is redone alone, and a run folder refuses a different experiment.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -230,6 +233,24 @@ TEST_F(RunnerTest, HeldOutGateFusesTheFrozenVanillaModel) {
   const auto files = write_experiment_report(dir_.path() / "run");
   const auto report = nlohmann::json::parse(std::ifstream(files.json));
   EXPECT_EQ(report["tasks"][0]["claims"].size(), 1u);  // the variant is judged against the paper's claims too
+}
+
+// Two runs of one folder at a time: the second is refused before any work, naming the folder;
+// once the first ends (its lock released by the kernel, as when it is killed) the folder runs.
+TEST_F(RunnerTest, ASecondRunOfTheSameFolderIsRefusedWhileTheFirstHoldsIt) {
+  const auto config = load_experiment(write_config("{kind: fasttext, fasttext_epochs: 5}", "  old_new_logit_ensemble: {}\n"));
+  const auto out = dir_.path() / "run";
+  fs::create_directories(out);
+  const int fd = ::open((out / kRunLockName).c_str(), O_RDWR | O_CREAT, 0644);  // what a running run holds
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
+  const auto message = error_of<ConfigError>([&] { run_experiment(config, options()); });
+  EXPECT_NE(message.find("another flipless experiment run is using this folder"), std::string::npos) << message;
+  EXPECT_NE(message.find(out.string()), std::string::npos) << message;
+  EXPECT_FALSE(fs::exists(out / "words"));  // no work started
+  ::close(fd);
+  const auto summary = run_experiment(config, options());
+  EXPECT_EQ(summary.ran, summary.units);
 }
 
 // --only: a run starts only the named methods' units and leaves the others; a later run without
