@@ -39,35 +39,6 @@ NAMES = {
 }
 
 
-# The paper's tables 1 and 2 (../shared/paper/SPEC.md), NFR % and accuracy % (mean over 5 seeds),
-# quoted beside the scenario that stands in for each: the same family made bigger (table 1,
-# BERT-base -> BERT-large) and a different kind of model (table 2, BERT-base -> ELECTRA-base).
-PAPER_OLD_ACCURACY = {"sst2": 92.00, "mrpc": 85.69, "qnli": 90.74}
-PAPER = {
-    "upgrade-minilm-l2-to-l6": ("table 1, BERT-base → BERT-large", {
-        "vanilla": {"sst2": (2.18, 93.12), "mrpc": (4.12, 87.40), "qnli": (2.72, 92.22)},
-        "distillation": {"sst2": (1.97, 93.33), "mrpc": (3.53, 87.70), "qnli": (2.31, 92.60)},
-        "new_ensemble-5": {"sst2": (2.00, 93.30), "mrpc": (2.25, 88.87), "qnli": (1.98, 92.97)},
-        "old_new_prob_ensemble": {"sst2": (1.06, 93.12), "mrpc": (1.67, 87.16), "qnli": (1.04, 92.44)},
-        "old_new_logit_ensemble": {"sst2": (1.06, 93.12), "mrpc": (1.67, 87.16), "qnli": (1.04, 92.44)},
-        "gated_fusion": {"sst2": (0.78, 93.05), "mrpc": (1.18, 87.45), "qnli": (0.73, 92.24)},
-    }),
-    "upgrade-fasttext-to-minilm": ("table 2, BERT-base → ELECTRA-base", {
-        "vanilla": {"sst2": (1.63, 95.00), "mrpc": (3.73, 88.58), "qnli": (2.82, 92.90)},
-        "distillation": {"sst2": (1.49, 95.02), "mrpc": (3.68, 88.82), "qnli": (2.58, 93.03)},
-        "new_ensemble-5": {"sst2": (1.12, 95.39), "mrpc": (3.24, 89.02), "qnli": (2.26, 93.49)},
-        "old_new_prob_ensemble": {"sst2": (1.40, 95.07), "mrpc": (3.14, 88.53), "qnli": (0.98, 93.04)},
-        "old_new_logit_ensemble": {"sst2": (0.89, 94.95), "mrpc": (3.28, 88.48), "qnli": (0.98, 93.04)},
-        "gated_fusion": {"sst2": (0.71, 95.02), "mrpc": (2.40, 88.68), "qnli": (0.81, 92.98)},
-    }),
-}
-
-
-def paper_for(experiment):
-    """The paper's table this experiment stands beside, or None."""
-    return next((v for k, v in PAPER.items() if experiment.startswith(k)), None)
-
-
 def pretty(folder):
     if folder in NAMES:
         return NAMES[folder]
@@ -109,16 +80,16 @@ def render(experiment, task_name):
         verdict = "an upgrade" if up["is_upgrade"] else "**not an upgrade**"
         lines.append(f"Upgrade check: vanilla {100 * up['new_accuracy']:.2f}% vs old {100 * up['old_accuracy']:.2f}%, "
                      f"{100 * up['gain']:+.2f} points: {verdict}.")
-    paper = paper_for(experiment)
-    if paper:
-        table, rows = paper
-        van = rows["vanilla"].get(task_name)
-        lines.append(f"Beside the paper's {table} on {task_name.upper()} (its old model {PAPER_OLD_ACCURACY[task_name]:.2f}%): "
-                     f"the last columns are its NFR and accuracy, and its NF reduction vs its vanilla.")
+    # The config's reference (the paper's table for the pair the scenario stands in for), as the
+    # report carries it: its numbers per method beside ours.
+    ref = task.get("reference")
+    if ref:
+        old_ref = f" (its old model {100 * ref['old_accuracy']:.2f}%)" if "old_accuracy" in ref else ""
+        lines.append(f"Beside {ref['label']}{old_ref}: the last columns are its NFR, accuracy and NF reduction vs its vanilla.")
     lines.append("")
     header = "| method | seeds | NFR % | accuracy % | NF reduction vs vanilla | vs strongest baseline | NFR − vanilla [95% CI] |"
     rule = "|---|---:|---:|---:|---:|---:|---:|"
-    if paper:
+    if ref:
         header += " paper NFR % | paper acc % | paper NF reduction |"
         rule += "---:|---:|---:|"
     lines.append(header)
@@ -132,13 +103,10 @@ def render(experiment, task_name):
         ci_text = "–" if ci is None else f"{100 * ci['mean']:+.2f} [{100 * ci['lo']:+.2f}, {100 * ci['hi']:+.2f}]"
         row = (f"| {pretty(m['method'])} | {m['seeds']} | {mean_std(m['nfr'])} | {mean_std(m['accuracy'])} | "
                f"{pct(m.get('relative_nf_reduction_vs_vanilla'))} | {pct(m.get('relative_nf_reduction_vs_strongest_baseline'))} | {ci_text} |")
-        if paper:
-            theirs = paper[1].get(m["method"], {}).get(task_name)
-            if theirs:
-                reduction = "–" if m["method"] == "vanilla" or not van else f"{100 * (1 - theirs[0] / van[0]):.1f}%"
-                row += f" {theirs[0]:.2f} | {theirs[1]:.2f} | {reduction} |"
-            else:
-                row += " – | – | – |"
+        if ref:
+            theirs = m.get("reference")
+            row += (f" {100 * theirs['nfr']:.2f} | {100 * theirs['accuracy']:.2f} | {pct(theirs.get('relative_nf_reduction_vs_vanilla'))} |"
+                    if theirs else " – | – | – |")
         lines.append(row)
     for c in task.get("claims", []):
         rv, rs = c.get("relative_reduction_vs_vanilla"), c.get("relative_reduction_vs_strongest")

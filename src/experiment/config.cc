@@ -282,7 +282,7 @@ class Parser {
     if (!root.IsMap()) throw ConfigError(fmt::format("{}:1: expected a YAML mapping of experiment keys", source_.string()));
     refuse_duplicate_keys(root, "");
     only_keys(root, "", {"name", "tasks", "seeds", "validation_fraction", "split_seed", "old", "new", "methods", "selection", "threads",
-                         "cache_experiment", "device", "precision"});
+                         "cache_experiment", "device", "precision", "reference"});
     ExperimentConfig c;
     c.source = source_;
     c.name = root["name"] ? word(root["name"], "name") : source_.stem().string();
@@ -374,7 +374,57 @@ class Parser {
       }
       if (!any) fail(ce, "cache_experiment", fmt::format("needs one of {} among the methods", fmt::join(gated, ", ")));
     }
+    if (root["reference"]) c.reference = reference(root["reference"], c);
     return c;
+  }
+
+  // The optional reference block (see ReferenceConfig): every task a task of the experiment,
+  // every method one of its unit folders, percentages in [0, 100].
+  ReferenceConfig reference(const YAML::Node& r, const ExperimentConfig& c) const {
+    expect_map(r, "reference");
+    only_keys(r, "reference", {"label", "old_accuracy", "methods"});
+    ReferenceConfig out;
+    if (!r["label"]) fail(r, "reference.label", "missing (where the numbers come from, e.g. label: \"the paper's table 2\")");
+    out.label = word(r["label"], "reference.label");
+    if (out.label.empty()) fail(r["label"], "reference.label", "empty");
+    auto percent = [&](const YAML::Node& n, const std::string& key) {
+      const double v = number(n, key);
+      if (v < 0 || v > 100) fail(n, key, fmt::format("a percentage in [0, 100], got {}", n.Scalar()));
+      return v;
+    };
+    auto task_of = [&](const YAML::Node& key_node, const std::string& where) {
+      const auto t = key_node.as<std::string>();
+      if (std::none_of(c.tasks.begin(), c.tasks.end(), [&](const TaskConfig& x) { return x.name == t; })) {
+        fail(key_node, where + "." + t, "not a task of this experiment");
+      }
+      return t;
+    };
+    if (r["old_accuracy"]) {
+      expect_map(r["old_accuracy"], "reference.old_accuracy");
+      for (const auto& kv : r["old_accuracy"]) {
+        const auto t = task_of(kv.first, "reference.old_accuracy");
+        out.old_accuracy[t] = percent(kv.second, "reference.old_accuracy." + t);
+      }
+    }
+    if (!r["methods"]) fail(r, "reference.methods", "missing (method: {task: [NFR %, accuracy %]})");
+    expect_map(r["methods"], "reference.methods");
+    std::set<std::string> folders;
+    for (const auto& m : c.methods) {
+      for (int size : unit_sizes(m)) folders.insert(size > 0 ? fmt::format("{}-{}", m.name, size) : m.name);
+    }
+    for (const auto& kv : r["methods"]) {
+      const auto folder = kv.first.as<std::string>();
+      const auto where = "reference.methods." + folder;
+      if (!folders.count(folder)) fail(kv.first, where, fmt::format("not a method of this experiment (one of: {})", fmt::join(folders, ", ")));
+      expect_map(kv.second, where);
+      for (const auto& tv : kv.second) {
+        const auto t = task_of(tv.first, where);
+        const auto key = where + "." + t;
+        if (!tv.second.IsSequence() || tv.second.size() != 2) fail(tv.second, key, "expected [NFR %, accuracy %]");
+        out.methods[folder][t] = {percent(tv.second[0], key), percent(tv.second[1], key)};
+      }
+    }
+    return out;
   }
 
  private:

@@ -532,6 +532,27 @@ void sweeps(const TaskRuns& t, report::TaskReport& r) {
   }
 }
 
+// The config's reference numbers beside task `task`'s rows (fractions, as the rows hold theirs).
+void add_reference(const ReferenceConfig& ref, const std::string& task, report::TaskReport& r) {
+  if (!ref.enabled()) return;
+  r.reference_label = ref.label;
+  if (const auto it = ref.old_accuracy.find(task); it != ref.old_accuracy.end()) r.reference_old_accuracy = it->second / 100;
+  auto numbers = [&](const std::string& folder) -> const ReferenceNumbers* {
+    const auto m = ref.methods.find(folder);
+    if (m == ref.methods.end()) return nullptr;
+    const auto n = m->second.find(task);
+    return n == m->second.end() ? nullptr : &n->second;
+  };
+  const auto* vanilla = numbers("vanilla");
+  for (auto& row : r.methods) {
+    const auto* n = numbers(row.folder);
+    if (!n) continue;
+    row.reference_nfr = n->nfr / 100;
+    row.reference_accuracy = n->accuracy / 100;
+    if (vanilla && row.folder != "vanilla") row.reference_reduction = metrics::relative_flip_reduction(vanilla->nfr, n->nfr);
+  }
+}
+
 report::TaskReport task_report(const Collected& c, const TaskRuns& t, const ReportOptions& options) {
   report::TaskReport r;
   r.name = t.name;
@@ -549,6 +570,7 @@ report::TaskReport task_report(const Collected& c, const TaskRuns& t, const Repo
     r.strongest_label = pretty(x.strongest->folder);
   }
   for (const auto& m : t.methods) r.methods.push_back(method_row(x, m, c.config.seeds.front()));
+  add_reference(c.config.reference, t.name, r);
   if (ran(x.vanilla)) {
     const double new_acc = ms(accs(*x.vanilla)).mean, gain = new_acc - t.old_acc;
     r.upgrade = report::UpgradeCheck{t.old_acc, new_acc, gain, gain >= 0.02};  // the paper's upgrade: 2 points more accurate

@@ -76,22 +76,51 @@ std::string interval_vs_vanilla(const PairedDifference& p) {
   return fmt::format("{:+.2f} [{:+.2f}, {:+.2f}]{}", 100 * p.diff, 100 * p.lo, 100 * p.hi, p.hi < 0 ? " lower" : p.lo > 0 ? " higher" : " not clear");
 }
 
-std::vector<std::string> main_row(const MethodRow& m) {
-  if (!m.not_applicable.empty()) return {m.label, "–", "n/a", "n/a", "–", "–", "–", m.not_applicable};
-  if (m.seeds == 0) return {m.label, "0", "–", "–", "–", "–", "–", "not run yet"};
-  std::string chosen = "–";
-  if (m.chosen) chosen = *m.chosen + (m.chosen_fallback ? " (none on par: most accurate)" : "");
-  return {m.label, std::to_string(m.seeds), pct(m.nfr), pct(m.accuracy), rel(m.reduction_vs_vanilla), rel(m.reduction_vs_strongest),
-          m.minus_vanilla ? interval_vs_vanilla(*m.minus_vanilla) : "–", chosen};
+std::vector<std::string> main_row(const MethodRow& m, bool with_reference) {
+  std::vector<std::string> row;
+  if (!m.not_applicable.empty()) {
+    row = {m.label, "–", "n/a", "n/a", "–", "–", "–"};
+  } else if (m.seeds == 0) {
+    row = {m.label, "0", "–", "–", "–", "–", "–"};
+  } else {
+    row = {m.label, std::to_string(m.seeds), pct(m.nfr), pct(m.accuracy), rel(m.reduction_vs_vanilla), rel(m.reduction_vs_strongest),
+           m.minus_vanilla ? interval_vs_vanilla(*m.minus_vanilla) : "–"};
+  }
+  if (with_reference) {
+    auto value = [](std::optional<double> v) { return v ? fmt::format("{:.2f}", 100 * *v) : std::string("–"); };
+    row.push_back(value(m.reference_nfr));
+    row.push_back(value(m.reference_accuracy));
+    row.push_back(rel(m.reference_reduction));
+  }
+  if (!m.not_applicable.empty()) {
+    row.push_back(m.not_applicable);
+  } else if (m.seeds == 0) {
+    row.push_back("not run yet");
+  } else {
+    row.push_back(m.chosen ? *m.chosen + (m.chosen_fallback ? " (none on par: most accurate)" : "") : "–");
+  }
+  return row;
 }
 
 Table main_table(const ExperimentReport& r, const TaskReport& t) {
+  const bool with_reference = !t.reference_label.empty();
   Table main{{"method", "seeds", "NFR %", "accuracy %", "NF reduction vs vanilla",
-              fmt::format("vs strongest baseline{}", t.strongest_label ? " (" + *t.strongest_label + ")" : ""), "NFR − vanilla [95% CI]",
-              "chosen setting (seed " + std::to_string(r.seeds.front()) + ")"},
+              fmt::format("vs strongest baseline{}", t.strongest_label ? " (" + *t.strongest_label + ")" : ""), "NFR − vanilla [95% CI]"},
              {}};
-  for (const auto& m : t.methods) main.rows.push_back(main_row(m));
+  if (with_reference) {
+    for (const char* h : {"reference NFR %", "reference acc %", "reference NF reduction"}) main.header.push_back(h);
+  }
+  main.header.push_back("chosen setting (seed " + std::to_string(r.seeds.front()) + ")");
+  for (const auto& m : t.methods) main.rows.push_back(main_row(m, with_reference));
   return main;
+}
+
+// Where the reference columns come from (empty without a reference).
+std::string reference_line(const TaskReport& t) {
+  if (t.reference_label.empty()) return {};
+  return fmt::format("Reference columns: {}{}, as given in the experiment config (not computed here); its NF reduction is against its "
+                     "own vanilla row.",
+                     t.reference_label, t.reference_old_accuracy ? fmt::format(", old model {:.2f}%", 100 * *t.reference_old_accuracy) : "");
 }
 
 std::string intro_line(const TaskReport& t) {
@@ -262,6 +291,7 @@ std::vector<Block> task_blocks(const ExperimentReport& r, const TaskReport& t) {
   }
   out.push_back(paragraph(intro_line(t)));
   out.push_back(table(main_table(r, t)));
+  if (!t.reference_label.empty()) out.push_back(paragraph(reference_line(t)));
   if (t.upgrade) out.push_back({Block::kStrong, upgrade_line(*t.upgrade)});
   section_blocks(t, out);
   out.push_back({Block::kCharts});
@@ -383,6 +413,10 @@ json method_json(const MethodRow& m) {
   jm["nfr"] = mean_std_json(m.nfr);
   if (m.reduction_vs_vanilla) jm["relative_nf_reduction_vs_vanilla"] = *m.reduction_vs_vanilla;
   if (m.reduction_vs_strongest) jm["relative_nf_reduction_vs_strongest_baseline"] = *m.reduction_vs_strongest;
+  if (m.reference_nfr) {
+    jm["reference"] = {{"nfr", *m.reference_nfr}, {"accuracy", *m.reference_accuracy}};
+    if (m.reference_reduction) jm["reference"]["relative_nf_reduction_vs_vanilla"] = *m.reference_reduction;
+  }
   return jm;
 }
 
@@ -421,6 +455,10 @@ json task_json(const TaskReport& t) {
   if (!t.old_finished) return jt;
   for (const auto& m : t.methods) jt["methods"].push_back(method_json(m));
   jt["old_accuracy"] = t.old_accuracy;
+  if (!t.reference_label.empty()) {
+    jt["reference"] = {{"label", t.reference_label}};
+    if (t.reference_old_accuracy) jt["reference"]["old_accuracy"] = *t.reference_old_accuracy;
+  }
   jt["old_accuracy_per_model"] = t.old_accuracy_per_model;
   if (!t.precision.empty()) jt["precision"] = t.precision;
   if (const auto& u = t.upgrade) jt["upgrade"] = {{"old_accuracy", u->old_accuracy}, {"new_accuracy", u->new_accuracy}, {"gain", u->gain}, {"is_upgrade", u->is_upgrade}};

@@ -108,6 +108,24 @@ struct CacheExperimentConfig {
   bool enabled() const { return !percents.empty(); }
 };
 
+// Published numbers to read the report beside (a paper's table, an earlier run): shown as extra
+// columns of each task's main table, never used in any computation.
+//   reference:
+//     label: "the paper's table 2 (BERT-base -> ELECTRA-base)"
+//     old_accuracy: {mrpc: 85.69}                  # % per task (optional)
+//     methods:                                     # unit folder -> task -> [NFR %, accuracy %]
+//       vanilla: {mrpc: [3.73, 88.58]}
+//       new_ensemble-5: {mrpc: [3.24, 89.02]}
+struct ReferenceNumbers {
+  double nfr = 0, accuracy = 0;  // %
+};
+struct ReferenceConfig {
+  std::string label;                                // empty: no reference
+  std::map<std::string, double> old_accuracy;       // by task, %
+  std::map<std::string, std::map<std::string, ReferenceNumbers>> methods;  // unit folder -> task -> numbers
+  bool enabled() const { return !label.empty(); }
+};
+
 struct ExperimentConfig {
   std::filesystem::path source;  // the YAML file
   std::string name;
@@ -118,7 +136,8 @@ struct ExperimentConfig {
   ModelConfig old_model, new_model;
   std::vector<MethodConfig> methods;  // in file order; vanilla is added first when absent
   SelectionConfig selection;
-  CacheExperimentConfig cache_experiment;  // needs gated_fusion among the methods
+  CacheExperimentConfig cache_experiment;  // needs a gated method among the methods
+  ReferenceConfig reference;               // published numbers shown beside the report's (optional)
   int threads = 0;
   std::string device = "cpu";      // where torch models train and predict
   std::string precision = "auto";  // autocast precision of torch models (auto: see above)

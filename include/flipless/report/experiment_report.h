@@ -31,6 +31,9 @@ struct MethodRow {
   std::optional<PairedDifference> minus_vanilla;                       // not for vanilla itself
   std::optional<std::string> chosen;  // the setting chosen on the first seed
   bool chosen_fallback = false;       // none was on par: the most accurate was chosen
+  // The config's reference numbers for this method and task (fractions), and its NF reduction
+  // against the reference's vanilla; none when the config gives none.
+  std::optional<double> reference_nfr, reference_accuracy, reference_reduction;
 };
 
 // The new model alone (vanilla) against the old model: an upgrade is >= 2 points more accurate.
@@ -122,6 +125,8 @@ struct TaskReport {
   std::string precision;            // the new models' math; empty when unknown
   std::optional<std::string> strongest_folder, strongest_label;  // the baseline with the lowest mean NFR
   std::vector<MethodRow> methods;
+  std::string reference_label;                     // the config's reference (empty: none)
+  std::optional<double> reference_old_accuracy;    // its old model's accuracy (fraction)
   std::optional<UpgradeCheck> upgrade;
   std::vector<ClaimsCheck> claims;
   std::optional<std::vector<double>> noise_floor;  // NFR between consecutive vanilla seeds

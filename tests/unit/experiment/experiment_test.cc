@@ -123,10 +123,33 @@ TEST(ExperimentConfig, FineTunedDefaultsPerSeedOldModelsAndTheNoWarmupGrid) {
   EXPECT_EQ(d.new_model.max_length, 0u);  // 128, or the encoder's positions when fewer
 }
 
+// A reference block: published numbers by method folder and task, checked against the
+// experiment's own tasks and unit folders so a typo is refused rather than silently not shown.
+TEST(ExperimentConfig, AReferenceNamesTheExperimentsOwnTasksAndMethods) {
+  const std::string base = "tasks: [sst2, mrpc]\nold: {kind: fasttext}\nnew: {kind: frozen, model: m}\nmethods: {gated_fusion: {}, new_ensemble: {sizes: [5]}}\n";
+  const auto c = parse_experiment(base + "reference:\n  label: the paper's table 2\n  old_accuracy: {mrpc: 85.69}\n"
+                                         "  methods:\n    vanilla: {mrpc: [3.73, 88.58], sst2: [1.63, 95.0]}\n    new_ensemble-5: {mrpc: [3.24, 89.02]}\n",
+                                  "e.yaml");
+  ASSERT_TRUE(c.reference.enabled());
+  EXPECT_EQ(c.reference.label, "the paper's table 2");
+  EXPECT_DOUBLE_EQ(c.reference.old_accuracy.at("mrpc"), 85.69);
+  EXPECT_DOUBLE_EQ(c.reference.methods.at("vanilla").at("sst2").accuracy, 95.0);
+  EXPECT_DOUBLE_EQ(c.reference.methods.at("new_ensemble-5").at("mrpc").nfr, 3.24);
+  EXPECT_FALSE(parse_experiment(base, "e.yaml").reference.enabled());
+  auto err = [&](const std::string& block) { return error_of<ConfigError>([&] { parse_experiment(base + block, "e.yaml"); }); };
+  EXPECT_EQ(err("reference: {methods: {vanilla: {mrpc: [1, 2]}}}\n"), "e.yaml:5: reference.label: missing (where the numbers come from, e.g. label: \"the paper's table 2\")");
+  EXPECT_EQ(err("reference: {label: x, methods: {vanilla: {qnli: [1, 2]}}}\n"), "e.yaml:5: reference.methods.vanilla.qnli: not a task of this experiment");
+  EXPECT_EQ(err("reference: {label: x, methods: {elodi: {mrpc: [1, 2]}}}\n"),
+            "e.yaml:5: reference.methods.elodi: not a method of this experiment (one of: gated_fusion, new_ensemble-5, vanilla)");
+  EXPECT_EQ(err("reference: {label: x, methods: {vanilla: {mrpc: [1]}}}\n"), "e.yaml:5: reference.methods.vanilla.mrpc: expected [NFR %, accuracy %]");
+  EXPECT_EQ(err("reference: {label: x, methods: {vanilla: {mrpc: [1, 120]}}}\n"), "e.yaml:5: reference.methods.vanilla.mrpc: a percentage in [0, 100], got 120");
+  EXPECT_EQ(err("reference: {label: x, old_accuracy: {mrpc: .nan}, methods: {}}\n"), "e.yaml:5: reference.old_accuracy.mrpc: must be a finite number, got '.nan'");
+}
+
 TEST(ExperimentConfig, EachMistakeIsOneLineNamingFileLineAndKey) {
   auto err = [](const std::string& yaml) { return error_of<ConfigError>([&] { parse_experiment(yaml, "e.yaml"); }); };
   const std::string base = "tasks: [sst2]\nold: {kind: fasttext}\nnew: {kind: frozen, model: m}\n";
-  EXPECT_EQ(err(base + "sedes: 3\n"), "e.yaml:4: sedes: unknown key (expected one of: name, tasks, seeds, validation_fraction, split_seed, old, new, methods, selection, threads, cache_experiment, device, precision)");
+  EXPECT_EQ(err(base + "sedes: 3\n"), "e.yaml:4: sedes: unknown key (expected one of: name, tasks, seeds, validation_fraction, split_seed, old, new, methods, selection, threads, cache_experiment, device, precision, reference)");
   EXPECT_EQ(err(base + "device: gpu\n"), "e.yaml:4: device: 'gpu': expected cpu, cuda, cuda:N or auto");
   EXPECT_EQ(err(base + "precision: fp8\n"), "e.yaml:4: precision: 'fp8': expected auto, fp32, bf16 or fp16");
   EXPECT_EQ(err("tasks: [sst2]\nold: {kind: fasttext}\nnew: {kind: frozen, model: m, head: hf}\n"),
@@ -435,6 +458,30 @@ TEST_F(ReportTest, APartlyRunMethodIsComparedOnTheSeedsItRan) {
   EXPECT_NEAR(*gf.reduction_vs_vanilla, (0.3 - 0.1) / 0.3, 1e-12);
   ASSERT_TRUE(gf.minus_vanilla.has_value());
   EXPECT_NEAR(gf.minus_vanilla->diff, 0.1 - 0.3, 1e-12);
+}
+
+// A reference in the config (a paper's table) is shown beside each row it names, with its NF
+// reduction against its own vanilla, and is carried into report.json; nothing is computed from it.
+TEST_F(ReportTest, AReferenceIsShownBesideTheRowsItNames) {
+  std::ofstream(dir_.path() / "experiment.yaml", std::ios::app)
+      << "reference:\n  label: the paper's table 2\n  old_accuracy: {toy: 85.5}\n"
+         "  methods:\n    vanilla: {toy: [4.0, 88.0]}\n    gated_fusion: {toy: [1.0, 88.5]}\n";
+  const auto files = write_experiment_report(dir_.path());
+  const auto j = nlohmann::json::parse(std::ifstream(files.json));
+  const auto& t = j["tasks"][0];
+  EXPECT_EQ(t["reference"]["label"], "the paper's table 2");
+  EXPECT_NEAR(t["reference"]["old_accuracy"].get<double>(), 0.855, 1e-12);
+  EXPECT_NEAR(t["methods"][0]["reference"]["nfr"].get<double>(), 0.04, 1e-12);
+  EXPECT_FALSE(t["methods"][0]["reference"].contains("relative_nf_reduction_vs_vanilla"));
+  EXPECT_NEAR(t["methods"][1]["reference"]["relative_nf_reduction_vs_vanilla"].get<double>(), 0.75, 1e-12);
+  EXPECT_NEAR(t["methods"][1]["relative_nf_reduction_vs_vanilla"].get<double>(), 0.6, 1e-12);  // its own, unchanged
+  EXPECT_FALSE(t["methods"][2].contains("reference"));  // BCWI: none given
+  std::ifstream md_in(files.markdown);
+  std::stringstream md;
+  md << md_in.rdbuf();
+  EXPECT_NE(md.str().find("| Gated Fusion | 2 | 10.00±0.00 | 75.00±7.07 | 60.0% | – | -15.00"), std::string::npos) << md.str();
+  EXPECT_NE(md.str().find("| 1.00 | 88.50 | 75.0% | drop_gate=0.5 temperature=1 |"), std::string::npos) << md.str();
+  EXPECT_NE(md.str().find("Reference columns: the paper's table 2, old model 85.50%"), std::string::npos) << md.str();
 }
 
 // The same numbers as data, before any rendering.
