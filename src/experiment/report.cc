@@ -581,6 +581,7 @@ report::TaskReport task_report(const Collected& c, const TaskRuns& t, const Repo
       if (!is_gated_fusion(t.methods[k].method)) continue;
       if (auto table = cache_table(t.methods[k], k, *x.vanilla, r.methods)) r.caches.push_back(std::move(*table));
     }
+    std::stable_partition(r.caches.begin(), r.caches.end(), [&](const report::CacheTable& table) { return r.methods[table.method].folder == "gated_fusion"; });
   }
   if (x.vanilla && x.vanilla->seeds.size() >= 2) r.noise_floor = noise_floor(t, *x.vanilla);
   if (x.vanilla) r.fix_rates = fix_rates(t, *x.vanilla);
