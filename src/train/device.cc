@@ -171,12 +171,16 @@ void store_linear_weights_for_autocast(torch::nn::Module& module, Precision prec
   if (precision == Precision::kFloat32) return;
   const auto dtype = precision == Precision::kBFloat16 ? torch::kBFloat16 : torch::kFloat16;
   torch::NoGradGuard no_grad;
-  for (const auto& m : module.modules(/*include_self=*/true)) {
-    if (auto* linear = m->as<torch::nn::Linear>()) {
+  auto cast = [dtype](torch::nn::Module& m) {
+    if (auto* linear = m.as<torch::nn::Linear>()) {
       linear->weight.set_data(linear->weight.to(dtype));
       if (linear->bias.defined()) linear->bias.set_data(linear->bias.to(dtype));
     }
-  }
+  };
+  // The module itself apart: modules(include_self = true) needs it held by a shared_ptr, and the
+  // saved classifiers hold theirs by value.
+  cast(module);
+  for (const auto& m : module.modules(/*include_self=*/false)) cast(*m);
 }
 
 torch::Device device_of(torch::nn::Module& module) {

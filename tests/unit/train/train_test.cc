@@ -110,6 +110,12 @@ TEST(FineTuning, TinyBertLearnsAndRoundTripsThroughItsFolder) {
   const auto got = torch::from_blob(const_cast<float*>(out.logits.data()), {static_cast<std::int64_t>(out.rows), 2}).clone();
   EXPECT_TRUE(torch::allclose(got, expected, 1e-5, 1e-6));
   EXPECT_NE(loaded->describe().find("fine-tuned"), std::string::npos);
+  // Loaded for bf16 autocast (flipless predict/serve --precision bf16), it predicts the same
+  // labels, its logits within bf16 rounding of float32's.
+  const auto bf16 = load_classifier(dir.path(), torch::kCPU, Precision::kBFloat16)->predict(test_set.examples);
+  const auto got16 = torch::from_blob(const_cast<float*>(bf16.logits.data()), {static_cast<std::int64_t>(bf16.rows), 2}).clone();
+  EXPECT_LT((got16 - expected).abs().max().item<double>(), 0.25);
+  EXPECT_TRUE(torch::equal(got16.argmax(1), expected.argmax(1)));
 }
 
 TEST(Features, ComputedOnceThenCached) {
@@ -211,6 +217,9 @@ TEST(SavedModels, AHuggingFaceClassifierCheckpointLoadsWithItsOwnHead) {
   const auto expected = predict(module, TokenSource(tokenizer, test_set, 128), 4).logits;
   const auto got = torch::from_blob(const_cast<float*>(out.logits.data()), {10, 3}).clone();
   EXPECT_TRUE(torch::allclose(got, expected, 1e-5, 1e-6));
+  const auto bf16 = load_classifier(dir, torch::kCPU, Precision::kBFloat16)->predict(test_set.examples);  // bf16 autocast loads too
+  const auto got16 = torch::from_blob(const_cast<float*>(bf16.logits.data()), {10, 3}).clone();
+  EXPECT_LT((got16 - expected).abs().max().item<double>(), 0.25);
   // A plain encoder checkpoint is neither a flipless folder nor a classifier.
   EXPECT_NE(error_of<ModelError>([&] { load_classifier(kTinyBert); }).find("no flipless_model.json"), std::string::npos);
 }
