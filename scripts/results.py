@@ -51,6 +51,12 @@ def mean_std(x):
     return f"{100 * x['mean']:.2f}±{100 * x['std']:.2f}"
 
 
+def accuracy_change(method):
+    """Accuracy minus vanilla's, in points: the report's (same seeds), or "–" (vanilla; reports before it had one)."""
+    change = method.get("accuracy_change_vs_vanilla")
+    return "–" if change is None else f"{100 * change:+.2f}"
+
+
 def pct(x):
     return "–" if x is None else f"{100 * x:.1f}%"
 
@@ -87,8 +93,8 @@ def render(experiment, task_name):
         old_ref = f" (its old model {100 * ref['old_accuracy']:.2f}%)" if "old_accuracy" in ref else ""
         lines.append(f"Beside {ref['label']}{old_ref}: the last columns are its NFR, accuracy and NF reduction vs its vanilla.")
     lines.append("")
-    header = "| method | seeds | NFR % | accuracy % | NF reduction vs vanilla | vs strongest baseline | NFR − vanilla [95% CI] |"
-    rule = "|---|---:|---:|---:|---:|---:|---:|"
+    header = "| method | seeds | NFR % | accuracy % | NF reduction vs vanilla | vs strongest baseline | NFR − vanilla [95% CI] | accuracy − vanilla |"
+    rule = "|---|---:|---:|---:|---:|---:|---:|---:|"
     if ref:
         header += " paper NFR % | paper acc % | paper NF reduction |"
         rule += "---:|---:|---:|"
@@ -102,7 +108,8 @@ def render(experiment, task_name):
         ci = m.get("nfr_minus_vanilla")
         ci_text = "–" if ci is None else f"{100 * ci['mean']:+.2f} [{100 * ci['lo']:+.2f}, {100 * ci['hi']:+.2f}]"
         row = (f"| {pretty(m['method'])} | {m['seeds']} | {mean_std(m['nfr'])} | {mean_std(m['accuracy'])} | "
-               f"{pct(m.get('relative_nf_reduction_vs_vanilla'))} | {pct(m.get('relative_nf_reduction_vs_strongest_baseline'))} | {ci_text} |")
+               f"{pct(m.get('relative_nf_reduction_vs_vanilla'))} | {pct(m.get('relative_nf_reduction_vs_strongest_baseline'))} | {ci_text} | "
+               f"{accuracy_change(m)} |")
         if ref:
             theirs = m.get("reference")
             row += (f" {100 * theirs['nfr']:.2f} | {100 * theirs['accuracy']:.2f} | {pct(theirs.get('relative_nf_reduction_vs_vanilla'))} |"

@@ -328,6 +328,19 @@ struct TaskContext {
   }
 };
 
+// A reference method's mean NFR or accuracy (`field`) over the seeds `m` ran: all of them once a
+// run is finished; a partly run method is compared on its own seeds, like its paired interval.
+double mean_on_seeds_of(const MethodRuns& m, const MethodRuns& reference, double SeedRun::*field) {
+  std::vector<double> v;
+  for (const auto& s : m.seeds) {
+    if (const auto* r = seed_of(reference, s.seed)) v.push_back(r->*field);
+  }
+  if (v.empty()) {
+    for (const auto& r : reference.seeds) v.push_back(r.*field);
+  }
+  return ms(v).mean;
+}
+
 report::MethodRow method_row(const TaskContext& x, const MethodRuns& m, std::uint64_t first_seed) {
   report::MethodRow row;
   row.folder = m.folder;
@@ -339,18 +352,12 @@ report::MethodRow method_row(const TaskContext& x, const MethodRuns& m, std::uin
   row.nfr = nfrs(m);
   if (!m.not_applicable.empty() || m.seeds.empty()) return row;
   const double nfr = ms(row.nfr).mean;
-  // A reference's mean NFR over the seeds `m` ran (all of them once a run is finished), so that a
-  // partly run method is compared on the same seeds as its paired interval.
-  auto reference_nfr = [&m](const MethodRuns& reference) {
-    std::vector<double> v;
-    for (const auto& s : m.seeds) {
-      if (const auto* r = seed_of(reference, s.seed)) v.push_back(r->nfr);
-    }
-    return v.empty() ? ms(nfrs(reference)).mean : ms(v).mean;
-  };
-  if (ran(x.vanilla)) row.reduction_vs_vanilla = metrics::relative_flip_reduction(reference_nfr(*x.vanilla), nfr);
+  if (ran(x.vanilla)) {
+    row.reduction_vs_vanilla = metrics::relative_flip_reduction(mean_on_seeds_of(m, *x.vanilla, &SeedRun::nfr), nfr);
+    if (&m != x.vanilla) row.accuracy_change = ms(row.accuracy).mean - mean_on_seeds_of(m, *x.vanilla, &SeedRun::acc);
+  }
   if (x.strongest && &m != x.strongest && !m.baseline() && m.method != "vanilla") {
-    row.reduction_vs_strongest = metrics::relative_flip_reduction(reference_nfr(*x.strongest), nfr);
+    row.reduction_vs_strongest = metrics::relative_flip_reduction(mean_on_seeds_of(m, *x.strongest, &SeedRun::nfr), nfr);
   }
   if (x.vanilla && &m != x.vanilla) row.minus_vanilla = x.bootstrap(m, *x.vanilla);
   if (const auto* s0 = seed_of(m, first_seed); s0 && s0->result.chosen) {
@@ -365,7 +372,7 @@ report::ClaimsCheck claims_check(const TaskContext& x, const MethodRuns& m) {
   report::ClaimsCheck c;
   c.folder = m.folder;
   c.label = pretty(m.folder);
-  c.accuracy_change = ms(accs(m)).mean - ms(accs(*x.vanilla)).mean;
+  c.accuracy_change = ms(accs(m)).mean - mean_on_seeds_of(m, *x.vanilla, &SeedRun::acc);
   c.vs_vanilla = x.bootstrap(m, *x.vanilla);
   if (x.strongest) c.vs_strongest = x.bootstrap(m, *x.strongest);
   const auto& v = c.vs_vanilla;

@@ -79,12 +79,13 @@ std::string interval_vs_vanilla(const PairedDifference& p) {
 std::vector<std::string> main_row(const MethodRow& m, bool with_reference) {
   std::vector<std::string> row;
   if (!m.not_applicable.empty()) {
-    row = {m.label, "–", "n/a", "n/a", "–", "–", "–"};
+    row = {m.label, "–", "n/a", "n/a", "–", "–", "–", "–"};
   } else if (m.seeds == 0) {
-    row = {m.label, "0", "–", "–", "–", "–", "–"};
+    row = {m.label, "0", "–", "–", "–", "–", "–", "–"};
   } else {
     row = {m.label, std::to_string(m.seeds), pct(m.nfr), pct(m.accuracy), rel(m.reduction_vs_vanilla), rel(m.reduction_vs_strongest),
-           m.minus_vanilla ? interval_vs_vanilla(*m.minus_vanilla) : "–"};
+           m.minus_vanilla ? interval_vs_vanilla(*m.minus_vanilla) : "–",
+           m.accuracy_change ? fmt::format("{:+.2f}", 100 * *m.accuracy_change) : "–"};
   }
   if (with_reference) {
     auto value = [](std::optional<double> v) { return v ? fmt::format("{:.2f}", 100 * *v) : std::string("–"); };
@@ -105,7 +106,8 @@ std::vector<std::string> main_row(const MethodRow& m, bool with_reference) {
 Table main_table(const ExperimentReport& r, const TaskReport& t) {
   const bool with_reference = !t.reference_label.empty();
   Table main{{"method", "seeds", "NFR %", "accuracy %", "NF reduction vs vanilla",
-              fmt::format("vs strongest baseline{}", t.strongest_label ? " (" + *t.strongest_label + ")" : ""), "NFR − vanilla [95% CI]"},
+              fmt::format("vs strongest baseline{}", t.strongest_label ? " (" + *t.strongest_label + ")" : ""), "NFR − vanilla [95% CI]",
+              "accuracy − vanilla"},
              {}};
   if (with_reference) {
     for (const char* h : {"reference NFR %", "reference acc %", "reference NF reduction"}) main.header.push_back(h);
@@ -413,6 +415,7 @@ json method_json(const MethodRow& m) {
   jm["nfr"] = mean_std_json(m.nfr);
   if (m.reduction_vs_vanilla) jm["relative_nf_reduction_vs_vanilla"] = *m.reduction_vs_vanilla;
   if (m.reduction_vs_strongest) jm["relative_nf_reduction_vs_strongest_baseline"] = *m.reduction_vs_strongest;
+  if (m.accuracy_change) jm["accuracy_change_vs_vanilla"] = *m.accuracy_change;
   if (m.reference_nfr) {
     jm["reference"] = {{"nfr", *m.reference_nfr}, {"accuracy", *m.reference_accuracy}};
     if (m.reference_reduction) jm["reference"]["relative_nf_reduction_vs_vanilla"] = *m.reference_reduction;

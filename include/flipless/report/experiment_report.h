@@ -28,6 +28,7 @@ struct MethodRow {
   std::string not_applicable;     // why the method could not run; empty when it could
   std::vector<double> accuracy, nfr;  // per seed
   std::optional<double> reduction_vs_vanilla, reduction_vs_strongest;  // relative NF reductions
+  std::optional<double> accuracy_change;  // mean accuracy minus vanilla's on the same seeds (not for vanilla)
   std::optional<PairedDifference> minus_vanilla;                       // not for vanilla itself
   std::optional<std::string> chosen;  // the setting chosen on the first seed
   bool chosen_fallback = false;       // none was on par: the most accurate was chosen

@@ -425,6 +425,8 @@ TEST_F(ReportTest, TablesAndNumbersAreTheHandCheckedOnes) {
   EXPECT_EQ(gf["method"], "gated_fusion");
   EXPECT_EQ(gf["nfr"]["per_seed"], nlohmann::json({0.1, 0.1}));
   EXPECT_NEAR(gf["relative_nf_reduction_vs_vanilla"].get<double>(), (0.25 - 0.1) / 0.25, 1e-12);
+  EXPECT_NEAR(gf["accuracy_change_vs_vanilla"].get<double>(), 0.75 - 0.6, 1e-12);
+  EXPECT_FALSE(v.contains("accuracy_change_vs_vanilla"));
   EXPECT_NEAR(gf["nfr_minus_vanilla"]["mean"].get<double>(), -0.15, 1e-12);
   EXPECT_LE(gf["nfr_minus_vanilla"]["lo"].get<double>(), -0.15);
   EXPECT_EQ(t["methods"][2]["not_applicable"], "the old model is fastText");
@@ -456,6 +458,8 @@ TEST_F(ReportTest, APartlyRunMethodIsComparedOnTheSeedsItRan) {
   ASSERT_EQ(gf.seeds, 1u);
   ASSERT_TRUE(gf.reduction_vs_vanilla.has_value());
   EXPECT_NEAR(*gf.reduction_vs_vanilla, (0.3 - 0.1) / 0.3, 1e-12);
+  ASSERT_TRUE(gf.accuracy_change.has_value());
+  EXPECT_NEAR(*gf.accuracy_change, 0.8 - 0.6, 1e-12);  // seed 0: 8 of 10 right against vanilla's 6
   ASSERT_TRUE(gf.minus_vanilla.has_value());
   EXPECT_NEAR(gf.minus_vanilla->diff, 0.1 - 0.3, 1e-12);
 }
