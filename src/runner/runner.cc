@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <fmt/format.h>
@@ -1027,7 +1028,9 @@ class FolderLock {
     fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd_ < 0) throw IoError(fmt::format("{}: cannot open: {}", path.string(), std::strerror(errno)));
     if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      const int error = errno;
       ::close(fd_);
+      if (error != EWOULDBLOCK) throw IoError(fmt::format("{}: cannot lock: {}", path.string(), std::strerror(error)));  // e.g. a file system without locks
       throw ConfigError(fmt::format("{}: another flipless experiment run is using this folder ({} is locked); wait for it to end, or give another --out",
                                     dir.string(), path.filename().string()));
     }
