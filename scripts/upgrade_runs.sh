@@ -54,6 +54,7 @@ share() {
 essential=vanilla,old_new_prob_ensemble,old_new_logit_ensemble,gated_fusion_heldout,gated_fusion,gated_fusion_confidence,distillation
 
 mkdir -p runs/upgrade
+failed=()
 for pass in essential all; do
   for task in "${tasks[@]}"; do
     for scenario in "${scenarios[@]}"; do
@@ -73,11 +74,20 @@ for pass in essential all; do
       echo "upgrade_runs: $name, $pass methods ($(date -u +%H:%M:%S))"
       only=()
       [ "$pass" = essential ] && only=(--only "$essential")
-      "$bin" experiment run "$config" --out "$out" "${only[@]}" >>"runs/upgrade/$name.log" 2>&1
-      "$bin" experiment report "$out" >/dev/null
+      # One experiment's error (its log's last lines say why) does not stop the others.
+      if ! "$bin" experiment run "$config" --out "$out" "${only[@]}" >>"runs/upgrade/$name.log" 2>&1 ||
+         ! "$bin" experiment report "$out" >/dev/null 2>>"runs/upgrade/$name.log"; then
+        echo "upgrade_runs: $name stopped with an error (see the end of runs/upgrade/$name.log); going on"
+        failed+=("$name/$pass")
+        continue
+      fi
       if python3 -c "import json,sys; r=json.load(open('$out/report/report.json')); sys.exit(r['units_finished'] != r['units_planned'])"; then
         python3 scripts/results.py publish "$out"
       fi
     done
   done
 done
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "upgrade_runs: stopped with an error: ${failed[*]}" >&2
+  exit 1
+fi
