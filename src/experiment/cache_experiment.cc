@@ -52,22 +52,21 @@ template <typename OldFor>
 std::pair<double, double> score_with(const CacheExperimentInputs& in, const FusionArrays& a, OldFor old_for) {
   const auto k = a.num_labels;
   const auto n = a.size();
-  // The old logits each input is fused with (its own, or the new model's where it has none, which
-  // the fusion does not use), and whether any differ from the input's own.
   std::vector<const float*> sources(n);
-  std::vector<float> fused_with(a.old_logits);
-  bool substituted = false;
+  bool substituted = false;  // some input fuses with old logits other than its own
   for (std::size_t i = 0; i < n; ++i) {
     sources[i] = old_for(i);
-    const float* own = a.old_logits.data() + i * k;
-    const float* with = sources[i] ? sources[i] : a.new_logits.data() + i * k;
-    if (with != own) {
-      std::copy(with, with + k, fused_with.begin() + static_cast<std::ptrdiff_t>(i * k));
-      substituted |= sources[i] != nullptr;
-    }
+    substituted |= sources[i] && sources[i] != a.old_logits.data() + i * k;
   }
+  // A gate that reads the probabilities, re-evaluated where the old logits are substituted (the
+  // rows with none take the new model's, which the fusion does not use).
   std::vector<float> gates = a.gates;
   if (in.gate_of && substituted) {
+    std::vector<float> fused_with(n * k);
+    for (std::size_t i = 0; i < n; ++i) {
+      const float* with = sources[i] ? sources[i] : a.new_logits.data() + i * k;
+      std::copy(with, with + k, fused_with.begin() + static_cast<std::ptrdiff_t>(i * k));
+    }
     const auto recomputed = in.gate_of(a, fused_with);
     for (std::size_t i = 0; i < n; ++i) {
       if (sources[i] && sources[i] != a.old_logits.data() + i * k) gates[i] = recomputed[i];

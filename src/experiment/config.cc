@@ -410,7 +410,7 @@ class Parser {
     expect_map(r["methods"], "reference.methods");
     std::set<std::string> folders;
     for (const auto& m : c.methods) {
-      for (int size : unit_sizes(m)) folders.insert(size > 0 ? fmt::format("{}-{}", m.name, size) : m.name);
+      for (int size : unit_sizes(m)) folders.insert(unit_folder(m, size));
     }
     for (const auto& kv : r["methods"]) {
       const auto folder = kv.first.as<std::string>();
@@ -487,6 +487,8 @@ bool is_gated_fusion(const std::string& method_name) {
   const auto* d = methods::find(method_name);
   return d != nullptr && d->gated;
 }
+
+std::string unit_folder(const MethodConfig& method, int size) { return size > 0 ? fmt::format("{}-{}", method.name, size) : method.name; }
 
 std::vector<int> unit_sizes(const MethodConfig& method) {
   const auto* d = methods::find(method.name);

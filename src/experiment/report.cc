@@ -220,7 +220,7 @@ Collected collect(const fs::path& run) {
         MethodRuns mr;
         mr.method = m.name;
         mr.size = size;
-        mr.folder = size > 0 ? fmt::format("{}-{}", m.name, size) : m.name;
+        mr.folder = unit_folder(m, size);
         for (auto seed : c.config.seeds) {
           const auto dir = run / t.name / mr.folder / fmt::format("seed-{}", seed);
           if (!fs::exists(dir / "result.json")) continue;
@@ -442,7 +442,7 @@ std::optional<report::CacheTable> cache_table(const MethodRuns& m, std::size_t i
       }
     }
   }
-  report::CacheTable table{index, ms(nfrs(vanilla)).mean, ms(nfrs(m)).mean, true, {}};
+  report::CacheTable table{index, mean_on_seeds_of(m, vanilla, &SeedRun::nfr), ms(nfrs(m)).mean, true, {}};
   for (const auto& r : rows) {
     if (r.folder == m.folder && r.minus_vanilla) table.clear_reduction = r.minus_vanilla->hi < 0;
   }

@@ -65,7 +65,6 @@ constexpr int kGateFolds = 2;
 // Member j >= 1 of seed s's ensemble (member 0 is the vanilla model of seed s).
 std::uint64_t member_seed(std::uint64_t seed, int j) { return 1000 + 100 * seed + static_cast<std::uint64_t>(j); }
 
-std::string unit_dir_name(const MethodConfig& m, int size) { return size > 0 ? fmt::format("{}-{}", m.name, size) : m.name; }
 
 struct TaskData {
   data::Dataset train, validation, dev;
@@ -936,13 +935,7 @@ void write_cache_experiment(const ExperimentConfig& c, const fs::path& task_dir,
   auto saved = train::load_gate(unit / "model", static_cast<std::int64_t>(label_names.size()));
   if (saved.old_confidence) {
     in.gate_of = [gate = saved.gate](const FusionArrays& a, const std::vector<float>& old_logits) mutable {
-      torch::NoGradGuard no_grad;
-      const auto n = static_cast<std::int64_t>(a.size()), k = static_cast<std::int64_t>(a.num_labels);
-      const auto e = torch::from_blob(const_cast<float*>(a.embeddings.data()), {n, static_cast<std::int64_t>(a.dim)});
-      const auto nl = torch::from_blob(const_cast<float*>(a.new_logits.data()), {n, k});
-      const auto ol = torch::from_blob(const_cast<float*>(old_logits.data()), {n, k});
-      const auto g = gate->gate(e, nl, ol).contiguous();
-      return std::vector<float>(g.data_ptr<float>(), g.data_ptr<float>() + n);
+      return train::gate_values(gate, a.embeddings, a.new_logits, old_logits, static_cast<std::int64_t>(a.size()));
     };
   }
   write_json_file(unit / "cache.json", run_cache_experiment(in, c.cache_experiment));
@@ -966,7 +959,7 @@ std::vector<UnitInfo> plan_units(const ExperimentConfig& c) {
   for (const auto& t : c.tasks) {
     for (const auto& m : c.methods) {
       for (int size : unit_sizes(m)) {
-        for (auto seed : c.seeds) units.push_back({t.name, unit_dir_name(m, size), seed, 0, 0});
+        for (auto seed : c.seeds) units.push_back({t.name, unit_folder(m, size), seed, 0, 0});
       }
     }
   }

@@ -192,31 +192,15 @@ std::unique_ptr<CompatiblePredictor> CompatiblePredictor::load(const fs::path& m
 // reads the probabilities is computed only where old logits were found (elsewhere the new model
 // answers alone and the value is not used).
 std::vector<float> CompatiblePredictor::gate_values(const Impl& m, const models::ClassifierOutput& fresh, const std::vector<cache::Lookup>& found) {
-  const auto n = static_cast<std::int64_t>(fresh.rows);
-  const auto k = static_cast<std::int64_t>(m.label_names.size());
-  std::vector<float> gates(static_cast<std::size_t>(n), 1.0F);
-  torch::NoGradGuard no_grad;
-  const auto e = torch::from_blob(const_cast<float*>(fresh.embeddings.data()), {n, static_cast<std::int64_t>(m.dim)});
-  if (!m.old_confidence) {
-    const auto a = m.gate->gate(e).contiguous();  // (n,)
-    std::copy(a.data_ptr<float>(), a.data_ptr<float>() + n, gates.begin());
-    return gates;
+  const auto n = fresh.rows, k = m.label_names.size();
+  if (!m.old_confidence) return train::gate_values(m.gate, fresh.embeddings, {}, {}, static_cast<std::int64_t>(n));
+  // Each row's found old logits; a row without any takes its new logits (its gate is not used).
+  std::vector<float> old_logits(fresh.logits.begin(), fresh.logits.end());
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto& o = found[i].old_logits;
+    std::copy(o.begin(), o.end(), old_logits.begin() + static_cast<std::ptrdiff_t>(i * k));
   }
-  std::vector<std::int64_t> rows;
-  std::vector<float> old_logits;
-  for (std::int64_t i = 0; i < n; ++i) {
-    const auto& o = found[static_cast<std::size_t>(i)].old_logits;
-    if (o.empty()) continue;
-    rows.push_back(i);
-    old_logits.insert(old_logits.end(), o.begin(), o.end());
-  }
-  if (rows.empty()) return gates;
-  const auto r = static_cast<std::int64_t>(rows.size());
-  const auto index = torch::from_blob(rows.data(), {r}, torch::kLong);
-  const auto new_logits = torch::from_blob(const_cast<float*>(fresh.logits.data()), {n, k}).index_select(0, index);
-  const auto a = m.gate->gate(e.index_select(0, index), new_logits, torch::from_blob(old_logits.data(), {r, k})).contiguous();
-  for (std::int64_t j = 0; j < r; ++j) gates[static_cast<std::size_t>(rows[static_cast<std::size_t>(j)])] = a.data_ptr<float>()[j];
-  return gates;
+  return train::gate_values(m.gate, fresh.embeddings, fresh.logits, old_logits, static_cast<std::int64_t>(n));
 }
 
 std::vector<Prediction> CompatiblePredictor::predict(std::span<const data::TextExample> examples) const {

@@ -138,6 +138,19 @@ nn::FusionOutput apply_gate(nn::GatedFusion& gate, const GateRows& rows) {
   return out;
 }
 
+std::vector<float> gate_values(nn::GatedFusion& gate, std::span<const float> embeddings, std::span<const float> new_logits,
+                               std::span<const float> old_logits, std::int64_t n) {
+  if (n == 0) return {};
+  torch::NoGradGuard no_grad;
+  const auto dim = static_cast<std::int64_t>(embeddings.size()) / n, k = static_cast<std::int64_t>(new_logits.size()) / n;
+  const auto e = torch::from_blob(const_cast<float*>(embeddings.data()), {n, dim});
+  const auto a = (gate->config().old_confidence ? gate->gate(e, torch::from_blob(const_cast<float*>(new_logits.data()), {n, k}),
+                                                             torch::from_blob(const_cast<float*>(old_logits.data()), {n, k}))
+                                                : gate->gate(e))
+                     .contiguous();
+  return {a.data_ptr<float>(), a.data_ptr<float>() + n};
+}
+
 namespace {
 
 // T from the card: "temperature" (flipless train) or "temperature=X" inside "setting" (runner).

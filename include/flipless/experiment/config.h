@@ -151,6 +151,9 @@ bool is_gated_fusion(const std::string& method_name);
 
 // The ensemble sizes of a method with sizes (each its own unit, new_ensemble-N), else {0}.
 std::vector<int> unit_sizes(const MethodConfig& method);
+// A unit's folder under TASK/: the method's name, with its size for methods with sizes
+// (new_ensemble-5).
+std::string unit_folder(const MethodConfig& method, int size);
 
 // Where a task's old model lives in a run folder: TASK/old, or TASK/old/seed-S with per_seed.
 std::filesystem::path old_model_dir(const ExperimentConfig& config, const std::filesystem::path& task_dir, std::uint64_t seed);

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <span>
 #include <vector>
 
 #include "flipless/nn/gated_fusion.h"
@@ -68,6 +69,12 @@ struct SavedGate {
   std::int64_t dim = 0;  // the embedding width the gate reads
 };
 SavedGate load_gate(const std::filesystem::path& dir, std::int64_t num_labels);
+
+// a(x) of n rows (eval mode, no gradient, float32): `embeddings` (n, dim) row-major; a gate that
+// reads the probabilities also reads `new_logits` and `old_logits` (n, k), which the paper's gate
+// ignores. What serving and the cache experiment both evaluate.
+std::vector<float> gate_values(nn::GatedFusion& gate, std::span<const float> embeddings, std::span<const float> new_logits,
+                               std::span<const float> old_logits, std::int64_t n);
 
 // Cross-fitting: `rows` split into `folds` parts by a permutation drawn from `c.seed`; each part
 // fused by a gate fitted on the others. Every row's output comes from a gate that never saw it,
