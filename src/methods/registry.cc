@@ -9,6 +9,7 @@ const Descriptor& vanilla();
 const Descriptor& distillation();
 const Descriptor& focal_distillation();
 const Descriptor& gated_fusion_confidence();
+const Descriptor& gated_fusion_gate_lr();
 const Descriptor& gated_fusion_heldout();
 const Descriptor& elodi();
 const Descriptor& new_ensemble();
@@ -18,7 +19,7 @@ const Descriptor& bcwi();
 
 const std::vector<const Descriptor*>& registry() {
   static const std::vector<const Descriptor*> kAll = {&vanilla(),      &distillation(),          &focal_distillation(),     &gated_fusion(),
-                                                      &gated_fusion_confidence(), &gated_fusion_heldout(), &elodi(), &new_ensemble(), &old_new_prob_ensemble(),
+                                                      &gated_fusion_confidence(), &gated_fusion_gate_lr(), &gated_fusion_heldout(), &elodi(), &new_ensemble(), &old_new_prob_ensemble(),
                                                       &old_new_logit_ensemble(), &bcwi()};
   return kAll;
 }

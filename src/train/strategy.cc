@@ -1,5 +1,6 @@
 #include "flipless/train/strategy.h"
 
+#include <cmath>
 #include <torch/torch.h>
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -104,8 +105,12 @@ class GatedFusionStrategy : public CompatibilityStrategy {
   explicit GatedFusionStrategy(const GatedFusionStrategyConfig& c) : c_(c), gate_(seeded_gate(c)), rng_(c.seed) {
     if (!(c_.drop_gate >= 0 && c_.drop_gate < 1)) throw ConfigError(fmt::format("drop-gate probability must be in [0, 1), got {}", c_.drop_gate));
     if (!(c_.lr2 > 0)) throw ConfigError(fmt::format("lr2 must be positive, got {}", c_.lr2));
+    if (!(c_.gate_lr >= 0) || !std::isfinite(c_.gate_lr)) throw ConfigError(fmt::format("gate_lr must be >= 0, got {}", c_.gate_lr));
   }
-  std::string name() const override { return c_.gate.old_confidence ? "gated_fusion_confidence" : "gated_fusion"; }
+  std::string name() const override {
+    if (c_.gate_lr > 0) return "gated_fusion_gate_lr";
+    return c_.gate.old_confidence ? "gated_fusion_confidence" : "gated_fusion";
+  }
 
   bool fused_epoch(int epoch, int epochs) const { return !c_.warmup || epoch == epochs - 1; }
 
@@ -124,6 +129,10 @@ class GatedFusionStrategy : public CompatibilityStrategy {
 
   std::optional<double> learning_rate(int epoch, int epochs) const override {
     if (c_.warmup && epoch == epochs - 1) return c_.lr2;
+    return std::nullopt;
+  }
+  std::optional<double> parameters_learning_rate(int epoch, int epochs) const override {
+    if (c_.gate_lr > 0 && fused_epoch(epoch, epochs)) return c_.gate_lr;
     return std::nullopt;
   }
 
@@ -255,6 +264,7 @@ StrategyConfig strategy_config(const methods::Descriptor& method, const std::map
       gf.gate.old_confidence = method.old_confidence;
       gf.drop_gate = number("drop_gate");
       if (numbers.count("lr2")) gf.lr2 = number("lr2");  // absent without warm-up: unused
+      if (numbers.count("gate_lr")) gf.gate_lr = number("gate_lr");  // gated_fusion_gate_lr only
       gf.warmup = number("warmup") != 0;
       gf.seed = context.seed;
       gf.embedding_dim = context.embedding_dim;

@@ -96,6 +96,7 @@ namespace {
 struct LoopHooks {
   std::vector<torch::Tensor> extra_parameters;
   std::function<std::optional<double>(int epoch)> learning_rate;
+  std::function<std::optional<double>(int epoch)> extra_learning_rate;  // extra_parameters' own, when set
   std::function<void(bool)> set_training;
   std::function<void(const torch::Device&)> to_device;
   std::function<double()> validate;
@@ -249,6 +250,7 @@ TrainResult run_loop(nn::ClassifierModule& model, const InputSource& train_data,
     model.train();
     if (hooks.set_training) hooks.set_training(true);
     const std::optional<double> epoch_lr = hooks.learning_rate ? hooks.learning_rate(epoch) : std::nullopt;
+    const std::optional<double> extra_epoch_lr = hooks.extra_learning_rate ? hooks.extra_learning_rate(epoch) : std::nullopt;
     std::shuffle(order.begin(), order.end(), rng);
     if (bucketed) bucket_by_cost(order, train_data, global_batch, rng);
     const auto start = Clock::now();
@@ -263,7 +265,9 @@ TrainResult run_loop(nn::ClassifierModule& model, const InputSource& train_data,
       const double lr = epoch_lr ? *epoch_lr : lr_at(global_step);
       for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
       if (extra_optimizer) {
-        for (auto& group : extra_optimizer->param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+        for (auto& group : extra_optimizer->param_groups()) {
+          static_cast<torch::optim::AdamWOptions&>(group.options()).lr(extra_epoch_lr ? *extra_epoch_lr : lr);
+        }
       }
       clear_gradients(trainable);
       torch::Tensor value;
@@ -383,6 +387,7 @@ TrainResult train_with_strategy(nn::ClassifierModule& model, CompatibilityStrate
   LoopHooks hooks;
   hooks.extra_parameters = strategy.parameters();
   hooks.learning_rate = [&](int epoch) { return strategy.learning_rate(epoch, config.epochs); };
+  hooks.extra_learning_rate = [&](int epoch) { return strategy.parameters_learning_rate(epoch, config.epochs); };
   hooks.set_training = [&](bool on) { strategy.train(on); };
   hooks.to_device = [&](const torch::Device& device) { strategy.to(device); };
   if (validation != nullptr && validation->size() > 0) {

@@ -47,6 +47,9 @@ class CompatibilityStrategy {
   virtual std::vector<torch::Tensor> parameters() { return {}; }
   // A learning rate that replaces the schedule's for a whole epoch, or nullopt.
   virtual std::optional<double> learning_rate(int /*epoch*/, int /*epochs*/) const { return std::nullopt; }
+  // The learning rate of parameters() for a whole epoch when it differs from the model's, or
+  // nullopt (they then follow the model's).
+  virtual std::optional<double> parameters_learning_rate(int /*epoch*/, int /*epochs*/) const { return std::nullopt; }
   // Switches the strategy's modules between training and evaluation.
   virtual void train(bool /*on*/) {}
   // Moves the strategy's modules to `device` (their parameter handles stay valid).
@@ -85,6 +88,9 @@ struct GatedFusionStrategyConfig {
   nn::GatedFusionConfig gate;   // hidden 64, dropout, temperature T (grid 1.0-1.6), stop-gradient
   double drop_gate = 0.5;       // D, grid {0.4, 0.5, 0.6, 0.8}
   double lr2 = 1e-5;            // grid {5e-7, 1e-6, 3e-6, 1e-5, 3e-5} for fine-tuning
+  // The gate's learning rate in the last epoch; 0: lr2, as the paper (gated_fusion_gate_lr, a
+  // flipless variant, sets its own: at lr2 the gate's weights move too little to route).
+  double gate_lr = 0;
   bool warmup = true;           // false: the "no warm-up" ablation, fused from the first epoch
   bool drop_old_at_inference = false;  // the paper's table 4 ablation: predict with l_new alone
   std::uint64_t seed = 0;       // the drop-gate coin

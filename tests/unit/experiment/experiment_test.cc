@@ -158,14 +158,14 @@ TEST(ExperimentConfig, EachMistakeIsOneLineNamingFileLineAndKey) {
             "e.yaml:2: old.per_seed: expected true or false, got 'maybe'");
   EXPECT_EQ(err(base + "precision: fp16\n"), "e.yaml:4: precision: fp16 needs a GPU (device: cuda or auto); on the CPU use bf16");
   EXPECT_EQ(err(base + "cache_experiment: {percents: [0, 150]}\n"), "e.yaml:4: cache_experiment.percents: a percentage in [0, 100], got 150");
-  EXPECT_EQ(err(base + "cache_experiment: {percents: [50]}\n"), "e.yaml:4: cache_experiment: needs one of gated_fusion, gated_fusion_confidence, gated_fusion_heldout among the methods");
+  EXPECT_EQ(err(base + "cache_experiment: {percents: [50]}\n"), "e.yaml:4: cache_experiment: needs one of gated_fusion, gated_fusion_confidence, gated_fusion_gate_lr, gated_fusion_heldout among the methods");
   EXPECT_EQ(err(base + "methods: {gated_fusion: {}}\ncache_experiment: {draws: 2}\n"),
             "e.yaml:5: cache_experiment.percents: missing (e.g. percents: [0, 25, 50, 75, 100])");
   EXPECT_EQ(err(base + "seeds: three\n"), "e.yaml:4: seeds: expected a number, got 'three'");
   EXPECT_EQ(err(base + "methods:\n  gated_fusion: {lr2: [1e-5, fast]}\n"), "e.yaml:5: methods.gated_fusion.lr2: expected a number, got 'fast'");
   EXPECT_EQ(err(base + "methods:\n  gated_fusion: {drop_gate: 1.5}\n"), "e.yaml:5: methods.gated_fusion.drop_gate: a probability in [0, 1), got 1.5");
   EXPECT_EQ(err(base + "methods:\n  magic: {}\n"),
-            "e.yaml:5: methods.magic: unknown method (known: vanilla, distillation, focal_distillation, gated_fusion, gated_fusion_confidence, gated_fusion_heldout, elodi, new_ensemble, "
+            "e.yaml:5: methods.magic: unknown method (known: vanilla, distillation, focal_distillation, gated_fusion, gated_fusion_confidence, gated_fusion_gate_lr, gated_fusion_heldout, elodi, new_ensemble, "
             "old_new_prob_ensemble, old_new_logit_ensemble, bcwi)");
   EXPECT_EQ(err(base + "methods:\n  distillation: {lamda: 1}\n"), "e.yaml:5: methods.distillation.lamda: unknown key (expected one of: lambda, temperature)");
   EXPECT_EQ(err("tasks: [sst2]\nold: {kind: fasttext}\nnew: {kind: frozen}\n"),

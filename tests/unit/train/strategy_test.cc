@@ -21,11 +21,14 @@ std::vector<std::pair<std::string, StrategyConfig>> every_strategy() {
   GatedFusionStrategyConfig conf = gf;
   conf.gate.old_confidence = true;
   conf.num_labels = 3;
+  GatedFusionStrategyConfig own_rate = gf;
+  own_rate.gate_lr = 1e-3;
   return {{"vanilla", VanillaConfig{}},
           {"distillation", DistillationConfig{1.0, 2.0}},
           {"focal_distillation", FocalDistillationConfig{1.0, 5.0, "kl", 1.0}},
           {"gated_fusion", gf},
           {"gated_fusion_confidence", conf},
+          {"gated_fusion_gate_lr", own_rate},
           {"elodi", ElodiConfig{1.0, 0.1}}};
 }
 
@@ -94,6 +97,7 @@ TEST(Strategies, EveryTrainingMethodBuildsFromItsDescriptor) {
       EXPECT_EQ(gf.seed, 3u);
       EXPECT_EQ(gf.drop_gate, numbers.at("drop_gate"));
       EXPECT_EQ(gf.lr2, numbers.at("lr2"));
+      EXPECT_EQ(gf.gate_lr, numbers.count("gate_lr") ? numbers.at("gate_lr") : 0.0) << d->name;  // 0: lr2, the paper's
     }
     numbers.erase(numbers.begin());
     if (!numbers.empty() || !words.empty()) {
@@ -199,6 +203,50 @@ TEST(GatedFusionStrategy, ScheduleDropGateAndLr2) {
   EXPECT_NEAR(static_cast<double>(dropped) / steps, 0.6, 0.03);
   GatedFusionStrategyConfig missing;
   EXPECT_THROW(make_strategy(missing), ConfigError);
+}
+
+// gated_fusion_gate_lr: in a fused epoch the gate steps at its own rate, the new model at the
+// loop's. AdamW's first step moves every parameter with a gradient by its learning rate (the
+// normalised first moment is the gradient's sign; no weight decay here).
+TEST(GatedFusionStrategy, TheGateTrainsAtItsOwnLearningRate) {
+  torch::manual_seed(5);
+  const auto x = torch::randn({16, 4});
+  const auto y = (x.select(1, 0) > 0).to(torch::kInt64);
+  const FeatureSource data(x, y);
+  const auto old_logits = torch::randn({16, 2});
+  for (const double gate_lr : {0.0, 1e-2}) {
+    torch::manual_seed(6);
+    nn::FeatureClassifier model(4, 2, nn::HeadConfig{"linear", 8, 0.0});
+    GatedFusionStrategyConfig c;
+    c.embedding_dim = 4;
+    c.gate.dropout = 0.0;
+    c.drop_gate = 0.0;
+    c.warmup = false;  // fused from the first (only) step
+    c.gate_lr = gate_lr;
+    auto gf = make_strategy(c);
+    EXPECT_EQ(gf->parameters_learning_rate(0, 1), gate_lr > 0 ? std::optional<double>(gate_lr) : std::nullopt);
+    TrainConfig config;
+    config.epochs = 1;
+    config.batch_size = 16;
+    config.learning_rate = 1e-4;
+    config.warmup_ratio = 0.0;
+    config.weight_decay = 0.0;
+    config.max_grad_norm = 0.0;
+    auto snapshot = [](const std::vector<torch::Tensor>& ps) {
+      std::vector<torch::Tensor> out;
+      for (const auto& p : ps) out.push_back(p.detach().clone());
+      return out;
+    };
+    auto largest_move = [](const std::vector<torch::Tensor>& before, const std::vector<torch::Tensor>& after) {
+      double m = 0;
+      for (std::size_t i = 0; i < before.size(); ++i) m = std::max(m, (after[i].detach() - before[i]).abs().max().item<double>());
+      return m;
+    };
+    const auto gate_before = snapshot(gf->parameters()), model_before = snapshot(model.parameters());
+    train_with_strategy(model, *gf, data, old_logits, nullptr, torch::Tensor(), config);
+    EXPECT_NEAR(largest_move(model_before, model.parameters()), 1e-4, 1e-6) << "gate_lr " << gate_lr;
+    EXPECT_NEAR(largest_move(gate_before, gf->parameters()), gate_lr > 0 ? gate_lr : 1e-4, gate_lr > 0 ? 1e-4 : 1e-6) << "gate_lr " << gate_lr;
+  }
 }
 
 // Synthetic: the old model is right on half the space (x0 > 0), the new model is noisy there.
