@@ -442,7 +442,8 @@ std::optional<report::CacheTable> cache_table(const MethodRuns& m, std::size_t i
       }
     }
   }
-  report::CacheTable table{index, mean_on_seeds_of(m, vanilla, &SeedRun::nfr), ms(nfrs(m)).mean, true, {}};
+  report::CacheTable table{index, mean_on_seeds_of(m, vanilla, &SeedRun::nfr), ms(nfrs(m)).mean, true, {}, false};
+  if (const auto* d = methods::find(m.method)) table.reevaluated_gate = d->old_confidence || d->runner == methods::Runner::kHeldOutGate;
   for (const auto& r : rows) {
     if (r.folder == m.folder && r.minus_vanilla) table.clear_reduction = r.minus_vanilla->hi < 0;
   }

@@ -195,10 +195,10 @@ std::string cache_note(const TaskReport& t, const CacheTable& cache) {
   const auto full = full_name(t, cache);
   const std::string unclear =
       cache.clear_reduction ? std::string()
-                            : fmt::format(" The {}'s NFR is not clearly below vanilla's here (its interval includes 0), so the share of its "
-                                          "reduction a policy keeps is a ratio of noise and is not shown (–).",
+                            : fmt::format("The {}'s NFR is not clearly below vanilla's here (its paired interval against vanilla's does not "
+                                          "lie below 0), so the share of its reduction a policy keeps is a ratio of noise and is not shown (–). ",
                                           full.substr(5));
-  const std::string regate = t.methods[cache.method].folder == "gated_fusion"
+  const std::string regate = !cache.reevaluated_gate
                                  ? std::string()
                                  : " A gate that also reads the two models' probabilities is re-evaluated on the old logits each policy "
                                    "gives an input not cached (as flipless serve does).";

@@ -92,6 +92,9 @@ struct CacheTable {
   // When it is not, a share of its reduction is a ratio of noise and is not computed.
   bool clear_reduction = true;
   std::vector<CacheRow> rows;             // by increasing percent
+  // The method's gate may read the two models' probabilities (re-evaluated on the old logits
+  // each policy gives an input not cached); the paper's reads the embedding only.
+  bool reevaluated_gate = false;
 };
 
 // A validation sweep over one grid value (alpha, T), means over seeds and other grid values, in %.
