@@ -9,10 +9,13 @@ without rerunning anything. The quoted tables live between markers the script ow
     ...table rendered from results/EXPERIMENT/report.json...
     <!-- /results -->
 
+and `<!-- results:summary:upgrades -->`: one row per results/upgrade-* experiment and task.
+
   scripts/results.py publish RUN_DIR        copy RUN_DIR's report and config into results/NAME/
   scripts/results.py update                 re-render every marked block in RESULTS.md and README.md
   scripts/results.py check                  exit 1 when a marked block differs from its report (CI)
   scripts/results.py show EXPERIMENT TASK   print the block for one experiment and task
+  scripts/results.py show summary upgrades  print the summary across the upgrade experiments
 """
 import json
 import pathlib
@@ -167,6 +170,44 @@ def render(experiment, task_name):
     return "\n".join(lines) + "\n"
 
 
+def render_summary(kind):
+    """One row per experiment x task of results/upgrade-*: the accuracy gap beside what each family of
+    methods removes, sorted by the gap (the paper's pairs are 1-3 points apart)."""
+    if kind != "upgrades":
+        raise SystemExit(f"results.py: unknown summary '{kind}' (known: upgrades)")
+    rows = []
+    for path in sorted(RESULTS.glob("upgrade-*/report.json")):
+        report = json.loads(path.read_text())
+        for task in report["tasks"]:
+            up = task.get("upgrade")
+            methods = {m["method"]: m for m in task["methods"] if m.get("seeds", 0) > 0 and "not_applicable" not in m}
+            if not up or "vanilla" not in methods:
+                continue
+            claims = {c["method"]: c for c in task.get("claims", [])}
+            auc = (task.get("gate_routing") or {}).get("gated_fusion", {}).get("regression_auc")
+            def reduction(name):
+                c = claims.get(name)
+                r = c and c.get("relative_reduction_vs_vanilla")
+                if not r:
+                    return "–"
+                return f"{100 * r['value']:.0f}% [{100 * r['lo']:.0f}, {100 * r['hi']:.0f}] ({methods[name]['seeds']})"
+            strongest = next((c["strongest_baseline"] for c in task.get("claims", []) if c.get("strongest_baseline")), None)
+            strong = (f"{pretty(strongest)} {pct(methods[strongest].get('relative_nf_reduction_vs_vanilla'))}"
+                      if strongest in methods else "–")
+            paper = (methods.get("gated_fusion") or {}).get("reference") or {}
+            auc_text = "–" if not auc else f"{auc['mean']:.2f}"
+            rows.append((up["gain"], f"| {report['experiment'].removeprefix('upgrade-')} | {task['task']} | {100 * up['old_accuracy']:.1f} | "
+                         f"{100 * up['new_accuracy']:.1f} | {100 * up['gain']:+.1f} | {mean_std(methods['vanilla']['nfr'])} | {strong} | "
+                         f"{reduction('gated_fusion')} | {auc_text} | {reduction('gated_fusion_heldout')} | "
+                         f"{pct(paper.get('relative_nf_reduction_vs_vanilla'))} |"))
+    lines = ["| experiment | task | old acc % | new acc % | gain (points) | vanilla NFR % | strongest baseline: NF reduction | "
+             "Gated Fusion: NF reduction [95% CI] (seeds) | its gate's flip AUC | held-out gate: NF reduction [95% CI] (seeds) | "
+             "paper's GF reduction |",
+             "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
+    lines += [row for _, row in sorted(rows, key=lambda r: r[0])]
+    return "\n".join(lines) + "\n"
+
+
 def blocks(text):
     return BLOCK.finditer(text)
 
@@ -179,7 +220,7 @@ def update(check):
         text = doc.read_text()
         def replace(m):
             nonlocal bad
-            fresh = render(m.group(2), m.group(3))
+            fresh = render_summary(m.group(3)) if m.group(2) == "summary" else render(m.group(2), m.group(3))
             if fresh != m.group(4):
                 bad += 1
                 if check:
@@ -218,7 +259,7 @@ def main(argv):
     if len(argv) == 2 and argv[1] in ("update", "check"):
         return update(argv[1] == "check")
     if len(argv) == 4 and argv[1] == "show":
-        sys.stdout.write(render(argv[2], argv[3]))
+        sys.stdout.write(render_summary(argv[3]) if argv[2] == "summary" else render(argv[2], argv[3]))
         return 0
     print(__doc__, file=sys.stderr)
     return 2

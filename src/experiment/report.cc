@@ -69,6 +69,7 @@ struct SeedRun {
   std::vector<float> gates;
   double acc = 0, nfr = 0;
   std::optional<CacheExperimentResult> cache;  // gated_fusion: the cache experiment (cache.json)
+  std::optional<GateDrift> drift;              // a gate trained in the loop: how far it moved (gate.json)
 };
 
 struct MethodRuns {
@@ -194,6 +195,7 @@ SeedRun read_seed_run(const TaskRuns& tr, const fs::path& dir, std::uint64_t see
     s.alone = read_preds(dir / "predictions" / "dev.new_model_alone.jsonl", tr.names, &tr.ids).pred;
   }
   if (fs::exists(dir / "cache.json")) s.cache = read_cache_experiment_result(dir / "cache.json");
+  if (fs::exists(dir / "gate.json")) s.drift = read_gate_drift(dir / "gate.json");
   s.acc = accuracy_of(tr.y, s.pred);
   s.nfr = nfr_of(tr.y, tr.old(seed), s.pred);
   return s;
@@ -501,6 +503,11 @@ report::GateRouting gate_routing(const TaskRuns& t, const MethodRuns& gf, const 
       (cat == 0 ? flips : rest).push_back(s.gates[i]);
     }
     if (auto auc = lower_score_auc(flips, rest)) g.auc.push_back(*auc);
+    if (s.drift) {
+      g.weight_change.push_back(s.drift->weight_change);
+      g.output_change.push_back(s.drift->output_change);
+      g.output_change_spread.push_back(s.drift->output_change_spread);
+    }
   }
   g.examples = cnt;
   for (std::size_t k = 0; k < 4; ++k) g.mean_gate.push_back(cnt[k] > 0 ? sum[k] / cnt[k] : 0);

@@ -226,6 +226,15 @@ std::string auc_line(const GateRouting& g) {
                      "{:.3f} ± {:.3f} over {} seeds (0.5 = no routing).", ms(g.auc).mean, ms(g.auc).std, g.auc.size());
 }
 
+std::string drift_line(const GateRouting& g) {
+  return fmt::format("How far training moved the gate from its random initialisation, over {} seeds: its weight matrices by {:.2f} ± {:.2f}% "
+                     "(L2 norm of the change relative to theirs); its value on dev inputs by {:.3f} ± {:.3f} on average (0-1 scale), with a "
+                     "spread over inputs of {:.3f} ± {:.3f} (standard deviation of the change: near 0, every input moved alike, which "
+                     "shifts the mix without routing).",
+                     g.weight_change.size(), 100 * ms(g.weight_change).mean, 100 * ms(g.weight_change).std, ms(g.output_change).mean,
+                     ms(g.output_change).std, ms(g.output_change_spread).mean, ms(g.output_change_spread).std);
+}
+
 // ---- A task's sections as blocks, laid out as Markdown or HTML ----
 // Both formats hold the same blocks in the same order; where the HTML has the charts, the
 // Markdown points to the HTML.
@@ -282,6 +291,7 @@ void section_blocks(const TaskReport& t, std::vector<Block>& out) {
                                                         : fmt::format("Does the gate route? {} (mean gate by category)", m.label)));
     out.push_back(table(routing_table(g)));
     out.push_back(paragraph(auc_line(g)));
+    if (!g.weight_change.empty()) out.push_back(paragraph(drift_line(g)));
   }
 }
 
@@ -486,6 +496,11 @@ json task_json(const TaskReport& t) {
     }
     jt["gate_routing"][folder]["by_category"] = routing_json(g);
     if (!g.auc.empty()) jt["gate_routing"][folder]["regression_auc"] = mean_std_json(g.auc);
+    if (!g.weight_change.empty()) {
+      jt["gate_routing"][folder]["weight_change"] = mean_std_json(g.weight_change);
+      jt["gate_routing"][folder]["output_change"] = mean_std_json(g.output_change);
+      jt["gate_routing"][folder]["output_change_spread"] = mean_std_json(g.output_change_spread);
+    }
   }
   return jt;
 }

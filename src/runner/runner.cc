@@ -989,6 +989,73 @@ void preflight(const ExperimentConfig& c) {
 }
 
 namespace {
+// TASK/METHOD/seed-S/gate.json for a gate trained in the loop: its saved weights against the
+// initialisation the unit's strategy builds again from the chosen setting and the seed (the
+// gate's initial weights come from a stream of its own seeded by the unit's seed), and both
+// gates' values on dev, from saved files only; units run before gate.json existed get theirs on
+// the next run.
+void write_gate_drift(const ExperimentConfig& c, const fs::path& task_dir, const methods::Descriptor& method, std::uint64_t seed) {
+  const auto unit = task_dir / method.name / fmt::format("seed-{}", seed);
+  const auto result_path = unit / "result.json";
+  const auto result = read_unit_result(result_path);
+  if (!result.applicable()) return;
+  if (!result.chosen) throw InputError(fmt::format("{}: field 'chosen': missing (not a Gated Fusion unit?)", result_path.string()));
+  const auto label_names = train::label_names_of_model(unit / "model");
+  const auto num_labels = static_cast<std::int64_t>(label_names.size());
+  auto trained = train::load_gate(unit / "model", num_labels);
+  auto initial = train::load_gate(unit / "model", num_labels);  // the same module, given the initial weights below
+  const auto config = train::strategy_config(method, result.chosen->setting.numbers, result.chosen->setting.words, {seed, trained.dim, num_labels});
+  const auto built = train::make_strategy(config)->parameters();
+  auto params = initial.gate->parameters();
+  const auto gate_file = (unit / "model" / "gate.safetensors").string();
+  if (built.size() != params.size()) throw ModelError(fmt::format("{}: {} gate tensors, the unit's setting builds {}", gate_file, params.size(), built.size()));
+  torch::NoGradGuard no_grad;
+  GateDrift drift;
+  double change = 0, norm = 0;
+  for (std::size_t i = 0; i < built.size(); ++i) {
+    if (built[i].sizes() != params[i].sizes()) {
+      throw ModelError(fmt::format("{}: tensor 'gate.{}' has shape {}, the unit's setting builds {}", gate_file, i, fmt::join(params[i].sizes(), "x"),
+                                   fmt::join(built[i].sizes(), "x")));
+    }
+    const auto delta = params[i].to(torch::kFloat64) - built[i].to(torch::kFloat64);
+    drift.max_abs_change = std::max(drift.max_abs_change, delta.abs().max().item<double>());
+    if (built[i].dim() == 2) {  // the weight matrices; LayerNorm's weights start at 1 and the biases at 0
+      change += delta.pow(2).sum().item<double>();
+      norm += built[i].to(torch::kFloat64).pow(2).sum().item<double>();
+    }
+    params[i].copy_(built[i]);
+  }
+  drift.weight_change = norm > 0 ? std::sqrt(change / norm) : 0;
+  // Both gates on the dev rows the unit saved: the trained model's embeddings, and the old and
+  // new logits for a gate that reads the probabilities.
+  data::PredictionReadOptions scores;
+  scores.keep_scores = true;
+  data::PredictionReadOptions with_embeddings = scores;
+  with_embeddings.keep_embeddings = true;
+  const auto dev_path = unit / "predictions" / "dev.jsonl";
+  const auto dev = data::read_predictions_file(dev_path, with_embeddings);
+  const auto alone = data::read_predictions_file(unit / "predictions" / "dev.new_model_alone.jsonl", scores);
+  const auto old = data::read_predictions_file(old_model_dir(c, task_dir, seed) / "predictions" / "dev.jsonl", scores);
+  if (alone.ids != dev.ids || old.ids != dev.ids) throw InputError(fmt::format("{}: ids differ from the old model's and the new model's files", dev_path.string()));
+  const auto n = static_cast<std::int64_t>(dev.size());
+  const auto new_logits = data::score_logits(alone), old_logits = data::score_logits(old);
+  const auto a = train::gate_values(trained.gate, dev.embeddings, new_logits, old_logits, n);
+  const auto a0 = train::gate_values(initial.gate, dev.embeddings, new_logits, old_logits, n);
+  double moved = 0, sum = 0, squares = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const double d = static_cast<double>(a[i]) - a0[i];
+    moved += std::abs(d);
+    sum += d;
+    squares += d * d;
+  }
+  if (!a.empty()) {
+    const auto rows = static_cast<double>(a.size());
+    drift.output_change = moved / rows;
+    drift.output_change_spread = std::sqrt(std::max(0.0, squares / rows - (sum / rows) * (sum / rows)));
+  }
+  write_result(unit / "gate.json", drift);
+}
+
 void run_units(const ExperimentConfig& c, const RunOptions& o, const RunObserver& observer, RunSummary& summary);
 
 // The config method a unit belongs to (new_ensemble-5 -> new_ensemble).
@@ -1118,6 +1185,13 @@ void run_units(const ExperimentConfig& c, const RunOptions& o, const RunObserver
             continue;
           }
           runner.run_unit(u, m, size, summary);
+        }
+        if (const auto* d = methods::find(m.name); d->gated && d->runner == methods::Runner::kStrategy && selected(m.name)) {
+          for (const auto seed : c.seeds) {
+            const auto unit = o.out / t.name / m.name / fmt::format("seed-{}", seed);
+            if (fs::exists(unit / "gate.json") || !fs::exists(unit / "model" / "gate.safetensors") || !fs::exists(unit / "result.json")) continue;
+            write_gate_drift(c, o.out / t.name, *d, seed);
+          }
         }
         if (methods::find(m.name)->cache_experiment && c.cache_experiment.enabled() && selected(m.name)) {
           for (const auto seed : c.seeds) {

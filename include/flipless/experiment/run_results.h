@@ -93,10 +93,21 @@ struct CacheExperimentResult {
   const CachePolicyResult& policy(std::size_t row, std::size_t draw, const std::string& name) const;
 };
 
+// TASK/METHOD/seed-S/gate.json, for a gate trained in the loop (Gated Fusion and its in-loop
+// variants): how far training moved it from its (seeded, reproducible) initialisation. At the
+// paper's lr2 a gate moves little in its one epoch.
+struct GateDrift {
+  double weight_change = 0;   // ||W - W_0|| / ||W_0|| over the gate's two weight matrices (L2)
+  double max_abs_change = 0;  // the largest |theta - theta_0| of one parameter
+  double output_change = 0;   // mean over dev of |a(x) - a_0(x)|, both on the trained model's inputs
+  double output_change_spread = 0;  // standard deviation over dev of a(x) - a_0(x): near 0, a shift of every input alike
+};
+
 // Readers: throw IoError when the file cannot be read, InputError naming the file and the field.
 OldModelResult read_old_model_result(const std::filesystem::path& path);
 UnitResult read_unit_result(const std::filesystem::path& path);
 CacheExperimentResult read_cache_experiment_result(const std::filesystem::path& path);
+GateDrift read_gate_drift(const std::filesystem::path& path);
 
 // The JSON the readers take (keys in the order nlohmann writes objects: sorted).
 nlohmann::json to_json(const CandidateResult& c);
@@ -106,5 +117,6 @@ nlohmann::json to_json(const UnitResult& r);
 // Writes through a temporary file and a rename, as every run-folder file is written.
 void write_result(const std::filesystem::path& path, const OldModelResult& r);
 void write_result(const std::filesystem::path& path, const UnitResult& r);
+void write_result(const std::filesystem::path& path, const GateDrift& r);
 
 }  // namespace flipless::experiment

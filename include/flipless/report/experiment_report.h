@@ -110,6 +110,10 @@ struct GateRouting {
   static constexpr const char* kCategories[] = {"regressions", "fixes", "both right", "both wrong"};
   std::vector<double> examples, mean_gate;  // per category, over all seeds
   std::vector<double> auc;                  // per seed: P(gate of a vanilla regression < gate of another example)
+  // Per seed with a gate.json: how far training moved the gate from its initialisation, in its
+  // weight matrices (relative L2) and in its value on dev (mean absolute change, and the
+  // change's spread over inputs: near 0, every input shifted alike).
+  std::vector<double> weight_change, output_change, output_change_spread;
 };
 
 // Negative flips by true class of one method, mean over its seeds.

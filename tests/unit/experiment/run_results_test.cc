@@ -137,5 +137,20 @@ TEST(RunResults, TheCacheExperimentReadsPoliciesByName) {
             path.string() + ": field 'percents[0].draws[1].policies.neighbour.accuracy': missing");
 }
 
+TEST(RunResults, AGateDriftReadsBackAndRefusesValuesOutOfRange) {
+  TempDir dir;
+  const auto path = dir.path() / "gate.json";
+  write_result(path, GateDrift{0.25, 0.03, 0.4, 0.05});
+  const auto r = read_gate_drift(path);
+  EXPECT_EQ(r.weight_change, 0.25);
+  EXPECT_EQ(r.max_abs_change, 0.03);
+  EXPECT_EQ(r.output_change, 0.4);
+  EXPECT_EQ(r.output_change_spread, 0.05);
+  write_result(path, GateDrift{0.25, 0.03, 1.5, 0.05});
+  EXPECT_EQ(error_of<InputError>([&] { read_gate_drift(path); }), path.string() + ": field 'output_change': expected a number in [0, 1]");
+  const auto missing = dir.write("missing.json", R"({"weight_change": 0.1, "max_abs_change": 0.1, "output_change": 0.1})");
+  EXPECT_EQ(error_of<InputError>([&] { read_gate_drift(missing); }), missing.string() + ": field 'output_change_spread': missing");
+}
+
 }  // namespace
 }  // namespace flipless::experiment

@@ -16,6 +16,7 @@
 #include "flipless/data/predictions.h"
 #include "flipless/experiment/cache_experiment.h"
 #include "flipless/experiment/report.h"
+#include "flipless/experiment/run_results.h"
 #include "flipless/runner/runner.h"
 
 namespace flipless::runner {
@@ -237,6 +238,37 @@ TEST_F(RunnerTest, HeldOutGateFusesTheFrozenVanillaModel) {
 
 // Two runs of one folder at a time: the second is refused before any work, naming the folder;
 // once the first ends (its lock released by the kernel, as when it is killed) the folder runs.
+// gate.json measures a gate against the initialisation its unit's setting and seed build again:
+// at a learning rate that cannot move it (lr2 1e-12) the change is nil, which it would not be
+// (about 1, two random draws) were the initialisation not reproduced exactly; at a rate of its
+// own (gated_fusion_gate_lr) the gate moves.
+TEST_F(RunnerTest, GateDriftIsMeasuredAgainstTheGatesOwnInitialisation) {
+  const auto config = load_experiment(write_config("{kind: fasttext, fasttext_epochs: 5}",
+                                                   "  gated_fusion: {drop_gate: [0.5], temperature: [1.0], lr2: [1.0e-12]}\n"
+                                                   "  gated_fusion_gate_lr: {drop_gate: [0.5], temperature: [1.0], lr2: [1.0e-12], gate_lr: [0.05]}\n"));
+  run_experiment(config, options());
+  const auto run = dir_.path() / "run" / "words";
+  for (const char* seed : {"seed-0", "seed-1"}) {
+    const auto still = read_gate_drift(run / "gated_fusion" / seed / "gate.json");
+    EXPECT_LT(still.weight_change, 1e-6) << seed;
+    EXPECT_LT(still.output_change, 1e-5) << seed;
+    const auto moved = read_gate_drift(run / "gated_fusion_gate_lr" / seed / "gate.json");
+    EXPECT_GT(moved.weight_change, 1e-2) << seed;
+    EXPECT_GT(moved.output_change, 1e-3) << seed;
+    EXPECT_GT(moved.max_abs_change, 1e-2) << seed;
+  }
+  // Written once: a later run keeps it, and a deleted one comes back equal.
+  const auto path = run / "gated_fusion_gate_lr" / "seed-1" / "gate.json";
+  const auto before = read_gate_drift(path);
+  fs::remove(path);
+  run_experiment(config, options());
+  EXPECT_EQ(read_gate_drift(path).weight_change, before.weight_change);
+  // The report carries both methods' drift beside their routing.
+  const auto j = nlohmann::json::parse(std::ifstream(write_experiment_report(dir_.path() / "run").json));
+  EXPECT_LT(j["tasks"][0]["gate_routing"]["gated_fusion"]["weight_change"]["mean"].get<double>(), 1e-6);
+  EXPECT_GT(j["tasks"][0]["gate_routing"]["gated_fusion_gate_lr"]["weight_change"]["mean"].get<double>(), 1e-2);
+}
+
 TEST_F(RunnerTest, ASecondRunOfTheSameFolderIsRefusedWhileTheFirstHoldsIt) {
   const auto config = load_experiment(write_config("{kind: fasttext, fasttext_epochs: 5}", "  old_new_logit_ensemble: {}\n"));
   const auto out = dir_.path() / "run";
