@@ -140,8 +140,13 @@ def render(experiment, task_name):
         lines.append("")
         by = ", ".join(f"{k} {v['mean_gate']:.3f}" for k, v in g.get("by_category", {}).items() if v.get("examples"))
         who = "" if method == "gated_fusion" else f" of {pretty(method)}"
+        drift = ""
+        if g.get("weight_change"):
+            w, o, spread = g["weight_change"], g["output_change"], g["output_change_spread"]
+            drift = (f"; training moved its weight matrices {100 * w['mean']:.2f}% from their random initialisation and its value on "
+                     f"dev by {o['mean']:.3f} on average (spread over inputs {spread['mean']:.3f})")
         lines.append(f"Gate routing{who}: mean gate (1 = new model) by category: {by}; AUC of the gate separating vanilla's "
-                     f"flips from the rest {auc['mean']:.3f}±{auc['std']:.3f}.")
+                     f"flips from the rest {auc['mean']:.3f}±{auc['std']:.3f}{drift}.")
     # Table 5 per gated method: "cache_experiments" by folder; reports written before variants had
     # one carry the paper's Gated Fusion alone as "cache_experiment".
     caches = task.get("cache_experiments") or ({"gated_fusion": task["cache_experiment"]} if task.get("cache_experiment") else {})
