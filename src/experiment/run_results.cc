@@ -206,9 +206,9 @@ GateDrift read_gate_drift(const fs::path& path) {
   r.weight_change = f.number("weight_change");
   r.max_abs_change = f.number("max_abs_change");
   r.output_change = f.number("output_change");
+  r.output_change_spread = f.number("output_change_spread");
   if (!(r.weight_change >= 0)) f.fail("weight_change", "expected a number >= 0");
   if (!(r.max_abs_change >= 0)) f.fail("max_abs_change", "expected a number >= 0");
-  r.output_change_spread = f.number("output_change_spread");
   if (!(r.output_change >= 0 && r.output_change <= 1)) f.fail("output_change", "expected a number in [0, 1]");
   if (!(r.output_change_spread >= 0 && r.output_change_spread <= 1)) f.fail("output_change_spread", "expected a number in [0, 1]");
   return r;
