@@ -7,11 +7,11 @@
 # publishes finished ones to results/ (scripts/results.py).
 #
 # The new model (MiniLM-L6 fine-tuned on the same task data, seeds, schedule and precision) is
-# the same computation in both scenarios of a task, so before a scenario runs, the other
-# scenario's finished vanilla models (weights, logits, the kept warm-up state) and ensemble
-# members are hard-linked into its run folder; the runner then only measures them against its
-# own old model. That happens only when the two configs' tasks, seeds and new model read the
-# same, line for line.
+# the same computation in the scenarios of a task, so before a scenario runs, the other
+# scenarios' finished vanilla models (weights, logits, the kept warm-up state), ensemble members
+# and ELODI's trained weights (TASK/trained/) are hard-linked into its run folder; the runner
+# then only measures them against its own old model. That happens only when the two configs'
+# tasks, seeds and new model read the same, line for line.
 # The configs train on one thread each (deterministic for a thread count; on 2 cores two
 # experiments side by side avoid OpenMP threads spinning while the other core is busy):
 #   scripts/upgrade_runs.sh mrpc qnli & scripts/upgrade_runs.sh sst2 &     (logs: runs/upgrade/NAME.log)
@@ -55,6 +55,15 @@ share() {
       echo "upgrade_runs: shared $kind/$(basename "$seed_dir") from $from"
     done
   done
+  # Trained weights of strategies that never read the old model (ELODI against other new models).
+  [ -d "$from/trained" ] || return 0
+  while IFS= read -r -d '' weights; do
+    local rel=${weights#"$from/"}
+    [ -e "$to/$rel" ] && continue
+    mkdir -p "$(dirname "$to/$rel")"
+    cp -al "$weights" "$to/$rel"
+    echo "upgrade_runs: shared $rel from $from"
+  done < <(find "$from/trained" -name weights.safetensors -print0)
 }
 
 # Two passes: first the methods the paper's claims are judged on (vanilla, the old-new

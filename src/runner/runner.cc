@@ -223,6 +223,16 @@ void load_parameters(nn::ClassifierModule& model, const fs::path& file) {
   for (auto& b : model.named_buffers()) b.value().copy_(nn::read_tensor(st, b.key()));
 }
 
+// The model's parameters and buffers by name, as load_parameters reads them (written through a
+// temporary file and a rename).
+void save_parameters(nn::ClassifierModule& model, const fs::path& file) {
+  std::map<std::string, torch::Tensor> tensors;
+  for (const auto& p : model.named_parameters()) tensors[p.key()] = p.value();
+  for (const auto& b : model.named_buffers()) tensors[b.key()] = b.value();
+  fs::create_directories(file.parent_path());
+  nn::write_tensors(file, tensors, {{"format", "flipless-weights"}});
+}
+
 // One candidate of a grid, judged on validation (its describe is filled when written).
 using Candidate = CandidateResult;
 
@@ -544,6 +554,23 @@ class TaskRunner {
     return fixed;
   }
 
+  // Whether a strategy's training reads the old model: all do but ELODI against an ensemble of
+  // other new models, whose trained weights depend on the new model's data, seeds and setting
+  // only.
+  static bool reads_old_model(const methods::Descriptor& method, const Setting& s) {
+    return !(method.strategy == methods::Strategy::kElodi && s.words.at("reference") == "ensemble");
+  }
+
+  // Where the weights of such a training are kept: TASK/trained/METHOD/seed-S/SETTING/. A resumed
+  // run, or another experiment whose new model is the same computation (scripts/upgrade_runs.sh
+  // links the folder between them, as it links vanilla/ and members/), takes them instead of
+  // training again; the unit itself, judged against its own run's old model, is computed anew.
+  fs::path kept_weights(const std::string& method, std::uint64_t seed, const Setting& s) const {
+    auto key = s.describe();
+    std::replace(key.begin(), key.end(), ' ', '_');
+    return dir_ / "trained" / method / fmt::format("seed-{}", seed) / key / "weights.safetensors";
+  }
+
   // Writes the chosen setting's predictions, gate and model, and its result.
   void write_strategy_unit(const MethodConfig& m, const methods::Descriptor& method, std::uint64_t seed, const fs::path& dir, const Outcome& best,
                            const std::vector<Candidate>& candidates, double reference, std::optional<std::uint64_t> searched_on,
@@ -594,17 +621,29 @@ class TaskRunner {
     for (std::size_t i = 0; i < settings.size(); ++i) {
       const auto& s = settings[i];
       progress(fmt::format("{} seed {} grid", m.name, seed), static_cast<std::int64_t>(i), static_cast<std::int64_t>(settings.size()), s.describe());
-      auto fixed = fixed_logits(method, s, seed, references);
       const auto sc = train::strategy_config(method, s.numbers, s.words, {seed, space_->dim(), data_.num_labels});
       auto strategy = train::make_strategy(sc);
       auto model = space_->make(seed);
-      auto config = space_->train_config(seed);
-      // Shared warm-up: Gated Fusion's first N-1 epochs are the vanilla model's (same seed, data
-      // order and schedule; the gate draws from no shared stream), so every setting starts
-      // its fused last epoch from the vanilla run's state.
-      if (method.gated && s.number("warmup") != 0 && shares_warmup()) config.resume = &warm_state(seed);
-      const auto trained = train::train_with_strategy(*model, *strategy, *tr, fixed["train"], va.get(), fixed["validation"], config,
-                                                      train_observer(fmt::format("{} seed {} [{}/{}]", m.name, seed, i + 1, settings.size())));
+      // A setting whose training never reads the old model is kept (see kept_weights) and taken
+      // from there when another run of this new model already trained it.
+      const auto kept = reads_old_model(method, s) ? fs::path() : kept_weights(m.name, seed, s);
+      std::vector<std::int64_t> gate_steps;
+      if (!kept.empty() && fs::exists(kept)) {
+        load_parameters(*model, kept);
+        say(fmt::format("{}: {} seed {} [{}/{}]: trained weights taken from {} (its training never reads the old model)", t_.name, m.name, seed, i + 1,
+                        settings.size(), kept.string()));
+      } else {
+        auto fixed = fixed_logits(method, s, seed, references);
+        auto config = space_->train_config(seed);
+        // Shared warm-up: Gated Fusion's first N-1 epochs are the vanilla model's (same seed, data
+        // order and schedule; the gate draws from no shared stream), so every setting starts
+        // its fused last epoch from the vanilla run's state.
+        if (method.gated && s.number("warmup") != 0 && shares_warmup()) config.resume = &warm_state(seed);
+        gate_steps = train::train_with_strategy(*model, *strategy, *tr, fixed["train"], va.get(), fixed["validation"], config,
+                                                train_observer(fmt::format("{} seed {} [{}/{}]", m.name, seed, i + 1, settings.size())))
+                         .strategy_parameter_steps;
+        if (!kept.empty()) save_parameters(*model, kept);
+      }
       Outcome o;
       o.candidate.setting = s;
       const auto pv = space_->predict(*model, *strategy, *va, old(seed).at("validation"));
@@ -626,7 +665,7 @@ class TaskRunner {
       }
       o.model = model;
       o.gate_parameters = strategy->parameters();
-      if (!trained.strategy_parameter_steps.empty()) o.gate_steps = trained.strategy_parameter_steps.back();
+      if (!gate_steps.empty()) o.gate_steps = gate_steps.back();
       best = std::move(o);
     }
     progress(fmt::format("{} seed {} grid", m.name, seed), static_cast<std::int64_t>(settings.size()), static_cast<std::int64_t>(settings.size()),

@@ -269,6 +269,44 @@ TEST_F(RunnerTest, GateDriftIsMeasuredAgainstTheGatesOwnInitialisation) {
   EXPECT_GT(j["tasks"][0]["gate_routing"]["gated_fusion_gate_lr"]["weight_change"]["mean"].get<double>(), 1e-2);
 }
 
+// ELODI against an ensemble of other new models never reads the old model while it trains, so
+// its weights are kept under TASK/trained/: a unit redone, or another experiment with the same
+// new model and another old model (its trained/ and members/ folders linked in, as
+// scripts/upgrade_runs.sh does), takes them instead of training, and gets the same predictions.
+TEST_F(RunnerTest, ElodiWeightsAreKeptAndTakenByAnotherRunOfTheSameNewModel) {
+  const std::string methods = "  elodi: {lambda: [0.1], members: [2]}\n";
+  const auto first = load_experiment(write_config("{kind: fasttext, fasttext_epochs: 5}", methods));
+  run_experiment(first, options());
+  const auto run = dir_.path() / "run" / "words";
+  const auto kept = run / "trained" / "elodi" / "seed-1" / "lambda=0.1_members=2_xi=0_reference=ensemble" / "weights.safetensors";
+  ASSERT_TRUE(fs::exists(kept));
+  const auto dev = [](const fs::path& unit) { return data::read_predictions_file(unit / "predictions" / "dev.jsonl", {.keep_scores = true}); };
+  const auto trained = dev(run / "elodi" / "seed-1");
+
+  std::vector<std::string> said;
+  RunObserver observer;
+  observer.message = [&](const std::string& line) { said.push_back(line); };
+  auto taken = [&] { return std::count_if(said.begin(), said.end(), [](const std::string& l) { return l.find("trained weights taken from") != std::string::npos; }); };
+  // The same run, the unit lost: redone from the kept weights.
+  fs::remove_all(run / "elodi" / "seed-1");
+  run_experiment(first, options(), observer);
+  EXPECT_EQ(taken(), 1);
+  EXPECT_EQ(dev(run / "elodi" / "seed-1").scores, trained.scores);
+
+  // Another experiment: the same new model against another old model.
+  const auto second = load_experiment(write_config("{kind: fasttext, fasttext_epochs: 2, fasttext_dim: 8}", methods));
+  auto o = options();
+  o.out = dir_.path() / "other";
+  fs::create_directories(o.out / "words");
+  for (const char* shared : {"trained", "members"}) fs::copy(run / shared, o.out / "words" / shared, fs::copy_options::recursive);
+  said.clear();
+  run_experiment(second, o, observer);
+  EXPECT_EQ(taken(), 2);  // both seeds
+  for (const char* seed : {"seed-0", "seed-1"}) {
+    EXPECT_EQ(dev(o.out / "words" / "elodi" / seed).scores, dev(run / "elodi" / seed).scores) << seed;
+  }
+}
+
 TEST_F(RunnerTest, ASecondRunOfTheSameFolderIsRefusedWhileTheFirstHoldsIt) {
   const auto config = load_experiment(write_config("{kind: fasttext, fasttext_epochs: 5}", "  old_new_logit_ensemble: {}\n"));
   const auto out = dir_.path() / "run";
