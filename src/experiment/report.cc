@@ -507,6 +507,7 @@ report::GateRouting gate_routing(const TaskRuns& t, const MethodRuns& gf, const 
       g.weight_change.push_back(s.drift->weight_change);
       g.output_change.push_back(s.drift->output_change);
       g.output_change_spread.push_back(s.drift->output_change_spread);
+      g.max_abs_change.push_back(s.drift->max_abs_change);
     }
   }
   g.examples = cnt;

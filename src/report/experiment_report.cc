@@ -228,11 +228,11 @@ std::string auc_line(const GateRouting& g) {
 
 std::string drift_line(const GateRouting& g) {
   return fmt::format("How far training moved the gate from its random initialisation, over {} seeds: its weight matrices by {:.2f} ± {:.2f}% "
-                     "(L2 norm of the change relative to theirs); its value on dev inputs by {:.3f} ± {:.3f} on average (0-1 scale), with a "
-                     "spread over inputs of {:.3f} ± {:.3f} (standard deviation of the change: near 0, every input moved alike, which "
-                     "shifts the mix without routing).",
-                     g.weight_change.size(), 100 * ms(g.weight_change).mean, 100 * ms(g.weight_change).std, ms(g.output_change).mean,
-                     ms(g.output_change).std, ms(g.output_change_spread).mean, ms(g.output_change_spread).std);
+                     "(L2 norm of the change relative to theirs; the largest change of one parameter {:.1e}); its value on dev inputs by "
+                     "{:.3f} ± {:.3f} on average (0-1 scale), with a spread over inputs of {:.3f} ± {:.3f} (standard deviation of the "
+                     "change: near 0, every input moved alike, which shifts the mix without routing).",
+                     g.weight_change.size(), 100 * ms(g.weight_change).mean, 100 * ms(g.weight_change).std, ms(g.max_abs_change).mean,
+                     ms(g.output_change).mean, ms(g.output_change).std, ms(g.output_change_spread).mean, ms(g.output_change_spread).std);
 }
 
 // ---- A task's sections as blocks, laid out as Markdown or HTML ----
@@ -500,6 +500,7 @@ json task_json(const TaskReport& t) {
       jt["gate_routing"][folder]["weight_change"] = mean_std_json(g.weight_change);
       jt["gate_routing"][folder]["output_change"] = mean_std_json(g.output_change);
       jt["gate_routing"][folder]["output_change_spread"] = mean_std_json(g.output_change_spread);
+      jt["gate_routing"][folder]["max_abs_change"] = mean_std_json(g.max_abs_change);
     }
   }
   return jt;

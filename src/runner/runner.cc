@@ -181,6 +181,8 @@ train::ModelSpec spec_of(const ModelConfig& cfg) {
 
 // A config's torch model over one task's data (train::ModelSpace), with the config's training
 // settings and the task's label names in the cards it saves.
+void write_gate_drift(const ExperimentConfig& c, const fs::path& task_dir, const methods::Descriptor& method, std::uint64_t seed);
+
 class Space : public train::ModelSpace {
  public:
   Space(const ModelConfig& cfg, const TaskData& data, const fs::path& feature_cache, const RunObserver& observer, const Execution& exec,
@@ -225,12 +227,19 @@ void load_parameters(nn::ClassifierModule& model, const fs::path& file) {
 
 // The model's parameters and buffers by name, as load_parameters reads them (written through a
 // temporary file and a rename).
-void save_parameters(nn::ClassifierModule& model, const fs::path& file) {
+void save_parameters(nn::ClassifierModule& model, const fs::path& file, const std::string& fingerprint) {
   std::map<std::string, torch::Tensor> tensors;
   for (const auto& p : model.named_parameters()) tensors[p.key()] = p.value();
   for (const auto& b : model.named_buffers()) tensors[b.key()] = b.value();
   fs::create_directories(file.parent_path());
-  nn::write_tensors(file, tensors, {{"format", "flipless-weights"}});
+  nn::write_tensors(file, tensors, {{"format", "flipless-weights"}, {"fingerprint", fingerprint}});
+}
+
+// The fingerprint a kept weights file was saved with ("" when it has none).
+std::string saved_fingerprint(const fs::path& file) {
+  const auto st = io::SafetensorsFile::open(file);
+  const auto it = st.metadata().find("fingerprint");
+  return it == st.metadata().end() ? std::string() : it->second;
 }
 
 // One candidate of a grid, judged on validation (its describe is filled when written).
@@ -571,6 +580,29 @@ class TaskRunner {
     return dir_ / "trained" / method / fmt::format("seed-{}", seed) / key / "weights.safetensors";
   }
 
+  // Everything besides the method that decides such a training, saved with the weights and
+  // compared before they are taken (a folder linked in from another experiment, or one whose
+  // setting's name rounds two grid values alike, is trained again instead): the new model, the
+  // task's data and validation split, the math and threads, the exact setting and the seed.
+  std::string kept_fingerprint(const std::string& method, std::uint64_t seed, const Setting& s) const {
+    const auto& n = c_.new_model;
+    json numbers = json::object();
+    for (const auto& [k, v] : s.numbers) numbers[k] = fmt::format("{:.17g}", v);
+    const json j = {{"method", method},
+                    {"seed", seed},
+                    {"numbers", numbers},
+                    {"words", s.words},
+                    {"new_model", {n.kind, n.model, n.layers, n.pooling, n.head, n.head_hidden, n.dropout, n.epochs, n.lr, n.batch_size, n.weight_decay,
+                                   n.warmup, n.max_length}},
+                    {"task", {t_.name, t_.train, t_.eval, t_.max_train, t_.max_validation, t_.text_column, t_.text_pair_column, t_.label_column,
+                              t_.id_column, t_.hash_ids}},
+                    {"split", {c_.validation_fraction, c_.split_seed}},
+                    {"precision", train::to_string(space_->precision())},
+                    {"threads", at::get_num_threads()},
+                    {"device", exec_.device.str()}};
+    return j.dump();
+  }
+
   // Writes the chosen setting's predictions, gate and model, and its result.
   void write_strategy_unit(const MethodConfig& m, const methods::Descriptor& method, std::uint64_t seed, const fs::path& dir, const Outcome& best,
                            const std::vector<Candidate>& candidates, double reference, std::optional<std::uint64_t> searched_on,
@@ -627,8 +659,9 @@ class TaskRunner {
       // A setting whose training never reads the old model is kept (see kept_weights) and taken
       // from there when another run of this new model already trained it.
       const auto kept = reads_old_model(method, s) ? fs::path() : kept_weights(m.name, seed, s);
+      const auto fingerprint = kept.empty() ? std::string() : kept_fingerprint(m.name, seed, s);
       std::vector<std::int64_t> gate_steps;
-      if (!kept.empty() && fs::exists(kept)) {
+      if (!kept.empty() && fs::exists(kept) && saved_fingerprint(kept) == fingerprint) {
         load_parameters(*model, kept);
         say(fmt::format("{}: {} seed {} [{}/{}]: trained weights taken from {} (its training never reads the old model)", t_.name, m.name, seed, i + 1,
                         settings.size(), kept.string()));
@@ -642,7 +675,7 @@ class TaskRunner {
         gate_steps = train::train_with_strategy(*model, *strategy, *tr, fixed["train"], va.get(), fixed["validation"], config,
                                                 train_observer(fmt::format("{} seed {} [{}/{}]", m.name, seed, i + 1, settings.size())))
                          .strategy_parameter_steps;
-        if (!kept.empty()) save_parameters(*model, kept);
+        if (!kept.empty()) save_parameters(*model, kept, fingerprint);
       }
       Outcome o;
       o.candidate.setting = s;
@@ -671,6 +704,7 @@ class TaskRunner {
     progress(fmt::format("{} seed {} grid", m.name, seed), static_cast<std::int64_t>(settings.size()), static_cast<std::int64_t>(settings.size()),
              best->candidate.setting.describe());
     write_strategy_unit(m, method, seed, dir, *best, candidates, reference, searched_on, started);
+    if (method.gated) write_gate_drift(c_, dir_, method, seed);
   }
 
   void run_new_ensemble(int size, std::uint64_t seed, const fs::path& dir, Clock::time_point started) {
@@ -1227,9 +1261,15 @@ void run_units(const ExperimentConfig& c, const RunOptions& o, const RunObserver
         }
         if (const auto* d = methods::find(m.name); d->gated && d->runner == methods::Runner::kStrategy && selected(m.name)) {
           for (const auto seed : c.seeds) {
+            // Units that finished before gate.json existed get theirs here; a diagnosis, so a
+            // unit whose files do not allow it is named and the run goes on.
             const auto unit = o.out / t.name / m.name / fmt::format("seed-{}", seed);
             if (fs::exists(unit / "gate.json") || !fs::exists(unit / "model" / "gate.safetensors") || !fs::exists(unit / "result.json")) continue;
-            write_gate_drift(c, o.out / t.name, *d, seed);
+            try {
+              write_gate_drift(c, o.out / t.name, *d, seed);
+            } catch (const Error& e) {
+              if (observer.message) observer.message(fmt::format("  {} {} seed {}: no gate.json ({})", t.name, m.name, seed, e.what()));
+            }
           }
         }
         if (methods::find(m.name)->cache_experiment && c.cache_experiment.enabled() && selected(m.name)) {

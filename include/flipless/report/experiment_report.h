@@ -114,6 +114,7 @@ struct GateRouting {
   // weight matrices (relative L2) and in its value on dev (mean absolute change, and the
   // change's spread over inputs: near 0, every input shifted alike).
   std::vector<double> weight_change, output_change, output_change_spread;
+  std::vector<double> max_abs_change;  // per seed: the largest change of one gate parameter
 };
 
 // Negative flips by true class of one method, mean over its seeds.

@@ -88,7 +88,8 @@ struct GatedFusionStrategyConfig {
   nn::GatedFusionConfig gate;   // hidden 64, dropout, temperature T (grid 1.0-1.6), stop-gradient
   double drop_gate = 0.5;       // D, grid {0.4, 0.5, 0.6, 0.8}
   double lr2 = 1e-5;            // grid {5e-7, 1e-6, 3e-6, 1e-5, 3e-5} for fine-tuning
-  // The gate's learning rate in the last epoch; 0: lr2, as the paper (gated_fusion_gate_lr, a
+  // The gate's learning rate in the fused epochs (the last; every epoch in the no-warm-up
+  // ablation); 0: the model's (lr2 in the last epoch), as the paper (gated_fusion_gate_lr, a
   // flipless variant, sets its own: at lr2 the gate's weights move too little to route).
   double gate_lr = 0;
   bool warmup = true;           // false: the "no warm-up" ablation, fused from the first epoch

@@ -6,6 +6,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -13,6 +14,7 @@
 #include "../golden_run.h"
 #include "../test_util.h"
 #include "flipless/core/error.h"
+#include "flipless/core/file.h"
 #include "flipless/data/predictions.h"
 #include "flipless/experiment/cache_experiment.h"
 #include "flipless/experiment/report.h"
@@ -236,8 +238,6 @@ TEST_F(RunnerTest, HeldOutGateFusesTheFrozenVanillaModel) {
   EXPECT_EQ(report["tasks"][0]["claims"].size(), 1u);  // the variant is judged against the paper's claims too
 }
 
-// Two runs of one folder at a time: the second is refused before any work, naming the folder;
-// once the first ends (its lock released by the kernel, as when it is killed) the folder runs.
 // gate.json measures a gate against the initialisation its unit's setting and seed build again:
 // at a learning rate that cannot move it (lr2 1e-12) the change is nil, which it would not be
 // (about 1, two random draws) were the initialisation not reproduced exactly; at a rate of its
@@ -270,43 +270,69 @@ TEST_F(RunnerTest, GateDriftIsMeasuredAgainstTheGatesOwnInitialisation) {
 }
 
 // ELODI against an ensemble of other new models never reads the old model while it trains, so
-// its weights are kept under TASK/trained/: a unit redone, or another experiment with the same
-// new model and another old model (its trained/ and members/ folders linked in, as
-// scripts/upgrade_runs.sh does), takes them instead of training, and gets the same predictions.
+// its weights are kept under TASK/trained/, one file per seed and setting: a unit redone, or
+// another experiment with the same new model and another old model (its trained/ and members/
+// folders linked in, as scripts/upgrade_runs.sh does), takes them instead of training, and gets
+// the same predictions; one with another new model trains again (the kept fingerprint differs).
 TEST_F(RunnerTest, ElodiWeightsAreKeptAndTakenByAnotherRunOfTheSameNewModel) {
-  const std::string methods = "  elodi: {lambda: [0.1], members: [2]}\n";
+  const std::string methods = "  elodi: {lambda: [0.1, 1.0], members: [2]}\n";
   const auto first = load_experiment(write_config("{kind: fasttext, fasttext_epochs: 5}", methods));
   run_experiment(first, options());
   const auto run = dir_.path() / "run" / "words";
-  const auto kept = run / "trained" / "elodi" / "seed-1" / "lambda=0.1_members=2_xi=0_reference=ensemble" / "weights.safetensors";
-  ASSERT_TRUE(fs::exists(kept));
+  const auto setting = [&](const char* seed, const char* lambda) {
+    return run / "trained" / "elodi" / seed / fmt::format("lambda={}_members=2_xi=0_reference=ensemble", lambda) / "weights.safetensors";
+  };
+  std::size_t kept = 0;
+  for (const auto& e : fs::recursive_directory_iterator(run / "trained")) kept += e.path().filename() == "weights.safetensors";
+  ASSERT_TRUE(fs::exists(setting("seed-0", "0.1")));
+  ASSERT_TRUE(fs::exists(setting("seed-0", "1")));
+  EXPECT_NE(core::InputFile::open(setting("seed-0", "0.1")).bytes(), core::InputFile::open(setting("seed-0", "1")).bytes());
   const auto dev = [](const fs::path& unit) { return data::read_predictions_file(unit / "predictions" / "dev.jsonl", {.keep_scores = true}); };
   const auto trained = dev(run / "elodi" / "seed-1");
 
   std::vector<std::string> said;
   RunObserver observer;
   observer.message = [&](const std::string& line) { said.push_back(line); };
-  auto taken = [&] { return std::count_if(said.begin(), said.end(), [](const std::string& l) { return l.find("trained weights taken from") != std::string::npos; }); };
+  auto taken = [&] {
+    return static_cast<std::size_t>(
+        std::count_if(said.begin(), said.end(), [](const std::string& l) { return l.find("trained weights taken from") != std::string::npos; }));
+  };
   // The same run, the unit lost: redone from the kept weights.
   fs::remove_all(run / "elodi" / "seed-1");
   run_experiment(first, options(), observer);
-  EXPECT_EQ(taken(), 1);
+  EXPECT_GE(taken(), 1u);
   EXPECT_EQ(dev(run / "elodi" / "seed-1").scores, trained.scores);
 
   // Another experiment: the same new model against another old model.
+  auto link_into = [&](const fs::path& out) {
+    fs::create_directories(out / "words");
+    for (const char* shared : {"trained", "members"}) fs::copy(run / shared, out / "words" / shared, fs::copy_options::recursive);
+  };
   const auto second = load_experiment(write_config("{kind: fasttext, fasttext_epochs: 2, fasttext_dim: 8}", methods));
   auto o = options();
   o.out = dir_.path() / "other";
-  fs::create_directories(o.out / "words");
-  for (const char* shared : {"trained", "members"}) fs::copy(run / shared, o.out / "words" / shared, fs::copy_options::recursive);
+  link_into(o.out);
   said.clear();
   run_experiment(second, o, observer);
-  EXPECT_EQ(taken(), 2);  // both seeds
+  EXPECT_EQ(taken(), kept);  // every seed's every setting
   for (const char* seed : {"seed-0", "seed-1"}) {
     EXPECT_EQ(dev(o.out / "words" / "elodi" / seed).scores, dev(run / "elodi" / seed).scores) << seed;
   }
+
+  // A third with another new model (another learning rate): the kept weights are not its own.
+  auto path = write_config("{kind: fasttext, fasttext_epochs: 5}", methods);
+  auto text = std::string(core::InputFile::open(path).bytes());
+  text.replace(text.find("lr: 0.01"), 8, "lr: 0.02");
+  std::ofstream(path) << text;
+  o.out = dir_.path() / "third";
+  link_into(o.out);
+  said.clear();
+  run_experiment(load_experiment(path), o, observer);
+  EXPECT_EQ(taken(), 0u);
 }
 
+// Two runs of one folder at a time: the second is refused before any work, naming the folder;
+// once the first ends (its lock released by the kernel, as when it is killed) the folder runs.
 TEST_F(RunnerTest, ASecondRunOfTheSameFolderIsRefusedWhileTheFirstHoldsIt) {
   const auto config = load_experiment(write_config("{kind: fasttext, fasttext_epochs: 5}", "  old_new_logit_ensemble: {}\n"));
   const auto out = dir_.path() / "run";
