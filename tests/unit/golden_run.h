@@ -54,8 +54,13 @@ inline nlohmann::json snapshot_folder(const std::filesystem::path& dir, const st
   for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
     // *.pt: libtorch's own archives (the optimizer state kept for a shared warm-up), whose bytes
     // differ between two saves of the same state; what they hold is checked through the results
-    // of the units that resume from them.
-    if (e.is_regular_file() && e.path().extension() != ".pt") files.insert(std::filesystem::relative(e.path(), dir).generic_string());
+    // of the units that resume from them. TASK/trained/: kept weights whose header carries the
+    // run's own paths (a fingerprint), so its length, unlike the paths, is not replaceable; what
+    // they hold is checked through the units trained with them.
+    if (!e.is_regular_file() || e.path().extension() == ".pt") continue;
+    const auto rel = std::filesystem::relative(e.path(), dir);
+    if (std::find(rel.begin(), rel.end(), std::filesystem::path("trained")) != rel.end()) continue;
+    files.insert(rel.generic_string());
   }
   nlohmann::json out = nlohmann::json::object();
   for (const auto& name : files) {
