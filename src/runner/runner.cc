@@ -179,10 +179,11 @@ train::ModelSpec spec_of(const ModelConfig& cfg) {
   return spec;
 }
 
-// A config's torch model over one task's data (train::ModelSpace), with the config's training
-// settings and the task's label names in the cards it saves.
+// TASK/METHOD/seed-S/gate.json (defined below, beside the cache experiment's writer).
 void write_gate_drift(const ExperimentConfig& c, const fs::path& task_dir, const methods::Descriptor& method, std::uint64_t seed);
 
+// A config's torch model over one task's data (train::ModelSpace), with the config's training
+// settings and the task's label names in the cards it saves.
 class Space : public train::ModelSpace {
  public:
   Space(const ModelConfig& cfg, const TaskData& data, const fs::path& feature_cache, const RunObserver& observer, const Execution& exec,
@@ -704,7 +705,12 @@ class TaskRunner {
     progress(fmt::format("{} seed {} grid", m.name, seed), static_cast<std::int64_t>(settings.size()), static_cast<std::int64_t>(settings.size()),
              best->candidate.setting.describe());
     write_strategy_unit(m, method, seed, dir, *best, candidates, reference, searched_on, started);
-    if (method.gated) write_gate_drift(c_, dir_, method, seed);
+    if (!method.gated) return;
+    try {  // a diagnosis: a unit whose files do not allow it is named, and the run goes on
+      write_gate_drift(c_, dir_, method, seed);
+    } catch (const Error& e) {
+      say(fmt::format("  {} {} seed {}: no gate.json ({})", t_.name, m.name, seed, e.what()));
+    }
   }
 
   void run_new_ensemble(int size, std::uint64_t seed, const fs::path& dir, Clock::time_point started) {
