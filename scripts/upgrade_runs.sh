@@ -68,8 +68,9 @@ share() {
 
 # Two passes: first the methods the paper's claims are judged on (vanilla, the old-new
 # ensembles, Gated Fusion and the flipless variants, distillation) on every task and scenario,
-# then the costly baselines (focal distillation, the new-model ensemble, ELODI: 4 extra models per
-# seed). A partly run experiment already reports every finished method.
+# then the costly baselines (focal distillation and ELODI: a full training per seed each; the
+# new-model ensemble, whose members are the other seeds' vanilla models, see ensemble_members in
+# docs/experiments.md). A partly run experiment already reports every finished method.
 essential=vanilla,old_new_prob_ensemble,old_new_logit_ensemble,gated_fusion_heldout,gated_fusion,gated_fusion_confidence,distillation
 
 mkdir -p runs/upgrade

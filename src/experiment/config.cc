@@ -282,7 +282,7 @@ class Parser {
     if (!root.IsMap()) throw ConfigError(fmt::format("{}:1: expected a YAML mapping of experiment keys", source_.string()));
     refuse_duplicate_keys(root, "");
     only_keys(root, "", {"name", "tasks", "seeds", "validation_fraction", "split_seed", "old", "new", "methods", "selection", "threads",
-                         "cache_experiment", "device", "precision", "reference"});
+                         "cache_experiment", "device", "precision", "reference", "ensemble_members"});
     ExperimentConfig c;
     c.source = source_;
     c.name = root["name"] ? word(root["name"], "name") : source_.stem().string();
@@ -329,6 +329,7 @@ class Parser {
       }
       if (c.precision == "fp16" && c.device == "cpu") fail(root["precision"], "precision", "fp16 needs a GPU (device: cuda or auto); on the CPU use bf16");
     }
+    if (root["ensemble_members"]) c.ensemble_members = one_of(root["ensemble_members"], "ensemble_members", {"extra", "other_seeds"});
     if (!root["old"]) fail(root, "old", "missing: the deployed model (e.g. old: {kind: fasttext})");
     if (!root["new"]) fail(root, "new", "missing: the model that replaces it (e.g. new: {kind: frozen, model: minilm-l6})");
     c.old_model = model(root["old"], "old", true);
@@ -529,6 +530,13 @@ std::string incompatible_change(const ExperimentConfig& stored, const Experiment
   if (now.seeds.empty() || stored.seeds.front() != now.seeds.front()) return "its first seed differs";
   for (auto seed : stored.seeds) {
     if (std::find(now.seeds.begin(), now.seeds.end(), seed) == now.seeds.end()) return fmt::format("seed {} is gone", seed);
+  }
+  // The models an ensemble or ELODI's reference is drawn from: with other_seeds they depend on
+  // the seed list, so neither the policy nor (under it) the seeds change once such a unit ran.
+  const bool members_ran = !has_results || has_results("new_ensemble") || has_results("elodi");
+  if (members_ran && stored.ensemble_members != now.ensemble_members) return "its ensemble_members differs";
+  if (members_ran && now.ensemble_members == "other_seeds" && stored.seeds != now.seeds) {
+    return "its seeds differ, and with ensemble_members: other_seeds its ensembles are drawn from the seeds' models";
   }
   for (const auto& m : stored.methods) {
     if (has_results && !has_results(m.name)) continue;  // nothing of it to invalidate

@@ -88,6 +88,7 @@ struct TaskRuns {
   std::vector<double> old_accs;           // per old model (one, or one per seed with per_seed)
   std::map<std::uint64_t, std::vector<std::int32_t>> old_by_seed;  // per_seed: each seed's old model
   std::string precision;                  // the new model's math (from the vanilla units)
+  bool ensembles_share_members = false;   // a new_ensemble unit holds another seed's vanilla model
   std::vector<MethodRuns> methods;
   // The old model's predictions that seed `seed`'s methods are measured against.
   const std::vector<std::int32_t>& old(std::uint64_t seed) const {
@@ -233,6 +234,10 @@ Collected collect(const fs::path& run) {
             continue;
           }
           if (tr.precision.empty() && mr.method == "vanilla") tr.precision = s.result.precision;
+          for (auto member : s.result.member_seeds.value_or(std::vector<std::uint64_t>{})) {
+            const auto& seeds = c.config.seeds;
+            tr.ensembles_share_members |= member != seed && std::find(seeds.begin(), seeds.end(), member) != seeds.end();
+          }
           mr.seeds.push_back(std::move(s));
         }
         tr.methods.push_back(std::move(mr));
@@ -581,6 +586,7 @@ report::TaskReport task_report(const Collected& c, const TaskRuns& t, const Repo
   r.old_accuracy_per_model = t.old_accs;
   r.old_model_per_seed = !t.old_by_seed.empty();
   r.precision = t.precision;
+  r.ensembles_share_members = t.ensembles_share_members;
   if (x.strongest) {
     r.strongest_folder = x.strongest->folder;
     r.strongest_label = pretty(x.strongest->folder);

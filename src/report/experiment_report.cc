@@ -132,7 +132,10 @@ std::string intro_line(const TaskReport& t) {
   const std::string math = t.precision.empty() ? ""
                            : t.precision == "bf16" ? "; new models trained and evaluated with bf16 autocast (parameters and optimizer in fp32)"
                                                    : fmt::format("; new models in {}", t.precision);
-  return fmt::format("{}; {} regression-set examples{}.", old_line, t.examples, math);
+  const std::string members = !t.ensembles_share_members ? ""
+                              : " The new-model ensembles are drawn from the seeds' own vanilla models (ensemble_members: other_seeds), so "
+                                "they overlap across seeds and their spread over seeds understates their variance.";
+  return fmt::format("{}; {} regression-set examples{}.{}", old_line, t.examples, math, members);
 }
 
 std::string upgrade_line(const UpgradeCheck& u) {
@@ -474,6 +477,7 @@ json task_json(const TaskReport& t) {
   }
   jt["old_accuracy_per_model"] = t.old_accuracy_per_model;
   if (!t.precision.empty()) jt["precision"] = t.precision;
+  if (t.ensembles_share_members) jt["ensembles_share_members"] = true;
   if (const auto& u = t.upgrade) jt["upgrade"] = {{"old_accuracy", u->old_accuracy}, {"new_accuracy", u->new_accuracy}, {"gain", u->gain}, {"is_upgrade", u->is_upgrade}};
   for (const auto& c : t.claims) jt["claims"].push_back(claims_json(t, c));
   if (t.noise_floor) jt["noise_floor_nfr"] = *t.noise_floor;

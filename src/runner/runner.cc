@@ -62,7 +62,7 @@ const char* kSplits[] = {"train", "validation", "dev"};
 // gated_fusion_heldout: folds of the validation split its settings are judged on.
 constexpr int kGateFolds = 2;
 
-// Member j >= 1 of seed s's ensemble (member 0 is the vanilla model of seed s).
+// Member j >= 1 of seed s's ensemble with ensemble_members: extra (member 0 is the vanilla model of seed s).
 std::uint64_t member_seed(std::uint64_t seed, int j) { return 1000 + 100 * seed + static_cast<std::uint64_t>(j); }
 
 
@@ -455,9 +455,23 @@ class TaskRunner {
     return out;
   }
 
+  // Member j of seed `seed`'s ensembles (ExperimentConfig::ensemble_members): 0 is the seed's
+  // vanilla model; "extra": a model trained for this seed alone; "other_seeds": the vanilla
+  // model of the j-th seed after it (cyclically, in the config's order), then extra models every
+  // seed shares. Whether it is an experiment seed's vanilla model, and its seed.
+  std::pair<bool, std::uint64_t> member(std::uint64_t seed, int j) const {
+    if (j == 0) return {true, seed};
+    if (c_.ensemble_members != "other_seeds") return {false, member_seed(seed, j)};
+    const auto& seeds = c_.seeds;
+    const auto at = static_cast<std::size_t>(std::find(seeds.begin(), seeds.end(), seed) - seeds.begin());
+    const auto others = seeds.size() - 1, k = static_cast<std::size_t>(j);
+    if (k <= others) return {true, seeds[(at + k) % seeds.size()]};
+    return {false, 1000 + static_cast<std::uint64_t>(k - others)};
+  }
+
   std::map<std::string, torch::Tensor> member_logits(std::uint64_t seed, int j) {
-    if (j == 0) return vanilla_logits(seed, dir_ / "vanilla" / fmt::format("seed-{}", seed), true);
-    const auto s = member_seed(seed, j);
+    const auto [vanilla, s] = member(seed, j);
+    if (vanilla) return vanilla_logits(s, dir_ / "vanilla" / fmt::format("seed-{}", s), true);
     return vanilla_logits(s, dir_ / "members" / fmt::format("seed-{}", s));
   }
 
@@ -589,18 +603,23 @@ class TaskRunner {
     const auto& n = c_.new_model;
     json numbers = json::object();
     for (const auto& [k, v] : s.numbers) numbers[k] = fmt::format("{:.17g}", v);
-    const json j = {{"method", method},
-                    {"seed", seed},
-                    {"numbers", numbers},
-                    {"words", s.words},
-                    {"new_model", {n.kind, n.model, n.layers, n.pooling, n.head, n.head_hidden, n.dropout, n.epochs, n.lr, n.batch_size, n.weight_decay,
-                                   n.warmup, n.max_length}},
-                    {"task", {t_.name, t_.train, t_.eval, t_.max_train, t_.max_validation, t_.text_column, t_.text_pair_column, t_.label_column,
-                              t_.id_column, t_.hash_ids}},
-                    {"split", {c_.validation_fraction, c_.split_seed}},
-                    {"precision", train::to_string(space_->precision())},
-                    {"threads", at::get_num_threads()},
-                    {"device", exec_.device.str()}};
+    json j = {{"method", method},
+              {"seed", seed},
+              {"numbers", numbers},
+              {"words", s.words},
+              {"new_model", {n.kind, n.model, n.layers, n.pooling, n.head, n.head_hidden, n.dropout, n.epochs, n.lr, n.batch_size, n.weight_decay,
+                             n.warmup, n.max_length}},
+              {"task", {t_.name, t_.train, t_.eval, t_.max_train, t_.max_validation, t_.text_column, t_.text_pair_column, t_.label_column,
+                        t_.id_column, t_.hash_ids}},
+              {"split", {c_.validation_fraction, c_.split_seed}},
+              {"precision", train::to_string(space_->precision())},
+              {"threads", at::get_num_threads()},
+              {"device", exec_.device.str()}};
+    if (methods::find(method)->strategy == methods::Strategy::kElodi) {  // its reference: the members' seeds
+      std::vector<std::uint64_t> members;
+      for (int k = 1; k <= static_cast<int>(s.number("members")); ++k) members.push_back(member(seed, k).second);
+      j["reference_members"] = members;
+    }
     return j.dump();
   }
 
@@ -721,7 +740,7 @@ class TaskRunner {
       const auto l = member_logits(seed, j);
       val.push_back(flat(l.at("validation")));
       dev.push_back(flat(l.at("dev")));
-      seeds.push_back(j == 0 ? seed : member_seed(seed, j));
+      seeds.push_back(member(seed, j).second);
     }
     progress(fmt::format("new_ensemble-{} seed {} members", size, seed), size, size);
     const auto k = static_cast<std::size_t>(data_.num_labels);

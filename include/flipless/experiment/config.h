@@ -17,6 +17,7 @@
 //   device: auto                        # cpu (default), cuda, cuda:N, auto (a GPU when visible)
 //   precision: auto                     # auto (default): bf16 autocast for fine-tuned models where the
 //                                       # device multiplies bf16 natively, else fp32; fp32, bf16, fp16 (GPU)
+//   ensemble_members: extra             # or other_seeds: see ExperimentConfig::ensemble_members
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -141,6 +142,13 @@ struct ExperimentConfig {
   int threads = 0;
   std::string device = "cpu";      // where torch models train and predict
   std::string precision = "auto";  // autocast precision of torch models (auto: see above)
+  // The new models a new-model ensemble of k (and ELODI's reference of k) is made of, besides
+  // the seed's own vanilla model: "extra" (default): k-1 models trained for that seed alone
+  // (seeds 1000+100s+j); "other_seeds": the vanilla models of the experiment's other seeds
+  // first, then extra models shared by every seed (seeds 1001, 1002, ...) when k exceeds the
+  // seed count. It costs no extra training when k <= seeds, but the seeds' ensembles overlap
+  // (with k = seeds they are one ensemble), so their spread over seeds understates its variance.
+  std::string ensemble_members = "extra";
   bool has_method(const std::string& method_name) const;
   const MethodConfig* method(const std::string& method_name) const;
 };

@@ -132,6 +132,9 @@ struct TaskReport {
   std::vector<double> old_accuracy_per_model;
   bool old_model_per_seed = false;  // one old model per seed
   std::string precision;            // the new models' math; empty when unknown
+  // A seed's new-model ensemble holds other seeds' vanilla models (ensemble_members:
+  // other_seeds): the ensembles overlap, so their spread over seeds understates their variance.
+  bool ensembles_share_members = false;
   std::optional<std::string> strongest_folder, strongest_label;  // the baseline with the lowest mean NFR
   std::vector<MethodRow> methods;
   std::string reference_label;                     // the config's reference (empty: none)

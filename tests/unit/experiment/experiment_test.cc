@@ -149,9 +149,10 @@ TEST(ExperimentConfig, AReferenceNamesTheExperimentsOwnTasksAndMethods) {
 TEST(ExperimentConfig, EachMistakeIsOneLineNamingFileLineAndKey) {
   auto err = [](const std::string& yaml) { return error_of<ConfigError>([&] { parse_experiment(yaml, "e.yaml"); }); };
   const std::string base = "tasks: [sst2]\nold: {kind: fasttext}\nnew: {kind: frozen, model: m}\n";
-  EXPECT_EQ(err(base + "sedes: 3\n"), "e.yaml:4: sedes: unknown key (expected one of: name, tasks, seeds, validation_fraction, split_seed, old, new, methods, selection, threads, cache_experiment, device, precision, reference)");
+  EXPECT_EQ(err(base + "sedes: 3\n"), "e.yaml:4: sedes: unknown key (expected one of: name, tasks, seeds, validation_fraction, split_seed, old, new, methods, selection, threads, cache_experiment, device, precision, reference, ensemble_members)");
   EXPECT_EQ(err(base + "device: gpu\n"), "e.yaml:4: device: 'gpu': expected cpu, cuda, cuda:N or auto");
   EXPECT_EQ(err(base + "precision: fp8\n"), "e.yaml:4: precision: 'fp8': expected auto, fp32, bf16 or fp16");
+  EXPECT_EQ(err(base + "ensemble_members: pool\n"), "e.yaml:4: ensemble_members: 'pool' is not one of: extra, other_seeds");
   EXPECT_EQ(err("tasks: [sst2]\nold: {kind: fasttext}\nnew: {kind: frozen, model: m, head: hf}\n"),
             "e.yaml:3: new.head: hf (Hugging Face's classification head) is for fine-tuned encoders");
   EXPECT_EQ(err("tasks: [sst2]\nold: {kind: fasttext, per_seed: maybe}\nnew: {kind: frozen, model: m}\n"),

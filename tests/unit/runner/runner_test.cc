@@ -19,6 +19,7 @@
 #include "flipless/experiment/cache_experiment.h"
 #include "flipless/experiment/report.h"
 #include "flipless/experiment/run_results.h"
+#include "flipless/io/safetensors.h"
 #include "flipless/runner/runner.h"
 
 namespace flipless::runner {
@@ -329,6 +330,55 @@ TEST_F(RunnerTest, ElodiWeightsAreKeptAndTakenByAnotherRunOfTheSameNewModel) {
   said.clear();
   run_experiment(load_experiment(path), o, observer);
   EXPECT_EQ(taken(), 0u);
+}
+
+// ensemble_members: other_seeds: a seed's ensemble (and ELODI's reference) is its own vanilla
+// model, then the other seeds' vanilla models, then extra models every seed shares; nothing is
+// trained for one seed alone. The policy may change until a unit that uses members has run;
+// after that, neither it nor the seeds may.
+TEST_F(RunnerTest, EnsembleMembersCanBeTheOtherSeedsVanillaModels) {
+  const std::string methods = "  new_ensemble: {sizes: [3]}\n  elodi: {lambda: [0.1], members: [2]}\n";
+  const auto path = write_config("{kind: fasttext, fasttext_epochs: 5}", methods);
+  const auto with = [&](const std::string& extra) {
+    std::ofstream(path, std::ios::app) << extra;
+    return load_experiment(path);
+  };
+  auto o = options();
+  o.only = {"vanilla"};
+  run_experiment(load_experiment(path), o);  // extra (the default), vanilla only: no member ran yet
+  const auto pooled = with("ensemble_members: other_seeds\n");
+  EXPECT_EQ(run_experiment(pooled, options()).ran, 4u);  // the policy could still change
+  const auto run = dir_.path() / "run" / "words";
+  const auto members = [&](const char* seed) {
+    return nlohmann::json::parse(std::ifstream(run / "new_ensemble-3" / seed / "result.json"))["member_seeds"];
+  };
+  EXPECT_EQ(members("seed-0"), nlohmann::json({0, 1, 1001}));
+  EXPECT_EQ(members("seed-1"), nlohmann::json({1, 0, 1001}));
+  std::vector<std::string> trained;  // one extra model, shared; the vanilla models double as members
+  for (const auto& e : fs::directory_iterator(run / "members")) trained.push_back(e.path().filename().string());
+  EXPECT_EQ(trained, std::vector<std::string>{"seed-1001"});
+  // ELODI's reference for seed 0 is vanilla seed 1 and the shared extra model; its kept weights say so.
+  const auto kept = run / "trained" / "elodi" / "seed-0" / "lambda=0.1_members=2_xi=0_reference=ensemble" / "weights.safetensors";
+  const auto fingerprint = nlohmann::json::parse(io::SafetensorsFile::open(kept).metadata().at("fingerprint"));
+  EXPECT_EQ(fingerprint["reference_members"], nlohmann::json({1, 1001}));
+  // The ensemble is the mean of the members' probabilities: seed 0's and seed 1's are one ensemble.
+  const auto dev = [&](const char* seed) {
+    return data::read_predictions_file(run / "new_ensemble-3" / seed / "predictions" / "dev.jsonl", {.keep_scores = true}).scores;
+  };
+  EXPECT_EQ(dev("seed-0"), dev("seed-1"));
+  // The report says the ensembles overlap.
+  const auto report = write_experiment_report(dir_.path() / "run", {});
+  EXPECT_NE(std::string(core::InputFile::open(report.markdown).bytes()).find("they overlap across seeds"), std::string::npos);
+
+  // Now that members ran, the policy stays and so do the seeds.
+  const auto text = std::string(core::InputFile::open(path).bytes());
+  auto changed = text;
+  std::ofstream(path) << changed.replace(changed.find("other_seeds"), 11, "extra");
+  EXPECT_NE(error_of<ConfigError>([&] { run_experiment(load_experiment(path), options()); }).find("its ensemble_members differs"),
+            std::string::npos);
+  changed = text;
+  std::ofstream(path) << changed.replace(changed.find("seeds: [0, 1]"), 13, "seeds: [0, 1, 2]");
+  EXPECT_NE(error_of<ConfigError>([&] { run_experiment(load_experiment(path), options()); }).find("its seeds differ"), std::string::npos);
 }
 
 // Two runs of one folder at a time: the second is refused before any work, naming the folder;
