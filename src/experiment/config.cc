@@ -500,13 +500,17 @@ std::filesystem::path old_model_dir(const ExperimentConfig& config, const std::f
   return config.old_model.per_seed ? task_dir / "old" / fmt::format("seed-{}", seed) : task_dir / "old";
 }
 
-namespace {
-bool same_model(const ModelConfig& a, const ModelConfig& b) {
-  return std::tie(a.kind, a.model, a.layers, a.pooling, a.head, a.head_hidden, a.dropout, a.epochs, a.lr, a.batch_size, a.weight_decay, a.warmup,
-                  a.max_length, a.fasttext_epochs, a.fasttext_lr, a.fasttext_dim, a.fasttext_ngrams, a.cross_fit, a.max_train, a.seed, a.per_seed) ==
-         std::tie(b.kind, b.model, b.layers, b.pooling, b.head, b.head_hidden, b.dropout, b.epochs, b.lr, b.batch_size, b.weight_decay, b.warmup,
-                  b.max_length, b.fasttext_epochs, b.fasttext_lr, b.fasttext_dim, b.fasttext_ngrams, b.cross_fit, b.max_train, b.seed, b.per_seed);
+std::string model_identity(const ModelConfig& m) {
+  return fmt::format("kind={} model={} layers={} pooling={} head={} head_hidden={} dropout={:.17g} epochs={} lr={:.17g} batch_size={} "
+                     "weight_decay={:.17g} warmup={:.17g} max_length={} fasttext_epochs={} fasttext_lr={:.17g} fasttext_dim={} "
+                     "fasttext_ngrams={} cross_fit={} max_train={} seed={} per_seed={}",
+                     m.kind, m.model, m.layers, m.pooling, m.head, m.head_hidden, m.dropout, m.epochs, m.lr, m.batch_size, m.weight_decay,
+                     m.warmup, m.max_length, m.fasttext_epochs, m.fasttext_lr, m.fasttext_dim, m.fasttext_ngrams, m.cross_fit, m.max_train,
+                     m.seed, m.per_seed);
 }
+
+namespace {
+bool same_model(const ModelConfig& a, const ModelConfig& b) { return model_identity(a) == model_identity(b); }
 bool same_task(const TaskConfig& a, const TaskConfig& b) {
   return std::tie(a.name, a.train, a.eval, a.max_train, a.max_validation, a.text_column, a.text_pair_column, a.label_column, a.id_column, a.hash_ids) ==
          std::tie(b.name, b.train, b.eval, b.max_train, b.max_validation, b.text_column, b.text_pair_column, b.label_column, b.id_column, b.hash_ids);

@@ -600,15 +600,13 @@ class TaskRunner {
   // setting's name rounds two grid values alike, is trained again instead): the new model, the
   // task's data and validation split, the math and threads, the exact setting and the seed.
   std::string kept_fingerprint(const std::string& method, std::uint64_t seed, const Setting& s) const {
-    const auto& n = c_.new_model;
     json numbers = json::object();
     for (const auto& [k, v] : s.numbers) numbers[k] = fmt::format("{:.17g}", v);
     json j = {{"method", method},
               {"seed", seed},
               {"numbers", numbers},
               {"words", s.words},
-              {"new_model", {n.kind, n.model, n.layers, n.pooling, n.head, n.head_hidden, n.dropout, n.epochs, n.lr, n.batch_size, n.weight_decay,
-                             n.warmup, n.max_length}},
+              {"new_model", model_identity(c_.new_model)},
               {"task", {t_.name, t_.train, t_.eval, t_.max_train, t_.max_validation, t_.text_column, t_.text_pair_column, t_.label_column,
                         t_.id_column, t_.hash_ids}},
               {"split", {c_.validation_fraction, c_.split_seed}},

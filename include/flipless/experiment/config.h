@@ -163,6 +163,10 @@ std::vector<int> unit_sizes(const MethodConfig& method);
 // (new_ensemble-5).
 std::string unit_folder(const MethodConfig& method, int size);
 
+// Every field that decides what a model computes, as one line ("kind=finetuned model=minilm-l6
+// layers=2 ..."): two configs train the same model when their lines are equal.
+std::string model_identity(const ModelConfig& m);
+
 // Where a task's old model lives in a run folder: TASK/old, or TASK/old/seed-S with per_seed.
 std::filesystem::path old_model_dir(const ExperimentConfig& config, const std::filesystem::path& task_dir, std::uint64_t seed);
 
