@@ -16,6 +16,8 @@ and `<!-- results:summary:upgrades -->`: one row per results/upgrade-* experimen
   scripts/results.py check                  exit 1 when a marked block differs from its report (CI)
   scripts/results.py show EXPERIMENT TASK   print the block for one experiment and task
   scripts/results.py show summary upgrades  print the summary across the upgrade experiments
+  scripts/results.py seconds [EXPERIMENT|DIR...]  wall time per unit and method (reports since
+                                            2026-12-02 carry it), for planning the runs left
 """
 import json
 import pathlib
@@ -257,12 +259,43 @@ def publish(run_dir):
     print(f"results.py: {run} -> {out.relative_to(ROOT)}")
 
 
+def seconds(names):
+    """Per experiment and task: the math the new models ran in, then per method the units
+    finished, mean and range of seconds per unit, and the total; the old models the same."""
+    dirs = [pathlib.Path(n) if pathlib.Path(n).is_dir() else RESULTS / n for n in names] if names else \
+        sorted(p for p in RESULTS.iterdir() if (p / "report.json").exists())
+    lines, total = [], 0.0
+    for d in dirs:
+        path = d / "report.json"
+        if not path.exists():
+            raise SystemExit(f"results.py: {path} is missing")
+        report = json.loads(path.read_text())
+        for task in report["tasks"]:
+            rows = [("old models", task.get("seconds", {}).get("old_models", []))]
+            rows += [(m["method"], m.get("seconds", [])) for m in task["methods"]]
+            if not any(s for _, s in rows):
+                lines.append(f"{report['experiment']} {task['task']}: no wall times in its report (published before 2026-12-02)")
+                continue
+            lines.append(f"{report['experiment']} {task['task']} (new models in {task.get('precision', '?')}):")
+            for name, secs in rows:
+                if not secs:
+                    continue
+                total += sum(secs)
+                lines.append(f"  {name:<28} {len(secs):>2} units  {sum(secs) / len(secs):>8.0f} s/unit "
+                             f"({min(secs):.0f}-{max(secs):.0f})  total {sum(secs) / 3600:6.2f} h")
+    lines.append(f"all: {total / 3600:.2f} h of wall time (core-hours for one-thread runs)")
+    print("\n".join(lines))
+
+
 def main(argv):
     if len(argv) >= 2 and argv[1] == "publish" and len(argv) == 3:
         publish(argv[2])
         return 0
     if len(argv) == 2 and argv[1] in ("update", "check"):
         return update(argv[1] == "check")
+    if len(argv) >= 2 and argv[1] == "seconds":
+        seconds(argv[2:])
+        return 0
     if len(argv) == 4 and argv[1] == "show":
         sys.stdout.write(render_summary(argv[3]) if argv[2] == "summary" else render(argv[2], argv[3]))
         return 0

@@ -88,6 +88,7 @@ struct TaskRuns {
   std::vector<double> old_accs;           // per old model (one, or one per seed with per_seed)
   std::map<std::uint64_t, std::vector<std::int32_t>> old_by_seed;  // per_seed: each seed's old model
   std::string precision;                  // the new model's math (from the vanilla units)
+  std::vector<double> old_seconds;        // per old model: its training's wall time
   bool ensembles_share_members = false;   // a new_ensemble unit holds another seed's vanilla model
   std::vector<MethodRuns> methods;
   // The old model's predictions that seed `seed`'s methods are measured against.
@@ -168,7 +169,9 @@ void read_old_models(const ExperimentConfig& config, const fs::path& task_dir, T
   for (auto seed : config.seeds) {
     const auto old_dir = old_model_dir(config, task_dir, seed);
     if (!fs::exists(old_dir / "result.json")) continue;
-    if (tr.names.empty()) tr.names = read_old_model_result(old_dir / "result.json").label_names;
+    const auto result = read_old_model_result(old_dir / "result.json");
+    if (tr.names.empty()) tr.names = result.label_names;
+    tr.old_seconds.push_back(result.seconds);
     const auto old = read_preds(old_dir / "predictions" / "dev.jsonl", tr.names, tr.ids.empty() ? nullptr : &tr.ids);
     if (tr.ids.empty()) {
       tr.ids = old.ids;
@@ -357,6 +360,7 @@ report::MethodRow method_row(const TaskContext& x, const MethodRuns& m, std::uin
   row.not_applicable = m.not_applicable;
   row.accuracy = accs(m);
   row.nfr = nfrs(m);
+  for (const auto& s : m.seeds) row.seconds.push_back(s.result.seconds);
   if (!m.not_applicable.empty() || m.seeds.empty()) return row;
   const double nfr = ms(row.nfr).mean;
   if (ran(x.vanilla)) {
@@ -586,6 +590,7 @@ report::TaskReport task_report(const Collected& c, const TaskRuns& t, const Repo
   r.old_accuracy_per_model = t.old_accs;
   r.old_model_per_seed = !t.old_by_seed.empty();
   r.precision = t.precision;
+  r.old_model_seconds = t.old_seconds;
   r.ensembles_share_members = t.ensembles_share_members;
   if (x.strongest) {
     r.strongest_folder = x.strongest->folder;

@@ -426,6 +426,8 @@ json method_json(const MethodRow& m) {
   if (const auto& p = m.minus_vanilla) jm["nfr_minus_vanilla"] = {{"mean", p->diff}, {"lo", p->lo}, {"hi", p->hi}, {"seeds", p->seeds}, {"below_vanilla", p->hi < 0}};
   jm["accuracy"] = mean_std_json(m.accuracy);
   jm["nfr"] = mean_std_json(m.nfr);
+  // Wall time per unit, per seed (the key golden comparisons leave out: it is the machine's).
+  if (!m.seconds.empty()) jm["seconds"] = m.seconds;
   if (m.reduction_vs_vanilla) jm["relative_nf_reduction_vs_vanilla"] = *m.reduction_vs_vanilla;
   if (m.reduction_vs_strongest) jm["relative_nf_reduction_vs_strongest_baseline"] = *m.reduction_vs_strongest;
   if (m.accuracy_change) jm["accuracy_change_vs_vanilla"] = *m.accuracy_change;
@@ -477,6 +479,7 @@ json task_json(const TaskReport& t) {
   }
   jt["old_accuracy_per_model"] = t.old_accuracy_per_model;
   if (!t.precision.empty()) jt["precision"] = t.precision;
+  if (!t.old_model_seconds.empty()) jt["seconds"] = {{"old_models", t.old_model_seconds}};  // wall time, as the methods' below
   if (t.ensembles_share_members) jt["ensembles_share_members"] = true;
   if (const auto& u = t.upgrade) jt["upgrade"] = {{"old_accuracy", u->old_accuracy}, {"new_accuracy", u->new_accuracy}, {"gain", u->gain}, {"is_upgrade", u->is_upgrade}};
   for (const auto& c : t.claims) jt["claims"].push_back(claims_json(t, c));

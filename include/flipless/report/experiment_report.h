@@ -35,6 +35,7 @@ struct MethodRow {
   // The config's reference numbers for this method and task (fractions), and its NF reduction
   // against the reference's vanilla; none when the config gives none.
   std::optional<double> reference_nfr, reference_accuracy, reference_reduction;
+  std::vector<double> seconds;  // per seed: the unit's wall time on the machine that ran it (report.json only)
 };
 
 // The new model alone (vanilla) against the old model: an upgrade is >= 2 points more accurate.
@@ -132,6 +133,7 @@ struct TaskReport {
   std::vector<double> old_accuracy_per_model;
   bool old_model_per_seed = false;  // one old model per seed
   std::string precision;            // the new models' math; empty when unknown
+  std::vector<double> old_model_seconds;  // per old model: its training's wall time (report.json only)
   // A seed's new-model ensemble holds other seeds' vanilla models (ensemble_members:
   // other_seeds): the ensembles overlap, so their spread over seeds understates their variance.
   bool ensembles_share_members = false;
