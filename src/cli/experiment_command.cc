@@ -79,6 +79,13 @@ class LiveView {
         bar_ = std::make_unique<ProgressBar>(what, total, "", false);
       }
       bar_->update(done, detail);
+      // In a log (stderr not a terminal) the bars stay silent; a line a minute shows a long run
+      // is alive and how fast it goes.
+      const auto now = std::chrono::steady_clock::now();
+      if (!bar_->on_terminal() && now - last_logged_ >= std::chrono::minutes(1)) {
+        last_logged_ = now;
+        std::fprintf(stderr, "      %s\n", bar_->line().c_str());
+      }
     };
     o.on_unit_done = [this](const runner::UnitInfo& u, double seconds, const std::string& summary) {
       close();
@@ -98,6 +105,7 @@ class LiveView {
   std::unique_ptr<ProgressBar> bar_;
   std::string what_;
   std::size_t skipped_ = 0;
+  std::chrono::steady_clock::time_point last_logged_ = std::chrono::steady_clock::now();
 };
 
 int run_and_report(const fs::path& config_path, const ExperimentArgs& a, const std::string& default_out) {

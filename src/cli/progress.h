@@ -1,7 +1,8 @@
 #pragma once
 // A terminal progress bar with rate and ETA, drawn on stderr. On a terminal it redraws one line
 // at most 10 times a second; otherwise (CI logs, pipes) it prints a line at every quarter, or
-// nothing when `log_when_piped` is false (per-step bars whose epoch summary says enough).
+// nothing when `log_when_piped` is false (per-step bars whose epoch summary says enough; the
+// caller may print line() itself, as `flipless experiment run` does once a minute).
 #include <unistd.h>
 
 #include <chrono>
@@ -38,14 +39,9 @@ class ProgressBar {
     std::fflush(stderr);
   }
 
-  void finish() {
-    if (finished_) return;
-    finished_ = true;
-    if (tty_) std::fprintf(stderr, "\r%s\033[K\n", line().c_str());
-  }
+  bool on_terminal() const { return tty_; }
 
- private:
-  using Clock = std::chrono::steady_clock;
+  // "label [#####...] 45% 140/310 8.2 /s 6:01 ETA 7:20  loss 0.41"
   std::string line() const {
     const double elapsed = std::chrono::duration<double>(Clock::now() - start_).count();
     const double rate = elapsed > 0 ? static_cast<double>(done_) / elapsed : 0;
@@ -57,6 +53,15 @@ class ProgressBar {
                        std::string(static_cast<std::size_t>(width - filled), '.'), 100 * frac, done_, total_, rate, unit_,
                        clock(elapsed), clock(eta), extra_.empty() ? "" : "  " + extra_);
   }
+
+  void finish() {
+    if (finished_) return;
+    finished_ = true;
+    if (tty_) std::fprintf(stderr, "\r%s\033[K\n", line().c_str());
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
 
   std::string label_, unit_, extra_;
   std::int64_t total_, done_ = 0;
