@@ -261,7 +261,10 @@ def publish(run_dir):
 
 def seconds(names):
     """Per experiment and task: the math the new models ran in, then per method the units
-    finished, mean and range of seconds per unit, and the total; the old models the same."""
+    finished, mean and range of seconds per unit, and the total; the old models the same. A
+    unit's time includes the models it trained on the way (a vanilla model first needed by an
+    ensemble or by Gated Fusion's warm-up is trained inside that unit, and the vanilla unit then
+    only predicts); models linked in from another run folder cost it nothing."""
     dirs = [pathlib.Path(n) if pathlib.Path(n).is_dir() else RESULTS / n for n in names] if names else \
         sorted(p for p in RESULTS.iterdir() if (p / "report.json").exists())
     lines, total = [], 0.0

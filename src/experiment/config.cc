@@ -329,7 +329,14 @@ class Parser {
       }
       if (c.precision == "fp16" && c.device == "cpu") fail(root["precision"], "precision", "fp16 needs a GPU (device: cuda or auto); on the CPU use bf16");
     }
-    if (root["ensemble_members"]) c.ensemble_members = one_of(root["ensemble_members"], "ensemble_members", {"extra", "other_seeds"});
+    if (root["ensemble_members"]) {
+      c.ensemble_members = one_of(root["ensemble_members"], "ensemble_members", {"extra", "other_seeds"});
+      const auto high = std::find_if(c.seeds.begin(), c.seeds.end(), [](std::uint64_t s) { return s > 1000; });
+      if (c.ensemble_members == "other_seeds" && high != c.seeds.end()) {
+        fail(root["ensemble_members"], "ensemble_members",
+             fmt::format("other_seeds numbers its shared extra models 1001, 1002, ...: seed {} would be one of them (use seeds up to 1000)", *high));
+      }
+    }
     if (!root["old"]) fail(root, "old", "missing: the deployed model (e.g. old: {kind: fasttext})");
     if (!root["new"]) fail(root, "new", "missing: the model that replaces it (e.g. new: {kind: frozen, model: minilm-l6})");
     c.old_model = model(root["old"], "old", true);

@@ -89,7 +89,7 @@ struct TaskRuns {
   std::map<std::uint64_t, std::vector<std::int32_t>> old_by_seed;  // per_seed: each seed's old model
   std::string precision;                  // the new model's math (from the vanilla units)
   std::vector<double> old_seconds;        // per old model: its training's wall time
-  bool ensembles_share_members = false;   // a new_ensemble unit holds another seed's vanilla model
+  bool ensembles_share_members = false;   // a new_ensemble or ELODI unit drew on other seeds' vanilla models
   std::vector<MethodRuns> methods;
   // The old model's predictions that seed `seed`'s methods are measured against.
   const std::vector<std::int32_t>& old(std::uint64_t seed) const {
@@ -237,10 +237,11 @@ Collected collect(const fs::path& run) {
             continue;
           }
           if (tr.precision.empty() && mr.method == "vanilla") tr.precision = s.result.precision;
-          for (auto member : s.result.member_seeds.value_or(std::vector<std::uint64_t>{})) {
-            const auto& seeds = c.config.seeds;
-            tr.ensembles_share_members |= member != seed && std::find(seeds.begin(), seeds.end(), member) != seeds.end();
-          }
+          // Ensembles and ELODI's reference drawn from other seeds' vanilla models.
+          const auto* words = m.words.count("reference") ? &m.words.at("reference") : nullptr;
+          const bool uses_members = mr.method == "new_ensemble" ||
+                                    (mr.method == "elodi" && words && std::count(words->begin(), words->end(), "ensemble") > 0);
+          tr.ensembles_share_members |= uses_members && c.config.ensemble_members == "other_seeds" && c.config.seeds.size() > 1;
           mr.seeds.push_back(std::move(s));
         }
         tr.methods.push_back(std::move(mr));

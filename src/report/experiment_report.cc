@@ -133,8 +133,9 @@ std::string intro_line(const TaskReport& t) {
                            : t.precision == "bf16" ? "; new models trained and evaluated with bf16 autocast (parameters and optimizer in fp32)"
                                                    : fmt::format("; new models in {}", t.precision);
   const std::string members = !t.ensembles_share_members ? ""
-                              : " The new-model ensembles are drawn from the seeds' own vanilla models (ensemble_members: other_seeds), so "
-                                "they overlap across seeds and their spread over seeds understates their variance.";
+                              : " The new-model ensembles and ELODI's reference ensembles are drawn from the seeds' own vanilla models "
+                                "(ensemble_members: other_seeds), so they overlap across seeds and their spread over seeds understates "
+                                "their variance.";
   return fmt::format("{}; {} regression-set examples{}.{}", old_line, t.examples, math, members);
 }
 

@@ -17,6 +17,7 @@
 #include <set>
 #include <thread>
 
+#include "flipless/core/assert.h"
 #include "flipless/core/error.h"
 #include "flipless/core/file.h"
 #include "flipless/core/hash.h"
@@ -302,6 +303,28 @@ class TaskRunner {
     space_ = std::make_unique<Space>(c_.new_model, data_, feature_cache(), obs_, exec_, precision_);
     say(fmt::format("{}: new model in {}{}", t_.name, train::to_string(space_->precision()),
                     precision_ == "auto" ? " (precision: auto)" : ""));
+    refuse_other_precision();
+  }
+
+  // A run folder holds one precision: units trained in another (the same config with precision:
+  // auto on a machine with bf16 instructions and one without, or another --precision) would be
+  // compared with this run's as if alike, so the run stops before any work.
+  void refuse_other_precision() const {
+    const auto now = train::to_string(space_->precision());
+    if (!fs::exists(dir_)) return;
+    for (const auto& method : fs::directory_iterator(dir_)) {
+      if (!method.is_directory() || method.path().filename() == "old" || method.path().filename() == "trained") continue;
+      for (const auto& unit : fs::directory_iterator(method.path())) {
+        const auto file = unit.path() / "result.json";
+        if (!fs::exists(file)) continue;
+        const auto r = read_unit_result(file);
+        if (!r.applicable() || r.precision.empty() || r.precision == now) continue;
+        throw ConfigError(fmt::format("{}: this unit ran in {}, and this run would compute in {}{}; one run folder holds one precision: "
+                                      "run it with --precision {}, or give another --out",
+                                      file.string(), r.precision, now, precision_ == "auto" ? " (precision: auto on this machine)" : "",
+                                      r.precision));
+      }
+    }
   }
 
   fs::path old_dir(std::uint64_t seed) const { return old_model_dir(c_, dir_, seed); }
@@ -447,6 +470,15 @@ class TaskRunner {
       std::map<std::string, torch::Tensor> stored = out;
       stored["dev_embedding"] = dev_embedding;
       nn::write_tensors(file, stored, {{"format", "flipless-logits"}});
+    } else if (const auto card = dir / "model" / "flipless_model.json"; fs::exists(card)) {
+      // Kept or linked in from another run folder (scripts/upgrade_runs.sh): in this run's math only.
+      const auto j = json::parse(std::string(core::InputFile::open(card).bytes()), nullptr, false);
+      const auto now = train::to_string(space_->precision());
+      if (j.is_object() && j.contains("precision") && j["precision"].is_string() && j["precision"].get<std::string>() != now) {
+        throw ConfigError(fmt::format("{}: this model was trained in {}, and this run computes in {}; one run folder holds one precision: "
+                                      "run it with --precision {}, or remove the model to train it again",
+                                      card.string(), j["precision"].get<std::string>(), now, j["precision"].get<std::string>()));
+      }
     }
     const auto st = io::SafetensorsFile::open(file);
     std::map<std::string, torch::Tensor> out;
@@ -464,6 +496,7 @@ class TaskRunner {
     if (c_.ensemble_members != "other_seeds") return {false, member_seed(seed, j)};
     const auto& seeds = c_.seeds;
     const auto at = static_cast<std::size_t>(std::find(seeds.begin(), seeds.end(), seed) - seeds.begin());
+    FLIPLESS_ASSERT(at < seeds.size(), "an ensemble member asked for a seed that is not an experiment seed");
     const auto others = seeds.size() - 1, k = static_cast<std::size_t>(j);
     if (k <= others) return {true, seeds[(at + k) % seeds.size()]};
     return {false, 1000 + static_cast<std::uint64_t>(k - others)};

@@ -134,8 +134,8 @@ struct TaskReport {
   bool old_model_per_seed = false;  // one old model per seed
   std::string precision;            // the new models' math; empty when unknown
   std::vector<double> old_model_seconds;  // per old model: its training's wall time (report.json only)
-  // A seed's new-model ensemble holds other seeds' vanilla models (ensemble_members:
-  // other_seeds): the ensembles overlap, so their spread over seeds understates their variance.
+  // New-model ensembles or ELODI's reference ensembles hold other seeds' vanilla models
+  // (ensemble_members: other_seeds): they overlap, so their spread over seeds understates their variance.
   bool ensembles_share_members = false;
   std::optional<std::string> strongest_folder, strongest_label;  // the baseline with the lowest mean NFR
   std::vector<MethodRow> methods;

@@ -153,6 +153,9 @@ TEST(ExperimentConfig, EachMistakeIsOneLineNamingFileLineAndKey) {
   EXPECT_EQ(err(base + "device: gpu\n"), "e.yaml:4: device: 'gpu': expected cpu, cuda, cuda:N or auto");
   EXPECT_EQ(err(base + "precision: fp8\n"), "e.yaml:4: precision: 'fp8': expected auto, fp32, bf16 or fp16");
   EXPECT_EQ(err(base + "ensemble_members: pool\n"), "e.yaml:4: ensemble_members: 'pool' is not one of: extra, other_seeds");
+  EXPECT_EQ(err(base + "seeds: [0, 1001]\nensemble_members: other_seeds\n"),
+            "e.yaml:5: ensemble_members: other_seeds numbers its shared extra models 1001, 1002, ...: seed 1001 would be one of them "
+            "(use seeds up to 1000)");
   EXPECT_EQ(err("tasks: [sst2]\nold: {kind: fasttext}\nnew: {kind: frozen, model: m, head: hf}\n"),
             "e.yaml:3: new.head: hf (Hugging Face's classification head) is for fine-tuned encoders");
   EXPECT_EQ(err("tasks: [sst2]\nold: {kind: fasttext, per_seed: maybe}\nnew: {kind: frozen, model: m}\n"),

@@ -333,52 +333,95 @@ TEST_F(RunnerTest, ElodiWeightsAreKeptAndTakenByAnotherRunOfTheSameNewModel) {
 }
 
 // ensemble_members: other_seeds: a seed's ensemble (and ELODI's reference) is its own vanilla
-// model, then the other seeds' vanilla models, then extra models every seed shares; nothing is
-// trained for one seed alone. The policy may change until a unit that uses members has run;
-// after that, neither it nor the seeds may.
+// model, then the vanilla models of the seeds after it (cyclically), then extra models every seed
+// shares; nothing is trained for one seed alone. The policy may change until a unit that uses
+// members has run; after that, neither it nor the seeds may.
 TEST_F(RunnerTest, EnsembleMembersCanBeTheOtherSeedsVanillaModels) {
-  const std::string methods = "  new_ensemble: {sizes: [3]}\n  elodi: {lambda: [0.1], members: [2]}\n";
+  const std::string methods = "  new_ensemble: {sizes: [4]}\n  elodi: {lambda: [0.1], members: [2]}\n";
   const auto path = write_config("{kind: fasttext, fasttext_epochs: 5}", methods);
-  const auto with = [&](const std::string& extra) {
-    std::ofstream(path, std::ios::app) << extra;
-    return load_experiment(path);
-  };
+  auto text = std::string(core::InputFile::open(path).bytes());
+  text.replace(text.find("seeds: [0, 1]"), 13, "seeds: [0, 1, 2]");
+  std::ofstream(path) << text;
   auto o = options();
   o.only = {"vanilla"};
   run_experiment(load_experiment(path), o);  // extra (the default), vanilla only: no member ran yet
-  const auto pooled = with("ensemble_members: other_seeds\n");
-  EXPECT_EQ(run_experiment(pooled, options()).ran, 4u);  // the policy could still change
+  std::ofstream(path, std::ios::app) << "ensemble_members: other_seeds\n";
+  EXPECT_EQ(run_experiment(load_experiment(path), options()).ran, 6u);  // the policy could still change
   const auto run = dir_.path() / "run" / "words";
   const auto members = [&](const char* seed) {
-    return nlohmann::json::parse(std::ifstream(run / "new_ensemble-3" / seed / "result.json"))["member_seeds"];
+    return nlohmann::json::parse(std::ifstream(run / "new_ensemble-4" / seed / "result.json"))["member_seeds"];
   };
-  EXPECT_EQ(members("seed-0"), nlohmann::json({0, 1, 1001}));
-  EXPECT_EQ(members("seed-1"), nlohmann::json({1, 0, 1001}));
+  EXPECT_EQ(members("seed-0"), nlohmann::json({0, 1, 2, 1001}));
+  EXPECT_EQ(members("seed-1"), nlohmann::json({1, 2, 0, 1001}));
+  EXPECT_EQ(members("seed-2"), nlohmann::json({2, 0, 1, 1001}));
   std::vector<std::string> trained;  // one extra model, shared; the vanilla models double as members
   for (const auto& e : fs::directory_iterator(run / "members")) trained.push_back(e.path().filename().string());
   EXPECT_EQ(trained, std::vector<std::string>{"seed-1001"});
-  // ELODI's reference for seed 0 is vanilla seed 1 and the shared extra model; its kept weights say so.
-  const auto kept = run / "trained" / "elodi" / "seed-0" / "lambda=0.1_members=2_xi=0_reference=ensemble" / "weights.safetensors";
+  // ELODI's reference for seed 2 is vanilla seeds 0 and 1; its kept weights say so.
+  const auto kept = run / "trained" / "elodi" / "seed-2" / "lambda=0.1_members=2_xi=0_reference=ensemble" / "weights.safetensors";
   const auto fingerprint = nlohmann::json::parse(io::SafetensorsFile::open(kept).metadata().at("fingerprint"));
-  EXPECT_EQ(fingerprint["reference_members"], nlohmann::json({1, 1001}));
-  // The ensemble is the mean of the members' probabilities: seed 0's and seed 1's are one ensemble.
+  EXPECT_EQ(fingerprint["reference_members"], nlohmann::json({0, 1}));
+  // The ensemble is the mean of its members' probabilities: every seed's is one ensemble (up to
+  // the order of the float sum).
   const auto dev = [&](const char* seed) {
-    return data::read_predictions_file(run / "new_ensemble-3" / seed / "predictions" / "dev.jsonl", {.keep_scores = true}).scores;
+    return data::read_predictions_file(run / "new_ensemble-4" / seed / "predictions" / "dev.jsonl", {.keep_scores = true}).scores;
   };
-  EXPECT_EQ(dev("seed-0"), dev("seed-1"));
+  const auto first = dev("seed-0"), last = dev("seed-2");
+  ASSERT_EQ(first.size(), last.size());
+  for (std::size_t i = 0; i < first.size(); ++i) EXPECT_NEAR(first[i], last[i], 1e-5) << i;
   // The report says the ensembles overlap.
   const auto report = write_experiment_report(dir_.path() / "run", {});
   EXPECT_NE(std::string(core::InputFile::open(report.markdown).bytes()).find("they overlap across seeds"), std::string::npos);
 
   // Now that members ran, the policy stays and so do the seeds.
-  const auto text = std::string(core::InputFile::open(path).bytes());
+  text = std::string(core::InputFile::open(path).bytes());
   auto changed = text;
   std::ofstream(path) << changed.replace(changed.find("other_seeds"), 11, "extra");
   EXPECT_NE(error_of<ConfigError>([&] { run_experiment(load_experiment(path), options()); }).find("its ensemble_members differs"),
             std::string::npos);
   changed = text;
-  std::ofstream(path) << changed.replace(changed.find("seeds: [0, 1]"), 13, "seeds: [0, 1, 2]");
+  std::ofstream(path) << changed.replace(changed.find("seeds: [0, 1, 2]"), 16, "seeds: [0, 1, 2, 3]");
   EXPECT_NE(error_of<ConfigError>([&] { run_experiment(load_experiment(path), options()); }).find("its seeds differ"), std::string::npos);
+
+  // One seed: every member is a shared extra model, and the report has no overlap to mention.
+  changed = text;
+  std::ofstream(path) << changed.replace(changed.find("seeds: [0, 1, 2]"), 16, "seeds: [0]");
+  auto single = options();
+  single.out = dir_.path() / "single";
+  run_experiment(load_experiment(path), single);
+  EXPECT_EQ(nlohmann::json::parse(std::ifstream(single.out / "words" / "new_ensemble-4" / "seed-0" / "result.json"))["member_seeds"],
+            nlohmann::json({0, 1001, 1002, 1003}));
+  EXPECT_EQ(std::string(core::InputFile::open(write_experiment_report(single.out, {}).markdown).bytes()).find("overlap"), std::string::npos);
+}
+
+// A run folder holds one precision: the same config resolving to another precision (precision:
+// auto on a machine without bf16 instructions, or --precision) is refused before any work, naming
+// the unit and the way out.
+TEST_F(RunnerTest, ARunInAnotherPrecisionIsRefused) {
+  const auto path = dir_.path() / "ft.yaml";
+  std::ofstream(path) << "tasks:\n  - {name: words, train: " << (dir_.path() / "train.jsonl").string()
+                      << ", eval: " << (dir_.path() / "dev.jsonl").string() << "}\n"
+                      << "seeds: [0]\nvalidation_fraction: 0.25\nthreads: 1\nold: {kind: fasttext, fasttext_epochs: 5}\n"
+                      << "new: {kind: finetuned, model: " << kTinyBert.string() << ", epochs: 1, lr: 0.003, batch_size: 16}\n"
+                      << "methods:\n  old_new_logit_ensemble: {}\n";
+  auto o = options();
+  o.precision = "fp32";
+  o.only = {"vanilla"};
+  run_experiment(load_experiment(path), o);
+  o.precision = "bf16";
+  o.only.clear();
+  const auto message = error_of<ConfigError>([&] { run_experiment(load_experiment(path), o); });
+  EXPECT_NE(message.find("vanilla/seed-0/result.json: this unit ran in fp32, and this run would compute in bf16"), std::string::npos) << message;
+  EXPECT_NE(message.find("--precision fp32"), std::string::npos) << message;
+  EXPECT_FALSE(fs::exists(dir_.path() / "run" / "words" / "old_new_logit_ensemble"));
+  // A model without its unit's result (as scripts/upgrade_runs.sh links them in from another
+  // run folder) is checked by its card.
+  fs::remove(dir_.path() / "run" / "words" / "vanilla" / "seed-0" / "result.json");
+  const auto linked = error_of<ConfigError>([&] { run_experiment(load_experiment(path), o); });
+  EXPECT_NE(linked.find("vanilla/seed-0/model/flipless_model.json: this model was trained in fp32, and this run computes in bf16"),
+            std::string::npos) << linked;
+  o.precision = "fp32";  // the folder's own precision: the run goes on
+  EXPECT_EQ(run_experiment(load_experiment(path), o).ran, 2u);
 }
 
 // Two runs of one folder at a time: the second is refused before any work, naming the folder;
