@@ -67,6 +67,16 @@ class RunnerTest : public ::testing::Test {
                         << "methods:\n" << methods;
     return path;
   }
+  // One seed, a fine-tuned tiny new model trained for `epochs`.
+  fs::path write_finetuned_config(const std::string& file, const std::string& old_model, int epochs, const std::string& methods) {
+    const auto path = dir_.path() / file;
+    std::ofstream(path) << "tasks:\n  - {name: words, train: " << (dir_.path() / "train.jsonl").string()
+                        << ", eval: " << (dir_.path() / "dev.jsonl").string() << "}\n"
+                        << "seeds: [0]\nvalidation_fraction: 0.25\nthreads: 1\nold: " << old_model << "\n"
+                        << "new: {kind: finetuned, model: " << kTinyBert.string() << ", epochs: " << epochs << ", lr: 0.003, batch_size: 16}\n"
+                        << "methods:\n" << methods;
+    return path;
+  }
   RunOptions options() const {
     RunOptions o;
     o.out = dir_.path() / "run";
@@ -398,12 +408,7 @@ TEST_F(RunnerTest, EnsembleMembersCanBeTheOtherSeedsVanillaModels) {
 // auto on a machine without bf16 instructions, or --precision) is refused before any work, naming
 // the unit and the way out.
 TEST_F(RunnerTest, ARunInAnotherPrecisionIsRefused) {
-  const auto path = dir_.path() / "ft.yaml";
-  std::ofstream(path) << "tasks:\n  - {name: words, train: " << (dir_.path() / "train.jsonl").string()
-                      << ", eval: " << (dir_.path() / "dev.jsonl").string() << "}\n"
-                      << "seeds: [0]\nvalidation_fraction: 0.25\nthreads: 1\nold: {kind: fasttext, fasttext_epochs: 5}\n"
-                      << "new: {kind: finetuned, model: " << kTinyBert.string() << ", epochs: 1, lr: 0.003, batch_size: 16}\n"
-                      << "methods:\n  old_new_logit_ensemble: {}\n";
+  const auto path = write_finetuned_config("ft.yaml", "{kind: fasttext, fasttext_epochs: 5}", 1, "  old_new_logit_ensemble: {}\n");
   auto o = options();
   o.precision = "fp32";
   o.only = {"vanilla"};
@@ -489,12 +494,7 @@ TEST_F(RunnerTest, BcwiInterpolatesAnOldModelOfTheSameArchitecture) {
 // Fine-tuned new models under bf16 autocast (the --precision override): every unit runs, the
 // model cards say bf16, and the fused predictions are float32 files like any other.
 TEST_F(RunnerTest, FineTunesUnderBf16AutocastAndRefusesAMissingGpu) {
-  const auto path = dir_.path() / "bf16.yaml";
-  std::ofstream(path) << "tasks:\n  - {name: words, train: " << (dir_.path() / "train.jsonl").string()
-                      << ", eval: " << (dir_.path() / "dev.jsonl").string() << "}\n"
-                      << "seeds: [0]\nvalidation_fraction: 0.25\nthreads: 1\nold: {kind: fasttext}\n"
-                      << "new: {kind: finetuned, model: " << kTinyBert.string() << ", epochs: 2, lr: 0.003, batch_size: 16}\n"
-                      << "methods:\n  gated_fusion: {drop_gate: 0.5, temperature: 1.0, lr2: 0.001}\n";
+  const auto path = write_finetuned_config("bf16.yaml", "{kind: fasttext}", 2, "  gated_fusion: {drop_gate: 0.5, temperature: 1.0, lr2: 0.001}\n");
   const auto config = load_experiment(path);
   auto o = options();
   o.precision = "bf16";
