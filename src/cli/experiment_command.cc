@@ -150,6 +150,7 @@ void add_experiment_commands(CLI::App& app, Runner& run) {
         std::printf("; cache experiment at %s%% cached, %d draws", fmt::format("{}", fmt::join(c.cache_experiment.percents, "/")).c_str(),
                     c.cache_experiment.draws);
       }
+      if (c.ensemble_members == "other_seeds") std::printf("; ensemble members: the other seeds' vanilla models, then shared extra ones");
       std::printf("\n");
       return 0;
     };
