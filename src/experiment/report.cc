@@ -237,13 +237,14 @@ Collected collect(const fs::path& run) {
             continue;
           }
           if (tr.precision.empty() && mr.method == "vanilla") tr.precision = s.result.precision;
-          // Ensembles and ELODI's reference drawn from other seeds' vanilla models.
-          const auto* words = m.words.count("reference") ? &m.words.at("reference") : nullptr;
-          const bool uses_members = mr.method == "new_ensemble" ||
-                                    (mr.method == "elodi" && words && std::count(words->begin(), words->end(), "ensemble") > 0);
-          tr.ensembles_share_members |= uses_members && c.config.ensemble_members == "other_seeds" && c.config.seeds.size() > 1;
           mr.seeds.push_back(std::move(s));
         }
+        // Ensembles and ELODI's reference drawn from other seeds' vanilla models.
+        const auto* words = m.words.count("reference") ? &m.words.at("reference") : nullptr;
+        const bool uses_members = mr.method == "new_ensemble" ||
+                                  (mr.method == "elodi" && words && std::count(words->begin(), words->end(), "ensemble") > 0);
+        tr.ensembles_share_members |=
+            !mr.seeds.empty() && uses_members && c.config.ensemble_members == "other_seeds" && c.config.seeds.size() > 1;
         tr.methods.push_back(std::move(mr));
       }
     }
