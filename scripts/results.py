@@ -11,7 +11,8 @@ without rerunning anything. The quoted tables live between markers the script ow
 
 and `<!-- results:summary:upgrades -->`: one row per results/upgrade-* experiment and task.
 
-  scripts/results.py publish RUN_DIR        copy RUN_DIR's report and config into results/NAME/
+  scripts/results.py publish RUN_DIR [AS]   copy RUN_DIR's report and config into results/NAME/, or into
+                                            results/AS/ (a rerun of a published experiment, kept beside it)
   scripts/results.py update                 re-render every marked block in RESULTS.md and README.md
   scripts/results.py check                  exit 1 when a marked block differs from its report (CI)
   scripts/results.py show EXPERIMENT TASK   print the block for one experiment and task
@@ -178,8 +179,9 @@ def render(experiment, task_name):
 
 
 def render_summary(kind):
-    """One row per experiment x task of results/upgrade-*: the accuracy gap beside what each family of
-    methods removes, sorted by the gap (the paper's pairs are 1-3 points apart)."""
+    """One row per experiment x task of results/upgrade-* (named by its folder, so a rerun kept beside
+    its experiment has a row of its own): the accuracy gap beside what each family of methods
+    removes, sorted by the gap (the paper's pairs are 1-3 points apart)."""
     if kind != "upgrades":
         raise SystemExit(f"results.py: unknown summary '{kind}' (known: upgrades)")
     rows = []
@@ -203,7 +205,7 @@ def render_summary(kind):
                       if strongest in methods else "–")
             paper = (methods.get("gated_fusion") or {}).get("reference") or {}
             auc_text = "–" if not auc else f"{auc['mean']:.2f}"
-            rows.append((up["gain"], f"| {report['experiment'].removeprefix('upgrade-')} | {task['task']} | {100 * up['old_accuracy']:.1f} | "
+            rows.append((up["gain"], f"| {path.parent.name.removeprefix('upgrade-')} | {task['task']} | {100 * up['old_accuracy']:.1f} | "
                          f"{100 * up['new_accuracy']:.1f} | {100 * up['gain']:+.1f} | {mean_std(methods['vanilla']['nfr'])} | {strong} | "
                          f"{reduction('gated_fusion')} | {auc_text} | {reduction('gated_fusion_heldout')} | "
                          f"{pct(paper.get('relative_nf_reduction_vs_vanilla'))} |"))
@@ -243,7 +245,11 @@ def update(check):
     return 1 if (check and bad) else 0
 
 
-def publish(run_dir):
+def publish(run_dir, as_name=None):
+    """Copies the run's report and config to results/<its experiment's name>/, or to results/AS/:
+    a second run of a published experiment (another machine, more methods) is kept beside the
+    first, whose numbers the docs quote, rather than replacing it. AS begins with the
+    experiment's name, so the two sort and read together."""
     run = pathlib.Path(run_dir)
     report = run / "report" / "report.json"
     config = run / "experiment.yaml"
@@ -251,12 +257,17 @@ def publish(run_dir):
         if not p.exists():
             raise SystemExit(f"results.py: {p} is missing (run `flipless experiment report {run}` first)")
     name = json.loads(report.read_text())["experiment"]
+    if as_name is not None:
+        if not re.fullmatch(r"[\w.-]+", as_name) or not as_name.startswith(name + "-"):
+            raise SystemExit(f"results.py: publish as '{as_name}': the name must begin with the experiment's, '{name}-', "
+                             "and hold only letters, digits, '.', '_' and '-'")
+        name = as_name
     out = RESULTS / name
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(report, out / "report.json")
     shutil.copyfile(run / "report" / "report.md", out / "report.md")
     shutil.copyfile(config, out / "experiment.yaml")
-    print(f"results.py: {run} -> {out.relative_to(ROOT)}")
+    print(f"results.py: {run} -> {out.relative_to(RESULTS.parent)}")
 
 
 def seconds(names):
@@ -273,13 +284,14 @@ def seconds(names):
         if not path.exists():
             raise SystemExit(f"results.py: {path} is missing")
         report = json.loads(path.read_text())
+        label = d.name if d.parent == RESULTS else report["experiment"]  # a rerun published beside its experiment
         for task in report["tasks"]:
             rows = [("old models", task.get("seconds", {}).get("old_models", []))]
             rows += [(m["method"], m.get("seconds", [])) for m in task["methods"]]
             if not any(s for _, s in rows):
-                lines.append(f"{report['experiment']} {task['task']}: no wall times in its report (published before 2026-12-02)")
+                lines.append(f"{label} {task['task']}: no wall times in its report (published before 2026-12-02)")
                 continue
-            lines.append(f"{report['experiment']} {task['task']} (new models in {task.get('precision', '?')}):")
+            lines.append(f"{label} {task['task']} (new models in {task.get('precision', '?')}):")
             for name, secs in rows:
                 if not secs:
                     continue
@@ -291,8 +303,8 @@ def seconds(names):
 
 
 def main(argv):
-    if len(argv) >= 2 and argv[1] == "publish" and len(argv) == 3:
-        publish(argv[2])
+    if len(argv) >= 2 and argv[1] == "publish" and len(argv) in (3, 4):
+        publish(argv[2], argv[3] if len(argv) == 4 else None)
         return 0
     if len(argv) == 2 and argv[1] in ("update", "check"):
         return update(argv[1] == "check")

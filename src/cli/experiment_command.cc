@@ -76,7 +76,7 @@ class LiveView {
       if (!bar_ || what != what_) {
         close();
         what_ = what;
-        bar_ = std::make_unique<ProgressBar>(what, total, "", false);
+        bar_ = std::make_unique<ProgressBar>(what, total, "", false, done);  // made at its first report: `done` were not timed
       }
       bar_->update(done, detail);
       // In a log (stderr not a terminal) the bars stay silent; a line a minute shows a long run

@@ -3,8 +3,12 @@
 // at most 10 times a second; otherwise (CI logs, pipes) it prints a line at every quarter, or
 // nothing when `log_when_piped` is false (per-step bars whose epoch summary says enough; the
 // caller may print line() itself, as `flipless experiment run` does once a minute).
+// A bar made after work began (at its first report) is told how much was done before it
+// started timing: those items count toward the fraction, not the rate, and until an item has
+// been timed the rate and ETA read "-" rather than a number divided by almost no time.
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -16,9 +20,9 @@ namespace flipless::cli {
 
 class ProgressBar {
  public:
-  ProgressBar(std::string label, std::int64_t total, std::string unit = "it", bool log_when_piped = true)
-      : label_(std::move(label)), unit_(std::move(unit)), total_(total), tty_(isatty(STDERR_FILENO) != 0), log_(log_when_piped),
-        start_(Clock::now()), last_draw_(start_) {}
+  ProgressBar(std::string label, std::int64_t total, std::string unit = "it", bool log_when_piped = true, std::int64_t done_before = 0)
+      : label_(std::move(label)), unit_(std::move(unit)), total_(total), done_before_(done_before), done_(done_before),
+        tty_(isatty(STDERR_FILENO) != 0), log_(log_when_piped), start_(Clock::now()), last_draw_(start_) {}
   ~ProgressBar() { finish(); }
 
   // Sets progress to `done` of total, with optional extra text ("loss 0.31").
@@ -42,16 +46,21 @@ class ProgressBar {
   bool on_terminal() const { return tty_; }
 
   // "label [#####...] 45% 140/310 8.2 /s 6:01 ETA 7:20  loss 0.41"
-  std::string line() const {
-    const double elapsed = std::chrono::duration<double>(Clock::now() - start_).count();
-    const double rate = elapsed > 0 ? static_cast<double>(done_) / elapsed : 0;
-    const double frac = total_ > 0 ? static_cast<double>(done_) / static_cast<double>(total_) : 1.0;
+  std::string line() const { return line_at(std::chrono::duration<double>(Clock::now() - start_).count()); }
+
+  // line() as it reads `elapsed` seconds after the bar was made.
+  std::string line_at(double elapsed) const {
+    const std::int64_t timed = done_ - done_before_;
+    const bool measured = timed > 0 && elapsed > 0;
+    const double rate = measured ? static_cast<double>(timed) / elapsed : 0;
+    const double frac = total_ > 0 ? std::clamp(static_cast<double>(done_) / static_cast<double>(total_), 0.0, 1.0) : 1.0;
     const int width = 24, filled = static_cast<int>(frac * width);
-    const double eta = rate > 0 ? static_cast<double>(total_ - done_) / rate : 0;
     auto clock = [](double s) { return fmt::format("{}:{:02}", static_cast<long>(s) / 60, static_cast<long>(s) % 60); };
-    return fmt::format("{:<22} [{}{}] {:3.0f}% {}/{} {:.1f} {}/s {} ETA {}{}", label_, std::string(static_cast<std::size_t>(filled), '#'),
-                       std::string(static_cast<std::size_t>(width - filled), '.'), 100 * frac, done_, total_, rate, unit_,
-                       clock(elapsed), clock(eta), extra_.empty() ? "" : "  " + extra_);
+    const auto rate_text = measured ? fmt::format("{:.1f}", rate) : std::string("-");
+    const auto eta_text = measured ? clock(static_cast<double>(std::max<std::int64_t>(total_ - done_, 0)) / rate) : std::string("-");
+    return fmt::format("{:<22} [{}{}] {:3.0f}% {}/{} {} {}/s {} ETA {}{}", label_, std::string(static_cast<std::size_t>(filled), '#'),
+                       std::string(static_cast<std::size_t>(width - filled), '.'), 100 * frac, done_, total_, rate_text, unit_,
+                       clock(elapsed), eta_text, extra_.empty() ? "" : "  " + extra_);
   }
 
   void finish() {
@@ -64,7 +73,7 @@ class ProgressBar {
   using Clock = std::chrono::steady_clock;
 
   std::string label_, unit_, extra_;
-  std::int64_t total_, done_ = 0;
+  std::int64_t total_, done_before_, done_;
   bool tty_;
   bool log_;
   bool finished_ = false;

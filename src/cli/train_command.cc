@@ -134,7 +134,7 @@ double accuracy_of_rows(const data::PredictionRows& rows) {
 train::TrainObserver bar_observer(std::unique_ptr<ProgressBar>& bar, nlohmann::json& log) {
   train::TrainObserver observer;
   observer.on_step = [&bar](int epoch, std::int64_t step, std::int64_t steps, double loss, double rate) {
-    if (step == 1) bar = std::make_unique<ProgressBar>(fmt::format("train epoch {}", epoch), steps, "step", false);
+    if (step == 1) bar = std::make_unique<ProgressBar>(fmt::format("train epoch {}", epoch), steps, "step", false, 1);  // after step 1
     bar->update(step, fmt::format("loss {:.4f}  {:.0f} ex/s", loss, rate));
   };
   observer.on_epoch = [&bar, &log](const train::EpochStats& s) {
