@@ -6,10 +6,11 @@
 // temporary folder and the test data folder are written <TMP> and <TESTS> first, so the
 // comparison does not depend on where the test runs.
 //
-// The numbers are those of this build on this kind of CPU (libtorch and OpenBLAS pick kernels by
-// CPU, and a kernel with other rounding writes other bytes). After a change that is MEANT to
-// change results, or on a machine whose kernels round differently, regenerate and review the
-// diff:
+// The numbers are those of this build under OpenBLAS's Haswell kernels: the tests that use this
+// run with OPENBLAS_CORETYPE=Haswell (GOLDEN_KERNELS in tests/CMakeLists.txt), because OpenBLAS
+// picks kernels by CPU and a kernel with other rounding writes other bytes (on a 2026-12-02 Xeon
+// its own pick failed four of these tests). After a change that is MEANT to change results, or
+// with another libtorch or OpenBLAS, regenerate and review the diff:
 //   FLIPLESS_UPDATE_GOLDEN=1 ctest -R <test>      (writes tests/golden/runs/NAME.json)
 #include <gtest/gtest.h>
 
