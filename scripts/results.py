@@ -275,10 +275,12 @@ def seconds(names):
     finished, mean and range of seconds per unit, and the total; the old models the same. A
     unit's time includes the models it trained on the way (a vanilla model first needed by an
     ensemble or by Gated Fusion's warm-up is trained inside that unit, and the vanilla unit then
-    only predicts); models linked in from another run folder cost it nothing."""
+    only predicts); models linked in from another run folder cost it nothing. Reports since
+    2026-12-02 also say the CPU threads each unit ran on: a row then names them, and core-hours
+    are seconds x threads (a unit whose threads were not recorded counts as one thread)."""
     dirs = [pathlib.Path(n) if pathlib.Path(n).is_dir() else RESULTS / n for n in names] if names else \
         sorted(p for p in RESULTS.iterdir() if (p / "report.json").exists())
-    lines, total = [], 0.0
+    lines, total, core, any_threads = [], 0.0, 0.0, False
     for d in dirs:
         path = d / "report.json"
         if not path.exists():
@@ -286,19 +288,32 @@ def seconds(names):
         report = json.loads(path.read_text())
         label = d.name if d.parent == RESULTS else report["experiment"]  # a rerun published beside its experiment
         for task in report["tasks"]:
-            rows = [("old models", task.get("seconds", {}).get("old_models", []))]
-            rows += [(m["method"], m.get("seconds", [])) for m in task["methods"]]
-            if not any(s for _, s in rows):
+            rows = [("old models", task.get("seconds", {}).get("old_models", []), task.get("threads", {}).get("old_models", []))]
+            rows += [(m["method"], m.get("seconds", []), m.get("threads", [])) for m in task["methods"]]
+            if not any(s for _, s, _ in rows):
                 lines.append(f"{label} {task['task']}: no wall times in its report (published before 2026-12-02)")
                 continue
             lines.append(f"{label} {task['task']} (new models in {task.get('precision', '?')}):")
-            for name, secs in rows:
+            for name, secs, threads in rows:
                 if not secs:
                     continue
+                threads = list(threads) + [None] * (len(secs) - len(threads))
                 total += sum(secs)
-                lines.append(f"  {name:<28} {len(secs):>2} units  {sum(secs) / len(secs):>8.0f} s/unit "
-                             f"({min(secs):.0f}-{max(secs):.0f})  total {sum(secs) / 3600:6.2f} h")
-    lines.append(f"all: {total / 3600:.2f} h of wall time (core-hours for one-thread runs)")
+                core += sum(s * (t or 1) for s, t in zip(secs, threads))
+                line = (f"  {name:<28} {len(secs):>2} units  {sum(secs) / len(secs):>8.0f} s/unit "
+                        f"({min(secs):.0f}-{max(secs):.0f})  total {sum(secs) / 3600:6.2f} h")
+                known = sorted({t for t in threads if t is not None})
+                if known:
+                    any_threads = True
+                    line += "  threads " + ("-".join(str(t) for t in (known[0], known[-1])) if len(known) > 1 else str(known[0]))
+                    if None in threads:
+                        line += " (some not recorded)"
+                lines.append(line)
+    if any_threads:
+        lines.append(f"all: {total / 3600:.2f} h of wall time, {core / 3600:.2f} core-hours "
+                     "(seconds x threads; a unit whose threads were not recorded counts as one)")
+    else:
+        lines.append(f"all: {total / 3600:.2f} h of wall time (core-hours for one-thread runs)")
     print("\n".join(lines))
 
 

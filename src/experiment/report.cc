@@ -89,6 +89,7 @@ struct TaskRuns {
   std::map<std::uint64_t, std::vector<std::int32_t>> old_by_seed;  // per_seed: each seed's old model
   std::string precision;                  // the new model's math (from the vanilla units)
   std::vector<double> old_seconds;        // per old model: its training's wall time
+  std::vector<std::optional<std::int64_t>> old_threads;  // per old model: the CPU threads it trained on, where recorded
   bool ensembles_share_members = false;   // a new_ensemble or ELODI unit drew on other seeds' vanilla models
   std::vector<MethodRuns> methods;
   // The old model's predictions that seed `seed`'s methods are measured against.
@@ -172,6 +173,7 @@ void read_old_models(const ExperimentConfig& config, const fs::path& task_dir, T
     const auto result = read_old_model_result(old_dir / "result.json");
     if (tr.names.empty()) tr.names = result.label_names;
     tr.old_seconds.push_back(result.seconds);
+    tr.old_threads.push_back(result.threads);
     const auto old = read_preds(old_dir / "predictions" / "dev.jsonl", tr.names, tr.ids.empty() ? nullptr : &tr.ids);
     if (tr.ids.empty()) {
       tr.ids = old.ids;
@@ -362,7 +364,10 @@ report::MethodRow method_row(const TaskContext& x, const MethodRuns& m, std::uin
   row.not_applicable = m.not_applicable;
   row.accuracy = accs(m);
   row.nfr = nfrs(m);
-  for (const auto& s : m.seeds) row.seconds.push_back(s.result.seconds);
+  for (const auto& s : m.seeds) {
+    row.seconds.push_back(s.result.seconds);
+    row.threads.push_back(s.result.threads);
+  }
   if (!m.not_applicable.empty() || m.seeds.empty()) return row;
   const double nfr = ms(row.nfr).mean;
   if (ran(x.vanilla)) {
@@ -593,6 +598,7 @@ report::TaskReport task_report(const Collected& c, const TaskRuns& t, const Repo
   r.old_model_per_seed = !t.old_by_seed.empty();
   r.precision = t.precision;
   r.old_model_seconds = t.old_seconds;
+  r.old_model_threads = t.old_threads;
   r.ensembles_share_members = t.ensembles_share_members;
   if (x.strongest) {
     r.strongest_folder = x.strongest->folder;

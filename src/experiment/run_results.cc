@@ -46,6 +46,13 @@ void put(json& j, const char* key, const std::optional<T>& v) {
   if (v) j[key] = *v;
 }
 
+// The CPU threads a model or unit ran on; absent in files written before 2026-12-02.
+std::optional<std::int64_t> threads(const Fields& f) {
+  auto t = f.optional<std::int64_t>("threads", &Fields::integer);
+  if (t && *t < 1) f.fail("threads", "expected at least 1 thread");
+  return t;
+}
+
 }  // namespace
 
 OldModelResult read_old_model_result(const fs::path& path) {
@@ -65,6 +72,7 @@ OldModelResult read_old_model_result(const fs::path& path) {
   r.train_accuracy_in_sample = f.optional<double>("train_accuracy_in_sample", &Fields::number);
   r.precision = f.optional<std::string>("precision", &Fields::text);
   r.seconds = f.number("seconds");
+  r.threads = threads(f);
   return r;
 }
 
@@ -98,6 +106,7 @@ UnitResult read_unit_result(const fs::path& path) {
   r.size = f.optional<std::int64_t>("size", &Fields::integer);
   r.member_seeds = f.optional<std::vector<std::uint64_t>>("member_seeds", &Fields::counts);
   r.seconds = f.number("seconds");
+  r.threads = threads(f);
   return r;
 }
 
@@ -160,6 +169,7 @@ json to_json(const OldModelResult& r) {
             {"dev_accuracy", r.dev_accuracy}, {"seconds", r.seconds}};
   put(j, "train_accuracy_in_sample", r.train_accuracy_in_sample);
   put(j, "precision", r.precision);
+  put(j, "threads", r.threads);
   return j;
 }
 
@@ -189,6 +199,7 @@ json to_json(const UnitResult& r) {
   put(j, "size", r.size);
   put(j, "member_seeds", r.member_seeds);
   j["seconds"] = r.seconds;
+  put(j, "threads", r.threads);
   return j;
 }
 

@@ -417,6 +417,16 @@ std::string html(const Block& b, const TaskReport& t) {
 
 json mean_std_json(const std::vector<double>& v) { return {{"mean", ms(v).mean}, {"std", ms(v).std}, {"per_seed", v}}; }
 
+// Threads per unit, null where a result.json from before 2026-12-02 does not say.
+bool known_any(const std::vector<std::optional<std::int64_t>>& v) {
+  return std::any_of(v.begin(), v.end(), [](const auto& t) { return t.has_value(); });
+}
+json threads_json(const std::vector<std::optional<std::int64_t>>& v) {
+  json out = json::array();
+  for (const auto& t : v) out.push_back(t ? json(*t) : json());
+  return out;
+}
+
 json method_json(const MethodRow& m) {
   json jm = {{"method", m.folder}, {"seeds", m.seeds}};
   if (!m.not_applicable.empty()) {
@@ -429,6 +439,7 @@ json method_json(const MethodRow& m) {
   jm["nfr"] = mean_std_json(m.nfr);
   // Wall time per unit, per seed (the key golden comparisons leave out: it is the machine's).
   if (!m.seconds.empty()) jm["seconds"] = m.seconds;
+  if (known_any(m.threads)) jm["threads"] = threads_json(m.threads);  // beside seconds: seconds x threads is core time
   if (m.reduction_vs_vanilla) jm["relative_nf_reduction_vs_vanilla"] = *m.reduction_vs_vanilla;
   if (m.reduction_vs_strongest) jm["relative_nf_reduction_vs_strongest_baseline"] = *m.reduction_vs_strongest;
   if (m.accuracy_change) jm["accuracy_change_vs_vanilla"] = *m.accuracy_change;
@@ -481,6 +492,7 @@ json task_json(const TaskReport& t) {
   jt["old_accuracy_per_model"] = t.old_accuracy_per_model;
   if (!t.precision.empty()) jt["precision"] = t.precision;
   if (!t.old_model_seconds.empty()) jt["seconds"] = {{"old_models", t.old_model_seconds}};  // wall time, as the methods' below
+  if (known_any(t.old_model_threads)) jt["threads"] = {{"old_models", threads_json(t.old_model_threads)}};
   if (t.ensembles_share_members) jt["ensembles_share_members"] = true;
   if (const auto& u = t.upgrade) jt["upgrade"] = {{"old_accuracy", u->old_accuracy}, {"new_accuracy", u->new_accuracy}, {"gain", u->gain}, {"is_upgrade", u->is_upgrade}};
   for (const auto& c : t.claims) jt["claims"].push_back(claims_json(t, c));

@@ -431,6 +431,7 @@ class TaskRunner {
       data::write_predictions(dir / "predictions" / (std::string(s) + ".jsonl"), rows_of(data_.split(s), logits[s]));
     }
     result.seconds = since(started);
+    result.threads = at::get_num_threads();
     write_result(dir / "result.json", result);
   }
 
@@ -548,6 +549,7 @@ class TaskRunner {
       throw ConfigError(fmt::format("{}: {} seed {}: the model's dev logits are not finite; the unit is not recorded", t_.name, result.method, seed));
     }
     result.seconds = since(started);
+    result.threads = at::get_num_threads();
     write_result(dir / "result.json", result);
   }
 

@@ -35,6 +35,24 @@ class Seconds(unittest.TestCase):
         self.assertEqual(lines[3].split(), ["gated_fusion", "1", "units", "1800", "s/unit", "(1800-1800)", "total", "0.50", "h"])
         self.assertEqual(lines[4], "all: 1.44 h of wall time (core-hours for one-thread runs)")  # 5200 s
 
+    def test_threads_name_the_rows_and_weigh_the_core_hours(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            d = pathlib.Path(tmp) / "x"
+            d.mkdir()
+            (d / "report.json").write_text(json.dumps(report([{
+                "task": "qnli", "precision": "bf16", "seconds": {"old_models": [360, 360]}, "threads": {"old_models": [2, 2]},
+                "methods": [{"method": "vanilla", "seconds": [1800, 1800], "threads": [2, None]},
+                            {"method": "gated_fusion", "seconds": [900, 900], "threads": [1, 1]},
+                            {"method": "old_new_prob_ensemble", "seconds": [3600]}]}])))
+            lines = self.run_script(d)
+        self.assertEqual(lines[1].split()[-2:], ["threads", "2"])
+        self.assertEqual(lines[2].split()[-5:], ["threads", "2", "(some", "not", "recorded)"])
+        self.assertEqual(lines[3].split()[-2:], ["threads", "1"])
+        self.assertTrue(lines[4].endswith("total   1.00 h"), lines[4])  # no threads recorded: no threads named
+        # wall 720 + 3600 + 1800 + 3600 = 9720 s = 2.70 h; core: 720 x 2 + 1800 x 2 + 1800 x 1 (not recorded) + 1800 x 1 + 3600 x 1 = 12240 s = 3.40 h
+        self.assertEqual(lines[5], "all: 2.70 h of wall time, 3.40 core-hours "
+                                   "(seconds x threads; a unit whose threads were not recorded counts as one)")
+
     def test_a_report_without_wall_times(self):
         with tempfile.TemporaryDirectory() as tmp:
             d = pathlib.Path(tmp) / "x"

@@ -37,6 +37,7 @@ struct OldModelResult {
   std::optional<double> train_accuracy_in_sample;                         // with cross_fit >= 2
   std::optional<std::string> precision;                                   // torch kinds
   double seconds = 0;
+  std::optional<std::int64_t> threads;  // CPU threads it ran on (absent in files from before 2026-12-02)
 };
 
 // TASK/METHOD/seed-S/result.json: one method and seed.
@@ -65,6 +66,7 @@ struct UnitResult {
   std::optional<std::int64_t> size;
   std::optional<std::vector<std::uint64_t>> member_seeds;
   double seconds = 0;
+  std::optional<std::int64_t> threads;  // CPU threads it ran on (absent in files from before 2026-12-02)
 };
 
 // TASK/gated_fusion/seed-S/cache.json: the cache experiment (experiment/cache_experiment.h writes

@@ -36,6 +36,7 @@ struct MethodRow {
   // against the reference's vanilla; none when the config gives none.
   std::optional<double> reference_nfr, reference_accuracy, reference_reduction;
   std::vector<double> seconds;  // per seed: the unit's wall time on the machine that ran it (report.json only)
+  std::vector<std::optional<std::int64_t>> threads;  // per seed: the CPU threads the unit ran on, where its result.json says
 };
 
 // The new model alone (vanilla) against the old model: an upgrade is >= 2 points more accurate.
@@ -134,6 +135,7 @@ struct TaskReport {
   bool old_model_per_seed = false;  // one old model per seed
   std::string precision;            // the new models' math; empty when unknown
   std::vector<double> old_model_seconds;  // per old model: its training's wall time (report.json only)
+  std::vector<std::optional<std::int64_t>> old_model_threads;  // per old model: its CPU threads, where recorded
   // New-model ensembles or ELODI's reference ensembles hold other seeds' vanilla models
   // (ensemble_members: other_seeds): they overlap, so their spread over seeds understates their variance.
   bool ensembles_share_members = false;

@@ -41,13 +41,14 @@ json gated_fusion_result() {
           {"validation_nfr", 0.0625},
           {"dev_accuracy", 0.825},
           {"dev_nfr", 0.0375},
-          {"seconds", 1.5}};
+          {"seconds", 1.5},
+          {"threads", 2}};
 }
 
 json old_result() {
   return {{"describe", "fastText (seed 0)"}, {"kind", "fasttext"},     {"seed", 0},           {"label_names", {"0", "1"}},
           {"trained_on", 180},               {"cross_fit", 2},         {"train_accuracy", 0.7}, {"validation_accuracy", 0.65},
-          {"dev_accuracy", 0.6},             {"train_accuracy_in_sample", 0.9}, {"seconds", 0.25}};
+          {"dev_accuracy", 0.6},             {"train_accuracy_in_sample", 0.9}, {"seconds", 0.25}, {"threads", 1}};
 }
 
 TEST(RunResults, EachFileReadsBackAsWritten) {
@@ -59,8 +60,16 @@ TEST(RunResults, EachFileReadsBackAsWritten) {
   EXPECT_EQ(r.chosen->setting.number("temperature"), 1.4);
   EXPECT_EQ(r.candidates->size(), 2u);
   EXPECT_EQ(r.gate_steps, 12);
+  EXPECT_EQ(r.threads, 2);
   const auto old = dir.write("old.json", old_result().dump(2));
   EXPECT_EQ(to_json(read_old_model_result(old)), old_result());
+  EXPECT_EQ(read_old_model_result(old).threads, 1);
+  // Files from before 2026-12-02 do not say how many threads: read as unknown, written without.
+  auto older = gated_fusion_result();
+  older.erase("threads");
+  const auto older_path = dir.write("older.json", older.dump());
+  EXPECT_FALSE(read_unit_result(older_path).threads.has_value());
+  EXPECT_EQ(to_json(read_unit_result(older_path)), older);
   // A unit that could not run: status and reason, nothing else.
   const json na = {{"task", "words"}, {"method", "bcwi"}, {"seed", 0}, {"precision", "fp32"}, {"status", "not_applicable"}, {"reason", "why"}};
   const auto na_path = dir.write("na.json", na.dump());
@@ -81,6 +90,10 @@ TEST(RunResults, AMissingOrMistypedFieldNamesTheFileAndTheField) {
   unit["chosen"]["setting"]["numbers"]["lr2"] = "fast";
   path = dir.write("result.json", unit.dump());
   EXPECT_EQ(error_of<InputError>([&] { read_unit_result(path); }), path.string() + ": field 'chosen.setting.numbers.lr2': expected a number");
+  unit = gated_fusion_result();
+  unit["threads"] = 0;
+  path = dir.write("result.json", unit.dump());
+  EXPECT_EQ(error_of<InputError>([&] { read_unit_result(path); }), path.string() + ": field 'threads': expected at least 1 thread");
   unit = gated_fusion_result();
   unit["candidates"][1].erase("on_par");
   path = dir.write("result.json", unit.dump());

@@ -122,6 +122,9 @@ TEST_F(RunnerTest, EveryMethodRunsAndARerunSkipsFinishedUnits) {
   const auto gf = nlohmann::json::parse(std::ifstream(run / "gated_fusion" / "seed-1" / "result.json"));
   EXPECT_EQ(gf["candidates"].size(), 2u);
   EXPECT_TRUE(gf.contains("chosen"));
+  // The threads each unit and old model ran on, beside its seconds (this run: threads 1).
+  EXPECT_EQ(gf["threads"], 1);
+  EXPECT_EQ(old["threads"], 1);
   EXPECT_TRUE(fs::exists(run / "gated_fusion" / "seed-1" / "predictions" / "dev.new_model_alone.jsonl"));
   EXPECT_TRUE(fs::exists(run / "gated_fusion" / "seed-1" / "model" / "flipless_model.json"));
   EXPECT_TRUE(fs::exists(run / "gated_fusion" / "seed-1" / "model" / "gate.safetensors"));
