@@ -63,6 +63,7 @@ class LiveView {
     };
     o.on_unit = [this](const runner::UnitInfo& u, bool skipped) {
       close();
+      starts_.clear();
       if (skipped) {
         ++skipped_;
         return;
@@ -76,7 +77,8 @@ class LiveView {
       if (!bar_ || what != what_) {
         close();
         what_ = what;
-        bar_ = std::make_unique<ProgressBar>(what, total, "", false, done);  // made at its first report: `done` were not timed
+        const auto start = starts_.begin(what, done);  // its first report, in this unit: what was done then was not timed
+        bar_ = std::make_unique<ProgressBar>(what, total, "", false, start.done, start.at);
       }
       bar_->update(done, detail);
       // In a log (stderr not a terminal) the bars stay silent; a line a minute shows a long run
@@ -89,6 +91,7 @@ class LiveView {
     };
     o.on_unit_done = [this](const runner::UnitInfo& u, double seconds, const std::string& summary) {
       close();
+      starts_.clear();
       std::fprintf(stderr, "      %s %s seed %llu: %s (%.1fs)\n", u.task.c_str(), u.method.c_str(), static_cast<unsigned long long>(u.seed),
                    summary.c_str(), seconds);
     };
@@ -103,6 +106,7 @@ class LiveView {
 
  private:
   std::unique_ptr<ProgressBar> bar_;
+  BarStarts starts_;  // a grid's bar, made again after each setting's epochs, times from its first report
   std::string what_;
   std::size_t skipped_ = 0;
   std::chrono::steady_clock::time_point last_logged_ = std::chrono::steady_clock::now();

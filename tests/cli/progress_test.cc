@@ -33,5 +33,24 @@ TEST(ProgressBarTest, MoreDoneThanPlannedReadsFullWithoutANegativeEta) {
   EXPECT_NE(line.find("[########################] 100% 3/2 0.3 /s 0:10 ETA 0:00"), std::string::npos) << line;
 }
 
+TEST(ProgressBarTest, ABarMadeAgainTimesFromTheFirstReportOfItsLabel) {
+  // `flipless experiment run` shows a grid's bar, then the setting's epoch bars, then the grid's
+  // bar again: made afresh each time, a 4-setting grid read "- /s ETA -" for the hour it ran.
+  BarStarts starts;
+  const auto t0 = ProgressBar::Clock::now() - std::chrono::seconds(720);
+  EXPECT_EQ(starts.begin("gf seed 0 grid", 0, t0).done, 0);
+  starts.begin("gf seed 0 [1/4] epoch 3", 1, t0 + std::chrono::seconds(60));
+  const auto again = starts.begin("gf seed 0 grid", 1);  // after the first setting: the first report's time and count
+  EXPECT_EQ(again.at, t0);
+  EXPECT_EQ(again.done, 0);
+  ProgressBar bar("gf seed 0 grid", 4, "", false, again.done, again.at);
+  bar.update(1);
+  const auto line = bar.line();  // 720 s (and the microseconds since t0 was taken) for one setting
+  EXPECT_NE(line.find(" 25% 1/4 720 s/item 12:00 ETA 36:00"), std::string::npos) << line;
+  // A new unit forgets: its grid times from its own first report.
+  starts.clear();
+  EXPECT_EQ(starts.begin("gf seed 0 grid", 2).done, 2);
+}
+
 }  // namespace
 }  // namespace flipless::cli
