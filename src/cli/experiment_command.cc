@@ -1,4 +1,6 @@
 // flipless experiment check/run/report, and flipless demo (the README's main job).
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -31,6 +33,7 @@ struct ExperimentArgs {
   std::string precision;
   int bootstrap = 2000;
   std::vector<std::string> only;  // experiment run --only
+  std::vector<std::uint64_t> seeds;  // experiment run --seeds
 };
 
 int print_report(const fs::path& run, int bootstrap) {
@@ -122,6 +125,7 @@ int run_and_report(const fs::path& config_path, const ExperimentArgs& a, const s
   options.device = a.device;
   options.precision = a.precision;
   options.only = a.only;
+  options.seeds = a.seeds;
   LiveView view;
   const auto units = runner::plan_units(config);
   std::fprintf(stderr, "experiment %s: %zu tasks, %zu methods, %zu seeds: %zu units into %s\n", config.name.c_str(), config.tasks.size(),
@@ -130,7 +134,7 @@ int run_and_report(const fs::path& config_path, const ExperimentArgs& a, const s
   view.close();
   if (view.skipped() > 0) std::fprintf(stderr, "(%zu finished units skipped)\n", view.skipped());
   std::fprintf(stderr, "%zu units: %zu run, %zu already done, %.0fs\n", summary.units, summary.ran, summary.skipped, summary.seconds);
-  if (summary.left > 0) std::fprintf(stderr, "%zu units of methods outside --only left for a later run\n", summary.left);
+  if (summary.left > 0) std::fprintf(stderr, "%zu units outside --only/--seeds (or waiting for the first seed's search) left for a later run\n", summary.left);
   std::fprintf(stderr, "\n");
   return print_report(out, a.bootstrap);
 }
@@ -170,6 +174,16 @@ void add_experiment_commands(CLI::App& app, Runner& run) {
   run_cmd->add_option("--bootstrap", a->bootstrap, "Bootstrap resamples in the report")->capture_default_str();
   run_cmd->add_option("--only", a->only, "Run only these methods' units (comma-separated); the others are left for a later run")
       ->delimiter(',');
+  run_cmd->add_option("--seeds", a->seeds,
+                      "Run only these seeds' units (comma-separated), e.g. to train seeds side by side in copies of the run folder; "
+                      "with search: first_seed a later seed waits for the first seed's search")
+      ->delimiter(',')
+      ->check(CLI::Validator(
+          [](std::string& v) {
+            const bool digits = !v.empty() && std::all_of(v.begin(), v.end(), [](unsigned char ch) { return std::isdigit(ch) != 0; });
+            return digits ? std::string() : "a seed is a whole number >= 0, not '" + v + "'";
+          },
+          "SEED"));
   run_cmd->callback([&run, a] { run = [a] { return run_and_report(a->config, *a, ""); }; });
 #endif
   CLI::App* report = cmd->add_subcommand("report", "Tables, charts and HTML/Markdown/JSON from a run folder's saved results");

@@ -656,6 +656,68 @@ class TaskRunner {
     return j.dump();
   }
 
+  // Where a grid search keeps each setting it finished training until its unit is written, so a
+  // stopped search (Ctrl-C, a session's end) resumes at the setting it was in:
+  // TASK/trained/searching/METHOD/seed-S/SETTING/setting.safetensors, removed with the folder
+  // once the unit's result is written.
+  fs::path searching_dir(const std::string& method, std::uint64_t seed) const {
+    return dir_ / "trained" / "searching" / method / fmt::format("seed-{}", seed);
+  }
+  fs::path searched_setting(const std::string& method, std::uint64_t seed, const Setting& s) const {
+    auto key = s.describe();
+    std::replace(key.begin(), key.end(), ' ', '_');
+    return searching_dir(method, seed) / key / "setting.safetensors";
+  }
+
+  // What decides such a setting's training besides kept_fingerprint's inputs: the logits it
+  // read in the old model's slot (their bytes) and whether it started from the shared warm-up.
+  std::string searched_fingerprint(const std::string& method, std::uint64_t seed, const Setting& s,
+                                   const std::map<std::string, torch::Tensor>& fixed, bool warm) const {
+    auto j = json::parse(kept_fingerprint(method, seed, s));
+    for (const char* split : {"train", "validation"}) {
+      const auto t = fixed.at(split).contiguous();
+      j["old_logits"][split] = fmt::format("{:016x}", core::hash64({static_cast<const char*>(t.data_ptr()), t.nbytes()}));
+    }
+    j["shared_warmup"] = warm;
+    return j.dump();
+  }
+
+  // The setting's trained model, its strategy's parameters (the gate) and the gate's step count.
+  static void save_searched(const fs::path& file, const std::string& fingerprint, nn::ClassifierModule& model, train::CompatibilityStrategy& strategy,
+                            const std::vector<std::int64_t>& gate_steps) {
+    std::map<std::string, torch::Tensor> tensors;
+    for (const auto& p : model.named_parameters()) tensors["model." + p.key()] = p.value().detach();
+    for (const auto& b : model.named_buffers()) tensors["model." + b.key()] = b.value();
+    const auto params = strategy.parameters();
+    for (std::size_t i = 0; i < params.size(); ++i) tensors[fmt::format("strategy.{}", i)] = params[i].detach();
+    fs::create_directories(file.parent_path());
+    nn::write_tensors(file, tensors,
+                      {{"format", "flipless-search-setting"},
+                       {"fingerprint", fingerprint},
+                       {"gate_steps", gate_steps.empty() ? std::string() : std::to_string(gate_steps.back())}});
+  }
+  static std::vector<std::int64_t> load_searched(const fs::path& file, nn::ClassifierModule& model, train::CompatibilityStrategy& strategy) {
+    const auto st = io::SafetensorsFile::open(file);
+    torch::NoGradGuard no_grad;
+    for (auto& p : model.named_parameters()) p.value().copy_(nn::read_tensor(st, "model." + p.key()));
+    for (auto& b : model.named_buffers()) b.value().copy_(nn::read_tensor(st, "model." + b.key()));
+    auto params = strategy.parameters();
+    for (std::size_t i = 0; i < params.size(); ++i) params[i].copy_(nn::read_tensor(st, fmt::format("strategy.{}", i)));
+    const auto it = st.metadata().find("gate_steps");
+    if (it == st.metadata().end() || it->second.empty()) return {};
+    return {std::stoll(it->second)};
+  }
+
+  // Once the unit is written: its kept settings, and the folders above them left empty.
+  void remove_searched(const std::string& method, std::uint64_t seed) const {
+    std::error_code ec;  // tidying: a folder that cannot be removed stays
+    fs::remove_all(searching_dir(method, seed), ec);
+    for (auto p = searching_dir(method, seed).parent_path(); p != dir_ / "trained"; p = p.parent_path()) {
+      if (!fs::is_directory(p, ec) || !fs::is_empty(p, ec) || !fs::remove(p, ec)) break;
+    }
+    if (fs::is_directory(dir_ / "trained", ec) && fs::is_empty(dir_ / "trained", ec)) fs::remove(dir_ / "trained", ec);
+  }
+
   // Writes the chosen setting's predictions, gate and model, and its result.
   void write_strategy_unit(const MethodConfig& m, const methods::Descriptor& method, std::uint64_t seed, const fs::path& dir, const Outcome& best,
                            const std::vector<Candidate>& candidates, double reference, std::optional<std::uint64_t> searched_on,
@@ -720,15 +782,26 @@ class TaskRunner {
                         settings.size(), kept.string()));
       } else {
         auto fixed = fixed_logits(method, s, seed, references);
-        auto config = space_->train_config(seed);
         // Shared warm-up: Gated Fusion's first N-1 epochs are the vanilla model's (same seed, data
         // order and schedule; the gate draws from no shared stream), so every setting starts
         // its fused last epoch from the vanilla run's state.
-        if (method.gated && s.number("warmup") != 0 && shares_warmup()) config.resume = &warm_state(seed);
-        gate_steps = train::train_with_strategy(*model, *strategy, *tr, fixed["train"], va.get(), fixed["validation"], config,
-                                                train_observer(fmt::format("{} seed {} [{}/{}]", m.name, seed, i + 1, settings.size())))
-                         .strategy_parameter_steps;
-        if (!kept.empty()) save_parameters(*model, kept, fingerprint);
+        const bool warm = method.gated && s.number("warmup") != 0 && shares_warmup();
+        // A grid's settings are kept while it is searched (see searched_setting).
+        const auto searched = kept.empty() && settings.size() > 1 ? searched_setting(m.name, seed, s) : fs::path();
+        const auto searched_print = searched.empty() ? std::string() : searched_fingerprint(m.name, seed, s, fixed, warm);
+        if (!searched.empty() && fs::exists(searched) && saved_fingerprint(searched) == searched_print) {
+          gate_steps = load_searched(searched, *model, *strategy);
+          say(fmt::format("{}: {} seed {} [{}/{}]: trained by a stopped run of this search, taken from {}", t_.name, m.name, seed, i + 1,
+                          settings.size(), searched.string()));
+        } else {
+          auto config = space_->train_config(seed);
+          if (warm) config.resume = &warm_state(seed);
+          gate_steps = train::train_with_strategy(*model, *strategy, *tr, fixed["train"], va.get(), fixed["validation"], config,
+                                                  train_observer(fmt::format("{} seed {} [{}/{}]", m.name, seed, i + 1, settings.size())))
+                           .strategy_parameter_steps;
+          if (!kept.empty()) save_parameters(*model, kept, fingerprint);
+          if (!searched.empty()) save_searched(searched, searched_print, *model, *strategy, gate_steps);
+        }
       }
       Outcome o;
       o.candidate.setting = s;
@@ -757,6 +830,7 @@ class TaskRunner {
     progress(fmt::format("{} seed {} grid", m.name, seed), static_cast<std::int64_t>(settings.size()), static_cast<std::int64_t>(settings.size()),
              best->candidate.setting.describe());
     write_strategy_unit(m, method, seed, dir, *best, candidates, reference, searched_on, started);
+    remove_searched(m.name, seed);
     if (!method.gated) return;
     try {  // a diagnosis: a unit whose files do not allow it is named, and the run goes on
       write_gate_drift(c_, dir_, method, seed);
@@ -1204,6 +1278,10 @@ void check_only(const ExperimentConfig& c, const RunOptions& o) {
       for (const auto& m : c.methods) names.push_back(m.name);
       throw ConfigError(fmt::format("--only {}: not a method of experiment {} (its methods: {})", name, c.name, fmt::join(names, ", ")));
     }
+  }  for (const auto seed : o.seeds) {
+    if (std::find(c.seeds.begin(), c.seeds.end(), seed) == c.seeds.end()) {
+      throw ConfigError(fmt::format("--seeds {}: not a seed of experiment {} (its seeds: {})", seed, c.name, fmt::join(c.seeds, ", ")));
+    }
   }
 }
 }  // namespace
@@ -1293,12 +1371,25 @@ void run_units(const ExperimentConfig& c, const RunOptions& o, const RunObserver
   const auto units = plan_units(c);
   summary.units = units.size();
   const auto selected = [&](const std::string& method) { return o.only.empty() || std::find(o.only.begin(), o.only.end(), method) != o.only.end(); };
+  const auto seed_selected = [&](std::uint64_t seed) { return o.seeds.empty() || std::find(o.seeds.begin(), o.seeds.end(), seed) != o.seeds.end(); };
+  const auto unit_done = [&](const TaskConfig& t, const UnitInfo& u) {
+    return fs::exists(o.out / t.name / u.method / fmt::format("seed-{}", u.seed) / "result.json");
+  };
+  // A later seed of a method that searches its grid on the first seed waits for that seed's unit
+  // (with --seeds leaving the first seed out): run now, it would search a grid of its own and
+  // differ from the run done in one go.
+  const auto waits_for_search = [&](const TaskConfig& t, const MethodConfig& m, const UnitInfo& u) {
+    const auto runs = methods::find(m.name)->runner;  // the runners that take the first seed's setting
+    if (runs != methods::Runner::kStrategy && runs != methods::Runner::kHeldOutGate) return false;
+    if (c.selection.search != "first_seed" || u.seed == c.seeds.front() || settings_of(m).size() < 2 || seed_selected(c.seeds.front())) return false;
+    return !fs::exists(o.out / t.name / u.method / fmt::format("seed-{}", c.seeds.front()) / "result.json");
+  };
   std::size_t next = 0;
   for (const auto& t : c.tasks) {
     // Every unit of the task done: nothing to load.
     bool pending = false;
     for (const auto& u : units) {
-      pending |= u.task == t.name && selected(unit_method(c, u)) && !fs::exists(o.out / t.name / u.method / fmt::format("seed-{}", u.seed) / "result.json");
+      pending |= u.task == t.name && selected(unit_method(c, u)) && seed_selected(u.seed) && !unit_done(t, u);
     }
     TaskRunner runner(c, t, o, observer);
     if (pending) runner.prepare();
@@ -1306,7 +1397,15 @@ void run_units(const ExperimentConfig& c, const RunOptions& o, const RunObserver
       for (int size : unit_sizes(m)) {
         for (std::size_t s = 0; s < c.seeds.size(); ++s) {
           const auto& u = units[next++];
-          if (!selected(m.name) && !fs::exists(o.out / t.name / u.method / fmt::format("seed-{}", u.seed) / "result.json")) {
+          if ((!selected(m.name) || !seed_selected(u.seed)) && !unit_done(t, u)) {
+            ++summary.left;
+            continue;
+          }
+          if (pending && !unit_done(t, u) && waits_for_search(t, m, u)) {
+            if (observer.message) {
+              observer.message(fmt::format("  {} {} seed {}: left for later: it takes the setting seed {} chooses (search: first_seed), and that unit is not done",
+                                           t.name, u.method, u.seed, c.seeds.front()));
+            }
             ++summary.left;
             continue;
           }
@@ -1319,6 +1418,7 @@ void run_units(const ExperimentConfig& c, const RunOptions& o, const RunObserver
         }
         if (const auto* d = methods::find(m.name); d->gated && d->runner == methods::Runner::kStrategy && selected(m.name)) {
           for (const auto seed : c.seeds) {
+            if (!seed_selected(seed)) continue;
             // Units that finished before gate.json existed get theirs here; a diagnosis, so a
             // unit whose files do not allow it is named and the run goes on.
             const auto unit = o.out / t.name / m.name / fmt::format("seed-{}", seed);
@@ -1332,6 +1432,7 @@ void run_units(const ExperimentConfig& c, const RunOptions& o, const RunObserver
         }
         if (methods::find(m.name)->cache_experiment && c.cache_experiment.enabled() && selected(m.name)) {
           for (const auto seed : c.seeds) {
+            if (!seed_selected(seed)) continue;
             if (cache_experiment_current(o.out / t.name / m.name / fmt::format("seed-{}", seed) / "cache.json")) continue;
             const auto cache_started = Clock::now();
             write_cache_experiment(c, o.out / t.name, m.name, seed);

@@ -34,6 +34,11 @@ struct RunOptions {
   // later run: cheap or essential methods first on every task, the costly ones after. Each
   // name must be a method of the config (ConfigError otherwise).
   std::vector<std::string> only;
+  // Seeds whose units this run may start (empty: every seed), so that one experiment's seeds
+  // can train side by side in copies of the run folder, or on several machines. A seed outside
+  // the config is refused (ConfigError). With search: first_seed, a later seed of a method with
+  // a grid waits (is left) until the first seed's unit of that method is done.
+  std::vector<std::uint64_t> seeds;
 };
 
 struct UnitInfo {
@@ -54,7 +59,7 @@ struct RunObserver {
 
 struct RunSummary {
   std::size_t units = 0, ran = 0, skipped = 0;
-  std::size_t left = 0;  // units of methods outside RunOptions::only, not started
+  std::size_t left = 0;  // units outside RunOptions::only or ::seeds (or waiting for the first seed's search), not started
   double seconds = 0;
 };
 

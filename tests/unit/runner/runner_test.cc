@@ -10,6 +10,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <set>
 
 #include "../golden_run.h"
 #include "../test_util.h"
@@ -476,6 +477,109 @@ TEST_F(RunnerTest, OnlyRunsTheNamedMethodsAndLeavesTheRestForALaterRun) {
   o.only = {"gated_fusion"};
   EXPECT_EQ(error_of<ConfigError>([&] { run_experiment(config, o); }),
             "--only gated_fusion: not a method of experiment tiny (its methods: vanilla, old_new_logit_ensemble, new_ensemble)");
+}
+
+// --seeds: seeds trained apart (here one after the other, as copies of the folder would side by
+// side) give the files one run gives; with search: first_seed a later seed of a method with a
+// grid waits for the first seed's search instead of searching a grid of its own; a seed outside
+// the config is refused before any work.
+TEST_F(RunnerTest, SeedsRunApartGiveTheResultsOfOneRun) {
+  const auto path = write_config("{kind: fasttext, fasttext_epochs: 5}",
+                                 "  vanilla: {}\n  old_new_prob_ensemble: {alpha: [0.5, 0.9]}\n"
+                                 "  gated_fusion_heldout: {temperature: [1.0, 1.4], gate_lr: [1.0e-3]}\n"
+                                 "selection: {search: first_seed}\n");
+  const auto config = load_experiment(path);
+  EXPECT_EQ(run_experiment(config, options()).ran, 6u);
+  const auto whole = dir_.path() / "run" / "words";
+  auto o = options();
+  o.out = dir_.path() / "apart";
+  o.seeds = {1};
+  const auto second_first = run_experiment(config, o);
+  EXPECT_EQ(second_first.ran, 2u);   // vanilla and the ensemble (which searches every seed) for seed 1
+  EXPECT_EQ(second_first.left, 4u);  // seed 0's three units, and the held-out gate's seed 1 waiting for seed 0's search
+  const auto apart = o.out / "words";
+  EXPECT_TRUE(fs::exists(apart / "vanilla" / "seed-1" / "result.json"));
+  EXPECT_FALSE(fs::exists(apart / "vanilla" / "seed-0"));
+  EXPECT_FALSE(fs::exists(apart / "gated_fusion_heldout" / "seed-1"));
+  o.seeds = {0};
+  EXPECT_EQ(run_experiment(config, o).ran, 3u);
+  o.seeds = {1};
+  const auto last = run_experiment(config, o);
+  EXPECT_EQ(last.ran, 1u);
+  EXPECT_EQ(last.skipped, 5u);  // what the earlier runs did
+  const auto text = [](const fs::path& file) {
+    std::ifstream in(file);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  for (const auto* unit : {"vanilla/seed-0", "vanilla/seed-1", "old_new_prob_ensemble/seed-0", "old_new_prob_ensemble/seed-1",
+                           "gated_fusion_heldout/seed-0", "gated_fusion_heldout/seed-1"}) {
+    auto a = nlohmann::json::parse(std::ifstream(whole / unit / "result.json"));
+    auto b = nlohmann::json::parse(std::ifstream(apart / unit / "result.json"));
+    a.erase("seconds");  // the one field that may differ
+    b.erase("seconds");
+    EXPECT_EQ(a.dump(1), b.dump(1)) << unit;
+    EXPECT_TRUE(text(whole / unit / "predictions" / "dev.jsonl") == text(apart / unit / "predictions" / "dev.jsonl")) << unit;
+  }
+  const auto held_out = nlohmann::json::parse(std::ifstream(apart / "gated_fusion_heldout" / "seed-1" / "result.json"));
+  EXPECT_EQ(held_out["searched_on_seed"], 0);
+  EXPECT_EQ(held_out["candidates"].size(), 1u);  // the first seed's setting, not a grid of its own
+  o.seeds = {7};
+  EXPECT_EQ(error_of<ConfigError>([&] { run_experiment(config, o); }), "--seeds 7: not a seed of experiment tiny (its seeds: 0, 1)");
+}
+
+// A grid search stopped between settings (here by an exception from the observer, as Ctrl-C or
+// a session's end would stop it) resumes at the setting it was in: the settings it finished are
+// taken from TASK/trained/searching/ instead of trained again, the unit equals one searched in
+// one go, and the kept settings are removed once the unit is written.
+TEST_F(RunnerTest, AStoppedGridSearchResumesAtTheSettingItWasIn) {
+  const auto path = write_finetuned_config("grid.yaml", "{kind: fasttext, fasttext_epochs: 5}", 2,
+                                           "  gated_fusion: {drop_gate: [0.5], temperature: [1.0, 1.4], lr2: [0.001]}\n"
+                                           "  distillation: {lambda: [1, 10], temperature: [1]}\n");
+  const auto config = load_experiment(path);
+  EXPECT_EQ(run_experiment(config, options()).ran, 3u);
+  const auto whole = dir_.path() / "run" / "words";
+  EXPECT_FALSE(fs::exists(whole / "trained"));  // nothing kept once the units are written
+  struct Stop {};
+  const auto text = [](const fs::path& file) {
+    std::ifstream in(file, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  for (const std::string method : {"gated_fusion", "distillation"}) {
+    auto o = options();
+    o.out = dir_.path() / ("stopped-" + method);
+    o.only = {method};
+    RunObserver stopper;
+    stopper.on_progress = [&](const std::string& what, std::int64_t done, std::int64_t, const std::string&) {
+      if (what == method + " seed 0 grid" && done == 1) throw Stop{};  // the first setting trained, the second not started
+    };
+    EXPECT_THROW(run_experiment(config, o, stopper), Stop);
+    const auto searching = o.out / "words" / "trained" / "searching" / method / "seed-0";
+    ASSERT_TRUE(fs::is_directory(searching)) << method;
+    EXPECT_EQ(std::distance(fs::directory_iterator(searching), fs::directory_iterator()), 1) << method;
+    EXPECT_FALSE(fs::exists(o.out / "words" / method / "seed-0" / "result.json"));
+    std::vector<std::string> taken;
+    std::set<std::string> trained;  // the settings whose epochs ran
+    RunObserver watcher;
+    watcher.message = [&](const std::string& line) {
+      if (line.find("trained by a stopped run of this search") != std::string::npos) taken.push_back(line);
+    };
+    watcher.on_progress = [&](const std::string& what, std::int64_t, std::int64_t, const std::string&) {
+      if (what.rfind(method + " seed 0 [", 0) == 0) trained.insert(what.substr(0, what.find(']') + 1));
+    };
+    EXPECT_EQ(run_experiment(config, o, watcher).ran, 1u);
+    ASSERT_EQ(taken.size(), 1u) << method;
+    EXPECT_NE(taken[0].find("[1/2]"), std::string::npos) << taken[0];
+    EXPECT_EQ(trained, std::set<std::string>{method + " seed 0 [2/2]"}) << method;  // only the second setting trained
+    EXPECT_FALSE(fs::exists(o.out / "words" / "trained")) << method;
+    auto a = nlohmann::json::parse(std::ifstream(whole / method / "seed-0" / "result.json"));
+    auto b = nlohmann::json::parse(std::ifstream(o.out / "words" / method / "seed-0" / "result.json"));
+    a.erase("seconds");
+    b.erase("seconds");
+    EXPECT_EQ(a.dump(1), b.dump(1)) << method;
+    for (const char* file : {"predictions/dev.jsonl", "predictions/validation.jsonl", "model/weights.safetensors"}) {
+      EXPECT_TRUE(text(whole / method / "seed-0" / file) == text(o.out / "words" / method / "seed-0" / file)) << method << " " << file;
+    }
+  }
 }
 
 TEST_F(RunnerTest, BcwiInterpolatesAnOldModelOfTheSameArchitecture) {
