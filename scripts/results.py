@@ -272,7 +272,9 @@ def publish(run_dir, as_name=None):
 
 def seconds(names):
     """Per experiment and task: the math the new models ran in, then per method the units
-    finished, mean and range of seconds per unit, and the total; the old models the same. A
+    finished, mean and range of seconds per unit, and the total; the old models the same, shown
+    but not added to the total: each was trained inside the unit that first needed it (or inside
+    a unit of the run folder it was linked from), so its time is already in that unit's. A
     unit's time includes the models it trained on the way (a vanilla model first needed by an
     ensemble or by Gated Fusion's warm-up is trained inside that unit, and the vanilla unit then
     only predicts); models linked in from another run folder cost it nothing. Reports since
@@ -298,8 +300,9 @@ def seconds(names):
                 if not secs:
                     continue
                 threads = list(threads) + [None] * (len(secs) - len(threads))
-                total += sum(secs)
-                core += sum(s * (t or 1) for s, t in zip(secs, threads))
+                if name != "old models":  # already inside the units that trained them
+                    total += sum(secs)
+                    core += sum(s * (t or 1) for s, t in zip(secs, threads))
                 line = (f"  {name:<28} {len(secs):>2} units  {sum(secs) / len(secs):>8.0f} s/unit "
                         f"({min(secs):.0f}-{max(secs):.0f})  total {sum(secs) / 3600:6.2f} h")
                 known = sorted({t for t in threads if t is not None})
@@ -311,9 +314,11 @@ def seconds(names):
                 lines.append(line)
     if any_threads:
         lines.append(f"all: {total / 3600:.2f} h of wall time, {core / 3600:.2f} core-hours "
-                     "(seconds x threads; a unit whose threads were not recorded counts as one)")
+                     "(seconds x threads; a unit whose threads were not recorded counts as one; "
+                     "the old models are inside the units)")
     else:
-        lines.append(f"all: {total / 3600:.2f} h of wall time (core-hours for one-thread runs)")
+        lines.append(f"all: {total / 3600:.2f} h of wall time (core-hours for one-thread runs; "
+                     "the old models are inside the units)")
     print("\n".join(lines))
 
 
