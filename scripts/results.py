@@ -290,17 +290,19 @@ def seconds(names):
         report = json.loads(path.read_text())
         label = d.name if d.parent == RESULTS else report["experiment"]  # a rerun published beside its experiment
         for task in report["tasks"]:
-            rows = [("old models", task.get("seconds", {}).get("old_models", []), task.get("threads", {}).get("old_models", []))]
-            rows += [(m["method"], m.get("seconds", []), m.get("threads", [])) for m in task["methods"]]
-            if not any(s for _, s, _ in rows):
+            # (name, seconds, threads, counted): the old models are shown but not counted, being
+            # trained inside the units that first needed them
+            rows = [("old models", task.get("seconds", {}).get("old_models", []), task.get("threads", {}).get("old_models", []), False)]
+            rows += [(m["method"], m.get("seconds", []), m.get("threads", []), True) for m in task["methods"]]
+            if not any(s for _, s, _, _ in rows):
                 lines.append(f"{label} {task['task']}: no wall times in its report (published before 2026-12-02)")
                 continue
             lines.append(f"{label} {task['task']} (new models in {task.get('precision', '?')}):")
-            for name, secs, threads in rows:
+            for name, secs, threads, counted in rows:
                 if not secs:
                     continue
                 threads = list(threads) + [None] * (len(secs) - len(threads))
-                if name != "old models":  # already inside the units that trained them
+                if counted:
                     total += sum(secs)
                     core += sum(s * (t or 1) for s, t in zip(secs, threads))
                 line = (f"  {name:<28} {len(secs):>2} units  {sum(secs) / len(secs):>8.0f} s/unit "
