@@ -122,6 +122,18 @@ def render(experiment, task_name):
             row += (f" {100 * theirs['nfr']:.2f} | {100 * theirs['accuracy']:.2f} | {pct(theirs.get('relative_nf_reduction_vs_vanilla'))} |"
                     if theirs else " – | – | – |")
         lines.append(row)
+    # Which baseline the "vs strongest" column compares with (reports since 2026-12-03 say; earlier
+    # ones took the lowest NFR whatever its accuracy).
+    sb = task.get("strongest_baseline")
+    if isinstance(sb, dict):
+        aside = ", ".join(f"{pretty(a['method'])} ({100 * a['accuracy_change_vs_vanilla']:+.2f} points)" for a in sb.get("set_aside", []))
+        band = f"{100 * sb['accuracy_band']:g} point"
+        if sb.get("outside_band"):
+            why = f"the lowest mean NFR of all the baselines, since none is within {band} of vanilla's accuracy: {aside}"
+        else:
+            why = f"the lowest mean NFR among the baselines at most {band} less accurate than vanilla" + (f"; set aside for accuracy: {aside}" if aside else "")
+        lines.append("")
+        lines.append(f"Strongest baseline: {pretty(sb['method'])}, {why}.")
     for c in task.get("claims", []):
         rv, rs = c.get("relative_reduction_vs_vanilla"), c.get("relative_reduction_vs_strongest")
         def interval(r):

@@ -125,6 +125,23 @@ std::string reference_line(const TaskReport& t) {
                      t.reference_label, t.reference_old_accuracy ? fmt::format(", old model {:.2f}%", 100 * *t.reference_old_accuracy) : "");
 }
 
+// Which baseline the "vs strongest baseline" column and the claims compare with, and why.
+std::string strongest_line(const TaskReport& t) {
+  if (!t.strongest_label) return {};
+  std::vector<std::string> aside;
+  for (const auto& b : t.baselines_set_aside) aside.push_back(fmt::format("{} ({:+.2f} points)", b.label, 100 * b.accuracy_change));
+  const auto band = fmt::format("{:g} point", 100 * kBaselineAccuracyBand);
+  if (t.strongest_outside_band) {
+    return fmt::format("Strongest baseline (its column and the claims): {}, the lowest mean NFR of all the baselines, since none is within {} "
+                       "of vanilla's accuracy: {}.",
+                       *t.strongest_label, band, fmt::join(aside, ", "));
+  }
+  return fmt::format("Strongest baseline (its column and the claims): {}, the lowest mean NFR among the baselines at most {} less accurate "
+                     "than vanilla, competitors at par as in the paper{}.",
+                     *t.strongest_label, band,
+                     aside.empty() ? std::string() : fmt::format("; set aside for accuracy: {}", fmt::join(aside, ", ")));
+}
+
 std::string intro_line(const TaskReport& t) {
   const std::string old_line = !t.old_model_per_seed ? fmt::format("Old model accuracy {:.2f}%", 100 * t.old_accuracy)
                                                      : fmt::format("Old model accuracy {}% (one old model per seed, {} so far)",
@@ -308,6 +325,7 @@ std::vector<Block> task_blocks(const ExperimentReport& r, const TaskReport& t) {
   out.push_back(paragraph(intro_line(t)));
   out.push_back(table(main_table(r, t)));
   if (!t.reference_label.empty()) out.push_back(paragraph(reference_line(t)));
+  if (t.strongest_label) out.push_back(paragraph(strongest_line(t)));
   if (t.upgrade) out.push_back({Block::kStrong, upgrade_line(*t.upgrade)});
   section_blocks(t, out);
   out.push_back({Block::kCharts});
@@ -495,6 +513,12 @@ json task_json(const TaskReport& t) {
   if (known_any(t.old_model_threads)) jt["threads"] = {{"old_models", threads_json(t.old_model_threads)}};
   if (t.ensembles_share_members) jt["ensembles_share_members"] = true;
   if (const auto& u = t.upgrade) jt["upgrade"] = {{"old_accuracy", u->old_accuracy}, {"new_accuracy", u->new_accuracy}, {"gain", u->gain}, {"is_upgrade", u->is_upgrade}};
+  if (t.strongest_folder) {
+    json aside = json::array();
+    for (const auto& b : t.baselines_set_aside) aside.push_back({{"method", b.folder}, {"accuracy_change_vs_vanilla", b.accuracy_change}});
+    jt["strongest_baseline"] = {{"method", *t.strongest_folder}, {"accuracy_band", kBaselineAccuracyBand}, {"outside_band", t.strongest_outside_band},
+                                {"set_aside", aside}};
+  }
   for (const auto& c : t.claims) jt["claims"].push_back(claims_json(t, c));
   if (t.noise_floor) jt["noise_floor_nfr"] = *t.noise_floor;
   if (const auto& d = t.drop_old_model) jt["gated_fusion_without_old"] = {{"accuracy", d->alone_accuracy}, {"nfr", d->alone_nfr}};

@@ -60,5 +60,29 @@ class Publish(unittest.TestCase):
         self.assertFalse(results.RESULTS.exists())
 
 
+class StrongestBaseline(unittest.TestCase):
+    """A report that says how its strongest baseline was chosen gets a line saying so; the set-aside
+    baselines are named with their accuracy against vanilla."""
+
+    def test_the_rule_and_the_set_aside_baselines_are_quoted(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            results.RESULTS = pathlib.Path(tmp)
+            write_run(pathlib.Path(tmp) / "upgrade-x-mrpc", 0.70, 0.78)
+            report_file = pathlib.Path(tmp) / "upgrade-x-mrpc" / "report.json"
+            report = json.loads((pathlib.Path(tmp) / "upgrade-x-mrpc" / "report" / "report.json").read_text())
+            report.update(units_finished=2, units_planned=2)
+            report["tasks"][0]["upgrade"]["is_upgrade"] = True
+            report["tasks"][0]["strongest_baseline"] = {"method": "elodi", "accuracy_band": 0.01, "outside_band": False,
+                                                        "set_aside": [{"method": "focal_distillation", "accuracy_change_vs_vanilla": -0.0583}]}
+            report_file.write_text(json.dumps(report))
+            text = results.render("upgrade-x-mrpc", "mrpc")
+            self.assertIn("Strongest baseline: ELODI, the lowest mean NFR among the baselines at most 1 point less accurate than vanilla; "
+                          "set aside for accuracy: focal distillation (-5.83 points).", text)
+            report["tasks"][0]["strongest_baseline"].update(method="focal_distillation", outside_band=True)
+            report_file.write_text(json.dumps(report))
+            self.assertIn("since none is within 1 point of vanilla's accuracy: focal distillation (-5.83 points).",
+                          results.render("upgrade-x-mrpc", "mrpc"))
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -468,6 +468,50 @@ TEST_F(ReportTest, APartlyRunMethodIsComparedOnTheSeedsItRan) {
   EXPECT_NEAR(gf.minus_vanilla->diff, 0.1 - 0.3, 1e-12);
 }
 
+// The strongest baseline is the lowest NFR among the baselines at most 1 point less accurate
+// than vanilla (60% on both seeds): focal distillation, right on 0-4 (NFR 0.3, accuracy 50%), has
+// fewer flips than distillation, right on 0-3, 8 and 9 (NFR 0.4, 60%), but buys them with 10 points
+// of accuracy, so it is set aside; with distillation gone it is the only one, and named as such.
+TEST_F(ReportTest, TheStrongestBaselineIsTheLowestNfrWithinAPointOfVanilla) {
+  std::ofstream(dir_.path() / "experiment.yaml") << "name: hand\ntasks: [toy]\nseeds: [0, 1]\nold: {kind: fasttext}\n"
+                                                    "new: {kind: frozen, model: m}\nmethods: {gated_fusion: {}, distillation: {}, focal_distillation: {}}\n";
+  std::filesystem::remove_all(dir_.path() / "toy" / "bcwi");
+  for (int seed : {0, 1}) {
+    write("distillation", seed, {0, 0, 0, 0, 1, 1, 1, 1, 0, 0}, {});
+    write("focal_distillation", seed, {0, 0, 0, 0, 0, 1, 1, 1, 1, 1}, {});
+  }
+  auto r = build_experiment_report(dir_.path());
+  const auto& t = r.tasks.at(0);
+  EXPECT_EQ(t.strongest_folder, "distillation");
+  EXPECT_FALSE(t.strongest_outside_band);
+  ASSERT_EQ(t.baselines_set_aside.size(), 1u);
+  EXPECT_EQ(t.baselines_set_aside[0].folder, "focal_distillation");
+  EXPECT_NEAR(t.baselines_set_aside[0].accuracy_change, -0.1, 1e-12);
+  const auto gf = std::find_if(t.methods.begin(), t.methods.end(), [](const auto& m) { return m.folder == "gated_fusion"; });
+  ASSERT_NE(gf, t.methods.end());
+  ASSERT_TRUE(gf->reduction_vs_strongest.has_value());
+  EXPECT_NEAR(*gf->reduction_vs_strongest, (0.4 - 0.1) / 0.4, 1e-12);  // against distillation, not focal distillation's 0.3
+  const auto files = write_experiment_report(dir_.path());
+  std::ifstream md_in(files.markdown);
+  std::stringstream md;
+  md << md_in.rdbuf();
+  EXPECT_NE(md.str().find("Strongest baseline (its column and the claims): distillation, the lowest mean NFR among the baselines at most 1 point "
+                          "less accurate than vanilla, competitors at par as in the paper; set aside for accuracy: focal distillation (-10.00 points)."),
+            std::string::npos)
+      << md.str();
+  std::ifstream json_in(files.json);
+  const auto j = nlohmann::json::parse(json_in)["tasks"][0];
+  EXPECT_EQ(j["strongest_baseline"]["method"], "distillation");
+  EXPECT_EQ(j["strongest_baseline"]["set_aside"][0]["method"], "focal_distillation");
+  EXPECT_EQ(j["claims"][0]["strongest_baseline"], "distillation");
+
+  std::filesystem::remove_all(dir_.path() / "toy" / "distillation");
+  r = build_experiment_report(dir_.path());
+  EXPECT_EQ(r.tasks.at(0).strongest_folder, "focal_distillation");
+  EXPECT_TRUE(r.tasks.at(0).strongest_outside_band);
+  EXPECT_EQ(r.tasks.at(0).baselines_set_aside.size(), 1u);
+}
+
 // A reference in the config (a paper's table) is shown beside each row it names, with its NF
 // reduction against its own vanilla, and is carried into report.json; nothing is computed from it.
 TEST_F(ReportTest, AReferenceIsShownBesideTheRowsItNames) {
