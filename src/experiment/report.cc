@@ -353,7 +353,7 @@ double mean_on_seeds_of(const MethodRuns& m, const MethodRuns& reference, double
 // is set aside; when every baseline is, the lowest NFR among all of them, said so.
 struct Strongest {
   const MethodRuns* method = nullptr;  // null when no baseline ran
-  std::vector<const MethodRuns*> set_aside;
+  std::vector<report::SetAsideBaseline> set_aside;
   bool outside_band = false;  // no baseline within the band: `method` is the lowest NFR of all
 };
 
@@ -363,8 +363,12 @@ Strongest strongest_baseline(const TaskRuns& t, const MethodRuns* vanilla) {
   for (const auto& m : t.methods) {
     if (!m.baseline() || m.seeds.empty()) continue;
     all.push_back(&m);
-    const bool far_below = ran(vanilla) && ms(accs(m)).mean - mean_on_seeds_of(m, *vanilla, &SeedRun::acc) < -report::kBaselineAccuracyBand;
-    (far_below ? s.set_aside : in_band).push_back(&m);
+    const double change = ran(vanilla) ? ms(accs(m)).mean - mean_on_seeds_of(m, *vanilla, &SeedRun::acc) : 0.0;
+    if (change < -report::kBaselineAccuracyBand) {
+      s.set_aside.push_back({m.folder, pretty(m.folder), change});
+    } else {
+      in_band.push_back(&m);
+    }
   }
   const auto& pool = in_band.empty() ? all : in_band;
   for (const auto* m : pool) {
@@ -625,9 +629,7 @@ report::TaskReport task_report(const Collected& c, const TaskRuns& t, const Repo
     r.strongest_folder = x.strongest->folder;
     r.strongest_label = pretty(x.strongest->folder);
     r.strongest_outside_band = strongest.outside_band;
-    for (const auto* m : strongest.set_aside) {
-      r.baselines_set_aside.push_back({m->folder, pretty(m->folder), ms(accs(*m)).mean - mean_on_seeds_of(*m, *vanilla, &SeedRun::acc)});
-    }
+    r.baselines_set_aside = strongest.set_aside;
   }
   for (const auto& m : t.methods) r.methods.push_back(method_row(x, m, c.config.seeds.front()));
   add_reference(c.config.reference, t.name, r);
