@@ -4,6 +4,11 @@
 #include <torch/cuda.h>
 #include <torch/torch.h>
 
+#include <dlfcn.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
 #include <random>
 
 #include "../test_util.h"
@@ -48,6 +53,23 @@ TEST(Device, NamesParseAndMissingGpusAreOneClearLine) {
   EXPECT_EQ(error_of<ConfigError>([] { parse_precision("fp8"); }), "precision 'fp8': expected fp32, bf16 or fp16");
   EXPECT_EQ(error_of<ConfigError>([] { check_precision(torch::kCPU, Precision::kFloat16); }),
             "precision fp16 needs a GPU (device is cpu); on the CPU use bf16 or fp32");
+}
+
+// PyTorch's wheels (2.5+) export their own static copy of libstdc++'s std::filesystem, whose
+// remove_all jumps to address 0 with the system's libstdc++ (pytorch/pytorch#133437; found on
+// the GPU machine). flipless::nn puts libstdc++ first on the link line, so a program's
+// std::filesystem calls resolve to the system library, whichever libtorch it links.
+TEST(Build, StdFilesystemResolvesToTheSystemLibstdcxxNotLibtorch) {
+  std::uintmax_t (*remove_all)(const std::filesystem::path&) = &std::filesystem::remove_all;
+  Dl_info info{};
+  ASSERT_NE(dladdr(reinterpret_cast<void*>(remove_all), &info), 0);
+  ASSERT_NE(info.dli_fname, nullptr);
+  const std::string library = info.dli_fname;
+  ASSERT_NE(library.find("libstdc++"), std::string::npos) << "std::filesystem::remove_all comes from " << library;
+  TempDir dir;  // removed with remove_all: only once the check above has passed
+  std::filesystem::create_directories(dir.path() / "a" / "b");
+  std::ofstream(dir.path() / "a" / "b" / "f") << "x";
+  EXPECT_EQ(std::filesystem::remove_all(dir.path() / "a"), 3U);
 }
 
 TEST(Autocast, Bf16OnCpuCastsMatrixProductsAndRestoresTheStateOnExit) {
