@@ -537,7 +537,7 @@ const char* yes_no(bool b) { return b ? "yes" : "no"; }
 // thread multiplies two 1024 x 1024 matrices through libtorch, against OpenBLAS called
 // directly. A warning line when OpenBLAS runs kernels below what the CPU offers.
 int run_devices() {
-  std::printf("libtorch %s (%s)\n", TORCH_VERSION, at::hasCUDA() ? "CUDA build" : "CPU-only build");
+  std::printf("libtorch %s (%s)\n", TORCH_VERSION, train::libtorch_has_cuda() ? "CUDA build" : "CPU-only build");
   const auto math = train::cpu_math_path();
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   std::printf("cpu: %s, %u cores; AVX2+FMA %s, AVX-512 %s, AVX512-BF16 %s, AMX-BF16 %s\n", math.cpu.empty() ? "unknown" : math.cpu.c_str(),
@@ -571,7 +571,7 @@ int run_devices() {
   const int gpus = torch::cuda::is_available() ? static_cast<int>(torch::cuda::device_count()) : 0;
   for (int i = 0; i < gpus; ++i) std::printf("%-8s %-16s\n", fmt::format("cuda:{}", i).c_str(), "fp32, bf16, fp16");
   std::printf("gpus: %d%s\n", gpus,
-              gpus > 0 ? "" : at::hasCUDA() ? " (this libtorch has CUDA, but no GPU is visible)" : " (this libtorch was built without CUDA)");
+              gpus > 0 ? "" : train::libtorch_has_cuda() ? " (this libtorch has CUDA, but no GPU is visible)" : " (this libtorch was built without CUDA)");
   std::printf("data parallel: gloo%s\n", train::nccl_available() ? ", nccl" : " (nccl: not in this build, -DFLIPLESS_WITH_NCCL=ON)");
   return 0;
 }

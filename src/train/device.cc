@@ -7,6 +7,7 @@
 
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
+#include <dlfcn.h>
 
 #include <chrono>
 #include <charconv>
@@ -85,6 +86,13 @@ std::string to_string(Precision precision) {
   return "fp32";
 }
 
+bool libtorch_has_cuda() {
+  if (at::hasCUDA()) return true;
+  void* handle = dlopen("libtorch_cuda.so", RTLD_LAZY | RTLD_NOLOAD);  // already loaded, never loads it
+  if (handle != nullptr) dlclose(handle);
+  return handle != nullptr;
+}
+
 torch::Device parse_device(std::string_view text, int rank) {
   if (text == "cpu") return torch::kCPU;
   const bool gpus = torch::cuda::is_available();
@@ -94,7 +102,7 @@ torch::Device parse_device(std::string_view text, int rank) {
   }
   if (!gpus) {
     throw ConfigError(fmt::format("device '{}': no GPU available ({}); use --device cpu", text,
-                                  at::hasCUDA() ? "this libtorch has CUDA, but no GPU is visible" : "this libtorch was built without CUDA"));
+                                  libtorch_has_cuda() ? "this libtorch has CUDA, but no GPU is visible" : "this libtorch was built without CUDA"));
   }
   const auto count = static_cast<int>(torch::cuda::device_count());
   int index = rank % count;

@@ -22,6 +22,10 @@ enum class Precision { kFloat32, kBFloat16, kFloat16 };
 Precision parse_precision(std::string_view text);
 std::string to_string(Precision precision);
 
+// Whether this libtorch was built with CUDA, GPU or not: at::hasCUDA() needs a usable GPU and
+// driver, so a CUDA build on a machine without them also counts (libtorch_cuda is loaded).
+bool libtorch_has_cuda();
+
 // "cpu", "cuda", "cuda:N", or "auto" (the first GPU when one is visible, else the CPU).
 // Throws ConfigError naming what is missing: a CUDA build of libtorch, a visible GPU, or GPU
 // N. `rank` picks the GPU for "cuda" in data-parallel runs: rank modulo the GPUs visible.

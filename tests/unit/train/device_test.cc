@@ -35,9 +35,14 @@ TEST(Device, NamesParseAndMissingGpusAreOneClearLine) {
   EXPECT_TRUE(parse_device("cpu").is_cpu());
   EXPECT_EQ(parse_device("auto").is_cuda(), torch::cuda::is_available());
   EXPECT_EQ(error_of<ConfigError>([] { parse_device("gpu"); }), "device 'gpu': expected cpu, cuda, cuda:N or auto");
+  // A CUDA build stays one without a GPU or driver (PyTorch's CUDA wheel on this machine).
+  EXPECT_EQ(libtorch_has_cuda(), FLIPLESS_TORCH_CUDA_BUILD == 1);
   if (!torch::cuda::is_available()) {
     const auto message = error_of<ConfigError>([] { parse_device("cuda"); });
     EXPECT_NE(message.find("device 'cuda': no GPU available"), std::string::npos) << message;
+    EXPECT_NE(message.find(FLIPLESS_TORCH_CUDA_BUILD == 1 ? "this libtorch has CUDA, but no GPU is visible" : "this libtorch was built without CUDA"),
+              std::string::npos)
+        << message;
     EXPECT_NE(message.find("use --device cpu"), std::string::npos) << message;
     EXPECT_THROW(parse_device("cuda:1"), ConfigError);
   } else {
