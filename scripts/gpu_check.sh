@@ -31,13 +31,7 @@ python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.versio
 command -v c++ g++ ninja cmake || true
 
 step "unpack the libraries beside libtorch"
-sys=/tmp/flipless-sysroot
-mkdir -p "$sys"
-for deb in .gpu/debs/*.deb; do dpkg -x "$deb" "$sys"; done
-export PATH="$sys/usr/bin:$PATH"
-export PKG_CONFIG_SYSROOT_DIR="$sys"
-export PKG_CONFIG_LIBDIR="$sys/usr/lib/x86_64-linux-gnu/pkgconfig:$sys/usr/share/pkgconfig"
-export LD_LIBRARY_PATH="$sys/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
+. scripts/gpu_sysroot.sh
 torch_cmake=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
 
 step "configure and build (Release, FLIPLESS_WITH_CACHE=OFF, FLIPLESS_WITH_NCCL=ON)"

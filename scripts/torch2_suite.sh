@@ -43,13 +43,9 @@ if [ ! -f "$site/.unpacked" ]; then
 fi
 
 # As scripts/gpu_check.sh does on the GPU machine.
-sys=/tmp/flipless-sysroot
-mkdir -p "$sys"
-for deb in .gpu/debs/*.deb; do dpkg -x "$deb" "$sys"; done
-export PATH="$sys/usr/bin:$cuda/bin:$PATH"
-export PKG_CONFIG_SYSROOT_DIR="$sys"
-export PKG_CONFIG_LIBDIR="$sys/usr/lib/x86_64-linux-gnu/pkgconfig:$sys/usr/share/pkgconfig"
-export LD_LIBRARY_PATH="$site/torch/lib:$site/nvidia/cu13/lib:$site/nvidia/cusparselt/lib:$site/nvidia/nvshmem/lib:$site/nvidia/nccl/lib:$cuda/lib64:$sys/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+. scripts/gpu_sysroot.sh
+export PATH="$cuda/bin:$PATH"
+export LD_LIBRARY_PATH="$site/torch/lib:$site/nvidia/cu13/lib:$site/nvidia/cusparselt/lib:$site/nvidia/nvshmem/lib:$site/nvidia/nccl/lib:$cuda/lib64:$LD_LIBRARY_PATH"
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$site/torch/share/cmake;$sys/usr" \
   -DCMAKE_CUDA_STANDARD=17 -DTORCH_CUDA_ARCH_LIST=9.0 \
   -DFLIPLESS_WITH_CACHE=OFF -DFLIPLESS_WITH_NCCL=ON -DFLIPLESS_BUILD_BENCH=OFF >/dev/null
