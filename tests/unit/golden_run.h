@@ -93,8 +93,8 @@ inline void expect_matches_golden(const std::filesystem::path& dir, const std::f
     places.emplace_back(t, "<TESTS>");
   }
   std::sort(places.begin(), places.end(), [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
-  const auto golden_path = tests / "golden" / "runs" / (name + ".json");
   const auto now = snapshot_folder(dir, places);
+  const auto golden_path = tests / "golden" / "runs" / (name + ".json");
   if (std::getenv("FLIPLESS_UPDATE_GOLDEN")) {
     std::filesystem::create_directories(golden_path.parent_path());
     std::ofstream(golden_path) << now.dump(1) << "\n";
