@@ -4,7 +4,8 @@
 # architecture, other pretraining)
 # one after another into runs/upgrade/, resumable: stop it at any time (or let a session end)
 # and run it again; finished units are skipped. After each experiment it writes the report, and
-# publishes finished ones to results/ (scripts/results.py).
+# publishes finished ones to results/ (scripts/results.py), unless results/ has that experiment
+# already: an earlier run's report is never replaced (the script says how to publish beside it).
 #
 # The new model (MiniLM-L6 fine-tuned on the same task data, seeds, schedule and precision) is
 # the same computation in the scenarios of a task, so before a scenario runs, the other
@@ -102,7 +103,15 @@ for pass in "${passes[@]}"; do
         continue
       fi
       if python3 -c "import json,sys; r=json.load(open('$out/report/report.json')); sys.exit(r['units_finished'] != r['units_planned'])"; then
-        python3 scripts/results.py publish "$out"
+        # A published report of this experiment is an earlier run's (the docs quote it): kept, and
+        # this run is published beside it only when asked, under a name of its own.
+        if [ -e "results/upgrade-$name" ]; then
+          echo "upgrade_runs: $name finished; results/upgrade-$name holds a published report, left as it is: publish this run beside it" \
+               "with python3 scripts/results.py publish $out upgrade-$name-rerun (any name beginning upgrade-$name-), or, if that" \
+               "report is this run folder's own earlier one, over it with python3 scripts/results.py publish $out"
+        else
+          python3 scripts/results.py publish "$out"
+        fi
       fi
     done
   done
