@@ -25,6 +25,12 @@ def seed_of(path):
     return int(path.name.split("-")[1])
 
 
+def old_dir(task, seed_dir):
+    """The old model of a seed's folder: old/seed-N with one old model per seed, else old/."""
+    per_seed = task / "old" / seed_dir.name
+    return per_seed if per_seed.exists() else task / "old"
+
+
 def predictions(logits, split, names, where):
     """The predicted label of each row of SPLIT in a logits.safetensors file."""
     if split not in logits:
@@ -52,22 +58,13 @@ def main(argv):
     if len(vanilla) + len(members) < 2:
         print(f"flip_agreement.py: {task} needs at least two finished new models (vanilla/seed-N, members/seed-N)", file=sys.stderr)
         return 2
-    new = {}
-    names = None
-    for seed_dir in vanilla + members:
-        old_dir = task / "old" / seed_dir.name
-        if names is None:
-            card = (old_dir if old_dir.exists() else task / "old") / "result.json"
-            names = json.loads(card.read_text())["label_names"]
-        new[(seed_dir.parent.name, seed_of(seed_dir))] = predictions(read_logits(seed_dir / "logits.safetensors"), split, names, seed_dir)
+    names = json.loads((old_dir(task, (vanilla + members)[0]) / "result.json").read_text())["label_names"]
+    new = {(d.parent.name, seed_of(d)): predictions(read_logits(d / "logits.safetensors"), split, names, d) for d in vanilla + members}
     others = len(new) - 1
     print(f"{split}: each vanilla model's negative flips, by how many of the {others} other new models are wrong there too")
     print(f"{'seed':>4} {'flips':>6} {'NFR':>7} " + " ".join(f"{k:>6}" for k in range(others + 1)) + f" {'old conf: flips':>16} {'both right':>10}")
     for seed_dir in vanilla:
-        old_dir = task / "old" / seed_dir.name
-        if not old_dir.exists():
-            old_dir = task / "old"
-        old = [json.loads(line) for line in (old_dir / "predictions" / f"{split}.jsonl").open()]
+        old = [json.loads(line) for line in (old_dir(task, seed_dir) / "predictions" / f"{split}.jsonl").open()]
         mine = new[("vanilla", seed_of(seed_dir))]
         if len(old) != len(mine):
             print(f"flip_agreement.py: {seed_dir}: {split} has {len(mine)} rows of logits, the old model {len(old)}", file=sys.stderr)

@@ -102,12 +102,12 @@ for pass in "${passes[@]}"; do
         failed+=("$name/$pass")
         continue
       fi
-      if python3 -c "import json,sys; r=json.load(open('$out/report/report.json')); sys.exit(r['units_finished'] != r['units_planned'])"; then
-        # A published report of this experiment is an earlier run's (the docs quote it): kept, and
-        # this run is published beside it only when asked, under a name of its own.
-        if [ -e "results/upgrade-$name" ]; then
-          echo "upgrade_runs: $name finished; results/upgrade-$name holds a published report, left as it is: publish this run beside it" \
-               "with python3 scripts/results.py publish $out upgrade-$name-rerun (any name beginning upgrade-$name-), or, if that" \
+      # Finished: publish under the report's experiment name, unless results/ has that experiment
+      # already (an earlier run's, which the docs quote): then only when asked, under a name of its own.
+      if exp=$(python3 -c "import json,sys; r=json.load(open('$out/report/report.json')); print(r['experiment']); sys.exit(r['units_finished'] != r['units_planned'])"); then
+        if [ -e "results/$exp" ]; then
+          echo "upgrade_runs: $name finished; results/$exp holds a published report, left as it is: publish this run beside it" \
+               "with python3 scripts/results.py publish $out $exp-rerun (any name beginning $exp-), or, if that" \
                "report is this run folder's own earlier one, over it with python3 scripts/results.py publish $out"
         else
           python3 scripts/results.py publish "$out"
